@@ -1,0 +1,142 @@
+//! Running tools: the [`ToolExecutor`] trait the edges implement (upstream MCP servers, built-in
+//! tools) and [`FnExecutor`] for an embedder's own closures.
+
+use crate::registry::ToolDescriptor;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use uuid::Uuid;
+
+/// The result of running a tool, in MCP's shape: content items, optional structured content, and
+/// whether the tool itself reported an error (a tool error is a result, not a failure).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolOutput {
+    /// MCP content items, e.g. `{"type": "text", "text": "..."}`.
+    pub content: Vec<Value>,
+    /// Structured content, when the tool returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_content: Option<Value>,
+    /// The tool reported an error (`isError: true`).
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+impl ToolOutput {
+    /// A successful result with one text item.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![serde_json::json!({"type": "text", "text": text.into()})],
+            structured_content: None,
+            is_error: false,
+        }
+    }
+
+    /// A tool error with one text item.
+    pub fn error_text(text: impl Into<String>) -> Self {
+        Self {
+            is_error: true,
+            ..Self::text(text)
+        }
+    }
+
+    /// A successful result carrying structured JSON (also rendered as a text item).
+    pub fn json(value: Value) -> Self {
+        Self {
+            content: vec![serde_json::json!({"type": "text", "text": value.to_string()})],
+            structured_content: Some(value),
+            is_error: false,
+        }
+    }
+
+    /// The text of every text item, joined with newlines.
+    pub fn joined_text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|item| item.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Why a tool could not be run at all (as opposed to a tool that ran and reported an error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutionError {
+    /// The tool's server could not be reached or crashed.
+    #[error("tool server unavailable: {0}")]
+    Unavailable(String),
+    /// The tool did not answer in time.
+    #[error("tool call timed out after {seconds} s")]
+    Timeout {
+        /// The timeout that elapsed.
+        seconds: u64,
+    },
+    /// Anything else the executor wants to report.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What an executor knows about the call it runs.
+#[derive(Debug, Clone)]
+pub struct ExecutionContext {
+    /// Id of the governed call (also in the audit log).
+    pub call_id: Uuid,
+    /// The approval request the call ran under, if it needed one.
+    pub approval_request_id: Option<Uuid>,
+    /// Id of the principal the call is made for.
+    pub principal_id: String,
+    /// Organization of the principal.
+    pub organization_id: String,
+}
+
+/// Runs a tool. Implemented by the server for upstream MCP servers and built-in tools, and by
+/// embedders for their own tools.
+#[async_trait]
+pub trait ToolExecutor: Send + Sync {
+    /// Runs `tool` with `arguments` once.
+    async fn execute(
+        &self,
+        tool: &ToolDescriptor,
+        arguments: Value,
+        context: &ExecutionContext,
+    ) -> Result<ToolOutput, ExecutionError>;
+}
+
+type ToolFn = dyn Fn(&ToolDescriptor, Value) -> Result<ToolOutput, ExecutionError> + Send + Sync;
+
+/// A [`ToolExecutor`] backed by a synchronous closure.
+pub struct FnExecutor {
+    run: Box<ToolFn>,
+}
+
+impl FnExecutor {
+    /// Wraps a closure.
+    pub fn new(
+        run: impl Fn(&ToolDescriptor, Value) -> Result<ToolOutput, ExecutionError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self { run: Box::new(run) }
+    }
+}
+
+impl fmt::Debug for FnExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnExecutor")
+    }
+}
+
+#[async_trait]
+impl ToolExecutor for FnExecutor {
+    async fn execute(
+        &self,
+        tool: &ToolDescriptor,
+        arguments: Value,
+        _context: &ExecutionContext,
+    ) -> Result<ToolOutput, ExecutionError> {
+        (self.run)(tool, arguments)
+    }
+}

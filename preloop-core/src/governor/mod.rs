@@ -1,0 +1,501 @@
+//! The governor: the one entry point every call goes through, whether it arrives over MCP, the
+//! REST/HITL API or from an embedding runtime.
+//!
+//! `visibility -> policy -> approval -> execute -> audit`, over the store, executor, notifier and
+//! clock traits. Failure is closed: a store error, a missing approval policy or a policy error
+//! never lets a call through.
+
+mod approvals;
+mod notifier;
+mod outcome;
+mod wakeups;
+
+pub use notifier::{NoNotifier, Notification, Notifier, NotifyError};
+pub use outcome::{GovernorError, Outcome};
+
+use crate::approval::{ApprovalMode, ApprovalRequest, DecisionToken, NewApprovalRequest, RequestContext, RequestedTool};
+use crate::audit::{AuditEntry, AuditEventKind};
+use crate::clock::{Clock, SystemClock};
+use crate::executor::{ExecutionContext, ToolOutput};
+use crate::policy::{Decision, Effect, EvaluationInput, Governance, GovernanceDocument, Reason};
+use crate::principal::{ClientInfo, Principal};
+use crate::registry::{RegisteredTool, Registry};
+use crate::store::{ApprovalStore, AuditStore, GrantStore, MemoryStore};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+use uuid::Uuid;
+use wakeups::Wakeups;
+
+/// Receives progress while a blocking call waits for approval (the server turns these into MCP
+/// progress notifications so clients keep the request open).
+pub trait ProgressSink: Send + Sync {
+    /// Reports that the call is still waiting, `elapsed` after it started.
+    fn waiting(&self, request: &ApprovalRequest, elapsed: Duration);
+}
+
+/// One tool call to govern.
+#[derive(Clone)]
+pub struct ToolCall {
+    /// The tool's exposed name.
+    pub tool: String,
+    /// The arguments (a JSON object; `null` means none).
+    pub arguments: Value,
+    /// The client the call came through.
+    pub client: ClientInfo,
+    /// Why the agent makes the call, shown to approvers.
+    pub context: RequestContext,
+    /// Where to report progress while waiting for approval.
+    pub progress: Option<Arc<dyn ProgressSink>>,
+}
+
+impl std::fmt::Debug for ToolCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolCall")
+            .field("tool", &self.tool)
+            .field("arguments", &self.arguments)
+            .field("client", &self.client)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolCall {
+    /// A call of `tool` with `arguments`.
+    pub fn new(tool: impl Into<String>, arguments: Value) -> Self {
+        Self {
+            tool: tool.into(),
+            arguments,
+            client: ClientInfo::default(),
+            context: RequestContext::default(),
+            progress: None,
+        }
+    }
+
+    /// Sets the client.
+    #[must_use]
+    pub fn with_client(mut self, client: ClientInfo) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Sets the progress sink.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn ProgressSink>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+}
+
+/// Timing knobs of the governor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GovernorConfig {
+    /// Longest a blocking call waits before returning `pending_approval`.
+    pub blocking_timeout: Duration,
+    /// How often a blocking call reports progress.
+    pub progress_interval: Duration,
+    /// Polling interval suggested to agents in `pending_approval` results.
+    pub poll_after: Duration,
+    /// Compare-and-set retries before giving up with [`GovernorError::Contended`].
+    pub max_retries: usize,
+}
+
+impl Default for GovernorConfig {
+    fn default() -> Self {
+        Self {
+            blocking_timeout: Duration::from_secs(300),
+            progress_interval: Duration::from_secs(10),
+            poll_after: Duration::from_secs(5),
+            max_retries: 32,
+        }
+    }
+}
+
+/// Builds a [`Governor`]; everything but the registry has an in-memory or system default.
+pub struct GovernorBuilder {
+    registry: Arc<Registry>,
+    approvals: Option<Arc<dyn ApprovalStore>>,
+    grants: Option<Arc<dyn GrantStore>>,
+    audit: Option<Arc<dyn AuditStore>>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    config: GovernorConfig,
+}
+
+impl std::fmt::Debug for GovernorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernorBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GovernorBuilder {
+    /// Uses one store for approvals, grants and audit (e.g. [`MemoryStore`] or a database store).
+    #[must_use]
+    pub fn store<S: ApprovalStore + GrantStore + AuditStore + 'static>(mut self, store: Arc<S>) -> Self {
+        self.approvals = Some(store.clone());
+        self.grants = Some(store.clone());
+        self.audit = Some(store);
+        self
+    }
+
+    /// Sets the notifier.
+    #[must_use]
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Sets the clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the timing configuration.
+    #[must_use]
+    pub fn config(mut self, config: GovernorConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the governor. Organizations without a policy get the empty document's: allow.
+    pub fn build(self) -> Governor {
+        let memory = Arc::new(MemoryStore::new());
+        let empty = Governance::compile(&GovernanceDocument::default());
+        Governor {
+            registry: self.registry,
+            approvals: self.approvals.unwrap_or_else(|| memory.clone()),
+            grants: self.grants.unwrap_or_else(|| memory.clone()),
+            audit: self.audit.unwrap_or(memory),
+            notifier: self.notifier,
+            clock: self.clock,
+            config: self.config,
+            governance: RwLock::new(HashMap::new()),
+            fallback: empty.ok().map(Arc::new),
+            wakeups: Wakeups::default(),
+        }
+    }
+}
+
+/// The governance pipeline.
+pub struct Governor {
+    registry: Arc<Registry>,
+    approvals: Arc<dyn ApprovalStore>,
+    grants: Arc<dyn GrantStore>,
+    audit: Arc<dyn AuditStore>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    config: GovernorConfig,
+    governance: RwLock<HashMap<String, Arc<Governance>>>,
+    fallback: Option<Arc<Governance>>,
+    wakeups: Wakeups,
+}
+
+impl std::fmt::Debug for Governor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governor")
+            .field("config", &self.config)
+            .field("tools", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Governor {
+    /// Starts building a governor over `registry`.
+    pub fn builder(registry: Arc<Registry>) -> GovernorBuilder {
+        GovernorBuilder {
+            registry,
+            approvals: None,
+            grants: None,
+            audit: None,
+            notifier: Arc::new(NoNotifier),
+            clock: Arc::new(SystemClock),
+            config: GovernorConfig::default(),
+        }
+    }
+
+    /// The tool registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Compiles and installs `document` for `organization_id`; the old policy stays on error.
+    pub fn set_policy(&self, organization_id: &str, document: &GovernanceDocument) -> Result<(), GovernorError> {
+        let compiled = Arc::new(Governance::compile(document)?);
+        self.governance
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(organization_id.to_owned(), compiled);
+        Ok(())
+    }
+
+    /// The governance in force for an organization, if any can be had (fails closed otherwise).
+    pub fn governance(&self, organization_id: &str) -> Option<Arc<Governance>> {
+        self.governance
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(organization_id)
+            .cloned()
+            .or_else(|| self.fallback.clone())
+    }
+
+    /// Decides a hypothetical call without running or recording anything (`policy test`).
+    pub fn explain(&self, principal: &Principal, call: &ToolCall) -> Result<Decision, GovernorError> {
+        let tool = self.visible_tool(principal, &call.tool)?;
+        let arguments = normalize_arguments(&call.arguments)?;
+        let governance = self.governance_or_fail(principal)?;
+        Ok(governance.policy().evaluate(&EvaluationInput {
+            tool: &tool.descriptor,
+            args: &arguments,
+            principal,
+            client: &call.client,
+            now: self.clock.now(),
+        }))
+    }
+
+    /// The tools `principal` may see, without those a rule denies them unconditionally.
+    pub fn list_tools(&self, principal: &Principal) -> Vec<RegisteredTool> {
+        let governance = self.governance(&principal.organization_id);
+        self.registry
+            .visible_to(principal)
+            .into_iter()
+            .filter(|tool| {
+                governance
+                    .as_ref()
+                    .is_some_and(|g| !g.policy().denies_unconditionally(&tool.descriptor, principal))
+            })
+            .collect()
+    }
+
+    /// Governs one call: decides, holds it for approval if needed, runs it at most once, and
+    /// records every step.
+    pub async fn call(&self, principal: &Principal, call: ToolCall) -> Result<Outcome, GovernorError> {
+        let call_id = Uuid::new_v4();
+        let now = self.clock.now();
+        let org = principal.organization_id.as_str();
+        let tool = match self.visible_tool(principal, &call.tool) {
+            Ok(tool) => tool,
+            Err(error) => {
+                self.record(org, now, AuditEventKind::CallRejected { call_id, reason: error.to_string() }).await?;
+                return Err(error);
+            }
+        };
+        let arguments = match normalize_arguments(&call.arguments) {
+            Ok(arguments) => arguments,
+            Err(error) => {
+                self.record(org, now, AuditEventKind::CallRejected { call_id, reason: error.to_string() }).await?;
+                return Err(error);
+            }
+        };
+        let governance = self.governance_or_fail(principal)?;
+        let decision = governance.policy().evaluate(&EvaluationInput {
+            tool: &tool.descriptor,
+            args: &arguments,
+            principal,
+            client: &call.client,
+            now,
+        });
+        self.audit
+            .append(vec![
+                AuditEntry::new(org, now, AuditEventKind::CallReceived {
+                    call_id,
+                    principal_id: principal.id.clone(),
+                    tool: tool.descriptor.exposed_name.clone(),
+                    arguments: arguments.clone(),
+                }),
+                AuditEntry::new(org, now, decision_event(call_id, &decision)),
+            ])
+            .await?;
+        match &decision.effect {
+            Effect::Allow => Ok(self.run(&tool, arguments, principal, call_id).await?),
+            Effect::Deny { message } => Ok(Outcome::Denied {
+                call_id,
+                message: message.to_string(),
+                rule: decision.rule().map(|r| r.id.clone()),
+            }),
+            Effect::RequireApproval { approval_policy } => {
+                let Some(policy) = governance.approval_policy(approval_policy.as_deref()) else {
+                    // Unreachable for compiled governance (names are checked), but fail closed.
+                    return Ok(Outcome::Denied {
+                        call_id,
+                        message: "denied: the approval policy this call needs is not defined".to_owned(),
+                        rule: decision.rule().map(|r| r.id.clone()),
+                    });
+                };
+                if let Some(grant) = self
+                    .grants
+                    .find_grant(org, &principal.id, &tool.descriptor.exposed_name, now)
+                    .await?
+                {
+                    self.record(org, now, AuditEventKind::GrantUsed { call_id, grant_id: grant.id }).await?;
+                    return Ok(self.run(&tool, arguments, principal, call_id).await?);
+                }
+                let mode = policy.mode;
+                let mut request = ApprovalRequest::open(
+                    NewApprovalRequest {
+                        call_id,
+                        requester: principal.clone(),
+                        tool: RequestedTool {
+                            exposed_name: tool.descriptor.exposed_name.clone(),
+                            server: tool.descriptor.server.clone(),
+                            name: tool.descriptor.name.clone(),
+                            input_schema: tool.descriptor.input_schema.clone(),
+                        },
+                        arguments,
+                        context: call.context.clone(),
+                        policy: policy.clone(),
+                        matched_rule: decision.rule().map(|r| r.id.clone()),
+                    },
+                    now,
+                );
+                let token = DecisionToken::generate();
+                request.token_hash = Some(token.hash.clone());
+                request.token_expires_at = Some(request.expires_at);
+                self.open_request(&request, &token).await?;
+                match mode {
+                    ApprovalMode::Async => Ok(Outcome::of_request(&request, self.config.poll_after)),
+                    ApprovalMode::Blocking => {
+                        let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
+                        self.wait(org, request.id, until, call.progress.as_deref()).await
+                    }
+                }
+            }
+        }
+    }
+
+    fn visible_tool(&self, principal: &Principal, name: &str) -> Result<RegisteredTool, GovernorError> {
+        self.registry
+            .get(name)
+            .filter(|tool| tool.is_visible_to(principal))
+            .ok_or_else(|| GovernorError::UnknownTool(name.to_owned()))
+    }
+
+    fn governance_or_fail(&self, principal: &Principal) -> Result<Arc<Governance>, GovernorError> {
+        self.governance(&principal.organization_id)
+            .ok_or_else(|| GovernorError::Forbidden("no policy is in force".to_owned()))
+    }
+
+    async fn record(&self, org: &str, at: DateTime<Utc>, kind: AuditEventKind) -> Result<(), GovernorError> {
+        self.audit.append(vec![AuditEntry::new(org, at, kind)]).await?;
+        Ok(())
+    }
+
+    async fn open_request(&self, request: &ApprovalRequest, token: &DecisionToken) -> Result<(), GovernorError> {
+        let entry = AuditEntry::new(
+            &request.organization_id,
+            request.created_at,
+            AuditEventKind::ApprovalRequested {
+                request_id: request.id,
+                call_id: request.call_id,
+                approval_policy: request.policy.name.clone(),
+            },
+        );
+        self.approvals.insert_request(request, vec![entry]).await?;
+        self.deliver(Notification::Created { request, token: &token.secret }).await;
+        Ok(())
+    }
+
+    /// Delivers a notification; a failing channel is logged, never fatal.
+    async fn deliver(&self, notification: Notification<'_>) {
+        if let Err(error) = self.notifier.notify(notification).await {
+            tracing::warn!(%error, "approval notification failed");
+        }
+    }
+
+    /// Runs a call that needs no (more) approval and records the result.
+    async fn run(
+        &self,
+        tool: &RegisteredTool,
+        arguments: Value,
+        principal: &Principal,
+        call_id: Uuid,
+    ) -> Result<Outcome, GovernorError> {
+        let context = ExecutionContext {
+            call_id,
+            approval_request_id: None,
+            principal_id: principal.id.clone(),
+            organization_id: principal.organization_id.clone(),
+        };
+        let result = tool.executor.execute(&tool.descriptor, arguments, &context).await;
+        let org = principal.organization_id.as_str();
+        let now = self.clock.now();
+        match result {
+            Ok(output) => {
+                self.record(org, now, AuditEventKind::Executed { call_id, request_id: None, is_error: output.is_error })
+                    .await?;
+                Ok(Outcome::Executed { call_id, request_id: None, output })
+            }
+            Err(error) => {
+                self.record(org, now, AuditEventKind::ExecutionFailed {
+                    call_id,
+                    request_id: None,
+                    error: error.to_string(),
+                })
+                .await?;
+                Ok(Outcome::Failed { call_id, request_id: None, error: error.to_string() })
+            }
+        }
+    }
+
+    /// Runs `tool` for an approved request.
+    async fn execute_for(&self, request: &ApprovalRequest) -> Result<ToolOutput, String> {
+        let tool = self
+            .registry
+            .get(&request.tool.exposed_name)
+            .filter(|t| t.descriptor.server == request.tool.server)
+            .ok_or_else(|| format!("tool `{}` is no longer available", request.tool.exposed_name))?;
+        let context = ExecutionContext {
+            call_id: request.call_id,
+            approval_request_id: Some(request.id),
+            principal_id: request.requester.id.clone(),
+            organization_id: request.organization_id.clone(),
+        };
+        tool.executor
+            .execute(&tool.descriptor, request.effective_arguments().clone(), &context)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn normalize_arguments(arguments: &Value) -> Result<Value, GovernorError> {
+    match arguments {
+        Value::Null => Ok(Value::Object(serde_json::Map::new())),
+        Value::Object(_) => Ok(arguments.clone()),
+        other => Err(GovernorError::InvalidArguments(format!(
+            "arguments must be a JSON object, not {}",
+            match other {
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                _ => "an array",
+            }
+        ))),
+    }
+}
+
+fn decision_event(call_id: Uuid, decision: &Decision) -> AuditEventKind {
+    AuditEventKind::Decision {
+        call_id,
+        action: decision.effect.kind(),
+        rule: match &decision.reason {
+            Reason::Rule { rule } | Reason::RuleError { rule, .. } => Some(rule.id.clone()),
+            Reason::Default | Reason::ShadowSet => None,
+        },
+        explanation: decision.explanation(),
+        shadow_action: decision.shadow.as_ref().map(|s| s.effect.kind()),
+        shadow_rule: decision.shadow.as_ref().and_then(|s| s.rule.as_ref().map(|r| r.id.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

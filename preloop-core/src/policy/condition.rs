@@ -1,0 +1,398 @@
+//! CEL conditions: compiled once with limits, evaluated against a lazily built, zero-copy
+//! activation.
+//!
+//! The activation is a [`cel::context::VariableResolver`]: a variable is converted only when an
+//! expression reads it, at most once per evaluation, and strings are borrowed from the call's
+//! arguments rather than copied. The `tool` value depends only on the tool, so the policy index
+//! builds it once per tool and every later evaluation borrows it.
+
+use crate::principal::{ClientInfo, Principal};
+use crate::registry::ToolDescriptor;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
+    CelUInt,
+};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::{Context, Env, Program, Value as CelValue};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+/// The variables a condition may read.
+pub const VARIABLES: [&str; 5] = ["tool", "args", "user", "client", "now"];
+
+/// Bounds that keep a hostile or careless policy from stalling compilation or evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyLimits {
+    /// Longest accepted CEL expression, in bytes.
+    pub max_expression_length: usize,
+    /// Deepest accepted nesting of parentheses, brackets and braces.
+    pub max_nesting_depth: usize,
+    /// Most rules in one policy set.
+    pub max_rules: usize,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        Self {
+            max_expression_length: 4096,
+            max_nesting_depth: 24,
+            max_rules: 10_000,
+        }
+    }
+}
+
+/// Why a condition does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConditionError {
+    /// The CEL text does not parse.
+    #[error("CEL syntax error at line {line}, column {column} of the condition: {message}")]
+    Syntax {
+        /// 1-based line within the expression.
+        line: usize,
+        /// 1-based column within the expression.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The expression is longer than the limit.
+    #[error("CEL condition is {length} bytes long; the limit is {limit}")]
+    TooLong {
+        /// Its length.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The expression nests deeper than the limit.
+    #[error("CEL condition nests {depth} levels deep at column {column}; the limit is {limit}")]
+    TooDeep {
+        /// The depth reached.
+        depth: usize,
+        /// Where the limit was passed (1-based).
+        column: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The expression reads a variable that does not exist.
+    #[error(
+        "CEL condition reads unknown variable `{name}`; conditions may read tool, args, user, client and now"
+    )]
+    UnknownVariable {
+        /// The variable.
+        name: String,
+    },
+}
+
+/// A compiled CEL condition.
+#[derive(Debug)]
+pub(crate) struct Condition {
+    source: Arc<str>,
+    program: Program,
+}
+
+impl Condition {
+    /// Compiles `source` for `env`, enforcing `limits` before the parser sees it.
+    pub(crate) fn compile(
+        source: &str,
+        env: &Env,
+        limits: &PolicyLimits,
+    ) -> Result<Self, ConditionError> {
+        if source.len() > limits.max_expression_length {
+            return Err(ConditionError::TooLong {
+                length: source.len(),
+                limit: limits.max_expression_length,
+            });
+        }
+        check_nesting(source, limits.max_nesting_depth)?;
+        let program = env.compile(source).map_err(|errors| {
+            let first = errors.errors.first();
+            let (line, column) = first.map_or((0, 0), |e| {
+                (
+                    usize::try_from(e.pos.0).unwrap_or(0),
+                    usize::try_from(e.pos.1).unwrap_or(0) + 1,
+                )
+            });
+            ConditionError::Syntax {
+                line,
+                column,
+                message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+            }
+        })?;
+        let mut bound = HashSet::new();
+        comprehension_variables(program.expression(), &mut bound);
+        let references = program.references();
+        let mut unknown: Vec<&str> = references
+            .variables()
+            .into_iter()
+            .filter(|name| !VARIABLES.contains(name) && !bound.contains(*name))
+            .collect();
+        unknown.sort_unstable();
+        if let Some(name) = unknown.first() {
+            return Err(ConditionError::UnknownVariable {
+                name: (*name).to_owned(),
+            });
+        }
+        Ok(Self {
+            source: source.into(),
+            program,
+        })
+    }
+
+    /// The expression as written.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates to a boolean; anything else (an error, a non-boolean) is an error message.
+    pub(crate) fn evaluate(&self, env: &Arc<Env>, activation: &Activation<'_>) -> Result<bool, String> {
+        let mut context = Context::with_env(Arc::clone(env));
+        context.set_variable_resolver(activation);
+        match self.program.execute(&context) {
+            Ok(CelValue::Bool(value)) => Ok(value),
+            Ok(other) => Err(format!(
+                "condition evaluated to {} instead of a boolean",
+                other.type_of()
+            )),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+/// Rejects nesting deeper than `limit`, counting brackets outside string literals, so the
+/// recursive parser never sees input deep enough to exhaust the stack.
+fn check_nesting(source: &str, limit: usize) -> Result<(), ConditionError> {
+    let mut depth = 0usize;
+    let mut unary_run = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (column, c) in source.chars().enumerate() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // Runs of unary operators (`!!!!x`, `----1`) recurse in the parser like brackets do.
+        if matches!(c, '!' | '-') {
+            unary_run += 1;
+        } else if !c.is_whitespace() {
+            unary_run = 0;
+        }
+        if depth.max(unary_run) > limit {
+            return Err(ConditionError::TooDeep {
+                depth: depth.max(unary_run),
+                column: column + 1,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Collects the names comprehension macros (`all`, `exists`, `map`, ...) bind.
+fn comprehension_variables<'e>(expr: &'e IdedExpr, out: &mut HashSet<&'e str>) {
+    match &expr.expr {
+        Expr::Comprehension(comprehension) => {
+            out.insert(&comprehension.iter_var);
+            if let Some(second) = &comprehension.iter_var2 {
+                out.insert(second);
+            }
+            out.insert(&comprehension.accu_var);
+            for child in [
+                &comprehension.iter_range,
+                &comprehension.accu_init,
+                &comprehension.loop_cond,
+                &comprehension.loop_step,
+                &comprehension.result,
+            ] {
+                comprehension_variables(child, out);
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                comprehension_variables(target, out);
+            }
+            for arg in &call.args {
+                comprehension_variables(arg, out);
+            }
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                comprehension_variables(element, out);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                entry_variables(&entry.expr, out);
+            }
+        }
+        Expr::Struct(structure) => {
+            for entry in &structure.entries {
+                entry_variables(&entry.expr, out);
+            }
+        }
+        Expr::Select(select) => comprehension_variables(&select.operand, out),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn entry_variables<'e>(entry: &'e EntryExpr, out: &mut HashSet<&'e str>) {
+    match entry {
+        EntryExpr::StructField(field) => comprehension_variables(&field.value, out),
+        EntryExpr::MapEntry(entry) => {
+            comprehension_variables(&entry.key, out);
+            comprehension_variables(&entry.value, out);
+        }
+    }
+}
+
+/// What a condition is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct EvaluationInput<'a> {
+    /// The tool being called.
+    pub tool: &'a ToolDescriptor,
+    /// The call's arguments (a JSON object).
+    pub args: &'a Value,
+    /// Who is calling.
+    pub principal: &'a Principal,
+    /// Through which client.
+    pub client: &'a ClientInfo,
+    /// The time of the call.
+    pub now: DateTime<Utc>,
+}
+
+type BoxedVal<'a> = Box<dyn Val + 'a>;
+
+/// The variables of one evaluation, each built on first use.
+pub(crate) struct Activation<'a> {
+    input: &'a EvaluationInput<'a>,
+    tool: &'a OnceLock<BoxedVal<'static>>,
+    args: OnceLock<BoxedVal<'a>>,
+    user: OnceLock<BoxedVal<'a>>,
+    client: OnceLock<BoxedVal<'a>>,
+    now: OnceLock<BoxedVal<'a>>,
+}
+
+impl<'a> Activation<'a> {
+    /// An activation for `input`, reusing (or filling) the per-tool cache cell `tool`.
+    pub(crate) fn new(input: &'a EvaluationInput<'a>, tool: &'a OnceLock<BoxedVal<'static>>) -> Self {
+        Self {
+            input,
+            tool,
+            args: OnceLock::new(),
+            user: OnceLock::new(),
+            client: OnceLock::new(),
+            now: OnceLock::new(),
+        }
+    }
+}
+
+impl VariableResolver for Activation<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let input = self.input;
+        let value: &'b (dyn Val + 'b) = match variable {
+            "tool" => self.tool.get_or_init(|| tool_value(input.tool)).as_ref(),
+            "args" => self.args.get_or_init(|| json_value(input.args)).as_ref(),
+            "user" => self.user.get_or_init(|| user_value(input.principal)).as_ref(),
+            "client" => self.client.get_or_init(|| client_value(input.client)).as_ref(),
+            "now" => self
+                .now
+                .get_or_init(|| Box::new(CelTimestamp::from(input.now.fixed_offset())))
+                .as_ref(),
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(value))
+    }
+}
+
+fn map<'a>(entries: impl IntoIterator<Item = (&'a str, BoxedVal<'a>)>) -> BoxedVal<'a> {
+    let map: HashMap<CelMapKey<'a>, BoxedVal<'a>> = entries
+        .into_iter()
+        .map(|(key, value)| (CelMapKey::from(key), value))
+        .collect();
+    Box::new(CelMap::from(map))
+}
+
+fn string<'a>(text: &'a str) -> BoxedVal<'a> {
+    Box::new(CelString::from(text))
+}
+
+fn optional_string(text: Option<&str>) -> BoxedVal<'_> {
+    text.map_or_else(|| Box::new(CelNull) as BoxedVal<'_>, string)
+}
+
+/// Converts JSON to CEL without copying strings.
+pub(crate) fn json_value(value: &Value) -> BoxedVal<'_> {
+    match value {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Box::new(CelInt::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Box::new(CelUInt::from(u))
+            } else {
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
+            }
+        }
+        Value::String(s) => string(s),
+        Value::Array(items) => Box::new(CelList::from(items.iter().map(json_value).collect::<Vec<_>>())),
+        Value::Object(fields) => map(fields.iter().map(|(k, v)| (k.as_str(), json_value(v)))),
+    }
+}
+
+/// The `tool` variable. Absent annotations take the MCP specification's defaults: not read-only,
+/// destructive, not idempotent, open world.
+fn tool_value(tool: &ToolDescriptor) -> BoxedVal<'static> {
+    let a = &tool.annotations;
+    let read_only = a.read_only_hint.unwrap_or(false);
+    let hint = |name: &'static str, value: bool| (name, Box::new(CelBool::from(value)) as BoxedVal<'static>);
+    let mut annotations = vec![
+        hint("readOnlyHint", read_only),
+        hint("destructiveHint", a.destructive_hint.unwrap_or(!read_only)),
+        hint("idempotentHint", a.idempotent_hint.unwrap_or(false)),
+        hint("openWorldHint", a.open_world_hint.unwrap_or(true)),
+    ];
+    if let Some(title) = &a.title {
+        annotations.push(("title", Box::new(CelString::from(title.clone()))));
+    }
+    let owned = |text: &str| Box::new(CelString::from(text.to_owned())) as BoxedVal<'static>;
+    map([
+        ("name", owned(&tool.name)),
+        ("server", owned(&tool.server)),
+        ("exposed_name", owned(&tool.exposed_name)),
+        ("annotations", map(annotations)),
+    ])
+}
+
+fn user_value(principal: &Principal) -> BoxedVal<'_> {
+    let roles: Vec<BoxedVal<'_>> = principal.roles.iter().map(|r| string(r)).collect();
+    map([
+        ("id", string(&principal.id)),
+        ("email", optional_string(principal.email.as_deref())),
+        ("roles", Box::new(CelList::from(roles)) as BoxedVal<'_>),
+        ("api_key", optional_string(principal.api_key_name.as_deref())),
+        ("organization_id", string(&principal.organization_id)),
+    ])
+}
+
+fn client_value(client: &ClientInfo) -> BoxedVal<'_> {
+    map([
+        ("name", optional_string(client.name.as_deref())),
+        ("version", optional_string(client.version.as_deref())),
+    ])
+}

@@ -1,0 +1,479 @@
+//! Compiled policy sets: compilation, the tool-pattern index, and evaluation.
+
+use super::condition::{Activation, Condition, ConditionError, EvaluationInput, PolicyLimits};
+use super::decision::{Decision, Effect, Reason, RuleInfo, ShadowDecision};
+use super::document::{ActionKind, OnError, PolicyDocument, RuleMode};
+use super::pattern::NamePattern;
+use crate::principal::{Principal, PrincipalSelector, SelectorError};
+use crate::registry::{ToolAnnotations, ToolDescriptor};
+use cel::Env;
+use cel::common::value::Val;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+/// What is wrong with one rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleProblem {
+    /// A tool or server pattern does not compile.
+    #[error("pattern `{pattern}` is invalid: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A principal selector does not parse.
+    #[error(transparent)]
+    Principal(#[from] SelectorError),
+    /// The `when` condition does not compile.
+    #[error(transparent)]
+    Condition(#[from] ConditionError),
+    /// Two rules share an id.
+    #[error("the id is used by an earlier rule too")]
+    DuplicateId,
+    /// `tools` is empty, so the rule could never match.
+    #[error("`tools` is empty, so the rule can never match; use [\"*\"] for every tool")]
+    NoTools,
+    /// The named approval policy does not exist.
+    #[error("approval policy `{name}` is not defined")]
+    UnknownApprovalPolicy {
+        /// The name.
+        name: String,
+    },
+}
+
+/// A rule that does not compile, named by id and position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule `{rule_id}` (rule #{position}): {problem}")]
+pub struct RuleError {
+    /// The rule's id.
+    pub rule_id: String,
+    /// 1-based position.
+    pub position: usize,
+    /// What is wrong.
+    pub problem: RuleProblem,
+}
+
+/// Why a policy set does not compile: every problem found, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// One or more rules are invalid.
+    #[error("{}", join_lines(.0))]
+    Rules(Vec<RuleError>),
+    /// The set has more rules than the limit allows.
+    #[error("the policy has {count} rules; the limit is {limit}")]
+    TooManyRules {
+        /// Rules in the document.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+fn join_lines(errors: &[RuleError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    info: Arc<RuleInfo>,
+    principals: Vec<PrincipalSelector>,
+    condition: Option<Condition>,
+    effect: Effect,
+    shadow: bool,
+}
+
+/// Rules whose tool and server patterns can match one tool, with the tool's CEL value.
+#[derive(Debug)]
+struct Candidates {
+    server: Box<str>,
+    name: Box<str>,
+    annotations: ToolAnnotations,
+    rules: Box<[u32]>,
+    tool_value: OnceLock<Box<dyn Val>>,
+}
+
+impl Candidates {
+    fn describes(&self, tool: &ToolDescriptor) -> bool {
+        *self.server == *tool.server && *self.name == *tool.name && self.annotations == tool.annotations
+    }
+}
+
+/// Most tools whose candidate lists are memoized; past it, lists are computed per call.
+const MAX_CACHED_TOOLS: usize = 65_536;
+
+/// The index from tool to candidate rules: exact tool names in a map, wildcard patterns tested
+/// once per tool, and the result memoized per exposed name.
+#[derive(Debug)]
+struct RuleIndex {
+    /// Rules with at least one exact tool pattern, by that name.
+    exact: HashMap<Box<str>, Vec<u32>>,
+    /// Rules with a wildcard tool pattern, with those patterns.
+    wildcard: Vec<(u32, Vec<NamePattern>)>,
+    /// Server patterns per rule (empty: any server).
+    servers: Vec<Vec<NamePattern>>,
+    cache: RwLock<HashMap<Box<str>, Arc<Candidates>>>,
+}
+
+impl RuleIndex {
+    fn new(tool_patterns: Vec<Vec<NamePattern>>, servers: Vec<Vec<NamePattern>>) -> Self {
+        let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut wildcard = Vec::new();
+        for (index, patterns) in tool_patterns.into_iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let (exacts, wildcards): (Vec<_>, Vec<_>) =
+                patterns.into_iter().partition(|p| p.exact().is_some());
+            for pattern in exacts {
+                if let Some(name) = pattern.exact() {
+                    exact.entry(name.into()).or_default().push(index);
+                }
+            }
+            if !wildcards.is_empty() {
+                wildcard.push((index, wildcards));
+            }
+        }
+        Self {
+            exact,
+            wildcard,
+            servers,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn compute(&self, tool: &ToolDescriptor) -> Candidates {
+        let names = [tool.exposed_name.as_str(), tool.name.as_str()];
+        let mut rules: Vec<u32> = names
+            .iter()
+            .filter_map(|name| self.exact.get(*name))
+            .flatten()
+            .copied()
+            .chain(
+                self.wildcard
+                    .iter()
+                    .filter(|(_, patterns)| {
+                        patterns.iter().any(|p| names.iter().any(|n| p.matches(n)))
+                    })
+                    .map(|(index, _)| *index),
+            )
+            .filter(|index| {
+                self.servers
+                    .get(*index as usize)
+                    .is_none_or(|s| s.is_empty() || s.iter().any(|p| p.matches(&tool.server)))
+            })
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        Candidates {
+            server: tool.server.as_str().into(),
+            name: tool.name.as_str().into(),
+            annotations: tool.annotations.clone(),
+            rules: rules.into_boxed_slice(),
+            tool_value: OnceLock::new(),
+        }
+    }
+
+    /// The candidates for `tool`, from the memo when it describes the same tool.
+    fn candidates(&self, tool: &ToolDescriptor) -> Arc<Candidates> {
+        {
+            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = cache.get(tool.exposed_name.as_str()) {
+                if found.describes(tool) {
+                    return Arc::clone(found);
+                }
+            }
+        }
+        let computed = Arc::new(self.compute(tool));
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() < MAX_CACHED_TOOLS || cache.contains_key(tool.exposed_name.as_str()) {
+            cache.insert(tool.exposed_name.as_str().into(), Arc::clone(&computed));
+        }
+        computed
+    }
+}
+
+/// A compiled, immutable policy set. Compile once when the policy changes; evaluate per call.
+pub struct PolicySet {
+    rules: Vec<CompiledRule>,
+    default_effect: Effect,
+    shadow_set: bool,
+    on_error: OnError,
+    index: RuleIndex,
+    env: Arc<Env>,
+    document: PolicyDocument,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("rules", &self.rules)
+            .field("default_effect", &self.default_effect)
+            .field("shadow_set", &self.shadow_set)
+            .field("on_error", &self.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicySet {
+    /// Compiles `document` with the default [`PolicyLimits`].
+    pub fn compile(document: &PolicyDocument) -> Result<Self, PolicyError> {
+        Self::compile_with_limits(document, &PolicyLimits::default())
+    }
+
+    /// Compiles `document`, reporting every invalid rule.
+    pub fn compile_with_limits(
+        document: &PolicyDocument,
+        limits: &PolicyLimits,
+    ) -> Result<Self, PolicyError> {
+        if document.rules.len() > limits.max_rules {
+            return Err(PolicyError::TooManyRules {
+                count: document.rules.len(),
+                limit: limits.max_rules,
+            });
+        }
+        let env = Arc::new(Env::stdlib());
+        let shadow_set = document.mode == RuleMode::Shadow;
+        let mut errors = Vec::new();
+        let mut rules = Vec::new();
+        let mut tool_patterns = Vec::new();
+        let mut server_patterns = Vec::new();
+        let mut seen_ids = std::collections::HashSet::new();
+        for (index, spec) in document.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
+            let id = spec.id.clone().unwrap_or_else(|| format!("rule-{}", index + 1));
+            let mut problems = Vec::new();
+            if !seen_ids.insert(id.clone()) {
+                problems.push(RuleProblem::DuplicateId);
+            }
+            if spec.tools.is_empty() {
+                problems.push(RuleProblem::NoTools);
+            }
+            let mut compile_patterns = |patterns: &[String]| -> Vec<NamePattern> {
+                patterns
+                    .iter()
+                    .filter_map(|p| {
+                        NamePattern::parse(p)
+                            .map_err(|reason| {
+                                problems.push(RuleProblem::Pattern {
+                                    pattern: p.clone(),
+                                    reason,
+                                });
+                            })
+                            .ok()
+                    })
+                    .collect()
+            };
+            let tools = compile_patterns(&spec.tools);
+            let servers = compile_patterns(&spec.servers);
+            let principals = spec
+                .principals
+                .iter()
+                .filter_map(|p| p.parse().map_err(|e| problems.push(RuleProblem::Principal(e))).ok())
+                .collect();
+            let condition = spec.when.as_deref().and_then(|source| {
+                Condition::compile(source, &env, limits)
+                    .map_err(|e| problems.push(RuleProblem::Condition(e)))
+                    .ok()
+            });
+            if !problems.is_empty() {
+                errors.extend(problems.into_iter().map(|problem| RuleError {
+                    rule_id: id.clone(),
+                    position: index + 1,
+                    problem,
+                }));
+                continue;
+            }
+            let effect = effect_of(spec.action, spec.message.as_deref(), spec.approval_policy.as_deref(), &id);
+            let mode = if shadow_set { RuleMode::Shadow } else { spec.mode };
+            rules.push(CompiledRule {
+                info: Arc::new(RuleInfo {
+                    id,
+                    index,
+                    description: spec.description.clone(),
+                    action: spec.action,
+                    mode,
+                    condition: condition.as_ref().map(|c| c.source().to_owned()),
+                }),
+                principals,
+                condition,
+                effect,
+                shadow: mode == RuleMode::Shadow,
+            });
+            tool_patterns.push(tools);
+            server_patterns.push(servers);
+        }
+        if !errors.is_empty() {
+            return Err(PolicyError::Rules(errors));
+        }
+        let default_effect = match document.default {
+            ActionKind::Allow => Effect::Allow,
+            ActionKind::Deny => Effect::Deny {
+                message: document
+                    .default_message
+                    .as_deref()
+                    .unwrap_or("denied by the default policy: no rule allows this tool call")
+                    .into(),
+            },
+            ActionKind::RequireApproval => Effect::RequireApproval {
+                approval_policy: None,
+            },
+        };
+        Ok(Self {
+            rules,
+            default_effect,
+            shadow_set,
+            on_error: document.on_error,
+            index: RuleIndex::new(tool_patterns, server_patterns),
+            env,
+            document: document.clone(),
+        })
+    }
+
+    /// The document this set was compiled from.
+    pub fn document(&self) -> &PolicyDocument {
+        &self.document
+    }
+
+    /// The approval policies the rules name (for validation against the defined ones).
+    pub fn approval_policies_named(&self) -> impl Iterator<Item = (&RuleInfo, &str)> {
+        self.rules.iter().filter_map(|rule| match &rule.effect {
+            Effect::RequireApproval {
+                approval_policy: Some(name),
+            } => Some((&*rule.info, &**name)),
+            _ => None,
+        })
+    }
+
+    /// Decides one call. Never fails: an evaluation error fails closed into the decision.
+    pub fn evaluate(&self, input: &EvaluationInput<'_>) -> Decision {
+        let candidates = self.index.candidates(input.tool);
+        let activation = Activation::new(input, &candidates.tool_value);
+        let mut shadow: Option<ShadowDecision> = None;
+        for &index in candidates.rules.iter() {
+            let Some(rule) = self.rules.get(index as usize) else {
+                continue;
+            };
+            if !rule.principals.is_empty()
+                && !rule.principals.iter().any(|s| s.matches(input.principal))
+            {
+                continue;
+            }
+            let outcome = match &rule.condition {
+                None => Ok(true),
+                Some(condition) => condition.evaluate(&self.env, &activation),
+            };
+            match (outcome, rule.shadow) {
+                (Ok(false), _) => {}
+                (Ok(true), false) => {
+                    return Decision {
+                        effect: rule.effect.clone(),
+                        reason: Reason::Rule {
+                            rule: Arc::clone(&rule.info),
+                        },
+                        shadow,
+                        candidates: candidates.rules.len(),
+                    };
+                }
+                (Err(error), false) => {
+                    return Decision {
+                        effect: self.error_effect(rule, &error),
+                        reason: Reason::RuleError {
+                            rule: Arc::clone(&rule.info),
+                            error,
+                        },
+                        shadow,
+                        candidates: candidates.rules.len(),
+                    };
+                }
+                (outcome, true) => {
+                    if shadow.is_none() {
+                        let error = outcome.err();
+                        shadow = Some(ShadowDecision {
+                            effect: match &error {
+                                Some(e) => self.error_effect(rule, e),
+                                None => rule.effect.clone(),
+                            },
+                            rule: Some(Arc::clone(&rule.info)),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        if self.shadow_set {
+            let shadow = shadow.or_else(|| {
+                Some(ShadowDecision {
+                    effect: self.default_effect.clone(),
+                    rule: None,
+                    error: None,
+                })
+            });
+            return Decision {
+                effect: Effect::Allow,
+                reason: Reason::ShadowSet,
+                shadow: shadow.filter(|s| s.effect != Effect::Allow || s.rule.is_some()),
+                candidates: candidates.rules.len(),
+            };
+        }
+        Decision {
+            effect: self.default_effect.clone(),
+            reason: Reason::Default,
+            shadow,
+            candidates: candidates.rules.len(),
+        }
+    }
+
+    /// Whether every call of `tool` by `principal` is denied whatever its arguments: the first
+    /// enforced rule that can apply denies without a condition (or none applies and the default
+    /// denies). Such tools are hidden from the principal's tool list.
+    pub fn denies_unconditionally(&self, tool: &ToolDescriptor, principal: &Principal) -> bool {
+        if self.shadow_set {
+            return false;
+        }
+        let candidates = self.index.candidates(tool);
+        for &index in candidates.rules.iter() {
+            let Some(rule) = self.rules.get(index as usize) else {
+                continue;
+            };
+            let applies = rule.principals.is_empty()
+                || rule.principals.iter().any(|s| s.matches(principal));
+            if rule.shadow || !applies {
+                continue;
+            }
+            return rule.condition.is_none() && matches!(rule.effect, Effect::Deny { .. });
+        }
+        matches!(self.default_effect, Effect::Deny { .. })
+    }
+
+    fn error_effect(&self, rule: &CompiledRule, error: &str) -> Effect {
+        match self.on_error {
+            OnError::Deny => Effect::Deny {
+                message: format!(
+                    "denied: policy rule `{}` could not be evaluated ({error}); errors fail closed",
+                    rule.info.id
+                )
+                .into(),
+            },
+            OnError::RequireApproval => Effect::RequireApproval {
+                approval_policy: match &rule.effect {
+                    Effect::RequireApproval { approval_policy } => approval_policy.clone(),
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+fn effect_of(action: ActionKind, message: Option<&str>, approval_policy: Option<&str>, id: &str) -> Effect {
+    match action {
+        ActionKind::Allow => Effect::Allow,
+        ActionKind::Deny => Effect::Deny {
+            message: message
+                .map_or_else(|| format!("denied by policy rule `{id}`"), str::to_owned)
+                .into(),
+        },
+        ActionKind::RequireApproval => Effect::RequireApproval {
+            approval_policy: approval_policy.map(Into::into),
+        },
+    }
+}

@@ -1,0 +1,195 @@
+//! In-memory implementation of every store trait: one mutex over all state, so every operation
+//! (a change plus its audit entries) is atomic.
+
+use super::{
+    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, GrantStore, PolicyStore, StoreError,
+};
+use crate::approval::{ApprovalRequest, ApprovalState, Grant};
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::policy::GovernanceDocument;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+struct State {
+    requests: HashMap<Uuid, ApprovalRequest>,
+    grants: Vec<Grant>,
+    audit: HashMap<String, Vec<AuditEvent>>,
+    policies: HashMap<String, GovernanceDocument>,
+}
+
+impl State {
+    fn append(&mut self, entries: Vec<AuditEntry>) -> Vec<AuditEvent> {
+        entries
+            .into_iter()
+            .map(|entry| {
+                let chain = self.audit.entry(entry.organization_id.clone()).or_default();
+                let event = AuditEvent::chain(chain.last(), entry);
+                chain.push(event.clone());
+                event
+            })
+            .collect()
+    }
+}
+
+/// Everything in memory; for embedding, tests and examples.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for MemoryStore {
+    async fn insert_request(&self, request: &ApprovalRequest, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.requests.contains_key(&request.id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.requests.insert(request.id, request.clone());
+        state.append(audit);
+        Ok(())
+    }
+
+    async fn get_request(&self, organization_id: &str, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError> {
+        Ok(self
+            .state()
+            .requests
+            .get(&id)
+            .filter(|r| r.organization_id == organization_id)
+            .cloned())
+    }
+
+    async fn update_request(
+        &self,
+        expected_version: u64,
+        request: &ApprovalRequest,
+        audit: Vec<AuditEntry>,
+    ) -> Result<CasOutcome, StoreError> {
+        let mut state = self.state();
+        let Some(stored) = state
+            .requests
+            .get_mut(&request.id)
+            .filter(|r| r.organization_id == request.organization_id)
+        else {
+            return Err(StoreError::NotFound);
+        };
+        if stored.version != expected_version {
+            return Ok(CasOutcome::Conflict);
+        }
+        *stored = request.clone();
+        state.append(audit);
+        Ok(CasOutcome::Stored)
+    }
+
+    async fn list_requests(&self, organization_id: &str, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, StoreError> {
+        let state = self.state();
+        let mut found: Vec<ApprovalRequest> = state
+            .requests
+            .values()
+            .filter(|r| r.organization_id == organization_id)
+            .filter(|r| filter.state.is_none_or(|s| r.state == s))
+            .filter(|r| filter.requester_id.as_ref().is_none_or(|id| r.requester.id == *id))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        if filter.limit > 0 {
+            found.truncate(filter.limit);
+        }
+        Ok(found)
+    }
+
+    async fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ApprovalRequest>, StoreError> {
+        let state = self.state();
+        let mut due: Vec<(DateTime<Utc>, ApprovalRequest)> = state
+            .requests
+            .values()
+            .filter(|r| r.state == ApprovalState::Pending)
+            .filter_map(|r| r.next_deadline().filter(|d| *d <= now).map(|d| (d, r.clone())))
+            .collect();
+        due.sort_by_key(|(deadline, _)| *deadline);
+        Ok(due.into_iter().take(limit).map(|(_, r)| r).collect())
+    }
+}
+
+#[async_trait]
+impl GrantStore for MemoryStore {
+    async fn insert_grant(&self, grant: &Grant, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.grants.iter().any(|g| g.id == grant.id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.grants.push(grant.clone());
+        state.append(audit);
+        Ok(())
+    }
+
+    async fn find_grant(
+        &self,
+        organization_id: &str,
+        principal_id: &str,
+        tool: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Grant>, StoreError> {
+        Ok(self
+            .state()
+            .grants
+            .iter()
+            .find(|g| g.covers(organization_id, principal_id, tool, now))
+            .cloned())
+    }
+
+    async fn revoke_grant(&self, organization_id: &str, id: Uuid) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let grant = state
+            .grants
+            .iter_mut()
+            .find(|g| g.id == id && g.organization_id == organization_id)
+            .ok_or(StoreError::NotFound)?;
+        grant.revoked = true;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self.state().append(entries))
+    }
+
+    async fn events(&self, organization_id: &str, from_sequence: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let state = self.state();
+        let events = state.audit.get(organization_id).map_or(&[][..], Vec::as_slice);
+        let start = usize::try_from(from_sequence.saturating_sub(1)).unwrap_or(usize::MAX);
+        let tail = events.get(start..).unwrap_or_default();
+        let take = if limit == 0 { tail.len() } else { limit };
+        Ok(tail.iter().take(take).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl PolicyStore for MemoryStore {
+    async fn load_policy(&self, organization_id: &str) -> Result<Option<GovernanceDocument>, StoreError> {
+        Ok(self.state().policies.get(organization_id).cloned())
+    }
+
+    async fn save_policy(&self, organization_id: &str, document: &GovernanceDocument, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.policies.insert(organization_id.to_owned(), document.clone());
+        state.append(audit);
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! Storage traits the governor runs on, one per aggregate, and an in-memory implementation of all
+//! of them ([`MemoryStore`]) so the core is complete without a database.
+//!
+//! Every method takes the organization it is scoped to; an implementation never returns or
+//! changes another organization's rows.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::approval::{ApprovalRequest, ApprovalState, Grant};
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::policy::GovernanceDocument;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A storage failure. The governor fails closed on every one of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A row that must exist does not (in the caller's organization).
+    #[error("not found")]
+    NotFound,
+    /// A row with the same identity exists already.
+    #[error("already exists")]
+    AlreadyExists,
+    /// Anything else the backend reports.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// Whether a compare-and-set won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The row had the expected version and now holds the new one.
+    Stored,
+    /// Someone else changed the row first; re-read and retry.
+    Conflict,
+}
+
+/// Which approval requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalFilter {
+    /// Only requests in this state.
+    pub state: Option<ApprovalState>,
+    /// Only requests by this principal.
+    pub requester_id: Option<String>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// Approval requests.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Stores a new request together with its audit entries (atomically).
+    async fn insert_request(&self, request: &ApprovalRequest, audit: Vec<AuditEntry>) -> Result<(), StoreError>;
+
+    /// The request with `id` in `organization_id`.
+    async fn get_request(&self, organization_id: &str, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError>;
+
+    /// Replaces the stored request if its version is still `expected_version`, appending the
+    /// audit entries in the same transaction: both happen or neither does.
+    async fn update_request(
+        &self,
+        expected_version: u64,
+        request: &ApprovalRequest,
+        audit: Vec<AuditEntry>,
+    ) -> Result<CasOutcome, StoreError>;
+
+    /// Requests of `organization_id` matching `filter`, newest first.
+    async fn list_requests(&self, organization_id: &str, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, StoreError>;
+
+    /// Pending requests of every organization whose next deadline (escalation or timeout) is at
+    /// or before `now`, oldest deadline first, at most `limit`. Workers apply a tick to each;
+    /// the compare-and-set makes concurrent workers safe.
+    async fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ApprovalRequest>, StoreError>;
+}
+
+/// Standing grants.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a grant with its audit entries (atomically).
+    async fn insert_grant(&self, grant: &Grant, audit: Vec<AuditEntry>) -> Result<(), StoreError>;
+
+    /// An unexpired, unrevoked grant for this principal and tool, if any.
+    async fn find_grant(
+        &self,
+        organization_id: &str,
+        principal_id: &str,
+        tool: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Grant>, StoreError>;
+
+    /// Revokes a grant; `NotFound` if it is not in the organization.
+    async fn revoke_grant(&self, organization_id: &str, id: Uuid) -> Result<(), StoreError>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Chains and appends entries (each to its organization's chain), returning the stored events.
+    async fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Events of `organization_id` with sequence numbers from `from_sequence` on, at most
+    /// `limit` (0: no limit), in order.
+    async fn events(&self, organization_id: &str, from_sequence: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Policy documents: the declarative source the governor compiles.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// The organization's governance document, if one was saved.
+    async fn load_policy(&self, organization_id: &str) -> Result<Option<GovernanceDocument>, StoreError>;
+
+    /// Saves the organization's governance document with its audit entries (atomically).
+    async fn save_policy(&self, organization_id: &str, document: &GovernanceDocument, audit: Vec<AuditEntry>) -> Result<(), StoreError>;
+}
