@@ -1,0 +1,390 @@
+//! Pipeline tests over the in-memory store, a manual clock and counting executors.
+
+use super::*;
+use crate::approval::{ApprovalState, VoteCast};
+use crate::audit::{AuditEventKind, verify_chain};
+use crate::clock::ManualClock;
+use crate::executor::{ExecutionError, FnExecutor};
+use crate::policy::Format;
+use crate::registry::{ToolDescriptor, ToolSource};
+use crate::store::{AuditStore, MemoryStore};
+use futures::executor::block_on;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+const POLICY: &str = r#"
+[[approval_policies]]
+name = "ops"
+approvers = ["role:admin"]
+timeout = "10m"
+mode = "blocking"
+allow_edit = true
+grant = { max_duration = "30m" }
+
+[[approval_policies]]
+name = "later"
+approvers = ["role:admin"]
+mode = "async"
+
+[policy]
+default = "allow"
+
+[[policy.rules]]
+id = "no-deletes"
+tools = ["*__delete_*"]
+action = "deny"
+message = "Deletions are not allowed"
+
+[[policy.rules]]
+id = "tokyo"
+tools = ["time__convert"]
+when = 'args.tz == "Asia/Tokyo"'
+action = "require_approval"
+approval_policy = "ops"
+
+[[policy.rules]]
+id = "deploys"
+tools = ["ci__deploy"]
+action = "require_approval"
+approval_policy = "later"
+"#;
+
+struct Fixture {
+    governor: Arc<Governor>,
+    store: Arc<MemoryStore>,
+    clock: ManualClock,
+    runs: Arc<AtomicUsize>,
+    last_args: Arc<Mutex<Option<Value>>>,
+}
+
+fn fixture() -> Fixture {
+    let registry = Arc::new(Registry::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let last_args = Arc::new(Mutex::new(None));
+    for (server, name) in [("time", "convert"), ("fs", "delete_file"), ("ci", "deploy"), ("fs", "read")] {
+        let runs = runs.clone();
+        let last_args = last_args.clone();
+        registry
+            .register(RegisteredTool::new(
+                ToolDescriptor::new(server, name, ToolSource::Embedded).with_input_schema(json!({
+                    "type": "object", "properties": {"tz": {"type": "string"}}
+                })),
+                Arc::new(FnExecutor::new(move |tool, args| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    *last_args.lock().unwrap() = Some(args.clone());
+                    if args.get("fail").is_some() {
+                        return Err(ExecutionError::Unavailable("upstream down".into()));
+                    }
+                    Ok(ToolOutput::text(format!("{} ran", tool.exposed_name)))
+                })),
+            ))
+            .unwrap();
+    }
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(Utc::now());
+    let governor = Governor::builder(registry)
+        .store(store.clone())
+        .clock(Arc::new(clock.clone()))
+        .config(GovernorConfig {
+            blocking_timeout: Duration::from_secs(120),
+            ..GovernorConfig::default()
+        })
+        .build();
+    governor
+        .set_policy("acme", &GovernanceDocument::parse(POLICY, Format::Toml).unwrap())
+        .unwrap();
+    Fixture { governor: Arc::new(governor), store, clock, runs, last_args }
+}
+
+fn agent() -> Principal {
+    Principal::new("agent-1", "acme").with_role("agent")
+}
+
+fn admin() -> Principal {
+    Principal::new("admin-1", "acme").with_email("root@acme.dev").with_role("admin")
+}
+
+fn chain_is_intact(f: &Fixture, org: &str) -> Vec<AuditEventKind> {
+    let events = block_on(f.store.events(org, 1, 0)).unwrap();
+    verify_chain(&events).unwrap();
+    events.into_iter().map(|e| e.kind).collect()
+}
+
+/// Waits (on real time, briefly) until the fixture has a pending request, and returns its id.
+fn pending_request(f: &Fixture) -> Uuid {
+    for _ in 0..2000 {
+        let pending = block_on(f.governor.list_requests(&admin(), &crate::store::ApprovalFilter {
+            state: Some(ApprovalState::Pending),
+            ..Default::default()
+        }))
+        .unwrap();
+        if let Some(request) = pending.first() {
+            return request.id;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("no pending request appeared");
+}
+
+#[test]
+fn allowed_calls_run_and_are_audited() {
+    let f = fixture();
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("fs__read", json!({})))).unwrap();
+    assert!(matches!(outcome, Outcome::Executed { ref output, .. } if output.joined_text() == "fs__read ran"));
+    let kinds = chain_is_intact(&f, "acme");
+    assert!(matches!(kinds[0], AuditEventKind::CallReceived { .. }));
+    assert!(matches!(kinds[1], AuditEventKind::Decision { action: crate::policy::ActionKind::Allow, .. }));
+    assert!(matches!(kinds[2], AuditEventKind::Executed { is_error: false, .. }));
+}
+
+#[test]
+fn denied_calls_never_run() {
+    let f = fixture();
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("fs__delete_file", json!({})))).unwrap();
+    assert_eq!(outcome.message(), "Deletions are not allowed");
+    assert!(matches!(outcome, Outcome::Denied { rule: Some(ref r), .. } if r == "no-deletes"));
+    assert_eq!(f.runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn unknown_invisible_and_malformed_calls_are_rejected_and_recorded() {
+    let f = fixture();
+    let error = block_on(f.governor.call(&agent(), ToolCall::new("nope", json!({})))).unwrap_err();
+    assert_eq!(error, GovernorError::UnknownTool("nope".into()));
+    f.governor.registry().set_enabled("fs__read", false);
+    let error = block_on(f.governor.call(&agent(), ToolCall::new("fs__read", json!({})))).unwrap_err();
+    assert_eq!(error, GovernorError::UnknownTool("fs__read".into()));
+    let error = block_on(f.governor.call(&agent(), ToolCall::new("time__convert", json!([1])))).unwrap_err();
+    assert!(matches!(error, GovernorError::InvalidArguments(_)));
+    let kinds = chain_is_intact(&f, "acme");
+    assert_eq!(kinds.iter().filter(|k| matches!(k, AuditEventKind::CallRejected { .. })).count(), 3);
+    assert_eq!(f.runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn denied_tools_are_hidden_from_listing() {
+    let f = fixture();
+    let names: Vec<String> = f.governor.list_tools(&agent()).iter().map(|t| t.descriptor.exposed_name.clone()).collect();
+    assert!(!names.contains(&"fs__delete_file".to_owned()));
+    assert!(names.contains(&"time__convert".to_owned()));
+}
+
+#[test]
+fn a_blocked_call_wakes_on_approval_and_runs_the_edited_arguments_once() {
+    let f = fixture();
+    let governor = f.governor.clone();
+    let caller = std::thread::spawn(move || {
+        block_on(governor.call(&agent(), ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))))
+    });
+    let id = pending_request(&f);
+    let mut vote = VoteCast::approve(admin()).with_comment("fine, but use Osaka");
+    vote.edited_arguments = Some(json!({"tz": "Asia/Osaka"}));
+    let decided = block_on(f.governor.decide(&admin(), id, vote)).unwrap();
+    assert_eq!(decided.state, ApprovalState::Approved);
+    let outcome = caller.join().unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Executed { request_id: Some(r), .. } if r == id), "{outcome:?}");
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(*f.last_args.lock().unwrap(), Some(json!({"tz": "Asia/Osaka"})));
+    // Polling afterwards returns the recorded result without running again.
+    let status = block_on(f.governor.approval_status(&agent(), id)).unwrap();
+    assert_eq!(status.state, ApprovalState::Executed);
+    assert_eq!(status.original_arguments, json!({"tz": "Asia/Tokyo"}));
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+    let kinds = chain_is_intact(&f, "acme");
+    assert!(kinds.iter().any(|k| matches!(k, AuditEventKind::ApprovalVoted { edited: true, .. })));
+    assert!(kinds.iter().any(|k| matches!(k, AuditEventKind::Executed { request_id: Some(_), .. })));
+}
+
+#[test]
+fn a_blocked_call_returns_declined() {
+    let f = fixture();
+    let governor = f.governor.clone();
+    let caller = std::thread::spawn(move || {
+        block_on(governor.call(&agent(), ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))))
+    });
+    let id = pending_request(&f);
+    block_on(f.governor.decide(&admin(), id, VoteCast::decline(admin()).with_comment("not today"))).unwrap();
+    let outcome = caller.join().unwrap().unwrap();
+    assert_eq!(outcome.message(), "declined by approvers: not today");
+    assert_eq!(f.runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_blocked_call_expires_on_the_injected_clock() {
+    let f = fixture();
+    let governor = f.governor.clone();
+    let caller = std::thread::spawn(move || {
+        block_on(governor.call(&agent(), ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))))
+    });
+    let id = pending_request(&f);
+    // The blocking timeout (2 min) passes first: the call returns pending, to be polled.
+    f.clock.advance(chrono::Duration::minutes(3));
+    let outcome = caller.join().unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::PendingApproval { request_id, .. } if request_id == id));
+    // Then the approval timeout passes: the status poll finds it expired.
+    f.clock.advance(chrono::Duration::minutes(10));
+    let status = block_on(f.governor.approval_status(&agent(), id)).unwrap();
+    assert_eq!(status.state, ApprovalState::Expired);
+    assert_eq!(f.governor.outcome(&status).message(), "the approval request expired undecided; the call was not made");
+    assert_eq!(f.runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn tick_due_expires_requests_nobody_waits_for() {
+    let f = fixture();
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(block_on(f.governor.tick_due(10)).unwrap(), 0);
+    f.clock.advance(chrono::Duration::minutes(11));
+    assert_eq!(block_on(f.governor.tick_due(10)).unwrap(), 1);
+    let request = block_on(f.store.get_request("acme", request_id)).unwrap().unwrap();
+    assert_eq!(request.state, ApprovalState::Expired);
+}
+
+#[test]
+fn async_mode_returns_pending_and_the_poll_runs_the_approved_call_once() {
+    let f = fixture();
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(outcome.message().contains(&request_id.to_string()));
+    let pending = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
+    assert_eq!(pending.state, ApprovalState::Pending);
+    block_on(f.governor.decide(&admin(), request_id, VoteCast::approve(admin()))).unwrap();
+    assert_eq!(f.runs.load(Ordering::SeqCst), 0, "approval alone does not run the call");
+    let done = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
+    assert_eq!(done.state, ApprovalState::Executed);
+    assert!(matches!(f.governor.outcome(&done), Outcome::Executed { .. }));
+    block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn concurrent_pollers_execute_an_approved_call_exactly_once() {
+    let f = fixture();
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!() };
+    block_on(f.governor.decide(&admin(), request_id, VoteCast::approve(admin()))).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let governor = f.governor.clone();
+            std::thread::spawn(move || block_on(governor.approval_status(&agent(), request_id)))
+        })
+        .collect();
+    for thread in threads {
+        let state = thread.join().unwrap().unwrap().state;
+        assert!(matches!(state, ApprovalState::Executing | ApprovalState::Executed), "{state}");
+    }
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn execution_failures_are_recorded_not_retried() {
+    let f = fixture();
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({"fail": true})))).unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!() };
+    block_on(f.governor.decide(&admin(), request_id, VoteCast::approve(admin()))).unwrap();
+    let failed = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
+    assert_eq!(failed.state, ApprovalState::Failed);
+    assert!(f.governor.outcome(&failed).message().contains("upstream down"));
+    block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_grant_given_with_an_approval_skips_later_approvals_until_it_expires() {
+    let f = fixture();
+    let governor = f.governor.clone();
+    let call = || ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}));
+    let caller = std::thread::spawn(move || block_on(governor.call(&agent(), call())));
+    let id = pending_request(&f);
+    let mut vote = VoteCast::approve(admin());
+    vote.grant = Some(Duration::from_secs(15 * 60));
+    block_on(f.governor.decide(&admin(), id, vote)).unwrap();
+    caller.join().unwrap().unwrap();
+    let again = block_on(f.governor.call(&agent(), call())).unwrap();
+    assert!(matches!(again, Outcome::Executed { request_id: None, .. }), "{again:?}");
+    assert!(chain_is_intact(&f, "acme").iter().any(|k| matches!(k, AuditEventKind::GrantUsed { .. })));
+    // Another principal is not covered.
+    let other = Principal::new("agent-2", "acme").with_role("agent");
+    let governor = f.governor.clone();
+    let blocked = std::thread::spawn(move || block_on(governor.call(&other, call())));
+    let id = pending_request(&f);
+    block_on(f.governor.cancel(&admin(), id, None)).unwrap();
+    assert!(matches!(blocked.join().unwrap().unwrap(), Outcome::Cancelled { .. }));
+    assert_eq!(f.runs.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn requests_are_invisible_across_organizations_and_to_bystanders() {
+    let f = fixture();
+    let Outcome::PendingApproval { request_id, .. } =
+        block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap()
+    else {
+        panic!()
+    };
+    let outsider_admin = Principal::new("admin-1", "globex").with_role("admin");
+    assert_eq!(block_on(f.governor.approval_status(&outsider_admin, request_id)).unwrap_err(), GovernorError::RequestNotFound);
+    assert_eq!(
+        block_on(f.governor.decide(&outsider_admin, request_id, VoteCast::approve(outsider_admin.clone()))).unwrap_err(),
+        GovernorError::RequestNotFound
+    );
+    let bystander = Principal::new("agent-2", "acme").with_role("agent");
+    assert_eq!(block_on(f.governor.approval_status(&bystander, request_id)).unwrap_err(), GovernorError::RequestNotFound);
+    assert!(matches!(block_on(f.governor.cancel(&bystander, request_id, None)), Err(GovernorError::RequestNotFound)));
+    // Voting in someone else's name is refused.
+    assert!(matches!(
+        block_on(f.governor.decide(&bystander, request_id, VoteCast::approve(admin()))),
+        Err(GovernorError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn explain_dry_runs_without_recording() {
+    let f = fixture();
+    let decision = f.governor.explain(&agent(), &ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))).unwrap();
+    assert!(decision.explanation().contains("rule `tokyo`"), "{}", decision.explanation());
+    assert!(block_on(f.store.events("acme", 1, 0)).unwrap().is_empty());
+}
+
+#[test]
+fn a_policy_that_does_not_compile_leaves_the_old_one_in_force() {
+    let f = fixture();
+    let broken = GovernanceDocument::parse("[[policy.rules]]\ntools=[\"*\"]\nwhen='('\naction=\"deny\"\n", Format::Toml).unwrap();
+    assert!(matches!(f.governor.set_policy("acme", &broken), Err(GovernorError::Governance(_))));
+    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("fs__delete_file", json!({})))).unwrap();
+    assert!(matches!(outcome, Outcome::Denied { .. }));
+}
+
+struct CountingProgress(AtomicUsize);
+
+impl ProgressSink for CountingProgress {
+    fn waiting(&self, _request: &ApprovalRequest, _elapsed: Duration) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn blocking_calls_report_progress_while_waiting() {
+    let f = fixture();
+    let progress = Arc::new(CountingProgress(AtomicUsize::new(0)));
+    let governor = f.governor.clone();
+    let sink = progress.clone();
+    let caller = std::thread::spawn(move || {
+        block_on(governor.call(
+            &agent(),
+            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})).with_progress(sink),
+        ))
+    });
+    let id = pending_request(&f);
+    for _ in 0..3 {
+        f.clock.advance(chrono::Duration::seconds(11));
+        for _ in 0..1000 {
+            std::thread::sleep(Duration::from_millis(1));
+            if progress.0.load(Ordering::SeqCst) > 0 { break; }
+        }
+    }
+    block_on(f.governor.decide(&admin(), id, VoteCast::approve(admin()))).unwrap();
+    caller.join().unwrap().unwrap();
+    assert!(progress.0.load(Ordering::SeqCst) >= 1);
+}
