@@ -12,7 +12,10 @@
 //! half of them. Two calls are measured: one that matches a conditional rule, one that falls
 //! through to the default.
 
-#![expect(clippy::expect_used, reason = "benchmark setup fails loudly on purpose")]
+#![expect(
+    clippy::expect_used,
+    reason = "benchmark setup fails loudly on purpose"
+)]
 
 use cel::{Context, Program};
 use chrono::Utc;
@@ -25,11 +28,35 @@ use std::hint::black_box;
 use std::time::Duration;
 
 const SERVERS: [&str; 25] = [
-    "github", "gitlab", "jira", "slack", "fs", "db", "k8s", "aws", "stripe", "docs", "linear", "notion",
-    "gcal", "gmail", "drive", "sentry", "pagerduty", "datadog", "vault", "terraform", "docker", "npm",
-    "pypi", "figma", "zendesk",
+    "github",
+    "gitlab",
+    "jira",
+    "slack",
+    "fs",
+    "db",
+    "k8s",
+    "aws",
+    "stripe",
+    "docs",
+    "linear",
+    "notion",
+    "gcal",
+    "gmail",
+    "drive",
+    "sentry",
+    "pagerduty",
+    "datadog",
+    "vault",
+    "terraform",
+    "docker",
+    "npm",
+    "pypi",
+    "figma",
+    "zendesk",
 ];
-const VERBS: [&str; 8] = ["get", "list", "create", "update", "delete", "search", "run", "deploy"];
+const VERBS: [&str; 8] = [
+    "get", "list", "create", "update", "delete", "search", "run", "deploy",
+];
 const OBJECTS: [&str; 6] = ["issue", "file", "pod", "user", "payment", "page"];
 const CONDITIONS: [&str; 5] = [
     r#"args.priority == "High""#,
@@ -48,14 +75,22 @@ fn rules(count: usize) -> Vec<RuleSpec> {
         let server = SERVERS[(i * 7) % SERVERS.len()];
         let verb = VERBS[(i / 3) % VERBS.len()];
         let object = OBJECTS[(i / 5) % OBJECTS.len()];
-        let action = [ActionKind::Allow, ActionKind::Deny, ActionKind::RequireApproval][i % 3];
+        let action = [
+            ActionKind::Allow,
+            ActionKind::Deny,
+            ActionKind::RequireApproval,
+        ][i % 3];
         let rule = match i % 10 {
             0..=5 => RuleSpec::new(action, [format!("{server}__{verb}_{object}")]),
             6 | 7 => RuleSpec::new(action, [format!("{server}__*")]),
             8 => RuleSpec::new(action, [format!("*__{verb}_*")]),
             _ => RuleSpec::new(action, [format!("{server}__{verb}_*")]).principals(["role:intern"]),
         };
-        rules.push(if i % 2 == 0 { rule.when(CONDITIONS[(i / 2) % CONDITIONS.len()]) } else { rule });
+        rules.push(if i % 2 == 0 {
+            rule.when(CONDITIONS[(i / 2) % CONDITIONS.len()])
+        } else {
+            rule
+        });
     }
     rules.truncate(count);
     rules
@@ -93,8 +128,16 @@ fn calls() -> Vec<Call> {
 /// from JSON per call.
 struct Naive {
     root: Context<'static, 'static>,
-    rules: Vec<(Vec<globset::GlobMatcher>, Vec<String>, Option<Program>, ActionKind)>,
+    rules: Vec<NaiveRule>,
 }
+
+/// Tool globs, required roles, condition, action.
+type NaiveRule = (
+    Vec<globset::GlobMatcher>,
+    Vec<String>,
+    Option<Program>,
+    ActionKind,
+);
 
 impl Naive {
     fn new(rules: &[RuleSpec]) -> Self {
@@ -106,12 +149,22 @@ impl Naive {
                     .iter()
                     .map(|p| globset::Glob::new(p).expect("glob").compile_matcher())
                     .collect();
-                let program = rule.when.as_deref().map(|w| Program::compile(w).expect("cel"));
-                let roles = rule.principals.iter().map(|p| p.trim_start_matches("role:").to_owned()).collect();
+                let program = rule
+                    .when
+                    .as_deref()
+                    .map(|w| Program::compile(w).expect("cel"));
+                let roles = rule
+                    .principals
+                    .iter()
+                    .map(|p| p.trim_start_matches("role:").to_owned())
+                    .collect();
                 (globs, roles, program, rule.action)
             })
             .collect();
-        Self { root: Context::default(), rules: compiled }
+        Self {
+            root: Context::default(),
+            rules: compiled,
+        }
     }
 
     fn evaluate(&self, call: &Call, principal: &Principal) -> ActionKind {
@@ -123,8 +176,15 @@ impl Naive {
         });
         let user = json!({"id": principal.id, "email": principal.email, "roles": principal.roles});
         let client = json!({"name": "claude-code"});
-        for (name, value) in [("tool", &tool), ("args", &call.args), ("user", &user), ("client", &client)] {
-            scope.add_variable(name, cel::to_value(value).expect("json to cel")).expect("variable");
+        for (name, value) in [
+            ("tool", &tool),
+            ("args", &call.args),
+            ("user", &user),
+            ("client", &client),
+        ] {
+            scope
+                .add_variable(name, cel::to_value(value).expect("json to cel"))
+                .expect("variable");
         }
         for (globs, roles, program, action) in &self.rules {
             if !globs.iter().any(|g| g.is_match(&call.tool.exposed_name)) {
@@ -144,13 +204,21 @@ impl Naive {
 }
 
 fn bench(c: &mut Criterion) {
-    let principal = Principal::new("agent-1", "acme").with_email("bot@acme.example").with_role("agent");
+    let principal = Principal::new("agent-1", "acme")
+        .with_email("bot@acme.example")
+        .with_role("agent");
     let client = ClientInfo::named("claude-code");
     let mut group = c.benchmark_group("policy_eval");
-    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(50);
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
     for size in [10usize, 100, 1000] {
         let rules = rules(size);
-        let document = PolicyDocument { rules: rules.clone(), ..PolicyDocument::default() };
+        let document = PolicyDocument {
+            rules: rules.clone(),
+            ..PolicyDocument::default()
+        };
         let set = PolicySet::compile(&document).expect("the generated policy compiles");
         let naive = Naive::new(&rules);
         for call in calls() {
@@ -162,19 +230,27 @@ fn bench(c: &mut Criterion) {
                 now: Utc::now(),
             };
             let decision = set.evaluate(&input);
-            assert_eq!(decision.effect.kind(), naive.evaluate(&call, &principal), "engines disagree");
+            assert_eq!(
+                decision.effect.kind(),
+                naive.evaluate(&call, &principal),
+                "engines disagree"
+            );
             println!(
                 "{size} rules, {} call: {} candidate rule(s); {}",
                 call.label,
                 decision.candidates,
                 decision.explanation()
             );
-            group.bench_with_input(BenchmarkId::new(format!("indexed/{}", call.label), size), &input, |b, input| {
-                b.iter(|| black_box(set.evaluate(black_box(input))))
-            });
-            group.bench_with_input(BenchmarkId::new(format!("naive/{}", call.label), size), &call, |b, call| {
-                b.iter(|| black_box(naive.evaluate(black_box(call), &principal)))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("indexed/{}", call.label), size),
+                &input,
+                |b, input| b.iter(|| black_box(set.evaluate(black_box(input)))),
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("naive/{}", call.label), size),
+                &call,
+                |b, call| b.iter(|| black_box(naive.evaluate(black_box(call), &principal))),
+            );
         }
     }
     group.finish();

@@ -57,7 +57,9 @@ impl Notifier for ChannelNotifier {
                 "  [notify] approval needed for {} {} (request {})",
                 request.tool.exposed_name, request.original_arguments, request.id
             );
-            self.0.send(request.id).map_err(|e| NotifyError(e.to_string()))?;
+            self.0
+                .send(request.id)
+                .map_err(|e| NotifyError(e.to_string()))?;
         }
         Ok(())
     }
@@ -67,7 +69,10 @@ fn tool(server: &str, name: &str) -> RegisteredTool {
     RegisteredTool::new(
         ToolDescriptor::new(server, name, ToolSource::Embedded),
         Arc::new(FnExecutor::new(|tool, args| {
-            Ok(ToolOutput::text(format!("{} done with {args}", tool.exposed_name)))
+            Ok(ToolOutput::text(format!(
+                "{} done with {args}",
+                tool.exposed_name
+            )))
         })),
     )
 }
@@ -75,7 +80,11 @@ fn tool(server: &str, name: &str) -> RegisteredTool {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let registry = Arc::new(Registry::new());
-    for (server, name) in [("crm", "get_customer"), ("crm", "delete_customer"), ("payments", "refund")] {
+    for (server, name) in [
+        ("crm", "get_customer"),
+        ("crm", "delete_customer"),
+        ("payments", "refund"),
+    ] {
         registry.register(tool(server, name))?;
     }
     let (to_human, mut human_inbox) = mpsc::unbounded_channel();
@@ -89,14 +98,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     governor.set_policy("acme", &GovernanceDocument::parse(POLICY, Format::Toml)?)?;
 
     // The human approver works on another task and approves whatever reaches the inbox.
-    let human = Principal::new("u-42", "acme").with_email("dana@acme.example").with_role("finance");
+    let human = Principal::new("u-42", "acme")
+        .with_email("dana@acme.example")
+        .with_role("finance");
     let approver_governor = governor.clone();
     let approver = tokio::spawn(async move {
         while let Some(request_id) = human_inbox.recv().await {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let vote = VoteCast::approve(human.clone()).with_comment("refund checked against the ticket");
+            let vote =
+                VoteCast::approve(human.clone()).with_comment("refund checked against the ticket");
             match approver_governor.decide(&human, request_id, vote).await {
-                Ok(request) => println!("  [human] approved; request {request_id} is now {}", request.state),
+                Ok(request) => println!(
+                    "  [human] approved; request {request_id} is now {}",
+                    request.state
+                ),
                 Err(error) => println!("  [human] could not approve: {error}"),
             }
         }
@@ -111,22 +126,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (tool, arguments) in plan {
         println!("agent calls {tool} {arguments}");
         let started = std::time::Instant::now();
-        let outcome = governor.call(&agent, ToolCall::new(tool, arguments)).await?;
+        let outcome = governor
+            .call(&agent, ToolCall::new(tool, arguments))
+            .await?;
         let verdict = match &outcome {
             Outcome::Executed { .. } => "executed",
             Outcome::Denied { .. } => "denied",
             Outcome::PendingApproval { .. } => "still pending",
             _ => "not executed",
         };
-        println!("  -> {verdict} after {:?}: {}\n", started.elapsed(), outcome.message());
+        println!(
+            "  -> {verdict} after {:?}: {}\n",
+            started.elapsed(),
+            outcome.message()
+        );
     }
 
     let events = store.events("acme", 1, 0).await?;
     let summary = verify_chain(&events)?;
-    println!("audit log: {} events, chain intact, head {}", summary.events, &summary.head[..16]);
+    println!(
+        "audit log: {} events, chain intact, head {}",
+        summary.events,
+        &summary.head[..16]
+    );
     for event in &events {
         let kind = serde_json::to_value(&event.kind)?;
-        println!("  #{:<2} {}", event.sequence, kind["type"].as_str().unwrap_or("?"));
+        println!(
+            "  #{:<2} {}",
+            event.sequence,
+            kind["type"].as_str().unwrap_or("?")
+        );
     }
     drop(governor);
     approver.abort();

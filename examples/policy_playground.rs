@@ -19,7 +19,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("usage: policy_playground POLICY_FILE CALL... [--role ROLE]... [--user EMAIL]");
+            eprintln!(
+                "usage: policy_playground POLICY_FILE CALL... [--role ROLE]... [--user EMAIL]"
+            );
             ExitCode::FAILURE
         }
     }
@@ -31,7 +33,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--role" => principal.roles.push(args.next().ok_or("--role needs a value")?),
+            "--role" => principal
+                .roles
+                .push(args.next().ok_or("--role needs a value")?),
             "--user" => principal.email = Some(args.next().ok_or("--user needs a value")?),
             _ => positional.push(arg),
         }
@@ -40,7 +44,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
     if calls.is_empty() {
         return Err("no call given".to_owned());
     }
-    let format = Format::from_file_name(path).ok_or("the policy file must end in .toml, .yaml or .yml")?;
+    let format =
+        Format::from_file_name(path).ok_or("the policy file must end in .toml, .yaml or .yml")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let document = GovernanceDocument::parse(&text, format).map_err(|e| format!("{path}: {e}"))?;
     let governance = Governance::compile(&document).map_err(|e| format!("{path}:\n{e}"))?;
@@ -59,7 +64,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
             None => (call.as_str(), serde_json::json!({})),
         };
         let (server, name) = tool_name.split_once("__").unwrap_or(("builtin", tool_name));
-        let tool = ToolDescriptor::new(server, name, ToolSource::Upstream).with_exposed_name(tool_name);
+        let tool =
+            ToolDescriptor::new(server, name, ToolSource::Upstream).with_exposed_name(tool_name);
         let decision = governance.policy().evaluate(&EvaluationInput {
             tool: &tool,
             args: &arguments,

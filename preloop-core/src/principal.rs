@@ -156,7 +156,9 @@ impl FromStr for PrincipalSelector {
             Some("role") => Ok(Self::Role(value.to_owned())),
             Some("apikey") => Ok(Self::ApiKey(value.to_owned())),
             Some("user") => Ok(Self::User(value.to_owned())),
-            Some(_) => Err(error("expected `*`, `role:`, `apikey:`, `user:` or a bare user")),
+            Some(_) => Err(error(
+                "expected `*`, `role:`, `apikey:`, `user:` or a bare user",
+            )),
         }
     }
 }
@@ -225,6 +227,9 @@ mod tests {
     fn selectors_round_trip_through_serde() {
         let selector: PrincipalSelector = serde_json::from_str("\"role:approver\"").unwrap();
         assert_eq!(selector, PrincipalSelector::Role("approver".into()));
-        assert_eq!(serde_json::to_string(&selector).unwrap(), "\"role:approver\"");
+        assert_eq!(
+            serde_json::to_string(&selector).unwrap(),
+            "\"role:approver\""
+        );
     }
 }

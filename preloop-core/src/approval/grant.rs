@@ -29,7 +29,13 @@ pub struct Grant {
 
 impl Grant {
     /// Whether the grant lets `principal_id` call `tool` in `organization_id` at `now`.
-    pub fn covers(&self, organization_id: &str, principal_id: &str, tool: &str, now: DateTime<Utc>) -> bool {
+    pub fn covers(
+        &self,
+        organization_id: &str,
+        principal_id: &str,
+        tool: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
         !self.revoked
             && now < self.expires_at
             && self.organization_id == organization_id

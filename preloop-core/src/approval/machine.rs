@@ -304,7 +304,11 @@ fn start_stage(request: &mut ApprovalRequest, effects: &mut Vec<ApprovalEffect>)
 }
 
 /// Starts due escalation stages and applies the timeout.
-fn advance_time(request: &mut ApprovalRequest, now: DateTime<Utc>, effects: &mut Vec<ApprovalEffect>) {
+fn advance_time(
+    request: &mut ApprovalRequest,
+    now: DateTime<Utc>,
+    effects: &mut Vec<ApprovalEffect>,
+) {
     if request.state != ApprovalState::Pending {
         return;
     }
@@ -345,7 +349,10 @@ fn apply_vote(
     effects: &mut Vec<ApprovalEffect>,
 ) -> Result<(), TransitionError> {
     let approver_id = vote.approver.id.clone();
-    let existing = request.votes.iter().position(|v| v.approver_id == approver_id);
+    let existing = request
+        .votes
+        .iter()
+        .position(|v| v.approver_id == approver_id);
     let edited = vote
         .edited_arguments
         .as_ref()
@@ -384,7 +391,9 @@ fn apply_vote(
     }
     if let Some(arguments) = edited {
         if vote.decision == VoteDecision::Decline {
-            return Err(TransitionError::EditNotAllowed("a decline cannot change the arguments"));
+            return Err(TransitionError::EditNotAllowed(
+                "a decline cannot change the arguments",
+            ));
         }
         if !policy.allow_edit {
             return Err(TransitionError::EditNotAllowed(
@@ -397,7 +406,9 @@ fn apply_vote(
     if let Some(grant) = vote.grant {
         match (vote.decision, policy.grant.max_duration) {
             (VoteDecision::Decline, _) => {
-                return Err(TransitionError::Grant("a decline cannot give a grant".to_owned()));
+                return Err(TransitionError::Grant(
+                    "a decline cannot give a grant".to_owned(),
+                ));
             }
             (_, None) => {
                 return Err(TransitionError::Grant(

@@ -12,16 +12,18 @@ mod schema;
 mod token;
 
 pub use grant::Grant;
-pub use machine::{ApprovalEffect, ApprovalEvent, Transition, TransitionError, VoteCast, transition};
+pub use machine::{
+    ApprovalEffect, ApprovalEvent, Transition, TransitionError, VoteCast, transition,
+};
 pub use policy::{
     ApprovalMode, ApprovalPolicy, ApprovalPolicyError, CHANNELS, EscalationStage, GrantOptions,
     OnTimeout,
 };
+pub(crate) use request::to_chrono;
 pub use request::{
     ApprovalRequest, ApprovalState, NewApprovalRequest, RequestContext, RequestedTool, Vote,
     VoteDecision,
 };
-pub(crate) use request::to_chrono;
 pub use schema::validate_arguments;
 pub use token::{DecisionToken, hash_secret, verify_secret};
 

@@ -59,7 +59,11 @@ pub struct EscalationStage {
 #[serde(deny_unknown_fields)]
 pub struct GrantOptions {
     /// Longest grant an approver may give; `None` disables grants.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_duration: Option<Duration>,
 }
 
@@ -188,10 +192,14 @@ impl ApprovalPolicy {
             return fail("timeout must be longer than zero".to_owned());
         }
         if self.on_timeout == OnTimeout::Escalate && self.escalation.is_empty() {
-            return fail("on_timeout = \"escalate\" needs at least one escalation stage".to_owned());
+            return fail(
+                "on_timeout = \"escalate\" needs at least one escalation stage".to_owned(),
+            );
         }
         if self.escalation.windows(2).any(|w| w[0].after >= w[1].after) {
-            return fail("escalation stages must be in strictly increasing `after` order".to_owned());
+            return fail(
+                "escalation stages must be in strictly increasing `after` order".to_owned(),
+            );
         }
         let channels = self
             .channels
@@ -249,10 +257,22 @@ mod tests {
     fn invalid_policies_say_what_is_wrong() {
         let mut policy = ApprovalPolicy::new("ops");
         policy.quorum = 0;
-        assert!(policy.validate().unwrap_err().to_string().contains("quorum"));
+        assert!(
+            policy
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("quorum")
+        );
         let mut policy = ApprovalPolicy::new("ops");
         policy.on_timeout = OnTimeout::Escalate;
-        assert!(policy.validate().unwrap_err().to_string().contains("escalation"));
+        assert!(
+            policy
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("escalation")
+        );
         let mut policy = ApprovalPolicy::new("ops");
         policy.channels = vec!["pager".into()];
         assert!(policy.validate().unwrap_err().to_string().contains("pager"));

@@ -92,7 +92,11 @@ pub struct Vote {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_arguments: Option<Value>,
     /// A standing grant the approver gave with the approval.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant: Option<std::time::Duration>,
     /// When the vote was cast.
     pub at: DateTime<Utc>,

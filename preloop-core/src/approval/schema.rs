@@ -22,7 +22,11 @@ pub fn validate_arguments(schema: &Value, arguments: &Value) -> Result<(), Vec<S
             }
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,11 @@ fn apply(request: &ApprovalRequest, event: ApprovalEvent) -> Result<Transition, 
 #[test]
 fn one_approval_approves_under_quorum_one() {
     let request = open(ApprovalPolicy::new("ops"));
-    let t = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
+    let t = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
     assert_eq!(t.request.state, ApprovalState::Approved);
     assert_eq!(t.request.version, 1);
     assert!(t.effects.contains(&ApprovalEffect::Wake));
@@ -65,33 +69,61 @@ fn quorum_counts_distinct_approvers_and_repeats_are_idempotent() {
     let mut policy = ApprovalPolicy::new("ops");
     policy.quorum = 2;
     let request = open(policy);
-    let once = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
+    let once = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
     assert_eq!(once.request.state, ApprovalState::Pending);
-    let twice = apply(&once.request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
+    let twice = apply(
+        &once.request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
     assert!(!twice.changed);
     assert!(twice.effects.is_empty());
     assert_eq!(twice.request, once.request);
-    let second = apply(&once.request, ApprovalEvent::Vote(VoteCast::approve(approver(2)))).unwrap();
+    let second = apply(
+        &once.request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(2))),
+    )
+    .unwrap();
     assert_eq!(second.request.state, ApprovalState::Approved);
     assert_eq!(second.request.approvals(), 2);
     // A repeated approval after the decision is still a harmless no-op (a double click).
-    let late = apply(&second.request, ApprovalEvent::Vote(VoteCast::approve(approver(2)))).unwrap();
+    let late = apply(
+        &second.request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(2))),
+    )
+    .unwrap();
     assert!(!late.changed);
 }
 
 #[test]
 fn a_single_decline_declines_by_default_and_thresholds_are_configurable() {
     let request = open(ApprovalPolicy::new("ops"));
-    let t = apply(&request, ApprovalEvent::Vote(VoteCast::decline(approver(1)))).unwrap();
+    let t = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::decline(approver(1))),
+    )
+    .unwrap();
     assert_eq!(t.request.state, ApprovalState::Declined);
 
     let mut policy = ApprovalPolicy::new("ops");
     policy.declines_required = 2;
     policy.quorum = 3;
     let request = open(policy);
-    let t = apply(&request, ApprovalEvent::Vote(VoteCast::decline(approver(1)))).unwrap();
+    let t = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::decline(approver(1))),
+    )
+    .unwrap();
     assert_eq!(t.request.state, ApprovalState::Pending);
-    let t = apply(&t.request, ApprovalEvent::Vote(VoteCast::decline(approver(2)))).unwrap();
+    let t = apply(
+        &t.request,
+        ApprovalEvent::Vote(VoteCast::decline(approver(2))),
+    )
+    .unwrap();
     assert_eq!(t.request.state, ApprovalState::Declined);
 }
 
@@ -100,8 +132,16 @@ fn changing_a_vote_on_the_same_arguments_is_refused() {
     let mut policy = ApprovalPolicy::new("ops");
     policy.quorum = 2;
     let request = open(policy);
-    let t = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
-    let error = apply(&t.request, ApprovalEvent::Vote(VoteCast::decline(approver(1)))).unwrap_err();
+    let t = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
+    let error = apply(
+        &t.request,
+        ApprovalEvent::Vote(VoteCast::decline(approver(1))),
+    )
+    .unwrap_err();
     assert!(matches!(error, TransitionError::ConflictingVote { .. }));
 }
 
@@ -115,10 +155,18 @@ fn outsiders_and_requesters_cannot_approve() {
     let mut policy = ApprovalPolicy::new("ops");
     policy.approvers = vec!["*".parse().unwrap()];
     let request = open(policy.clone());
-    let error = apply(&request, ApprovalEvent::Vote(VoteCast::approve(requester()))).unwrap_err();
+    let error = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(requester())),
+    )
+    .unwrap_err();
     assert_eq!(error, TransitionError::SelfApproval);
     policy.allow_self_approval = true;
-    let t = apply(&open(policy), ApprovalEvent::Vote(VoteCast::approve(requester()))).unwrap();
+    let t = apply(
+        &open(policy),
+        ApprovalEvent::Vote(VoteCast::approve(requester())),
+    )
+    .unwrap();
     assert_eq!(t.request.state, ApprovalState::Approved);
 }
 
@@ -127,15 +175,21 @@ fn reasons_are_enforced_when_required() {
     let mut policy = ApprovalPolicy::new("ops");
     policy.require_reason = true;
     let request = open(policy);
-    let error = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)).with_comment("  ")))
-        .unwrap_err();
+    let error = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1)).with_comment("  ")),
+    )
+    .unwrap_err();
     assert_eq!(error, TransitionError::ReasonRequired);
     let t = apply(
         &request,
         ApprovalEvent::Vote(VoteCast::approve(approver(1)).with_comment("checked the path")),
     )
     .unwrap();
-    assert_eq!(t.request.votes[0].comment.as_deref(), Some("checked the path"));
+    assert_eq!(
+        t.request.votes[0].comment.as_deref(),
+        Some("checked the path")
+    );
 }
 
 #[test]
@@ -144,12 +198,19 @@ fn edits_are_validated_recorded_beside_the_original_and_reset_earlier_approvals(
     policy.allow_edit = true;
     policy.quorum = 2;
     let request = open(policy);
-    let first = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
+    let first = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
 
     let mut bad = VoteCast::approve(approver(2));
     bad.edited_arguments = Some(json!({"path": 7}));
     let error = apply(&first.request, ApprovalEvent::Vote(bad)).unwrap_err();
-    assert!(matches!(error, TransitionError::InvalidArguments { .. }), "{error}");
+    assert!(
+        matches!(error, TransitionError::InvalidArguments { .. }),
+        "{error}"
+    );
 
     let mut edit = VoteCast::approve(approver(2));
     edit.edited_arguments = Some(json!({"path": "/tmp/b"}));
@@ -157,9 +218,16 @@ fn edits_are_validated_recorded_beside_the_original_and_reset_earlier_approvals(
     // Approver 1 approved other arguments, so the quorum is not reached yet.
     assert_eq!(edited.request.state, ApprovalState::Pending);
     assert_eq!(edited.request.original_arguments, json!({"path": "/tmp/a"}));
-    assert_eq!(edited.request.effective_arguments(), &json!({"path": "/tmp/b"}));
+    assert_eq!(
+        edited.request.effective_arguments(),
+        &json!({"path": "/tmp/b"})
+    );
     assert_eq!(edited.request.approvals(), 1);
-    let done = apply(&edited.request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
+    let done = apply(
+        &edited.request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
     assert_eq!(done.request.state, ApprovalState::Approved);
     assert_eq!(done.request.approvals(), 2);
 }
@@ -199,13 +267,28 @@ fn grants_are_bounded_by_the_policy() {
 fn timeouts_follow_on_timeout() {
     let late = t0() + ChronoDuration::minutes(11);
     let request = open(ApprovalPolicy::new("ops"));
-    let t = transition(&request, ApprovalEvent::Tick, t0() + ChronoDuration::minutes(9)).unwrap();
+    let t = transition(
+        &request,
+        ApprovalEvent::Tick,
+        t0() + ChronoDuration::minutes(9),
+    )
+    .unwrap();
     assert!(!t.changed);
     let t = transition(&request, ApprovalEvent::Tick, late).unwrap();
     assert_eq!(t.request.state, ApprovalState::Expired);
     // A vote after the deadline finds the request expired even without a tick.
-    let error = transition(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1))), late).unwrap_err();
-    assert_eq!(error, TransitionError::NotPending { state: ApprovalState::Expired });
+    let error = transition(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+        late,
+    )
+    .unwrap_err();
+    assert_eq!(
+        error,
+        TransitionError::NotPending {
+            state: ApprovalState::Expired
+        }
+    );
 
     let mut policy = ApprovalPolicy::new("ops");
     policy.on_timeout = OnTimeout::Approve;
@@ -230,39 +313,77 @@ fn escalation_adds_approvers_on_schedule_and_on_timeout() {
         },
     ];
     let request = open(policy);
-    assert_eq!(request.next_deadline(), Some(t0() + ChronoDuration::minutes(2)));
+    assert_eq!(
+        request.next_deadline(),
+        Some(t0() + ChronoDuration::minutes(2))
+    );
     let oncall = Principal::new("o", "org").with_role("oncall");
-    let error = apply(&request, ApprovalEvent::Vote(VoteCast::approve(oncall.clone()))).unwrap_err();
+    let error = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(oncall.clone())),
+    )
+    .unwrap_err();
     assert!(matches!(error, TransitionError::NotAnApprover { .. }));
 
-    let t = transition(&request, ApprovalEvent::Tick, t0() + ChronoDuration::minutes(3)).unwrap();
+    let t = transition(
+        &request,
+        ApprovalEvent::Tick,
+        t0() + ChronoDuration::minutes(3),
+    )
+    .unwrap();
     assert_eq!(t.request.escalation_stage, 1);
     assert!(t.effects.contains(&ApprovalEffect::Escalated { stage: 0 }));
-    assert_eq!(t.request.next_deadline(), Some(t0() + ChronoDuration::minutes(10)));
+    assert_eq!(
+        t.request.next_deadline(),
+        Some(t0() + ChronoDuration::minutes(10))
+    );
 
     // At the timeout the next stage starts at once and the timeout restarts.
     let at_timeout = t0() + ChronoDuration::minutes(10);
     let t2 = transition(&t.request, ApprovalEvent::Tick, at_timeout).unwrap();
     assert_eq!(t2.request.state, ApprovalState::Pending);
     assert_eq!(t2.request.escalation_stage, 2);
-    assert_eq!(t2.request.expires_at, at_timeout + ChronoDuration::minutes(10));
+    assert_eq!(
+        t2.request.expires_at,
+        at_timeout + ChronoDuration::minutes(10)
+    );
     // With no stage left, the next timeout expires it.
-    let t3 = transition(&t2.request, ApprovalEvent::Tick, at_timeout + ChronoDuration::minutes(10)).unwrap();
+    let t3 = transition(
+        &t2.request,
+        ApprovalEvent::Tick,
+        at_timeout + ChronoDuration::minutes(10),
+    )
+    .unwrap();
     assert_eq!(t3.request.state, ApprovalState::Expired);
 
-    let voted = transition(&t.request, ApprovalEvent::Vote(VoteCast::approve(oncall)), t0() + ChronoDuration::minutes(4)).unwrap();
+    let voted = transition(
+        &t.request,
+        ApprovalEvent::Vote(VoteCast::approve(oncall)),
+        t0() + ChronoDuration::minutes(4),
+    )
+    .unwrap();
     assert_eq!(voted.request.state, ApprovalState::Approved);
 }
 
 #[test]
 fn cancellation_only_from_pending_and_idempotent() {
     let request = open(ApprovalPolicy::new("ops"));
-    let cancel = || ApprovalEvent::Cancel { by: "agent".into(), reason: Some("not needed".into()) };
+    let cancel = || ApprovalEvent::Cancel {
+        by: "agent".into(),
+        reason: Some("not needed".into()),
+    };
     let t = apply(&request, cancel()).unwrap();
     assert_eq!(t.request.state, ApprovalState::Cancelled);
-    assert_eq!(t.request.resolution.as_deref(), Some("cancelled by agent: not needed"));
+    assert_eq!(
+        t.request.resolution.as_deref(),
+        Some("cancelled by agent: not needed")
+    );
     assert!(!apply(&t.request, cancel()).unwrap().changed);
-    let approved = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap();
+    let approved = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap();
     assert!(apply(&approved.request, cancel()).is_err());
 }
 
@@ -271,28 +392,65 @@ fn execution_is_claimed_once_and_finishes_once() {
     let request = open(ApprovalPolicy::new("ops"));
     assert!(matches!(
         apply(&request, ApprovalEvent::StartExecution),
-        Err(TransitionError::Illegal { from: ApprovalState::Pending, .. })
+        Err(TransitionError::Illegal {
+            from: ApprovalState::Pending,
+            ..
+        })
     ));
-    let approved = apply(&request, ApprovalEvent::Vote(VoteCast::approve(approver(1)))).unwrap().request;
+    let approved = apply(
+        &request,
+        ApprovalEvent::Vote(VoteCast::approve(approver(1))),
+    )
+    .unwrap()
+    .request;
     let claimed = apply(&approved, ApprovalEvent::StartExecution).unwrap();
     assert_eq!(claimed.effects, vec![ApprovalEffect::Execute]);
     assert!(apply(&claimed.request, ApprovalEvent::StartExecution).is_err());
-    let done = apply(&claimed.request, ApprovalEvent::FinishExecution { output: ToolOutput::text("ok") }).unwrap();
+    let done = apply(
+        &claimed.request,
+        ApprovalEvent::FinishExecution {
+            output: ToolOutput::text("ok"),
+        },
+    )
+    .unwrap();
     assert_eq!(done.request.state, ApprovalState::Executed);
     assert_eq!(done.request.output, Some(ToolOutput::text("ok")));
-    assert!(apply(&done.request, ApprovalEvent::FailExecution { error: "x".into() }).is_err());
+    assert!(
+        apply(
+            &done.request,
+            ApprovalEvent::FailExecution { error: "x".into() }
+        )
+        .is_err()
+    );
 }
 
 // ---- property tests -------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
 enum Op {
-    Vote { actor: usize, who: usize, approve: bool, edit: bool },
-    Tick { actor: usize, minutes: i64 },
-    Cancel { actor: usize },
-    Start { actor: usize },
-    Finish { actor: usize, ok: bool },
-    Reload { actor: usize },
+    Vote {
+        actor: usize,
+        who: usize,
+        approve: bool,
+        edit: bool,
+    },
+    Tick {
+        actor: usize,
+        minutes: i64,
+    },
+    Cancel {
+        actor: usize,
+    },
+    Start {
+        actor: usize,
+    },
+    Finish {
+        actor: usize,
+        ok: bool,
+    },
+    Reload {
+        actor: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -309,19 +467,21 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn policy_strategy() -> impl Strategy<Value = ApprovalPolicy> {
-    (1..4u32, 1..3u32, any::<bool>(), 0..3usize).prop_map(|(quorum, declines, allow_edit, timeout)| {
-        let mut policy = ApprovalPolicy::new("p");
-        policy.quorum = quorum;
-        policy.declines_required = declines;
-        policy.allow_edit = allow_edit;
-        policy.escalation = vec![EscalationStage {
-            after: Duration::from_secs(300),
-            approvers: vec!["role:oncall".parse().unwrap()],
-            channels: vec![],
-        }];
-        policy.on_timeout = [OnTimeout::Deny, OnTimeout::Approve, OnTimeout::Escalate][timeout];
-        policy
-    })
+    (1..4u32, 1..3u32, any::<bool>(), 0..3usize).prop_map(
+        |(quorum, declines, allow_edit, timeout)| {
+            let mut policy = ApprovalPolicy::new("p");
+            policy.quorum = quorum;
+            policy.declines_required = declines;
+            policy.allow_edit = allow_edit;
+            policy.escalation = vec![EscalationStage {
+                after: Duration::from_secs(300),
+                approvers: vec!["role:oncall".parse().unwrap()],
+                channels: vec![],
+            }];
+            policy.on_timeout = [OnTimeout::Deny, OnTimeout::Approve, OnTimeout::Escalate][timeout];
+            policy
+        },
+    )
 }
 
 /// Voters 0-3 are admins, 4 is on call (eligible after escalation), 5 is the requester.

@@ -155,7 +155,11 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// An entry for `organization_id` at `timestamp`, truncated to microseconds so the hash
     /// survives every storage backend's timestamp precision.
-    pub fn new(organization_id: impl Into<String>, timestamp: DateTime<Utc>, kind: AuditEventKind) -> Self {
+    pub fn new(
+        organization_id: impl Into<String>,
+        timestamp: DateTime<Utc>,
+        kind: AuditEventKind,
+    ) -> Self {
         Self {
             organization_id: organization_id.into(),
             timestamp: timestamp.trunc_subsecs(6),

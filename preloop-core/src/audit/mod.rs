@@ -52,7 +52,9 @@ pub struct ChainSummary {
 }
 
 /// Verifies a whole chain from its first event (sequence 1): continuity, links and hashes.
-pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Result<ChainSummary, ChainBreak> {
+pub fn verify_chain<'a>(
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+) -> Result<ChainSummary, ChainBreak> {
     verify_from(events, 1, GENESIS_HASH)
 }
 
@@ -63,11 +65,10 @@ pub fn verify_from<'a>(
     first_sequence: u64,
     previous_hash: &str,
 ) -> Result<ChainSummary, ChainBreak> {
-    let mut expected = first_sequence;
     let mut previous = previous_hash.to_owned();
     let mut organization: Option<&str> = None;
     let mut count = 0;
-    for event in events {
+    for (expected, event) in (first_sequence..).zip(events) {
         if event.sequence != expected {
             return Err(ChainBreak::Missing {
                 expected,
@@ -93,7 +94,6 @@ pub fn verify_from<'a>(
             });
         }
         previous.clone_from(&event.hash);
-        expected += 1;
         count += 1;
     }
     Ok(ChainSummary {
@@ -135,7 +135,12 @@ mod tests {
         assert_eq!(summary.events, 5);
         assert_eq!(summary.head, events[4].hash);
         assert_eq!(verify_chain(&[]).unwrap().head, GENESIS_HASH);
-        assert_eq!(verify_from(&events[2..], 3, &events[1].hash).unwrap().events, 3);
+        assert_eq!(
+            verify_from(&events[2..], 3, &events[1].hash)
+                .unwrap()
+                .events,
+            3
+        );
     }
 
     #[test]
@@ -144,7 +149,10 @@ mod tests {
         if let AuditEventKind::CallReceived { arguments, .. } = &mut events[2].kind {
             *arguments = json!({"path": "/etc/shadow"});
         }
-        assert_eq!(verify_chain(&events), Err(ChainBreak::Tampered { sequence: 3 }));
+        assert_eq!(
+            verify_chain(&events),
+            Err(ChainBreak::Tampered { sequence: 3 })
+        );
     }
 
     #[test]
@@ -153,7 +161,10 @@ mod tests {
         events.remove(1);
         assert_eq!(
             verify_chain(&events),
-            Err(ChainBreak::Missing { expected: 2, found: 3 })
+            Err(ChainBreak::Missing {
+                expected: 2,
+                found: 3
+            })
         );
         // Dropping the tail cannot be seen from the events alone, but the head hash changes.
         let events = chain(5);
@@ -165,7 +176,10 @@ mod tests {
         let mut events = chain(4);
         events[1].timestamp += chrono::Duration::seconds(1);
         events[1].hash = events[1].compute_hash();
-        assert_eq!(verify_chain(&events), Err(ChainBreak::BrokenLink { sequence: 3 }));
+        assert_eq!(
+            verify_chain(&events),
+            Err(ChainBreak::BrokenLink { sequence: 3 })
+        );
     }
 
     #[test]

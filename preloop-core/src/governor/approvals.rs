@@ -4,8 +4,8 @@
 use super::notifier::Notification;
 use super::{Governor, GovernorError, Outcome, ProgressSink};
 use crate::approval::{
-    ApprovalEffect, ApprovalEvent, ApprovalRequest, ApprovalState, Grant, Transition, TransitionError, VoteCast,
-    to_chrono, transition,
+    ApprovalEffect, ApprovalEvent, ApprovalRequest, ApprovalState, Grant, Transition,
+    TransitionError, VoteCast, to_chrono, transition,
 };
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::principal::Principal;
@@ -19,34 +19,66 @@ impl Governor {
     /// Records `vote` on a request of the approver's organization. Approval does not run the call
     /// by itself: the blocked caller, the next status poll, or [`Governor::execute_approved`]
     /// (which a server may call in the background) runs it, exactly once.
-    pub async fn decide(&self, approver: &Principal, request_id: Uuid, vote: VoteCast) -> Result<ApprovalRequest, GovernorError> {
-        if vote.approver.id != approver.id || vote.approver.organization_id != approver.organization_id {
-            return Err(GovernorError::Forbidden("a vote must be cast by the authenticated approver".to_owned()));
+    pub async fn decide(
+        &self,
+        approver: &Principal,
+        request_id: Uuid,
+        vote: VoteCast,
+    ) -> Result<ApprovalRequest, GovernorError> {
+        if vote.approver.id != approver.id
+            || vote.approver.organization_id != approver.organization_id
+        {
+            return Err(GovernorError::Forbidden(
+                "a vote must be cast by the authenticated approver".to_owned(),
+            ));
         }
-        self.apply(&approver.organization_id, request_id, || ApprovalEvent::Vote(vote.clone()))
-            .await
-            .map(|t| t.request)
+        self.apply(&approver.organization_id, request_id, || {
+            ApprovalEvent::Vote(vote.clone())
+        })
+        .await
+        .map(|t| t.request)
     }
 
     /// Cancels a pending request; only its requester or an admin may.
-    pub async fn cancel(&self, principal: &Principal, request_id: Uuid, reason: Option<String>) -> Result<ApprovalRequest, GovernorError> {
+    pub async fn cancel(
+        &self,
+        principal: &Principal,
+        request_id: Uuid,
+        reason: Option<String>,
+    ) -> Result<ApprovalRequest, GovernorError> {
         let request = self.visible_request(principal, request_id).await?;
         if request.requester.id != principal.id && !principal.has_role("admin") {
-            return Err(GovernorError::Forbidden("only the requester or an admin can cancel a request".to_owned()));
+            return Err(GovernorError::Forbidden(
+                "only the requester or an admin can cancel a request".to_owned(),
+            ));
         }
-        let by = principal.email.clone().unwrap_or_else(|| principal.id.clone());
-        self.apply(&principal.organization_id, request_id, || ApprovalEvent::Cancel { by: by.clone(), reason: reason.clone() })
-            .await
-            .map(|t| t.request)
+        let by = principal
+            .email
+            .clone()
+            .unwrap_or_else(|| principal.id.clone());
+        self.apply(&principal.organization_id, request_id, || {
+            ApprovalEvent::Cancel {
+                by: by.clone(),
+                reason: reason.clone(),
+            }
+        })
+        .await
+        .map(|t| t.request)
     }
 
     /// The request as `principal` may see it (requester, an eligible approver, or an admin),
     /// after applying any due timeout, and with the approved call run if it has not run yet.
-    pub async fn approval_status(&self, principal: &Principal, request_id: Uuid) -> Result<ApprovalRequest, GovernorError> {
+    pub async fn approval_status(
+        &self,
+        principal: &Principal,
+        request_id: Uuid,
+    ) -> Result<ApprovalRequest, GovernorError> {
         self.visible_request(principal, request_id).await?;
         let request = self.refresh(&principal.organization_id, request_id).await?;
         if request.state == ApprovalState::Approved {
-            return self.execute_approved(&principal.organization_id, request_id).await;
+            return self
+                .execute_approved(&principal.organization_id, request_id)
+                .await;
         }
         Ok(request)
     }
@@ -57,8 +89,15 @@ impl Governor {
     }
 
     /// Requests of the principal's organization.
-    pub async fn list_requests(&self, principal: &Principal, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, GovernorError> {
-        Ok(self.approvals.list_requests(&principal.organization_id, filter).await?)
+    pub async fn list_requests(
+        &self,
+        principal: &Principal,
+        filter: &ApprovalFilter,
+    ) -> Result<Vec<ApprovalRequest>, GovernorError> {
+        Ok(self
+            .approvals
+            .list_requests(&principal.organization_id, filter)
+            .await?)
     }
 
     /// Runs an approved request's call if nobody has claimed it yet, and returns the request.
@@ -66,8 +105,17 @@ impl Governor {
     /// INVARIANT (execution at most once): the `Approved -> Executing` claim is a compare-and-set
     /// in the store; only the caller whose claim is stored runs the tool. Everyone else gets the
     /// request as it stands (`Executing` until the winner records the result).
-    pub async fn execute_approved(&self, organization_id: &str, request_id: Uuid) -> Result<ApprovalRequest, GovernorError> {
-        let claim = match self.apply(organization_id, request_id, || ApprovalEvent::StartExecution).await {
+    pub async fn execute_approved(
+        &self,
+        organization_id: &str,
+        request_id: Uuid,
+    ) -> Result<ApprovalRequest, GovernorError> {
+        let claim = match self
+            .apply(organization_id, request_id, || {
+                ApprovalEvent::StartExecution
+            })
+            .await
+        {
             Ok(claim) => claim,
             Err(GovernorError::Transition(TransitionError::Illegal { .. })) => {
                 return self.stored(organization_id, request_id).await;
@@ -81,7 +129,9 @@ impl Governor {
             Ok(output) => ApprovalEvent::FinishExecution { output },
             Err(error) => ApprovalEvent::FailExecution { error },
         };
-        self.apply(organization_id, request_id, || event.clone()).await.map(|t| t.request)
+        self.apply(organization_id, request_id, || event.clone())
+            .await
+            .map(|t| t.request)
     }
 
     /// Applies due escalations and timeouts to at most `limit` requests of every organization;
@@ -90,7 +140,10 @@ impl Governor {
         let due = self.approvals.due_requests(self.clock.now(), limit).await?;
         let mut changed = 0;
         for request in due {
-            match self.apply(&request.organization_id, request.id, || ApprovalEvent::Tick).await {
+            match self
+                .apply(&request.organization_id, request.id, || ApprovalEvent::Tick)
+                .await
+            {
                 Ok(t) if t.changed => changed += 1,
                 Ok(_) | Err(GovernorError::Contended) => {}
                 Err(error) => return Err(error),
@@ -121,18 +174,17 @@ impl Governor {
             if request.state == ApprovalState::Approved {
                 request = self.execute_approved(organization_id, request_id).await?;
             }
-            if request.state != ApprovalState::Pending && request.state != ApprovalState::Executing {
+            if request.state != ApprovalState::Pending && request.state != ApprovalState::Executing
+            {
                 return Ok(self.outcome(&request));
             }
             let now = self.clock.now();
             if now >= until {
                 return Ok(self.outcome(&request));
             }
-            if let Some(progress) = progress {
-                if now >= next_progress {
-                    progress.waiting(&request, (now - started).to_std().unwrap_or_default());
-                    next_progress = now + to_chrono(self.config.progress_interval);
-                }
+            if let Some(progress) = progress.filter(|_| now >= next_progress) {
+                progress.waiting(&request, (now - started).to_std().unwrap_or_default());
+                next_progress = now + to_chrono(self.config.progress_interval);
             }
             let mut wake_at = until;
             if let Some(deadline) = request.next_deadline() {
@@ -149,20 +201,33 @@ impl Governor {
     }
 
     /// Reads a request and applies a tick if a deadline has passed.
-    async fn refresh(&self, organization_id: &str, request_id: Uuid) -> Result<ApprovalRequest, GovernorError> {
+    async fn refresh(
+        &self,
+        organization_id: &str,
+        request_id: Uuid,
+    ) -> Result<ApprovalRequest, GovernorError> {
         let request = self.stored(organization_id, request_id).await?;
-        let due = request.next_deadline().is_some_and(|d| d <= self.clock.now());
+        let due = request
+            .next_deadline()
+            .is_some_and(|d| d <= self.clock.now());
         if !due {
             return Ok(request);
         }
-        match self.apply(organization_id, request_id, || ApprovalEvent::Tick).await {
+        match self
+            .apply(organization_id, request_id, || ApprovalEvent::Tick)
+            .await
+        {
             Ok(t) => Ok(t.request),
             Err(GovernorError::Contended) => self.stored(organization_id, request_id).await,
             Err(error) => Err(error),
         }
     }
 
-    async fn stored(&self, organization_id: &str, request_id: Uuid) -> Result<ApprovalRequest, GovernorError> {
+    async fn stored(
+        &self,
+        organization_id: &str,
+        request_id: Uuid,
+    ) -> Result<ApprovalRequest, GovernorError> {
         self.approvals
             .get_request(organization_id, request_id)
             .await?
@@ -170,12 +235,22 @@ impl Governor {
     }
 
     /// A request the principal may see; others are reported as not found, so ids leak nothing.
-    async fn visible_request(&self, principal: &Principal, request_id: Uuid) -> Result<ApprovalRequest, GovernorError> {
+    async fn visible_request(
+        &self,
+        principal: &Principal,
+        request_id: Uuid,
+    ) -> Result<ApprovalRequest, GovernorError> {
         let request = self.stored(&principal.organization_id, request_id).await?;
         let may_see = request.requester.id == principal.id
             || principal.has_role("admin")
-            || request.policy.is_approver(principal, request.escalation_stage);
-        if may_see { Ok(request) } else { Err(GovernorError::RequestNotFound) }
+            || request
+                .policy
+                .is_approver(principal, request.escalation_stage);
+        if may_see {
+            Ok(request)
+        } else {
+            Err(GovernorError::RequestNotFound)
+        }
     }
 
     /// Applies an event with optimistic concurrency: read, transition, compare-and-set (with the
@@ -194,7 +269,11 @@ impl Governor {
                 return Ok(next);
             }
             let audit = audit_entries(&next, now);
-            match self.approvals.update_request(current.version, &next.request, audit).await? {
+            match self
+                .approvals
+                .update_request(current.version, &next.request, audit)
+                .await?
+            {
                 CasOutcome::Stored => {
                     self.carry_out(&next, now).await?;
                     return Ok(next);
@@ -206,16 +285,29 @@ impl Governor {
     }
 
     /// Carries out a stored transition's effects (all but `Execute`, which the claimer handles).
-    async fn carry_out(&self, stored: &Transition, now: DateTime<Utc>) -> Result<(), GovernorError> {
+    async fn carry_out(
+        &self,
+        stored: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), GovernorError> {
         let request = &stored.request;
         for effect in &stored.effects {
             match effect {
                 ApprovalEffect::Wake => self.wakeups.wake(request.id),
-                ApprovalEffect::Decided { .. } => self.deliver(Notification::Decided { request }).await,
-                ApprovalEffect::Escalated { stage } => {
-                    self.deliver(Notification::Escalated { request, stage: *stage }).await;
+                ApprovalEffect::Decided { .. } => {
+                    self.deliver(Notification::Decided { request }).await
                 }
-                ApprovalEffect::CreateGrant { duration, granted_by } => {
+                ApprovalEffect::Escalated { stage } => {
+                    self.deliver(Notification::Escalated {
+                        request,
+                        stage: *stage,
+                    })
+                    .await;
+                }
+                ApprovalEffect::CreateGrant {
+                    duration,
+                    granted_by,
+                } => {
                     let grant = Grant {
                         id: Uuid::new_v4(),
                         organization_id: request.organization_id.clone(),
@@ -227,16 +319,22 @@ impl Governor {
                         expires_at: now + to_chrono(*duration),
                         revoked: false,
                     };
-                    let entry = AuditEntry::new(&request.organization_id, now, AuditEventKind::GrantCreated {
-                        grant_id: grant.id,
-                        request_id: request.id,
-                        principal_id: grant.principal_id.clone(),
-                        tool: grant.tool.clone(),
-                        expires_at: grant.expires_at,
-                    });
+                    let entry = AuditEntry::new(
+                        &request.organization_id,
+                        now,
+                        AuditEventKind::GrantCreated {
+                            grant_id: grant.id,
+                            request_id: request.id,
+                            principal_id: grant.principal_id.clone(),
+                            tool: grant.tool.clone(),
+                            expires_at: grant.expires_at,
+                        },
+                    );
                     self.grants.insert_grant(&grant, vec![entry]).await?;
                 }
-                ApprovalEffect::Voted { .. } | ApprovalEffect::Execute | ApprovalEffect::Finished { .. } => {}
+                ApprovalEffect::Voted { .. }
+                | ApprovalEffect::Execute
+                | ApprovalEffect::Finished { .. } => {}
             }
         }
         Ok(())
@@ -251,7 +349,11 @@ fn audit_entries(transition: &Transition, now: DateTime<Utc>) -> Vec<AuditEntry>
         .effects
         .iter()
         .filter_map(|effect| match effect {
-            ApprovalEffect::Voted { approver_id, decision, edited } => Some(entry(AuditEventKind::ApprovalVoted {
+            ApprovalEffect::Voted {
+                approver_id,
+                decision,
+                edited,
+            } => Some(entry(AuditEventKind::ApprovalVoted {
                 request_id: request.id,
                 approver_id: approver_id.clone(),
                 decision: *decision,
@@ -271,7 +373,9 @@ fn audit_entries(transition: &Transition, now: DateTime<Utc>) -> Vec<AuditEntry>
                 request_id: request.id,
                 stage: *stage,
             })),
-            ApprovalEffect::Finished { state: ApprovalState::Executed } => Some(entry(AuditEventKind::Executed {
+            ApprovalEffect::Finished {
+                state: ApprovalState::Executed,
+            } => Some(entry(AuditEventKind::Executed {
                 call_id: request.call_id,
                 request_id: Some(request.id),
                 is_error: request.output.as_ref().is_some_and(|o| o.is_error),
@@ -281,7 +385,9 @@ fn audit_entries(transition: &Transition, now: DateTime<Utc>) -> Vec<AuditEntry>
                 request_id: Some(request.id),
                 error: request.error.clone().unwrap_or_default(),
             })),
-            ApprovalEffect::Wake | ApprovalEffect::Execute | ApprovalEffect::CreateGrant { .. } => None,
+            ApprovalEffect::Wake | ApprovalEffect::Execute | ApprovalEffect::CreateGrant { .. } => {
+                None
+            }
         })
         .collect()
 }

@@ -13,7 +13,9 @@ mod wakeups;
 pub use notifier::{NoNotifier, Notification, Notifier, NotifyError};
 pub use outcome::{GovernorError, Outcome};
 
-use crate::approval::{ApprovalMode, ApprovalRequest, DecisionToken, NewApprovalRequest, RequestContext, RequestedTool};
+use crate::approval::{
+    ApprovalMode, ApprovalRequest, DecisionToken, NewApprovalRequest, RequestContext, RequestedTool,
+};
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{ExecutionContext, ToolOutput};
@@ -135,7 +137,10 @@ impl std::fmt::Debug for GovernorBuilder {
 impl GovernorBuilder {
     /// Uses one store for approvals, grants and audit (e.g. [`MemoryStore`] or a database store).
     #[must_use]
-    pub fn store<S: ApprovalStore + GrantStore + AuditStore + 'static>(mut self, store: Arc<S>) -> Self {
+    pub fn store<S: ApprovalStore + GrantStore + AuditStore + 'static>(
+        mut self,
+        store: Arc<S>,
+    ) -> Self {
         self.approvals = Some(store.clone());
         self.grants = Some(store.clone());
         self.audit = Some(store);
@@ -230,7 +235,11 @@ impl Governor {
     }
 
     /// Compiles and installs `document` for `organization_id`; the old policy stays on error.
-    pub fn set_policy(&self, organization_id: &str, document: &GovernanceDocument) -> Result<(), GovernorError> {
+    pub fn set_policy(
+        &self,
+        organization_id: &str,
+        document: &GovernanceDocument,
+    ) -> Result<(), GovernorError> {
         let compiled = Arc::new(Governance::compile(document)?);
         self.governance
             .write()
@@ -250,7 +259,11 @@ impl Governor {
     }
 
     /// Decides a hypothetical call without running or recording anything (`policy test`).
-    pub fn explain(&self, principal: &Principal, call: &ToolCall) -> Result<Decision, GovernorError> {
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+    ) -> Result<Decision, GovernorError> {
         let tool = self.visible_tool(principal, &call.tool)?;
         let arguments = normalize_arguments(&call.arguments)?;
         let governance = self.governance_or_fail(principal)?;
@@ -270,30 +283,51 @@ impl Governor {
             .visible_to(principal)
             .into_iter()
             .filter(|tool| {
-                governance
-                    .as_ref()
-                    .is_some_and(|g| !g.policy().denies_unconditionally(&tool.descriptor, principal))
+                governance.as_ref().is_some_and(|g| {
+                    !g.policy()
+                        .denies_unconditionally(&tool.descriptor, principal)
+                })
             })
             .collect()
     }
 
     /// Governs one call: decides, holds it for approval if needed, runs it at most once, and
     /// records every step.
-    pub async fn call(&self, principal: &Principal, call: ToolCall) -> Result<Outcome, GovernorError> {
+    pub async fn call(
+        &self,
+        principal: &Principal,
+        call: ToolCall,
+    ) -> Result<Outcome, GovernorError> {
         let call_id = Uuid::new_v4();
         let now = self.clock.now();
         let org = principal.organization_id.as_str();
         let tool = match self.visible_tool(principal, &call.tool) {
             Ok(tool) => tool,
             Err(error) => {
-                self.record(org, now, AuditEventKind::CallRejected { call_id, reason: error.to_string() }).await?;
+                self.record(
+                    org,
+                    now,
+                    AuditEventKind::CallRejected {
+                        call_id,
+                        reason: error.to_string(),
+                    },
+                )
+                .await?;
                 return Err(error);
             }
         };
         let arguments = match normalize_arguments(&call.arguments) {
             Ok(arguments) => arguments,
             Err(error) => {
-                self.record(org, now, AuditEventKind::CallRejected { call_id, reason: error.to_string() }).await?;
+                self.record(
+                    org,
+                    now,
+                    AuditEventKind::CallRejected {
+                        call_id,
+                        reason: error.to_string(),
+                    },
+                )
+                .await?;
                 return Err(error);
             }
         };
@@ -307,17 +341,21 @@ impl Governor {
         });
         self.audit
             .append(vec![
-                AuditEntry::new(org, now, AuditEventKind::CallReceived {
-                    call_id,
-                    principal_id: principal.id.clone(),
-                    tool: tool.descriptor.exposed_name.clone(),
-                    arguments: arguments.clone(),
-                }),
+                AuditEntry::new(
+                    org,
+                    now,
+                    AuditEventKind::CallReceived {
+                        call_id,
+                        principal_id: principal.id.clone(),
+                        tool: tool.descriptor.exposed_name.clone(),
+                        arguments: arguments.clone(),
+                    },
+                ),
                 AuditEntry::new(org, now, decision_event(call_id, &decision)),
             ])
             .await?;
         match &decision.effect {
-            Effect::Allow => Ok(self.run(&tool, arguments, principal, call_id).await?),
+            Effect::Allow => self.run(&tool, arguments, principal, call_id).await,
             Effect::Deny { message } => Ok(Outcome::Denied {
                 call_id,
                 message: message.to_string(),
@@ -328,7 +366,8 @@ impl Governor {
                     // Unreachable for compiled governance (names are checked), but fail closed.
                     return Ok(Outcome::Denied {
                         call_id,
-                        message: "denied: the approval policy this call needs is not defined".to_owned(),
+                        message: "denied: the approval policy this call needs is not defined"
+                            .to_owned(),
                         rule: decision.rule().map(|r| r.id.clone()),
                     });
                 };
@@ -337,8 +376,16 @@ impl Governor {
                     .find_grant(org, &principal.id, &tool.descriptor.exposed_name, now)
                     .await?
                 {
-                    self.record(org, now, AuditEventKind::GrantUsed { call_id, grant_id: grant.id }).await?;
-                    return Ok(self.run(&tool, arguments, principal, call_id).await?);
+                    self.record(
+                        org,
+                        now,
+                        AuditEventKind::GrantUsed {
+                            call_id,
+                            grant_id: grant.id,
+                        },
+                    )
+                    .await?;
+                    return self.run(&tool, arguments, principal, call_id).await;
                 }
                 let mode = policy.mode;
                 let mut request = ApprovalRequest::open(
@@ -363,17 +410,24 @@ impl Governor {
                 request.token_expires_at = Some(request.expires_at);
                 self.open_request(&request, &token).await?;
                 match mode {
-                    ApprovalMode::Async => Ok(Outcome::of_request(&request, self.config.poll_after)),
+                    ApprovalMode::Async => {
+                        Ok(Outcome::of_request(&request, self.config.poll_after))
+                    }
                     ApprovalMode::Blocking => {
                         let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
-                        self.wait(org, request.id, until, call.progress.as_deref()).await
+                        self.wait(org, request.id, until, call.progress.as_deref())
+                            .await
                     }
                 }
             }
         }
     }
 
-    fn visible_tool(&self, principal: &Principal, name: &str) -> Result<RegisteredTool, GovernorError> {
+    fn visible_tool(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<RegisteredTool, GovernorError> {
         self.registry
             .get(name)
             .filter(|tool| tool.is_visible_to(principal))
@@ -385,12 +439,23 @@ impl Governor {
             .ok_or_else(|| GovernorError::Forbidden("no policy is in force".to_owned()))
     }
 
-    async fn record(&self, org: &str, at: DateTime<Utc>, kind: AuditEventKind) -> Result<(), GovernorError> {
-        self.audit.append(vec![AuditEntry::new(org, at, kind)]).await?;
+    async fn record(
+        &self,
+        org: &str,
+        at: DateTime<Utc>,
+        kind: AuditEventKind,
+    ) -> Result<(), GovernorError> {
+        self.audit
+            .append(vec![AuditEntry::new(org, at, kind)])
+            .await?;
         Ok(())
     }
 
-    async fn open_request(&self, request: &ApprovalRequest, token: &DecisionToken) -> Result<(), GovernorError> {
+    async fn open_request(
+        &self,
+        request: &ApprovalRequest,
+        token: &DecisionToken,
+    ) -> Result<(), GovernorError> {
         let entry = AuditEntry::new(
             &request.organization_id,
             request.created_at,
@@ -401,7 +466,11 @@ impl Governor {
             },
         );
         self.approvals.insert_request(request, vec![entry]).await?;
-        self.deliver(Notification::Created { request, token: &token.secret }).await;
+        self.deliver(Notification::Created {
+            request,
+            token: &token.secret,
+        })
+        .await;
         Ok(())
     }
 
@@ -426,23 +495,46 @@ impl Governor {
             principal_id: principal.id.clone(),
             organization_id: principal.organization_id.clone(),
         };
-        let result = tool.executor.execute(&tool.descriptor, arguments, &context).await;
+        let result = tool
+            .executor
+            .execute(&tool.descriptor, arguments, &context)
+            .await;
         let org = principal.organization_id.as_str();
         let now = self.clock.now();
         match result {
             Ok(output) => {
-                self.record(org, now, AuditEventKind::Executed { call_id, request_id: None, is_error: output.is_error })
-                    .await?;
-                Ok(Outcome::Executed { call_id, request_id: None, output })
+                self.record(
+                    org,
+                    now,
+                    AuditEventKind::Executed {
+                        call_id,
+                        request_id: None,
+                        is_error: output.is_error,
+                    },
+                )
+                .await?;
+                Ok(Outcome::Executed {
+                    call_id,
+                    request_id: None,
+                    output,
+                })
             }
             Err(error) => {
-                self.record(org, now, AuditEventKind::ExecutionFailed {
+                self.record(
+                    org,
+                    now,
+                    AuditEventKind::ExecutionFailed {
+                        call_id,
+                        request_id: None,
+                        error: error.to_string(),
+                    },
+                )
+                .await?;
+                Ok(Outcome::Failed {
                     call_id,
                     request_id: None,
                     error: error.to_string(),
                 })
-                .await?;
-                Ok(Outcome::Failed { call_id, request_id: None, error: error.to_string() })
             }
         }
     }
@@ -453,7 +545,12 @@ impl Governor {
             .registry
             .get(&request.tool.exposed_name)
             .filter(|t| t.descriptor.server == request.tool.server)
-            .ok_or_else(|| format!("tool `{}` is no longer available", request.tool.exposed_name))?;
+            .ok_or_else(|| {
+                format!(
+                    "tool `{}` is no longer available",
+                    request.tool.exposed_name
+                )
+            })?;
         let context = ExecutionContext {
             call_id: request.call_id,
             approval_request_id: Some(request.id),
@@ -461,7 +558,11 @@ impl Governor {
             organization_id: request.organization_id.clone(),
         };
         tool.executor
-            .execute(&tool.descriptor, request.effective_arguments().clone(), &context)
+            .execute(
+                &tool.descriptor,
+                request.effective_arguments().clone(),
+                &context,
+            )
             .await
             .map_err(|e| e.to_string())
     }
@@ -493,7 +594,10 @@ fn decision_event(call_id: Uuid, decision: &Decision) -> AuditEventKind {
         },
         explanation: decision.explanation(),
         shadow_action: decision.shadow.as_ref().map(|s| s.effect.kind()),
-        shadow_rule: decision.shadow.as_ref().and_then(|s| s.rule.as_ref().map(|r| r.id.clone())),
+        shadow_rule: decision
+            .shadow
+            .as_ref()
+            .and_then(|s| s.rule.as_ref().map(|r| r.id.clone())),
     }
 }
 

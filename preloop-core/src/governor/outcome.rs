@@ -113,10 +113,20 @@ impl Outcome {
             ApprovalState::Declined => Self::Declined {
                 call_id,
                 request_id,
-                comments: request.votes.iter().filter_map(|v| v.comment.clone()).collect(),
+                comments: request
+                    .votes
+                    .iter()
+                    .filter_map(|v| v.comment.clone())
+                    .collect(),
             },
-            ApprovalState::Expired => Self::Expired { call_id, request_id },
-            ApprovalState::Cancelled => Self::Cancelled { call_id, request_id },
+            ApprovalState::Expired => Self::Expired {
+                call_id,
+                request_id,
+            },
+            ApprovalState::Cancelled => Self::Cancelled {
+                call_id,
+                request_id,
+            },
         }
     }
 
@@ -125,13 +135,25 @@ impl Outcome {
         match self {
             Self::Executed { output, .. } => output.joined_text(),
             Self::Denied { message, .. } => message.clone(),
-            Self::PendingApproval { request_id, poll_after_seconds, .. } => format!(
+            Self::PendingApproval {
+                request_id,
+                poll_after_seconds,
+                ..
+            } => format!(
                 "approval pending: call get_approval_status with request_id {request_id} in {poll_after_seconds} s"
             ),
-            Self::Declined { comments, .. } if comments.is_empty() => "declined by approvers".to_owned(),
-            Self::Declined { comments, .. } => format!("declined by approvers: {}", comments.join("; ")),
-            Self::Expired { .. } => "the approval request expired undecided; the call was not made".to_owned(),
-            Self::Cancelled { .. } => "the approval request was cancelled; the call was not made".to_owned(),
+            Self::Declined { comments, .. } if comments.is_empty() => {
+                "declined by approvers".to_owned()
+            }
+            Self::Declined { comments, .. } => {
+                format!("declined by approvers: {}", comments.join("; "))
+            }
+            Self::Expired { .. } => {
+                "the approval request expired undecided; the call was not made".to_owned()
+            }
+            Self::Cancelled { .. } => {
+                "the approval request was cancelled; the call was not made".to_owned()
+            }
             Self::Failed { error, .. } => format!("the tool could not be run: {error}"),
         }
     }

@@ -10,8 +10,8 @@ use crate::registry::{ToolDescriptor, ToolSource};
 use crate::store::{AuditStore, MemoryStore};
 use futures::executor::block_on;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const POLICY: &str = r#"
 [[approval_policies]]
@@ -62,7 +62,12 @@ fn fixture() -> Fixture {
     let registry = Arc::new(Registry::new());
     let runs = Arc::new(AtomicUsize::new(0));
     let last_args = Arc::new(Mutex::new(None));
-    for (server, name) in [("time", "convert"), ("fs", "delete_file"), ("ci", "deploy"), ("fs", "read")] {
+    for (server, name) in [
+        ("time", "convert"),
+        ("fs", "delete_file"),
+        ("ci", "deploy"),
+        ("fs", "read"),
+    ] {
         let runs = runs.clone();
         let last_args = last_args.clone();
         registry
@@ -92,9 +97,18 @@ fn fixture() -> Fixture {
         })
         .build();
     governor
-        .set_policy("acme", &GovernanceDocument::parse(POLICY, Format::Toml).unwrap())
+        .set_policy(
+            "acme",
+            &GovernanceDocument::parse(POLICY, Format::Toml).unwrap(),
+        )
         .unwrap();
-    Fixture { governor: Arc::new(governor), store, clock, runs, last_args }
+    Fixture {
+        governor: Arc::new(governor),
+        store,
+        clock,
+        runs,
+        last_args,
+    }
 }
 
 fn agent() -> Principal {
@@ -102,7 +116,9 @@ fn agent() -> Principal {
 }
 
 fn admin() -> Principal {
-    Principal::new("admin-1", "acme").with_email("root@acme.dev").with_role("admin")
+    Principal::new("admin-1", "acme")
+        .with_email("root@acme.dev")
+        .with_role("admin")
 }
 
 fn chain_is_intact(f: &Fixture, org: &str) -> Vec<AuditEventKind> {
@@ -114,10 +130,13 @@ fn chain_is_intact(f: &Fixture, org: &str) -> Vec<AuditEventKind> {
 /// Waits (on real time, briefly) until the fixture has a pending request, and returns its id.
 fn pending_request(f: &Fixture) -> Uuid {
     for _ in 0..2000 {
-        let pending = block_on(f.governor.list_requests(&admin(), &crate::store::ApprovalFilter {
-            state: Some(ApprovalState::Pending),
-            ..Default::default()
-        }))
+        let pending = block_on(f.governor.list_requests(
+            &admin(),
+            &crate::store::ApprovalFilter {
+                state: Some(ApprovalState::Pending),
+                ..Default::default()
+            },
+        ))
         .unwrap();
         if let Some(request) = pending.first() {
             return request.id;
@@ -130,18 +149,40 @@ fn pending_request(f: &Fixture) -> Uuid {
 #[test]
 fn allowed_calls_run_and_are_audited() {
     let f = fixture();
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("fs__read", json!({})))).unwrap();
-    assert!(matches!(outcome, Outcome::Executed { ref output, .. } if output.joined_text() == "fs__read ran"));
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("fs__read", json!({}))),
+    )
+    .unwrap();
+    assert!(
+        matches!(outcome, Outcome::Executed { ref output, .. } if output.joined_text() == "fs__read ran")
+    );
     let kinds = chain_is_intact(&f, "acme");
     assert!(matches!(kinds[0], AuditEventKind::CallReceived { .. }));
-    assert!(matches!(kinds[1], AuditEventKind::Decision { action: crate::policy::ActionKind::Allow, .. }));
-    assert!(matches!(kinds[2], AuditEventKind::Executed { is_error: false, .. }));
+    assert!(matches!(
+        kinds[1],
+        AuditEventKind::Decision {
+            action: crate::policy::ActionKind::Allow,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kinds[2],
+        AuditEventKind::Executed {
+            is_error: false,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn denied_calls_never_run() {
     let f = fixture();
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("fs__delete_file", json!({})))).unwrap();
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("fs__delete_file", json!({}))),
+    )
+    .unwrap();
     assert_eq!(outcome.message(), "Deletions are not allowed");
     assert!(matches!(outcome, Outcome::Denied { rule: Some(ref r), .. } if r == "no-deletes"));
     assert_eq!(f.runs.load(Ordering::SeqCst), 0);
@@ -153,19 +194,38 @@ fn unknown_invisible_and_malformed_calls_are_rejected_and_recorded() {
     let error = block_on(f.governor.call(&agent(), ToolCall::new("nope", json!({})))).unwrap_err();
     assert_eq!(error, GovernorError::UnknownTool("nope".into()));
     f.governor.registry().set_enabled("fs__read", false);
-    let error = block_on(f.governor.call(&agent(), ToolCall::new("fs__read", json!({})))).unwrap_err();
+    let error = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("fs__read", json!({}))),
+    )
+    .unwrap_err();
     assert_eq!(error, GovernorError::UnknownTool("fs__read".into()));
-    let error = block_on(f.governor.call(&agent(), ToolCall::new("time__convert", json!([1])))).unwrap_err();
+    let error = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("time__convert", json!([1]))),
+    )
+    .unwrap_err();
     assert!(matches!(error, GovernorError::InvalidArguments(_)));
     let kinds = chain_is_intact(&f, "acme");
-    assert_eq!(kinds.iter().filter(|k| matches!(k, AuditEventKind::CallRejected { .. })).count(), 3);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, AuditEventKind::CallRejected { .. }))
+            .count(),
+        3
+    );
     assert_eq!(f.runs.load(Ordering::SeqCst), 0);
 }
 
 #[test]
 fn denied_tools_are_hidden_from_listing() {
     let f = fixture();
-    let names: Vec<String> = f.governor.list_tools(&agent()).iter().map(|t| t.descriptor.exposed_name.clone()).collect();
+    let names: Vec<String> = f
+        .governor
+        .list_tools(&agent())
+        .iter()
+        .map(|t| t.descriptor.exposed_name.clone())
+        .collect();
     assert!(!names.contains(&"fs__delete_file".to_owned()));
     assert!(names.contains(&"time__convert".to_owned()));
 }
@@ -175,7 +235,10 @@ fn a_blocked_call_wakes_on_approval_and_runs_the_edited_arguments_once() {
     let f = fixture();
     let governor = f.governor.clone();
     let caller = std::thread::spawn(move || {
-        block_on(governor.call(&agent(), ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))))
+        block_on(governor.call(
+            &agent(),
+            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
+        ))
     });
     let id = pending_request(&f);
     let mut vote = VoteCast::approve(admin()).with_comment("fine, but use Osaka");
@@ -183,17 +246,33 @@ fn a_blocked_call_wakes_on_approval_and_runs_the_edited_arguments_once() {
     let decided = block_on(f.governor.decide(&admin(), id, vote)).unwrap();
     assert_eq!(decided.state, ApprovalState::Approved);
     let outcome = caller.join().unwrap().unwrap();
-    assert!(matches!(outcome, Outcome::Executed { request_id: Some(r), .. } if r == id), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Executed { request_id: Some(r), .. } if r == id),
+        "{outcome:?}"
+    );
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
-    assert_eq!(*f.last_args.lock().unwrap(), Some(json!({"tz": "Asia/Osaka"})));
+    assert_eq!(
+        *f.last_args.lock().unwrap(),
+        Some(json!({"tz": "Asia/Osaka"}))
+    );
     // Polling afterwards returns the recorded result without running again.
     let status = block_on(f.governor.approval_status(&agent(), id)).unwrap();
     assert_eq!(status.state, ApprovalState::Executed);
     assert_eq!(status.original_arguments, json!({"tz": "Asia/Tokyo"}));
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
     let kinds = chain_is_intact(&f, "acme");
-    assert!(kinds.iter().any(|k| matches!(k, AuditEventKind::ApprovalVoted { edited: true, .. })));
-    assert!(kinds.iter().any(|k| matches!(k, AuditEventKind::Executed { request_id: Some(_), .. })));
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, AuditEventKind::ApprovalVoted { edited: true, .. }))
+    );
+    assert!(kinds.iter().any(|k| matches!(
+        k,
+        AuditEventKind::Executed {
+            request_id: Some(_),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -201,10 +280,18 @@ fn a_blocked_call_returns_declined() {
     let f = fixture();
     let governor = f.governor.clone();
     let caller = std::thread::spawn(move || {
-        block_on(governor.call(&agent(), ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))))
+        block_on(governor.call(
+            &agent(),
+            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
+        ))
     });
     let id = pending_request(&f);
-    block_on(f.governor.decide(&admin(), id, VoteCast::decline(admin()).with_comment("not today"))).unwrap();
+    block_on(f.governor.decide(
+        &admin(),
+        id,
+        VoteCast::decline(admin()).with_comment("not today"),
+    ))
+    .unwrap();
     let outcome = caller.join().unwrap().unwrap();
     assert_eq!(outcome.message(), "declined by approvers: not today");
     assert_eq!(f.runs.load(Ordering::SeqCst), 0);
@@ -215,7 +302,10 @@ fn a_blocked_call_expires_on_the_injected_clock() {
     let f = fixture();
     let governor = f.governor.clone();
     let caller = std::thread::spawn(move || {
-        block_on(governor.call(&agent(), ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))))
+        block_on(governor.call(
+            &agent(),
+            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
+        ))
     });
     let id = pending_request(&f);
     // The blocking timeout (2 min) passes first: the call returns pending, to be polled.
@@ -226,35 +316,63 @@ fn a_blocked_call_expires_on_the_injected_clock() {
     f.clock.advance(chrono::Duration::minutes(10));
     let status = block_on(f.governor.approval_status(&agent(), id)).unwrap();
     assert_eq!(status.state, ApprovalState::Expired);
-    assert_eq!(f.governor.outcome(&status).message(), "the approval request expired undecided; the call was not made");
+    assert_eq!(
+        f.governor.outcome(&status).message(),
+        "the approval request expired undecided; the call was not made"
+    );
     assert_eq!(f.runs.load(Ordering::SeqCst), 0);
 }
 
 #[test]
 fn tick_due_expires_requests_nobody_waits_for() {
     let f = fixture();
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!("{outcome:?}") };
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
+    )
+    .unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(block_on(f.governor.tick_due(10)).unwrap(), 0);
     f.clock.advance(chrono::Duration::minutes(11));
     assert_eq!(block_on(f.governor.tick_due(10)).unwrap(), 1);
-    let request = block_on(f.store.get_request("acme", request_id)).unwrap().unwrap();
+    let request = block_on(f.store.get_request("acme", request_id))
+        .unwrap()
+        .unwrap();
     assert_eq!(request.state, ApprovalState::Expired);
 }
 
 #[test]
 fn async_mode_returns_pending_and_the_poll_runs_the_approved_call_once() {
     let f = fixture();
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!("{outcome:?}") };
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
+    )
+    .unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(outcome.message().contains(&request_id.to_string()));
     let pending = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
     assert_eq!(pending.state, ApprovalState::Pending);
-    block_on(f.governor.decide(&admin(), request_id, VoteCast::approve(admin()))).unwrap();
-    assert_eq!(f.runs.load(Ordering::SeqCst), 0, "approval alone does not run the call");
+    block_on(
+        f.governor
+            .decide(&admin(), request_id, VoteCast::approve(admin())),
+    )
+    .unwrap();
+    assert_eq!(
+        f.runs.load(Ordering::SeqCst),
+        0,
+        "approval alone does not run the call"
+    );
     let done = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
     assert_eq!(done.state, ApprovalState::Executed);
-    assert!(matches!(f.governor.outcome(&done), Outcome::Executed { .. }));
+    assert!(matches!(
+        f.governor.outcome(&done),
+        Outcome::Executed { .. }
+    ));
     block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
 }
@@ -262,9 +380,19 @@ fn async_mode_returns_pending_and_the_poll_runs_the_approved_call_once() {
 #[test]
 fn concurrent_pollers_execute_an_approved_call_exactly_once() {
     let f = fixture();
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!() };
-    block_on(f.governor.decide(&admin(), request_id, VoteCast::approve(admin()))).unwrap();
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
+    )
+    .unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else {
+        panic!()
+    };
+    block_on(
+        f.governor
+            .decide(&admin(), request_id, VoteCast::approve(admin())),
+    )
+    .unwrap();
     let threads: Vec<_> = (0..16)
         .map(|_| {
             let governor = f.governor.clone();
@@ -273,7 +401,10 @@ fn concurrent_pollers_execute_an_approved_call_exactly_once() {
         .collect();
     for thread in threads {
         let state = thread.join().unwrap().unwrap().state;
-        assert!(matches!(state, ApprovalState::Executing | ApprovalState::Executed), "{state}");
+        assert!(
+            matches!(state, ApprovalState::Executing | ApprovalState::Executed),
+            "{state}"
+        );
     }
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
 }
@@ -281,12 +412,27 @@ fn concurrent_pollers_execute_an_approved_call_exactly_once() {
 #[test]
 fn execution_failures_are_recorded_not_retried() {
     let f = fixture();
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({"fail": true})))).unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else { panic!() };
-    block_on(f.governor.decide(&admin(), request_id, VoteCast::approve(admin()))).unwrap();
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("ci__deploy", json!({"fail": true}))),
+    )
+    .unwrap();
+    let Outcome::PendingApproval { request_id, .. } = outcome else {
+        panic!()
+    };
+    block_on(
+        f.governor
+            .decide(&admin(), request_id, VoteCast::approve(admin())),
+    )
+    .unwrap();
     let failed = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
     assert_eq!(failed.state, ApprovalState::Failed);
-    assert!(f.governor.outcome(&failed).message().contains("upstream down"));
+    assert!(
+        f.governor
+            .outcome(&failed)
+            .message()
+            .contains("upstream down")
+    );
     block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
 }
@@ -303,38 +449,73 @@ fn a_grant_given_with_an_approval_skips_later_approvals_until_it_expires() {
     block_on(f.governor.decide(&admin(), id, vote)).unwrap();
     caller.join().unwrap().unwrap();
     let again = block_on(f.governor.call(&agent(), call())).unwrap();
-    assert!(matches!(again, Outcome::Executed { request_id: None, .. }), "{again:?}");
-    assert!(chain_is_intact(&f, "acme").iter().any(|k| matches!(k, AuditEventKind::GrantUsed { .. })));
+    assert!(
+        matches!(
+            again,
+            Outcome::Executed {
+                request_id: None,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert!(
+        chain_is_intact(&f, "acme")
+            .iter()
+            .any(|k| matches!(k, AuditEventKind::GrantUsed { .. }))
+    );
     // Another principal is not covered.
     let other = Principal::new("agent-2", "acme").with_role("agent");
     let governor = f.governor.clone();
     let blocked = std::thread::spawn(move || block_on(governor.call(&other, call())));
     let id = pending_request(&f);
     block_on(f.governor.cancel(&admin(), id, None)).unwrap();
-    assert!(matches!(blocked.join().unwrap().unwrap(), Outcome::Cancelled { .. }));
+    assert!(matches!(
+        blocked.join().unwrap().unwrap(),
+        Outcome::Cancelled { .. }
+    ));
     assert_eq!(f.runs.load(Ordering::SeqCst), 2);
 }
 
 #[test]
 fn requests_are_invisible_across_organizations_and_to_bystanders() {
     let f = fixture();
-    let Outcome::PendingApproval { request_id, .. } =
-        block_on(f.governor.call(&agent(), ToolCall::new("ci__deploy", json!({})))).unwrap()
-    else {
+    let Outcome::PendingApproval { request_id, .. } = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
+    )
+    .unwrap() else {
         panic!()
     };
     let outsider_admin = Principal::new("admin-1", "globex").with_role("admin");
-    assert_eq!(block_on(f.governor.approval_status(&outsider_admin, request_id)).unwrap_err(), GovernorError::RequestNotFound);
     assert_eq!(
-        block_on(f.governor.decide(&outsider_admin, request_id, VoteCast::approve(outsider_admin.clone()))).unwrap_err(),
+        block_on(f.governor.approval_status(&outsider_admin, request_id)).unwrap_err(),
+        GovernorError::RequestNotFound
+    );
+    assert_eq!(
+        block_on(f.governor.decide(
+            &outsider_admin,
+            request_id,
+            VoteCast::approve(outsider_admin.clone())
+        ))
+        .unwrap_err(),
         GovernorError::RequestNotFound
     );
     let bystander = Principal::new("agent-2", "acme").with_role("agent");
-    assert_eq!(block_on(f.governor.approval_status(&bystander, request_id)).unwrap_err(), GovernorError::RequestNotFound);
-    assert!(matches!(block_on(f.governor.cancel(&bystander, request_id, None)), Err(GovernorError::RequestNotFound)));
+    assert_eq!(
+        block_on(f.governor.approval_status(&bystander, request_id)).unwrap_err(),
+        GovernorError::RequestNotFound
+    );
+    assert!(matches!(
+        block_on(f.governor.cancel(&bystander, request_id, None)),
+        Err(GovernorError::RequestNotFound)
+    ));
     // Voting in someone else's name is refused.
     assert!(matches!(
-        block_on(f.governor.decide(&bystander, request_id, VoteCast::approve(admin()))),
+        block_on(
+            f.governor
+                .decide(&bystander, request_id, VoteCast::approve(admin()))
+        ),
         Err(GovernorError::Forbidden(_))
     ));
 }
@@ -342,17 +523,38 @@ fn requests_are_invisible_across_organizations_and_to_bystanders() {
 #[test]
 fn explain_dry_runs_without_recording() {
     let f = fixture();
-    let decision = f.governor.explain(&agent(), &ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))).unwrap();
-    assert!(decision.explanation().contains("rule `tokyo`"), "{}", decision.explanation());
+    let decision = f
+        .governor
+        .explain(
+            &agent(),
+            &ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
+        )
+        .unwrap();
+    assert!(
+        decision.explanation().contains("rule `tokyo`"),
+        "{}",
+        decision.explanation()
+    );
     assert!(block_on(f.store.events("acme", 1, 0)).unwrap().is_empty());
 }
 
 #[test]
 fn a_policy_that_does_not_compile_leaves_the_old_one_in_force() {
     let f = fixture();
-    let broken = GovernanceDocument::parse("[[policy.rules]]\ntools=[\"*\"]\nwhen='('\naction=\"deny\"\n", Format::Toml).unwrap();
-    assert!(matches!(f.governor.set_policy("acme", &broken), Err(GovernorError::Governance(_))));
-    let outcome = block_on(f.governor.call(&agent(), ToolCall::new("fs__delete_file", json!({})))).unwrap();
+    let broken = GovernanceDocument::parse(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='('\naction=\"deny\"\n",
+        Format::Toml,
+    )
+    .unwrap();
+    assert!(matches!(
+        f.governor.set_policy("acme", &broken),
+        Err(GovernorError::Governance(_))
+    ));
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("fs__delete_file", json!({}))),
+    )
+    .unwrap();
     assert!(matches!(outcome, Outcome::Denied { .. }));
 }
 
@@ -381,7 +583,9 @@ fn blocking_calls_report_progress_while_waiting() {
         f.clock.advance(chrono::Duration::seconds(11));
         for _ in 0..1000 {
             std::thread::sleep(Duration::from_millis(1));
-            if progress.0.load(Ordering::SeqCst) > 0 { break; }
+            if progress.0.load(Ordering::SeqCst) > 0 {
+                break;
+            }
         }
     }
     block_on(f.governor.decide(&admin(), id, VoteCast::approve(admin()))).unwrap();

@@ -148,7 +148,11 @@ impl Condition {
     }
 
     /// Evaluates to a boolean; anything else (an error, a non-boolean) is an error message.
-    pub(crate) fn evaluate(&self, env: &Arc<Env>, activation: &Activation<'_>) -> Result<bool, String> {
+    pub(crate) fn evaluate(
+        &self,
+        env: &Arc<Env>,
+        activation: &Activation<'_>,
+    ) -> Result<bool, String> {
         let mut context = Context::with_env(Arc::clone(env));
         context.set_variable_resolver(activation);
         match self.program.execute(&context) {
@@ -289,7 +293,10 @@ pub(crate) struct Activation<'a> {
 
 impl<'a> Activation<'a> {
     /// An activation for `input`, reusing (or filling) the per-tool cache cell `tool`.
-    pub(crate) fn new(input: &'a EvaluationInput<'a>, tool: &'a OnceLock<BoxedVal<'static>>) -> Self {
+    pub(crate) fn new(
+        input: &'a EvaluationInput<'a>,
+        tool: &'a OnceLock<BoxedVal<'static>>,
+    ) -> Self {
         Self {
             input,
             tool,
@@ -307,8 +314,14 @@ impl VariableResolver for Activation<'_> {
         let value: &'b (dyn Val + 'b) = match variable {
             "tool" => self.tool.get_or_init(|| tool_value(input.tool)).as_ref(),
             "args" => self.args.get_or_init(|| json_value(input.args)).as_ref(),
-            "user" => self.user.get_or_init(|| user_value(input.principal)).as_ref(),
-            "client" => self.client.get_or_init(|| client_value(input.client)).as_ref(),
+            "user" => self
+                .user
+                .get_or_init(|| user_value(input.principal))
+                .as_ref(),
+            "client" => self
+                .client
+                .get_or_init(|| client_value(input.client))
+                .as_ref(),
             "now" => self
                 .now
                 .get_or_init(|| Box::new(CelTimestamp::from(input.now.fixed_offset())))
@@ -350,7 +363,9 @@ pub(crate) fn json_value(value: &Value) -> BoxedVal<'_> {
             }
         }
         Value::String(s) => string(s),
-        Value::Array(items) => Box::new(CelList::from(items.iter().map(json_value).collect::<Vec<_>>())),
+        Value::Array(items) => Box::new(CelList::from(
+            items.iter().map(json_value).collect::<Vec<_>>(),
+        )),
         Value::Object(fields) => map(fields.iter().map(|(k, v)| (k.as_str(), json_value(v)))),
     }
 }
@@ -360,7 +375,9 @@ pub(crate) fn json_value(value: &Value) -> BoxedVal<'_> {
 fn tool_value(tool: &ToolDescriptor) -> BoxedVal<'static> {
     let a = &tool.annotations;
     let read_only = a.read_only_hint.unwrap_or(false);
-    let hint = |name: &'static str, value: bool| (name, Box::new(CelBool::from(value)) as BoxedVal<'static>);
+    let hint = |name: &'static str, value: bool| {
+        (name, Box::new(CelBool::from(value)) as BoxedVal<'static>)
+    };
     let mut annotations = vec![
         hint("readOnlyHint", read_only),
         hint("destructiveHint", a.destructive_hint.unwrap_or(!read_only)),
@@ -385,7 +402,10 @@ fn user_value(principal: &Principal) -> BoxedVal<'_> {
         ("id", string(&principal.id)),
         ("email", optional_string(principal.email.as_deref())),
         ("roles", Box::new(CelList::from(roles)) as BoxedVal<'_>),
-        ("api_key", optional_string(principal.api_key_name.as_deref())),
+        (
+            "api_key",
+            optional_string(principal.api_key_name.as_deref()),
+        ),
         ("organization_id", string(&principal.organization_id)),
     ])
 }

@@ -310,7 +310,8 @@ approval_policy = "ops"
 
     #[test]
     fn yaml_and_toml_describe_the_same_document() {
-        let yaml = "policy:\n  default: deny\n  rules:\n    - tools: [\"a__*\"]\n      action: allow\n";
+        let yaml =
+            "policy:\n  default: deny\n  rules:\n    - tools: [\"a__*\"]\n      action: allow\n";
         let toml = "[policy]\ndefault = \"deny\"\n[[policy.rules]]\ntools = [\"a__*\"]\naction = \"allow\"\n";
         assert_eq!(
             GovernanceDocument::parse(yaml, Format::Yaml).unwrap(),
@@ -320,7 +321,8 @@ approval_policy = "ops"
 
     #[test]
     fn unknown_rule_fields_are_errors_with_positions() {
-        let toml = "[policy]\n[[policy.rules]]\ntools = [\"x\"]\naction = \"deny\"\nwhen_ = \"true\"\n";
+        let toml =
+            "[policy]\n[[policy.rules]]\ntools = [\"x\"]\naction = \"deny\"\nwhen_ = \"true\"\n";
         let error = GovernanceDocument::parse(toml, Format::Toml).unwrap_err();
         assert_eq!(error.line, 5, "{error}");
         assert!(error.message.contains("when_"), "{error}");
@@ -333,8 +335,8 @@ approval_policy = "ops"
 
     #[test]
     fn missing_action_is_an_error() {
-        let error =
-            GovernanceDocument::parse("[[policy.rules]]\ntools = [\"x\"]\n", Format::Toml).unwrap_err();
+        let error = GovernanceDocument::parse("[[policy.rules]]\ntools = [\"x\"]\n", Format::Toml)
+            .unwrap_err();
         assert!(error.message.contains("action"), "{error}");
     }
 
@@ -350,7 +352,11 @@ approval_policy = "ops"
         };
         for format in [Format::Toml, Format::Yaml] {
             let text = doc.render(format).unwrap();
-            assert_eq!(GovernanceDocument::parse(&text, format).unwrap(), doc, "{text}");
+            assert_eq!(
+                GovernanceDocument::parse(&text, format).unwrap(),
+                doc,
+                "{text}"
+            );
         }
     }
 

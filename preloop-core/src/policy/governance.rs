@@ -1,8 +1,8 @@
 //! A compiled governance document: the policy set plus the approval policies it refers to.
 
+use super::condition::PolicyLimits;
 use super::document::GovernanceDocument;
 use super::set::{PolicyError, PolicySet, RuleError, RuleProblem};
-use super::condition::PolicyLimits;
 use crate::approval::{ApprovalPolicy, ApprovalPolicyError};
 use std::collections::HashMap;
 
@@ -53,11 +53,16 @@ impl Governance {
                 .insert(policy.name.clone(), policy.clone())
                 .is_some()
             {
-                return Err(GovernanceError::DuplicateApprovalPolicy(policy.name.clone()));
+                return Err(GovernanceError::DuplicateApprovalPolicy(
+                    policy.name.clone(),
+                ));
             }
         }
-        let defaults: Vec<&ApprovalPolicy> =
-            document.approval_policies.iter().filter(|p| p.default).collect();
+        let defaults: Vec<&ApprovalPolicy> = document
+            .approval_policies
+            .iter()
+            .filter(|p| p.default)
+            .collect();
         if defaults.len() > 1 {
             let names: Vec<String> = defaults.iter().map(|p| format!("`{}`", p.name)).collect();
             return Err(GovernanceError::SeveralDefaults(names.join(", ")));
@@ -65,8 +70,8 @@ impl Governance {
         let default_approval_policy = defaults
             .first()
             .copied()
-            .or_else(|| approval_policies.get("default"))
-            .or_else(|| match document.approval_policies.as_slice() {
+            .or(approval_policies.get("default"))
+            .or(match document.approval_policies.as_slice() {
                 [only] => Some(only),
                 _ => None,
             })

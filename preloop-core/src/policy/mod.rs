@@ -47,7 +47,8 @@ mod set;
 pub use condition::{ConditionError, EvaluationInput, PolicyLimits, VARIABLES};
 pub use decision::{Decision, Effect, Reason, RuleInfo, ShadowDecision};
 pub use document::{
-    ActionKind, Format, GovernanceDocument, OnError, PolicyDocument, RuleMode, RuleSpec, SyntaxError,
+    ActionKind, Format, GovernanceDocument, OnError, PolicyDocument, RuleMode, RuleSpec,
+    SyntaxError,
 };
 pub use governance::{Governance, GovernanceError};
 pub use set::{PolicyError, PolicySet, RuleError, RuleProblem};

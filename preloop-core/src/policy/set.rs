@@ -73,7 +73,11 @@ pub enum PolicyError {
 }
 
 fn join_lines(errors: &[RuleError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[derive(Debug)]
@@ -97,7 +101,9 @@ struct Candidates {
 
 impl Candidates {
     fn describes(&self, tool: &ToolDescriptor) -> bool {
-        *self.server == *tool.server && *self.name == *tool.name && self.annotations == tool.annotations
+        *self.server == *tool.server
+            && *self.name == *tool.name
+            && self.annotations == tool.annotations
     }
 }
 
@@ -178,10 +184,11 @@ impl RuleIndex {
     fn candidates(&self, tool: &ToolDescriptor) -> Arc<Candidates> {
         {
             let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(found) = cache.get(tool.exposed_name.as_str()) {
-                if found.describes(tool) {
-                    return Arc::clone(found);
-                }
+            if let Some(found) = cache
+                .get(tool.exposed_name.as_str())
+                .filter(|found| found.describes(tool))
+            {
+                return Arc::clone(found);
             }
         }
         let computed = Arc::new(self.compute(tool));
@@ -240,7 +247,10 @@ impl PolicySet {
         let mut server_patterns = Vec::new();
         let mut seen_ids = std::collections::HashSet::new();
         for (index, spec) in document.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
-            let id = spec.id.clone().unwrap_or_else(|| format!("rule-{}", index + 1));
+            let id = spec
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("rule-{}", index + 1));
             let mut problems = Vec::new();
             if !seen_ids.insert(id.clone()) {
                 problems.push(RuleProblem::DuplicateId);
@@ -268,7 +278,11 @@ impl PolicySet {
             let principals = spec
                 .principals
                 .iter()
-                .filter_map(|p| p.parse().map_err(|e| problems.push(RuleProblem::Principal(e))).ok())
+                .filter_map(|p| {
+                    p.parse()
+                        .map_err(|e| problems.push(RuleProblem::Principal(e)))
+                        .ok()
+                })
                 .collect();
             let condition = spec.when.as_deref().and_then(|source| {
                 Condition::compile(source, &env, limits)
@@ -283,8 +297,17 @@ impl PolicySet {
                 }));
                 continue;
             }
-            let effect = effect_of(spec.action, spec.message.as_deref(), spec.approval_policy.as_deref(), &id);
-            let mode = if shadow_set { RuleMode::Shadow } else { spec.mode };
+            let effect = effect_of(
+                spec.action,
+                spec.message.as_deref(),
+                spec.approval_policy.as_deref(),
+                &id,
+            );
+            let mode = if shadow_set {
+                RuleMode::Shadow
+            } else {
+                spec.mode
+            };
             rules.push(CompiledRule {
                 info: Arc::new(RuleInfo {
                     id,
@@ -435,8 +458,8 @@ impl PolicySet {
             let Some(rule) = self.rules.get(index as usize) else {
                 continue;
             };
-            let applies = rule.principals.is_empty()
-                || rule.principals.iter().any(|s| s.matches(principal));
+            let applies =
+                rule.principals.is_empty() || rule.principals.iter().any(|s| s.matches(principal));
             if rule.shadow || !applies {
                 continue;
             }
@@ -464,7 +487,12 @@ impl PolicySet {
     }
 }
 
-fn effect_of(action: ActionKind, message: Option<&str>, approval_policy: Option<&str>, id: &str) -> Effect {
+fn effect_of(
+    action: ActionKind,
+    message: Option<&str>,
+    approval_policy: Option<&str>,
+    id: &str,
+) -> Effect {
     match action {
         ActionKind::Allow => Effect::Allow,
         ActionKind::Deny => Effect::Deny {

@@ -12,11 +12,15 @@ fn tool(server: &str, name: &str) -> ToolDescriptor {
 }
 
 fn agent() -> Principal {
-    Principal::new("agent-1", "acme").with_email("bot@acme.dev").with_role("agent")
+    Principal::new("agent-1", "acme")
+        .with_email("bot@acme.dev")
+        .with_role("agent")
 }
 
 fn admin() -> Principal {
-    Principal::new("admin-1", "acme").with_email("root@acme.dev").with_role("admin")
+    Principal::new("admin-1", "acme")
+        .with_email("root@acme.dev")
+        .with_role("admin")
 }
 
 fn compile(toml: &str) -> PolicySet {
@@ -24,7 +28,12 @@ fn compile(toml: &str) -> PolicySet {
     PolicySet::compile(&document.policy).unwrap()
 }
 
-fn decide_as(set: &PolicySet, tool: &ToolDescriptor, args: Value, principal: &Principal) -> Decision {
+fn decide_as(
+    set: &PolicySet,
+    tool: &ToolDescriptor,
+    args: Value,
+    principal: &Principal,
+) -> Decision {
     set.evaluate(&EvaluationInput {
         tool,
         args: &args,
@@ -71,16 +80,39 @@ approval_policy = "ops"
     assert_eq!(allow.rule().unwrap().id, "reads");
 
     let deny = decide(&set, &tool("fs", "delete_file"), json!({}));
-    assert_eq!(deny.effect, Effect::Deny { message: "Deletions are not allowed".into() });
-    assert!(deny.explanation().contains("rule `deletes`"), "{}", deny.explanation());
+    assert_eq!(
+        deny.effect,
+        Effect::Deny {
+            message: "Deletions are not allowed".into()
+        }
+    );
+    assert!(
+        deny.explanation().contains("rule `deletes`"),
+        "{}",
+        deny.explanation()
+    );
 
     let approval = decide(&set, &tool("fs", "write_file"), json!({}));
-    assert_eq!(approval.effect, Effect::RequireApproval { approval_policy: Some("ops".into()) });
+    assert_eq!(
+        approval.effect,
+        Effect::RequireApproval {
+            approval_policy: Some("ops".into())
+        }
+    );
 
     let default = decide(&set, &tool("net", "fetch"), json!({}));
-    assert_eq!(default.effect, Effect::Deny { message: "not on the list".into() });
+    assert_eq!(
+        default.effect,
+        Effect::Deny {
+            message: "not on the list".into()
+        }
+    );
     assert_eq!(default.reason, Reason::Default);
-    assert!(default.explanation().contains("default action"), "{}", default.explanation());
+    assert!(
+        default.explanation().contains("default action"),
+        "{}",
+        default.explanation()
+    );
 }
 
 #[test]
@@ -115,9 +147,24 @@ servers = ["prod-*"]
 action = "require_approval"
 "#,
     );
-    assert_eq!(decide(&set, &tool("time", "convert_time"), json!({})).rule().unwrap().id, "own-name");
-    assert_eq!(decide(&set, &tool("prod-db", "query"), json!({})).rule().unwrap().id, "server-filter");
-    assert_eq!(decide(&set, &tool("dev-db", "query"), json!({})).effect, Effect::Allow);
+    assert_eq!(
+        decide(&set, &tool("time", "convert_time"), json!({}))
+            .rule()
+            .unwrap()
+            .id,
+        "own-name"
+    );
+    assert_eq!(
+        decide(&set, &tool("prod-db", "query"), json!({}))
+            .rule()
+            .unwrap()
+            .id,
+        "server-filter"
+    );
+    assert_eq!(
+        decide(&set, &tool("dev-db", "query"), json!({})).effect,
+        Effect::Allow
+    );
     let transparent = tool("time", "now").with_exposed_name("now");
     assert_eq!(decide(&set, &transparent, json!({})).effect, Effect::Allow);
 }
@@ -156,10 +203,16 @@ message = "agents may not touch the database"
 "#,
     );
     let db = tool("db", "drop");
-    assert_eq!(decide_as(&set, &db, json!({}), &admin()).effect, Effect::Allow);
+    assert_eq!(
+        decide_as(&set, &db, json!({}), &admin()).effect,
+        Effect::Allow
+    );
     let ops = Principal::new("x", "acme").with_email("OPS@acme.dev");
     assert_eq!(decide_as(&set, &db, json!({}), &ops).effect, Effect::Allow);
-    assert!(matches!(decide(&set, &db, json!({})).effect, Effect::Deny { .. }));
+    assert!(matches!(
+        decide(&set, &db, json!({})).effect,
+        Effect::Deny { .. }
+    ));
 }
 
 #[test]
@@ -188,7 +241,13 @@ action = "deny"
     assert_eq!(decide(&set, &update, nested).rule().unwrap().id, "nested");
     let plain = json!({"repo": "acme/api", "issue": {"labels": [], "meta": {"priority": 3}}});
     assert_eq!(decide(&set, &update, plain).rule().unwrap().id, "who");
-    assert_eq!(decide(&set, &tool("github", "list"), json!({})).rule().unwrap().id, "time");
+    assert_eq!(
+        decide(&set, &tool("github", "list"), json!({}))
+            .rule()
+            .unwrap()
+            .id,
+        "time"
+    );
 }
 
 #[test]
@@ -211,10 +270,19 @@ action = "require_approval"
     });
     let unannotated = tool("fs", "mystery");
     assert_eq!(decide(&set, &read_only, json!({})).effect, Effect::Allow);
-    assert!(matches!(decide(&set, &destructive, json!({})).effect, Effect::RequireApproval { .. }));
+    assert!(matches!(
+        decide(&set, &destructive, json!({})).effect,
+        Effect::RequireApproval { .. }
+    ));
     // No annotations: MCP says assume destructive.
-    assert!(matches!(decide(&set, &unannotated, json!({})).effect, Effect::RequireApproval { .. }));
-    assert_eq!(decide_as(&set, &destructive, json!({}), &admin()).effect, Effect::Allow);
+    assert!(matches!(
+        decide(&set, &unannotated, json!({})).effect,
+        Effect::RequireApproval { .. }
+    ));
+    assert_eq!(
+        decide_as(&set, &destructive, json!({}), &admin()).effect,
+        Effect::Allow
+    );
 }
 
 #[test]
@@ -231,24 +299,46 @@ action = "allow"
     let set = compile(text);
     // A missing key is an error; the rule's action is allow, yet the call is denied.
     let decision = decide(&set, &tool("pay", "send"), json!({}));
-    assert!(matches!(decision.effect, Effect::Deny { .. }), "{decision:?}");
+    assert!(
+        matches!(decision.effect, Effect::Deny { .. }),
+        "{decision:?}"
+    );
     assert!(matches!(decision.reason, Reason::RuleError { .. }));
-    assert!(decision.explanation().contains("fail closed"), "{}", decision.explanation());
+    assert!(
+        decision.explanation().contains("fail closed"),
+        "{}",
+        decision.explanation()
+    );
     // A type mismatch too.
     let decision = decide(&set, &tool("pay", "send"), json!({"amount": "lots"}));
     assert!(matches!(decision.effect, Effect::Deny { .. }));
     // A non-boolean result too.
     let set = compile("[[policy.rules]]\ntools=[\"*\"]\nwhen='args.amount'\naction=\"allow\"\n");
     let decision = decide(&set, &tool("pay", "send"), json!({"amount": 5}));
-    assert!(matches!(decision.reason, Reason::RuleError { ref error, .. } if error.contains("boolean")));
+    assert!(
+        matches!(decision.reason, Reason::RuleError { ref error, .. } if error.contains("boolean"))
+    );
 
     // on_error = require_approval holds the call instead, under the rule's approval policy.
-    let set = compile(&text.replace("default = \"allow\"", "default = \"allow\"\non_error = \"require_approval\""));
+    let set = compile(&text.replace(
+        "default = \"allow\"",
+        "default = \"allow\"\non_error = \"require_approval\"",
+    ));
     let decision = decide(&set, &tool("pay", "send"), json!({}));
-    assert_eq!(decision.effect, Effect::RequireApproval { approval_policy: None });
+    assert_eq!(
+        decision.effect,
+        Effect::RequireApproval {
+            approval_policy: None
+        }
+    );
     // has() guards a missing argument.
-    let set = compile("[[policy.rules]]\ntools=[\"*\"]\nwhen='has(args.amount) && args.amount > 100'\naction=\"deny\"\n");
-    assert_eq!(decide(&set, &tool("pay", "send"), json!({})).effect, Effect::Allow);
+    let set = compile(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='has(args.amount) && args.amount > 100'\naction=\"deny\"\n",
+    );
+    assert_eq!(
+        decide(&set, &tool("pay", "send"), json!({})).effect,
+        Effect::Allow
+    );
 }
 
 #[test]
@@ -277,7 +367,13 @@ action = "require_approval"
     assert_eq!(query.effect, Effect::Allow);
     let shadow = query.shadow.as_ref().unwrap();
     assert_eq!(shadow.rule.as_ref().unwrap().id, "trial");
-    assert!(query.explanation().contains("in shadow mode rule `trial` would have denied it"), "{}", query.explanation());
+    assert!(
+        query
+            .explanation()
+            .contains("in shadow mode rule `trial` would have denied it"),
+        "{}",
+        query.explanation()
+    );
     let drop = decide(&set, &tool("db", "drop"), json!({}));
     assert!(matches!(drop.effect, Effect::RequireApproval { .. }));
     assert_eq!(drop.shadow.unwrap().rule.unwrap().id, "trial");
@@ -298,7 +394,10 @@ action = "require_approval"
     let a = decide(&set, &tool("a", "x"), json!({}));
     assert_eq!(a.effect, Effect::Allow);
     assert_eq!(a.reason, Reason::ShadowSet);
-    assert!(matches!(a.shadow.unwrap().effect, Effect::RequireApproval { .. }));
+    assert!(matches!(
+        a.shadow.unwrap().effect,
+        Effect::RequireApproval { .. }
+    ));
     let b = decide(&set, &tool("b", "x"), json!({}));
     let shadow = b.shadow.unwrap();
     assert!(shadow.rule.is_none());
@@ -309,7 +408,10 @@ action = "require_approval"
 #[test]
 fn disabled_rules_are_skipped() {
     let set = compile("[[policy.rules]]\ntools=[\"*\"]\naction=\"deny\"\nenabled=false\n");
-    assert_eq!(decide(&set, &tool("a", "b"), json!({})).effect, Effect::Allow);
+    assert_eq!(
+        decide(&set, &tool("a", "b"), json!({})).effect,
+        Effect::Allow
+    );
 }
 
 #[test]
@@ -373,39 +475,63 @@ approval_policy = "nobody"
         "rule `rule-3` (rule #3): `tools` is empty",
         "unknown variable `request`",
     ] {
-        assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
+        assert!(
+            error.contains(expected),
+            "missing {expected:?} in:\n{error}"
+        );
     }
     // Undefined approval policies are reported once the rules compile.
-    let error = compile_error("[[policy.rules]]\ntools=[\"*\"]\naction=\"require_approval\"\napproval_policy=\"nobody\"\n");
-    assert!(error.contains("approval policy `nobody` is not defined"), "{error}");
+    let error = compile_error(
+        "[[policy.rules]]\ntools=[\"*\"]\naction=\"require_approval\"\napproval_policy=\"nobody\"\n",
+    );
+    assert!(
+        error.contains("approval policy `nobody` is not defined"),
+        "{error}"
+    );
 }
 
 #[test]
 fn comprehension_variables_are_not_unknown() {
-    compile("[[policy.rules]]\ntools=[\"*\"]\nwhen='args.items.all(item, item.qty < 5) && args.items.map(i, i.qty).exists(q, q == 0)'\naction=\"deny\"\n");
+    compile(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='args.items.all(item, item.qty < 5) && args.items.map(i, i.qty).exists(q, q == 0)'\naction=\"deny\"\n",
+    );
 }
 
 #[test]
 fn hostile_expressions_hit_limits_instead_of_the_stack() {
     let deep = format!("{}true{}", "(".repeat(500), ")".repeat(500));
-    let error = compile_error(&format!("[[policy.rules]]\ntools=[\"*\"]\nwhen='{deep}'\naction=\"deny\"\n"));
+    let error = compile_error(&format!(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='{deep}'\naction=\"deny\"\n"
+    ));
     assert!(error.contains("nests 25 levels deep"), "{error}");
     let negations = format!("{}true", "!".repeat(2000));
-    let error = compile_error(&format!("[[policy.rules]]\ntools=[\"*\"]\nwhen='{negations}'\naction=\"deny\"\n"));
+    let error = compile_error(&format!(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='{negations}'\naction=\"deny\"\n"
+    ));
     assert!(error.contains("levels deep"), "{error}");
     let long = vec!["args.a == 1"; 1000].join(" || ");
-    let error = compile_error(&format!("[[policy.rules]]\ntools=[\"*\"]\nwhen='{long}'\naction=\"deny\"\n"));
+    let error = compile_error(&format!(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='{long}'\naction=\"deny\"\n"
+    ));
     assert!(error.contains("the limit is 4096"), "{error}");
     // Brackets inside strings do not count.
-    compile(&format!("[[policy.rules]]\ntools=[\"*\"]\nwhen='args.s == \"{}\"'\naction=\"deny\"\n", "(".repeat(100)));
+    compile(&format!(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='args.s == \"{}\"'\naction=\"deny\"\n",
+        "(".repeat(100)
+    ));
 }
 
 #[test]
 fn long_flat_expressions_within_the_limit_compile_and_evaluate() {
     let chain = vec!["args.a == 1"; 250].join(" || ");
     assert!(chain.len() < 4096);
-    let set = compile(&format!("[[policy.rules]]\ntools=[\"*\"]\nwhen='{chain}'\naction=\"deny\"\n"));
-    assert!(matches!(decide(&set, &tool("a", "b"), json!({"a": 1})).effect, Effect::Deny { .. }));
+    let set = compile(&format!(
+        "[[policy.rules]]\ntools=[\"*\"]\nwhen='{chain}'\naction=\"deny\"\n"
+    ));
+    assert!(matches!(
+        decide(&set, &tool("a", "b"), json!({"a": 1})).effect,
+        Effect::Deny { .. }
+    ));
 }
 
 #[test]
@@ -414,7 +540,10 @@ fn too_many_rules_is_an_error() {
         rules: vec![RuleSpec::new(ActionKind::Allow, ["*"]); 3],
         ..PolicyDocument::default()
     };
-    let limits = PolicyLimits { max_rules: 2, ..PolicyLimits::default() };
+    let limits = PolicyLimits {
+        max_rules: 2,
+        ..PolicyLimits::default()
+    };
     let error = PolicySet::compile_with_limits(&document, &limits).unwrap_err();
     assert_eq!(error, PolicyError::TooManyRules { count: 3, limit: 2 });
 }

@@ -241,14 +241,18 @@ mod tests {
     #[test]
     fn collisions_between_servers_are_refused() {
         let registry = Registry::new();
-        registry.register(tool("a", "search", Some("search"))).unwrap();
+        registry
+            .register(tool("a", "search", Some("search")))
+            .unwrap();
         let error = registry
             .register(tool("b", "search", Some("search")))
             .unwrap_err();
         assert!(matches!(error, RegistryError::NameCollision { .. }));
         assert!(error.to_string().contains("from server `a`"));
         // Same server re-registering replaces.
-        registry.register(tool("a", "search", Some("search"))).unwrap();
+        registry
+            .register(tool("a", "search", Some("search")))
+            .unwrap();
         assert_eq!(registry.len(), 1);
     }
 
@@ -256,7 +260,10 @@ mod tests {
     fn invalid_names_are_refused() {
         let registry = Registry::new();
         for bad in ["", "has space", "slash/name"] {
-            assert!(registry.register(tool("a", "x", Some(bad))).is_err(), "{bad:?}");
+            assert!(
+                registry.register(tool("a", "x", Some(bad))).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
@@ -273,8 +280,10 @@ mod tests {
         assert!(registry.get("a__one").is_none());
         assert!(registry.get("a__two").is_some());
         // A colliding rescan changes nothing.
-        let result =
-            registry.replace_server_tools("a", vec![tool("a", "three", None), tool("a", "y", Some("clash"))]);
+        let result = registry.replace_server_tools(
+            "a",
+            vec![tool("a", "three", None), tool("a", "y", Some("clash"))],
+        );
         assert!(result.is_err());
         assert!(registry.get("a__two").is_some());
         assert!(registry.get("a__three").is_none());

@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn exposed_names_use_the_prefix_unless_it_is_empty() {
-        assert_eq!(exposed_name("github", "create_issue"), "github__create_issue");
+        assert_eq!(
+            exposed_name("github", "create_issue"),
+            "github__create_issue"
+        );
         assert_eq!(exposed_name("", "create_issue"), "create_issue");
         let tool = ToolDescriptor::new("time", "now", ToolSource::Upstream);
         assert_eq!(tool.exposed_name, "time__now");

@@ -54,7 +54,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl ApprovalStore for MemoryStore {
-    async fn insert_request(&self, request: &ApprovalRequest, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+    async fn insert_request(
+        &self,
+        request: &ApprovalRequest,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
         if state.requests.contains_key(&request.id) {
             return Err(StoreError::AlreadyExists);
@@ -64,7 +68,11 @@ impl ApprovalStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_request(&self, organization_id: &str, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError> {
+    async fn get_request(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<Option<ApprovalRequest>, StoreError> {
         Ok(self
             .state()
             .requests
@@ -95,14 +103,23 @@ impl ApprovalStore for MemoryStore {
         Ok(CasOutcome::Stored)
     }
 
-    async fn list_requests(&self, organization_id: &str, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, StoreError> {
+    async fn list_requests(
+        &self,
+        organization_id: &str,
+        filter: &ApprovalFilter,
+    ) -> Result<Vec<ApprovalRequest>, StoreError> {
         let state = self.state();
         let mut found: Vec<ApprovalRequest> = state
             .requests
             .values()
             .filter(|r| r.organization_id == organization_id)
             .filter(|r| filter.state.is_none_or(|s| r.state == s))
-            .filter(|r| filter.requester_id.as_ref().is_none_or(|id| r.requester.id == *id))
+            .filter(|r| {
+                filter
+                    .requester_id
+                    .as_ref()
+                    .is_none_or(|id| r.requester.id == *id)
+            })
             .cloned()
             .collect();
         found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -112,13 +129,21 @@ impl ApprovalStore for MemoryStore {
         Ok(found)
     }
 
-    async fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ApprovalRequest>, StoreError> {
+    async fn due_requests(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRequest>, StoreError> {
         let state = self.state();
         let mut due: Vec<(DateTime<Utc>, ApprovalRequest)> = state
             .requests
             .values()
             .filter(|r| r.state == ApprovalState::Pending)
-            .filter_map(|r| r.next_deadline().filter(|d| *d <= now).map(|d| (d, r.clone())))
+            .filter_map(|r| {
+                r.next_deadline()
+                    .filter(|d| *d <= now)
+                    .map(|d| (d, r.clone()))
+            })
             .collect();
         due.sort_by_key(|(deadline, _)| *deadline);
         Ok(due.into_iter().take(limit).map(|(_, r)| r).collect())
@@ -170,9 +195,17 @@ impl AuditStore for MemoryStore {
         Ok(self.state().append(entries))
     }
 
-    async fn events(&self, organization_id: &str, from_sequence: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn events(
+        &self,
+        organization_id: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         let state = self.state();
-        let events = state.audit.get(organization_id).map_or(&[][..], Vec::as_slice);
+        let events = state
+            .audit
+            .get(organization_id)
+            .map_or(&[][..], Vec::as_slice);
         let start = usize::try_from(from_sequence.saturating_sub(1)).unwrap_or(usize::MAX);
         let tail = events.get(start..).unwrap_or_default();
         let take = if limit == 0 { tail.len() } else { limit };
@@ -182,13 +215,23 @@ impl AuditStore for MemoryStore {
 
 #[async_trait]
 impl PolicyStore for MemoryStore {
-    async fn load_policy(&self, organization_id: &str) -> Result<Option<GovernanceDocument>, StoreError> {
+    async fn load_policy(
+        &self,
+        organization_id: &str,
+    ) -> Result<Option<GovernanceDocument>, StoreError> {
         Ok(self.state().policies.get(organization_id).cloned())
     }
 
-    async fn save_policy(&self, organization_id: &str, document: &GovernanceDocument, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+    async fn save_policy(
+        &self,
+        organization_id: &str,
+        document: &GovernanceDocument,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
-        state.policies.insert(organization_id.to_owned(), document.clone());
+        state
+            .policies
+            .insert(organization_id.to_owned(), document.clone());
         state.append(audit);
         Ok(())
     }

@@ -57,10 +57,18 @@ pub struct ApprovalFilter {
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
     /// Stores a new request together with its audit entries (atomically).
-    async fn insert_request(&self, request: &ApprovalRequest, audit: Vec<AuditEntry>) -> Result<(), StoreError>;
+    async fn insert_request(
+        &self,
+        request: &ApprovalRequest,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), StoreError>;
 
     /// The request with `id` in `organization_id`.
-    async fn get_request(&self, organization_id: &str, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError>;
+    async fn get_request(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<Option<ApprovalRequest>, StoreError>;
 
     /// Replaces the stored request if its version is still `expected_version`, appending the
     /// audit entries in the same transaction: both happen or neither does.
@@ -72,12 +80,20 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<CasOutcome, StoreError>;
 
     /// Requests of `organization_id` matching `filter`, newest first.
-    async fn list_requests(&self, organization_id: &str, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, StoreError>;
+    async fn list_requests(
+        &self,
+        organization_id: &str,
+        filter: &ApprovalFilter,
+    ) -> Result<Vec<ApprovalRequest>, StoreError>;
 
     /// Pending requests of every organization whose next deadline (escalation or timeout) is at
     /// or before `now`, oldest deadline first, at most `limit`. Workers apply a tick to each;
     /// the compare-and-set makes concurrent workers safe.
-    async fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ApprovalRequest>, StoreError>;
+    async fn due_requests(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRequest>, StoreError>;
 }
 
 /// Standing grants.
@@ -107,15 +123,28 @@ pub trait AuditStore: Send + Sync {
 
     /// Events of `organization_id` with sequence numbers from `from_sequence` on, at most
     /// `limit` (0: no limit), in order.
-    async fn events(&self, organization_id: &str, from_sequence: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn events(
+        &self,
+        organization_id: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Policy documents: the declarative source the governor compiles.
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
     /// The organization's governance document, if one was saved.
-    async fn load_policy(&self, organization_id: &str) -> Result<Option<GovernanceDocument>, StoreError>;
+    async fn load_policy(
+        &self,
+        organization_id: &str,
+    ) -> Result<Option<GovernanceDocument>, StoreError>;
 
     /// Saves the organization's governance document with its audit entries (atomically).
-    async fn save_policy(&self, organization_id: &str, document: &GovernanceDocument, audit: Vec<AuditEntry>) -> Result<(), StoreError>;
+    async fn save_policy(
+        &self,
+        organization_id: &str,
+        document: &GovernanceDocument,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), StoreError>;
 }
