@@ -9,8 +9,8 @@
 //! Rules are generated deterministically to look like real policies: mostly exact tool names,
 //! some per-server prefixes (`github__*`), some cross-server globs (`*__delete_*`), a few
 //! principal-restricted rules, and CEL conditions on arguments, annotations and roles on about
-//! half of them. Two calls are measured: one that matches a conditional rule, one that falls
-//! through to the default.
+//! half of them. Two calls are measured per size, named by their tool; the bench prints how many
+//! candidate rules each call has and which rule decides it.
 
 #![expect(
     clippy::expect_used,
@@ -112,12 +112,12 @@ fn calls() -> Vec<Call> {
     };
     vec![
         Call {
-            label: "matching",
+            label: "github__create_issue",
             tool: annotated("github", "create_issue"),
             args: json!({"repo": "acme/api", "title": "Crash on start", "priority": "High", "labels": ["bug"]}),
         },
         Call {
-            label: "default",
+            label: "fs__read_file",
             tool: annotated("fs", "read_file"),
             args: json!({"path": "/srv/app/config.yaml", "priority": "Low"}),
         },
@@ -236,7 +236,7 @@ fn bench(c: &mut Criterion) {
                 "engines disagree"
             );
             println!(
-                "{size} rules, {} call: {} candidate rule(s); {}",
+                "{size} rules, {}: {} candidate rule(s); {}",
                 call.label,
                 decision.candidates,
                 decision.explanation()

@@ -6,6 +6,7 @@
 //! arguments rather than copied. The `tool` value depends only on the tool, so the policy index
 //! builds it once per tool and every later evaluation borrows it.
 
+use super::fast::FastExpr;
 use crate::principal::{ClientInfo, Principal};
 use crate::registry::ToolDescriptor;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
@@ -92,6 +93,7 @@ pub enum ConditionError {
 pub(crate) struct Condition {
     source: Arc<str>,
     program: Program,
+    fast: Option<FastExpr>,
 }
 
 impl Condition {
@@ -138,6 +140,7 @@ impl Condition {
         }
         Ok(Self {
             source: source.into(),
+            fast: FastExpr::compile(program.expression()),
             program,
         })
     }
@@ -149,6 +152,28 @@ impl Condition {
 
     /// Evaluates to a boolean; anything else (an error, a non-boolean) is an error message.
     pub(crate) fn evaluate(
+        &self,
+        env: &Arc<Env>,
+        activation: &Activation<'_>,
+    ) -> Result<bool, String> {
+        match self
+            .fast
+            .as_ref()
+            .and_then(|fast| fast.evaluate(activation.input))
+        {
+            Some(answer) => Ok(answer),
+            None => self.interpret(env, activation),
+        }
+    }
+
+    /// Whether the condition has a fast path (it may still defer at run time).
+    #[cfg(test)]
+    pub(crate) fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Evaluates with the CEL interpreter alone.
+    pub(crate) fn interpret(
         &self,
         env: &Arc<Env>,
         activation: &Activation<'_>,

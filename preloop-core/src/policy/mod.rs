@@ -40,6 +40,7 @@
 mod condition;
 mod decision;
 mod document;
+mod fast;
 mod governance;
 mod pattern;
 mod set;
@@ -53,5 +54,7 @@ pub use document::{
 pub use governance::{Governance, GovernanceError};
 pub use set::{PolicyError, PolicySet, RuleError, RuleProblem};
 
+#[cfg(test)]
+mod fast_tests;
 #[cfg(test)]
 mod tests;
