@@ -301,33 +301,15 @@ impl Governor {
         let call_id = Uuid::new_v4();
         let now = self.clock.now();
         let org = principal.organization_id.as_str();
-        let tool = match self.visible_tool(principal, &call.tool) {
-            Ok(tool) => tool,
+        let checked = self
+            .visible_tool(principal, &call.tool)
+            .and_then(|tool| Ok((tool, normalize_arguments(&call.arguments)?)));
+        let (tool, arguments) = match checked {
+            Ok(checked) => checked,
             Err(error) => {
-                self.record(
-                    org,
-                    now,
-                    AuditEventKind::CallRejected {
-                        call_id,
-                        reason: error.to_string(),
-                    },
-                )
-                .await?;
-                return Err(error);
-            }
-        };
-        let arguments = match normalize_arguments(&call.arguments) {
-            Ok(arguments) => arguments,
-            Err(error) => {
-                self.record(
-                    org,
-                    now,
-                    AuditEventKind::CallRejected {
-                        call_id,
-                        reason: error.to_string(),
-                    },
-                )
-                .await?;
+                let reason = error.to_string();
+                self.record(org, now, AuditEventKind::CallRejected { call_id, reason })
+                    .await?;
                 return Err(error);
             }
         };

@@ -127,6 +127,33 @@ fn chain_is_intact(f: &Fixture, org: &str) -> Vec<AuditEventKind> {
     events.into_iter().map(|e| e.kind).collect()
 }
 
+/// Starts a governed call on its own thread (it may block waiting for approval).
+fn spawn_call(
+    f: &Fixture,
+    principal: Principal,
+    call: ToolCall,
+) -> std::thread::JoinHandle<Result<Outcome, GovernorError>> {
+    let governor = f.governor.clone();
+    std::thread::spawn(move || block_on(governor.call(&principal, call)))
+}
+
+fn tokyo() -> ToolCall {
+    ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}))
+}
+
+/// Calls `ci__deploy` (async approval) and returns the pending request's id.
+fn deploy(f: &Fixture, arguments: Value) -> Uuid {
+    let outcome = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("ci__deploy", arguments)),
+    )
+    .unwrap();
+    match outcome {
+        Outcome::PendingApproval { request_id, .. } => request_id,
+        other => panic!("expected a pending approval, got {other:?}"),
+    }
+}
+
 /// Waits (on real time, briefly) until the fixture has a pending request, and returns its id.
 fn pending_request(f: &Fixture) -> Uuid {
     for _ in 0..2000 {
@@ -233,13 +260,7 @@ fn denied_tools_are_hidden_from_listing() {
 #[test]
 fn a_blocked_call_wakes_on_approval_and_runs_the_edited_arguments_once() {
     let f = fixture();
-    let governor = f.governor.clone();
-    let caller = std::thread::spawn(move || {
-        block_on(governor.call(
-            &agent(),
-            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
-        ))
-    });
+    let caller = spawn_call(&f, agent(), tokyo());
     let id = pending_request(&f);
     let mut vote = VoteCast::approve(admin()).with_comment("fine, but use Osaka");
     vote.edited_arguments = Some(json!({"tz": "Asia/Osaka"}));
@@ -278,13 +299,7 @@ fn a_blocked_call_wakes_on_approval_and_runs_the_edited_arguments_once() {
 #[test]
 fn a_blocked_call_returns_declined() {
     let f = fixture();
-    let governor = f.governor.clone();
-    let caller = std::thread::spawn(move || {
-        block_on(governor.call(
-            &agent(),
-            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
-        ))
-    });
+    let caller = spawn_call(&f, agent(), tokyo());
     let id = pending_request(&f);
     block_on(f.governor.decide(
         &admin(),
@@ -300,13 +315,7 @@ fn a_blocked_call_returns_declined() {
 #[test]
 fn a_blocked_call_expires_on_the_injected_clock() {
     let f = fixture();
-    let governor = f.governor.clone();
-    let caller = std::thread::spawn(move || {
-        block_on(governor.call(
-            &agent(),
-            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})),
-        ))
-    });
+    let caller = spawn_call(&f, agent(), tokyo());
     let id = pending_request(&f);
     // The blocking timeout (2 min) passes first: the call returns pending, to be polled.
     f.clock.advance(chrono::Duration::minutes(3));
@@ -326,14 +335,7 @@ fn a_blocked_call_expires_on_the_injected_clock() {
 #[test]
 fn tick_due_expires_requests_nobody_waits_for() {
     let f = fixture();
-    let outcome = block_on(
-        f.governor
-            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
-    )
-    .unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let request_id = deploy(&f, json!({}));
     assert_eq!(block_on(f.governor.tick_due(10)).unwrap(), 0);
     f.clock.advance(chrono::Duration::minutes(11));
     assert_eq!(block_on(f.governor.tick_due(10)).unwrap(), 1);
@@ -351,9 +353,15 @@ fn async_mode_returns_pending_and_the_poll_runs_the_approved_call_once() {
             .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
     )
     .unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else {
+    let Outcome::PendingApproval {
+        request_id,
+        poll_after_seconds,
+        ..
+    } = outcome
+    else {
         panic!("{outcome:?}")
     };
+    assert_eq!(poll_after_seconds, 5);
     assert!(outcome.message().contains(&request_id.to_string()));
     let pending = block_on(f.governor.approval_status(&agent(), request_id)).unwrap();
     assert_eq!(pending.state, ApprovalState::Pending);
@@ -380,14 +388,7 @@ fn async_mode_returns_pending_and_the_poll_runs_the_approved_call_once() {
 #[test]
 fn concurrent_pollers_execute_an_approved_call_exactly_once() {
     let f = fixture();
-    let outcome = block_on(
-        f.governor
-            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
-    )
-    .unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else {
-        panic!()
-    };
+    let request_id = deploy(&f, json!({}));
     block_on(
         f.governor
             .decide(&admin(), request_id, VoteCast::approve(admin())),
@@ -412,14 +413,7 @@ fn concurrent_pollers_execute_an_approved_call_exactly_once() {
 #[test]
 fn execution_failures_are_recorded_not_retried() {
     let f = fixture();
-    let outcome = block_on(
-        f.governor
-            .call(&agent(), ToolCall::new("ci__deploy", json!({"fail": true}))),
-    )
-    .unwrap();
-    let Outcome::PendingApproval { request_id, .. } = outcome else {
-        panic!()
-    };
+    let request_id = deploy(&f, json!({"fail": true}));
     block_on(
         f.governor
             .decide(&admin(), request_id, VoteCast::approve(admin())),
@@ -440,15 +434,13 @@ fn execution_failures_are_recorded_not_retried() {
 #[test]
 fn a_grant_given_with_an_approval_skips_later_approvals_until_it_expires() {
     let f = fixture();
-    let governor = f.governor.clone();
-    let call = || ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"}));
-    let caller = std::thread::spawn(move || block_on(governor.call(&agent(), call())));
+    let caller = spawn_call(&f, agent(), tokyo());
     let id = pending_request(&f);
     let mut vote = VoteCast::approve(admin());
     vote.grant = Some(Duration::from_secs(15 * 60));
     block_on(f.governor.decide(&admin(), id, vote)).unwrap();
     caller.join().unwrap().unwrap();
-    let again = block_on(f.governor.call(&agent(), call())).unwrap();
+    let again = block_on(f.governor.call(&agent(), tokyo())).unwrap();
     assert!(
         matches!(
             again,
@@ -466,8 +458,7 @@ fn a_grant_given_with_an_approval_skips_later_approvals_until_it_expires() {
     );
     // Another principal is not covered.
     let other = Principal::new("agent-2", "acme").with_role("agent");
-    let governor = f.governor.clone();
-    let blocked = std::thread::spawn(move || block_on(governor.call(&other, call())));
+    let blocked = spawn_call(&f, other, tokyo());
     let id = pending_request(&f);
     block_on(f.governor.cancel(&admin(), id, None)).unwrap();
     assert!(matches!(
@@ -480,13 +471,7 @@ fn a_grant_given_with_an_approval_skips_later_approvals_until_it_expires() {
 #[test]
 fn requests_are_invisible_across_organizations_and_to_bystanders() {
     let f = fixture();
-    let Outcome::PendingApproval { request_id, .. } = block_on(
-        f.governor
-            .call(&agent(), ToolCall::new("ci__deploy", json!({}))),
-    )
-    .unwrap() else {
-        panic!()
-    };
+    let request_id = deploy(&f, json!({}));
     let outsider_admin = Principal::new("admin-1", "globex").with_role("admin");
     assert_eq!(
         block_on(f.governor.approval_status(&outsider_admin, request_id)).unwrap_err(),
@@ -570,14 +555,7 @@ impl ProgressSink for CountingProgress {
 fn blocking_calls_report_progress_while_waiting() {
     let f = fixture();
     let progress = Arc::new(CountingProgress(AtomicUsize::new(0)));
-    let governor = f.governor.clone();
-    let sink = progress.clone();
-    let caller = std::thread::spawn(move || {
-        block_on(governor.call(
-            &agent(),
-            ToolCall::new("time__convert", json!({"tz": "Asia/Tokyo"})).with_progress(sink),
-        ))
-    });
+    let caller = spawn_call(&f, agent(), tokyo().with_progress(progress.clone()));
     let id = pending_request(&f);
     for _ in 0..3 {
         f.clock.advance(chrono::Duration::seconds(11));
