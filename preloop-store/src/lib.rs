@@ -1,7 +1,31 @@
-//! Storage for Preloop: SQLite (embedded default) and PostgreSQL with pgvector, implementing the
-//! store traits of `preloop-core` on diesel + diesel-async.
+//! Storage for Preloop on diesel + diesel-async: an embedded SQLite file by default, PostgreSQL
+//! (with pgvector) to scale out. [`Database`] implements the store traits of `preloop-core`.
 //!
-//! Not built yet: until it is, `preloop_core::store::MemoryStore` is the only store.
-//! This crate exists so the workspace has its final shape; it exports nothing.
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use preloop_store::Database;
+//! // Created and migrated on first use.
+//! let database = Database::open("sqlite://.preloop/preloop.db").await?;
+//! # let _ = database;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Both backends run the same query code: each store method's body is written once and expanded
+//! for each connection type by [`with_connection!`], so the two cannot drift apart. Times are
+//! stored as microseconds since the Unix epoch and documents as JSON text, identically on both.
 
 #![deny(missing_docs)]
+
+mod approvals;
+mod audit;
+mod connect;
+mod error;
+mod grants;
+mod migrate;
+mod policies;
+mod schema;
+mod time;
+
+pub use connect::{Backend, Database};
+pub use error::OpenError;

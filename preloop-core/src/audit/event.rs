@@ -197,12 +197,21 @@ struct Hashed<'a> {
 impl AuditEvent {
     /// Chains `entry` after `previous` (the organization's last event, or `None` for the first).
     pub fn chain(previous: Option<&AuditEvent>, entry: AuditEntry) -> Self {
+        match previous {
+            Some(previous) => Self::chain_after(previous.sequence, &previous.hash, entry),
+            None => Self::chain_after(0, GENESIS_HASH, entry),
+        }
+    }
+
+    /// Chains `entry` after the event with `sequence` and `hash` (0 and [`GENESIS_HASH`] for an
+    /// empty chain): what a store needs when it keeps only the chain's head.
+    pub fn chain_after(sequence: u64, hash: &str, entry: AuditEntry) -> Self {
         let mut event = Self {
             organization_id: entry.organization_id,
-            sequence: previous.map_or(1, |p| p.sequence + 1),
+            sequence: sequence + 1,
             timestamp: entry.timestamp,
             kind: entry.kind,
-            prev_hash: previous.map_or_else(|| GENESIS_HASH.to_owned(), |p| p.hash.clone()),
+            prev_hash: hash.to_owned(),
             hash: String::new(),
         };
         event.hash = event.compute_hash();

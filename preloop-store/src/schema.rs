@@ -1,0 +1,61 @@
+//! Table definitions shared by both backends (the SQL types are portable).
+
+diesel::table! {
+    approval_requests (id) {
+        id -> Text,
+        organization_id -> Text,
+        call_id -> Text,
+        state -> Text,
+        requester_id -> Text,
+        tool -> Text,
+        token_hash -> Nullable<Text>,
+        escalation_stage -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        next_deadline -> Nullable<BigInt>,
+        version -> BigInt,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        organization_id -> Text,
+        principal_id -> Text,
+        tool -> Text,
+        request_id -> Text,
+        granted_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    audit_heads (organization_id) {
+        organization_id -> Text,
+        sequence -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_events (organization_id, sequence) {
+        organization_id -> Text,
+        sequence -> BigInt,
+        timestamp -> BigInt,
+        kind -> Text,
+        body -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    policy_documents (organization_id) {
+        organization_id -> Text,
+        document -> Text,
+        updated_at -> BigInt,
+    }
+}

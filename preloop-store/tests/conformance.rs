@@ -1,0 +1,666 @@
+//! One conformance suite for every store backend: the in-memory store of `preloop-core`, SQLite
+//! and PostgreSQL run the same test functions.
+//!
+//! PostgreSQL tests need `PRELOOP_TEST_DATABASE_URL` (a server where the tests may create
+//! databases); `scripts/test-postgres` provisions one. Without it they are skipped with a message,
+//! and under CI (`CI` set) they fail instead.
+
+use async_trait::async_trait;
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use preloop_core::Principal;
+use preloop_core::approval::{
+    ApprovalEvent, ApprovalPolicy, ApprovalRequest, ApprovalState, Grant, NewApprovalRequest,
+    RequestContext, RequestedTool, VoteCast, transition,
+};
+use preloop_core::audit::{AuditEntry, AuditEventKind, verify_chain};
+use preloop_core::policy::{Format, GovernanceDocument};
+use preloop_core::store::{
+    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, GrantStore, MemoryStore, PolicyStore,
+    StoreError,
+};
+use preloop_store::Database;
+use serde_json::json;
+use std::io::Write as _;
+use std::sync::Arc;
+use uuid::Uuid;
+
+trait Stores: ApprovalStore + GrantStore + AuditStore + PolicyStore + 'static {}
+impl<T: ApprovalStore + GrantStore + AuditStore + PolicyStore + 'static> Stores for T {}
+
+/// A backend under test: opens its store, and reopens the same data where it is durable.
+#[async_trait]
+trait Backend: Send + Sync {
+    type Store: Stores;
+    async fn open(&self) -> Arc<Self::Store>;
+    fn durable(&self) -> bool;
+}
+
+struct Memory;
+
+#[async_trait]
+impl Backend for Memory {
+    type Store = MemoryStore;
+    async fn open(&self) -> Arc<MemoryStore> {
+        Arc::new(MemoryStore::new())
+    }
+    fn durable(&self) -> bool {
+        false
+    }
+}
+
+struct Sqlite(tempfile::TempDir);
+
+#[async_trait]
+impl Backend for Sqlite {
+    type Store = Database;
+    async fn open(&self) -> Arc<Database> {
+        let url = format!("sqlite://{}/nested/preloop.db", self.0.path().display());
+        Arc::new(Database::open(&url).await.expect("sqlite opens"))
+    }
+    fn durable(&self) -> bool {
+        true
+    }
+}
+
+/// A fresh PostgreSQL database per test, on the server of `PRELOOP_TEST_DATABASE_URL`.
+struct Postgres(String);
+
+#[async_trait]
+impl Backend for Postgres {
+    type Store = Database;
+    async fn open(&self) -> Arc<Database> {
+        Arc::new(Database::open(&self.0).await.expect("postgres opens"))
+    }
+    fn durable(&self) -> bool {
+        true
+    }
+}
+
+async fn sqlite() -> Option<Sqlite> {
+    Some(Sqlite(tempfile::tempdir().expect("temp dir")))
+}
+
+async fn memory() -> Option<Memory> {
+    Some(Memory)
+}
+
+async fn postgres() -> Option<Postgres> {
+    let Ok(url) = std::env::var("PRELOOP_TEST_DATABASE_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "PostgreSQL tests were skipped in CI: PRELOOP_TEST_DATABASE_URL is not set (run them under scripts/test-postgres)"
+            );
+        }
+        // Written to the stderr handle directly: libtest captures `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: PostgreSQL conformance test (set PRELOOP_TEST_DATABASE_URL, or run `scripts/test-postgres cargo test -p preloop-store`)"
+        );
+        return None;
+    };
+    let name = format!("t_{}", Uuid::new_v4().simple());
+    let mut admin = AsyncPgConnection::establish(&url)
+        .await
+        .expect("the test server is reachable");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    Some(Postgres(format!("{base}/{name}")))
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod memory_store { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { if let Some(b) = super::memory().await { super::$test(&b).await } } )* }
+        mod sqlite_store { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { if let Some(b) = super::sqlite().await { super::$test(&b).await } } )* }
+        mod postgres_store { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { if let Some(b) = super::postgres().await { super::$test(&b).await } } )* }
+    };
+}
+
+conformance!(
+    approval_requests_round_trip,
+    compare_and_set_is_exact,
+    duplicate_requests_are_refused,
+    organizations_never_see_each_other,
+    exactly_one_of_fifty_concurrent_claimers_wins,
+    concurrent_audit_appends_form_one_chain,
+    grants_match_principal_tool_and_time,
+    due_requests_are_pending_and_past_their_deadline,
+    policies_round_trip_per_organization,
+    pending_work_survives_a_restart,
+);
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap()
+}
+
+fn request(org: &str, policy: ApprovalPolicy, created: chrono::DateTime<Utc>) -> ApprovalRequest {
+    ApprovalRequest::open(
+        NewApprovalRequest {
+            call_id: Uuid::new_v4(),
+            requester: Principal::new("agent", org).with_role("agent"),
+            tool: RequestedTool {
+                exposed_name: "fs__delete".into(),
+                server: "fs".into(),
+                name: "delete".into(),
+                input_schema: json!({"type": "object"}),
+            },
+            arguments: json!({"path": "/tmp/a", "size": 1.5, "deep": {"list": [1, "two", null]}}),
+            context: RequestContext {
+                operation: Some("cleanup".into()),
+                ..RequestContext::default()
+            },
+            policy,
+            matched_rule: Some("rule-1".into()),
+        },
+        created,
+    )
+}
+
+fn entry(org: &str, request_id: Uuid) -> AuditEntry {
+    AuditEntry::new(
+        org,
+        t0(),
+        AuditEventKind::ApprovalRequested {
+            request_id,
+            call_id: Uuid::new_v4(),
+            approval_policy: "ops".into(),
+        },
+    )
+}
+
+fn admin(org: &str) -> Principal {
+    Principal::new("admin", org).with_role("admin")
+}
+
+async fn events<S: Stores>(store: &S, org: &str) -> usize {
+    let events = store.events(org, 1, 0).await.unwrap();
+    verify_chain(&events).unwrap();
+    events.len()
+}
+
+async fn approval_requests_round_trip<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let mut first = request("acme", ApprovalPolicy::new("ops"), t0());
+    first.token_hash = Some("abc".into());
+    let second = request(
+        "acme",
+        ApprovalPolicy::new("ops"),
+        t0() + ChronoDuration::seconds(1),
+    );
+    store
+        .insert_request(&first, vec![entry("acme", first.id)])
+        .await
+        .unwrap();
+    store.insert_request(&second, vec![]).await.unwrap();
+    assert_eq!(
+        store.get_request("acme", first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.get_request("acme", Uuid::new_v4()).await.unwrap(),
+        None
+    );
+
+    let approved = transition(
+        &first,
+        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
+        t0(),
+    )
+    .unwrap()
+    .request;
+    let outcome = store
+        .update_request(first.version, &approved, vec![entry("acme", first.id)])
+        .await
+        .unwrap();
+    assert_eq!(outcome, CasOutcome::Stored);
+    let listed = store
+        .list_requests("acme", &ApprovalFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![second.id, first.id],
+        "newest first"
+    );
+    let pending = ApprovalFilter {
+        state: Some(ApprovalState::Pending),
+        ..ApprovalFilter::default()
+    };
+    assert_eq!(
+        store.list_requests("acme", &pending).await.unwrap(),
+        vec![second.clone()]
+    );
+    let limited = ApprovalFilter {
+        limit: 1,
+        ..ApprovalFilter::default()
+    };
+    assert_eq!(
+        store.list_requests("acme", &limited).await.unwrap().len(),
+        1
+    );
+    let by_other = ApprovalFilter {
+        requester_id: Some("nobody".into()),
+        ..ApprovalFilter::default()
+    };
+    assert!(
+        store
+            .list_requests("acme", &by_other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(events(&*store, "acme").await, 2);
+}
+
+async fn compare_and_set_is_exact<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let pending = request("acme", ApprovalPolicy::new("ops"), t0());
+    store.insert_request(&pending, vec![]).await.unwrap();
+    let approved = transition(
+        &pending,
+        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
+        t0(),
+    )
+    .unwrap()
+    .request;
+    assert_eq!(
+        store
+            .update_request(0, &approved, vec![entry("acme", pending.id)])
+            .await
+            .unwrap(),
+        CasOutcome::Stored
+    );
+    // A stale writer loses, and its audit entries are not written.
+    let declined = transition(
+        &pending,
+        ApprovalEvent::Vote(VoteCast::decline(admin("acme"))),
+        t0(),
+    )
+    .unwrap()
+    .request;
+    assert_eq!(
+        store
+            .update_request(0, &declined, vec![entry("acme", pending.id)])
+            .await
+            .unwrap(),
+        CasOutcome::Conflict
+    );
+    assert_eq!(
+        store
+            .get_request("acme", pending.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ApprovalState::Approved
+    );
+    assert_eq!(events(&*store, "acme").await, 1);
+    // A request that does not exist is not a conflict.
+    let ghost = request("acme", ApprovalPolicy::new("ops"), t0());
+    assert_eq!(
+        store.update_request(0, &ghost, vec![]).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn duplicate_requests_are_refused<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let pending = request("acme", ApprovalPolicy::new("ops"), t0());
+    store
+        .insert_request(&pending, vec![entry("acme", pending.id)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .insert_request(&pending, vec![entry("acme", pending.id)])
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    // The failed insert's audit entry was rolled back with it.
+    assert_eq!(events(&*store, "acme").await, 1);
+}
+
+async fn organizations_never_see_each_other<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let theirs = request("acme", ApprovalPolicy::new("ops"), t0());
+    store
+        .insert_request(&theirs, vec![entry("acme", theirs.id)])
+        .await
+        .unwrap();
+    assert_eq!(store.get_request("globex", theirs.id).await.unwrap(), None);
+    assert!(
+        store
+            .list_requests("globex", &ApprovalFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Globex cannot change Acme's request by claiming it is its own.
+    let mut forged = transition(
+        &theirs,
+        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
+        t0(),
+    )
+    .unwrap()
+    .request;
+    forged.organization_id = "globex".into();
+    assert_eq!(
+        store.update_request(0, &forged, vec![]).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store
+            .get_request("acme", theirs.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ApprovalState::Pending
+    );
+
+    let grant = grant(
+        "acme",
+        "agent",
+        "fs__delete",
+        t0() + ChronoDuration::hours(1),
+    );
+    store.insert_grant(&grant, vec![]).await.unwrap();
+    assert_eq!(
+        store
+            .find_grant("globex", "agent", "fs__delete", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.revoke_grant("globex", grant.id).await,
+        Err(StoreError::NotFound)
+    );
+    assert!(
+        store
+            .find_grant("acme", "agent", "fs__delete", t0())
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    store
+        .save_policy("acme", &GovernanceDocument::default(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.load_policy("globex").await.unwrap(), None);
+    assert!(store.events("globex", 1, 0).await.unwrap().is_empty());
+    assert_eq!(events(&*store, "acme").await, 1);
+}
+
+async fn exactly_one_of_fifty_concurrent_claimers_wins<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let pending = request("acme", ApprovalPolicy::new("ops"), t0());
+    store.insert_request(&pending, vec![]).await.unwrap();
+    let approved = transition(
+        &pending,
+        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
+        t0(),
+    )
+    .unwrap()
+    .request;
+    assert_eq!(
+        store.update_request(0, &approved, vec![]).await.unwrap(),
+        CasOutcome::Stored
+    );
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let claimers: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let id = pending.id;
+            tokio::spawn(async move {
+                let seen = store.get_request("acme", id).await.unwrap().unwrap();
+                barrier.wait().await;
+                let Ok(claim) = transition(&seen, ApprovalEvent::StartExecution, t0()) else {
+                    return false;
+                };
+                let audit = vec![entry("acme", id)];
+                store
+                    .update_request(seen.version, &claim.request, audit)
+                    .await
+                    .unwrap()
+                    == CasOutcome::Stored
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for claimer in claimers {
+        winners += usize::from(claimer.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        store
+            .get_request("acme", pending.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ApprovalState::Executing
+    );
+    assert_eq!(
+        events(&*store, "acme").await,
+        1,
+        "only the winner's audit entry is written"
+    );
+}
+
+async fn concurrent_audit_appends_form_one_chain<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let org_a = entry("acme", Uuid::new_v4());
+                    let org_b = entry("globex", Uuid::new_v4());
+                    store.append(vec![org_a, org_b]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(events(&*store, "acme").await, 100);
+    assert_eq!(events(&*store, "globex").await, 100);
+    let page = store.events("acme", 41, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (41..51).collect::<Vec<_>>()
+    );
+}
+
+fn grant(org: &str, principal: &str, tool: &str, expires_at: chrono::DateTime<Utc>) -> Grant {
+    Grant {
+        id: Uuid::new_v4(),
+        organization_id: org.into(),
+        principal_id: principal.into(),
+        tool: tool.into(),
+        granted_by: "admin".into(),
+        request_id: Uuid::new_v4(),
+        created_at: t0(),
+        expires_at,
+        revoked: false,
+    }
+}
+
+async fn grants_match_principal_tool_and_time<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let active = grant(
+        "acme",
+        "agent",
+        "fs__delete",
+        t0() + ChronoDuration::minutes(30),
+    );
+    store
+        .insert_grant(&active, vec![entry("acme", active.request_id)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_grant("acme", "agent", "fs__delete", t0())
+            .await
+            .unwrap(),
+        Some(active.clone())
+    );
+    assert_eq!(
+        store
+            .find_grant("acme", "other", "fs__delete", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_grant("acme", "agent", "fs__read", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_grant(
+                "acme",
+                "agent",
+                "fs__delete",
+                t0() + ChronoDuration::minutes(30)
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    store.revoke_grant("acme", active.id).await.unwrap();
+    assert_eq!(
+        store
+            .find_grant("acme", "agent", "fs__delete", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.insert_grant(&active, vec![]).await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(events(&*store, "acme").await, 1);
+}
+
+async fn due_requests_are_pending_and_past_their_deadline<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let mut short = ApprovalPolicy::new("short");
+    short.timeout = std::time::Duration::from_secs(60);
+    let soon = request("acme", short.clone(), t0());
+    let later = request("globex", ApprovalPolicy::new("ops"), t0());
+    let decided = request("acme", short, t0());
+    for r in [&soon, &later, &decided] {
+        store.insert_request(r, vec![]).await.unwrap();
+    }
+    let declined = transition(
+        &decided,
+        ApprovalEvent::Vote(VoteCast::decline(admin("acme"))),
+        t0(),
+    )
+    .unwrap()
+    .request;
+    store.update_request(0, &declined, vec![]).await.unwrap();
+    assert!(store.due_requests(t0(), 10).await.unwrap().is_empty());
+    let due = store
+        .due_requests(t0() + ChronoDuration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), vec![soon.id]);
+    let due = store
+        .due_requests(t0() + ChronoDuration::hours(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![soon.id, later.id],
+        "across organizations, oldest deadline first"
+    );
+    assert_eq!(
+        store
+            .due_requests(t0() + ChronoDuration::hours(1), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn policies_round_trip_per_organization<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    assert_eq!(store.load_policy("acme").await.unwrap(), None);
+    let text = "[[approval_policies]]\nname = \"ops\"\ntimeout = \"15m\"\ngrant = { max_duration = \"1h\" }\n[policy]\ndefault = \"deny\"\n[[policy.rules]]\ntools = [\"a__*\"]\nwhen = 'args.x == \"y\"'\naction = \"allow\"\n";
+    let document = GovernanceDocument::parse(text, Format::Toml).unwrap();
+    let change = AuditEntry::new(
+        "acme",
+        t0(),
+        AuditEventKind::PolicyChanged {
+            changed_by: "admin".into(),
+            rules: 1,
+        },
+    );
+    store
+        .save_policy("acme", &document, vec![change.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.load_policy("acme").await.unwrap(), Some(document));
+    store
+        .save_policy("acme", &GovernanceDocument::default(), vec![change])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_policy("acme").await.unwrap(),
+        Some(GovernanceDocument::default())
+    );
+    assert_eq!(events(&*store, "acme").await, 2);
+}
+
+async fn pending_work_survives_a_restart<B: Backend>(backend: &B) {
+    if !backend.durable() {
+        return;
+    }
+    let pending = request("acme", ApprovalPolicy::new("ops"), t0());
+    let head = {
+        let store = backend.open().await;
+        store
+            .insert_request(&pending, vec![entry("acme", pending.id)])
+            .await
+            .unwrap();
+        store
+            .append(vec![entry("acme", pending.id), entry("acme", pending.id)])
+            .await
+            .unwrap();
+        store
+            .events("acme", 1, 0)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .hash
+            .clone()
+    };
+    let reopened = backend.open().await;
+    assert_eq!(
+        reopened.get_request("acme", pending.id).await.unwrap(),
+        Some(pending)
+    );
+    let events = reopened.events("acme", 1, 0).await.unwrap();
+    assert_eq!(verify_chain(&events).unwrap().head, head);
+    // The chain continues where it stopped.
+    reopened
+        .append(vec![entry("acme", Uuid::new_v4())])
+        .await
+        .unwrap();
+    let events = reopened.events("acme", 1, 0).await.unwrap();
+    assert_eq!(verify_chain(&events).unwrap().events, 4);
+}
