@@ -5,6 +5,13 @@
 //! databases); `scripts/test-postgres` provisions one. Without it they are skipped with a message,
 //! and under CI (`CI` set) they fail instead.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly; the lints are for production code"
+)]
+
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
