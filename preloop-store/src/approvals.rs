@@ -3,6 +3,7 @@
 use crate::audit::append_audit;
 use crate::connect::{Database, with_connection};
 use crate::error::{TxError, backend, corrupt};
+use crate::notify::AnnounceChange;
 use crate::schema::approval_requests as requests;
 use crate::time::to_micros;
 use async_trait::async_trait;
@@ -144,6 +145,7 @@ impl ApprovalStore for Database {
                     };
                 }
                 append_audit!(conn, audit).await?;
+                conn.announce_change(&id).await?;
                 Ok(CasOutcome::Stored)
             })
             .await

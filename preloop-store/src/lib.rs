@@ -23,9 +23,11 @@ mod connect;
 mod error;
 mod grants;
 mod migrate;
+mod notify;
 mod policies;
 mod schema;
 mod time;
 
 pub use connect::{Backend, Database};
 pub use error::OpenError;
+pub use notify::{APPROVAL_CHANNEL, ApprovalChanges};

@@ -12,9 +12,10 @@
     reason = "test fixtures fail loudly; the lints are for production code"
 )]
 
+mod common;
+
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use preloop_core::Principal;
 use preloop_core::approval::{
     ApprovalEvent, ApprovalPolicy, ApprovalRequest, ApprovalState, Grant, NewApprovalRequest,
@@ -28,7 +29,6 @@ use preloop_core::store::{
 };
 use preloop_store::Database;
 use serde_json::json;
-use std::io::Write as _;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -93,29 +93,7 @@ async fn memory() -> Option<Memory> {
 }
 
 async fn postgres() -> Option<Postgres> {
-    let Ok(url) = std::env::var("PRELOOP_TEST_DATABASE_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "PostgreSQL tests were skipped in CI: PRELOOP_TEST_DATABASE_URL is not set (run them under scripts/test-postgres)"
-            );
-        }
-        // Written to the stderr handle directly: libtest captures `eprintln!`.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: PostgreSQL conformance test (set PRELOOP_TEST_DATABASE_URL, or run `scripts/test-postgres cargo test -p preloop-store`)"
-        );
-        return None;
-    };
-    let name = format!("t_{}", Uuid::new_v4().simple());
-    let mut admin = AsyncPgConnection::establish(&url)
-        .await
-        .expect("the test server is reachable");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    Some(Postgres(format!("{base}/{name}")))
+    common::fresh_postgres_database().await.map(Postgres)
 }
 
 macro_rules! conformance {
