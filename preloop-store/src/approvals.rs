@@ -1,18 +1,18 @@
 //! Approval requests: the full request as JSON beside the columns queries filter and sort on.
 
 use crate::audit::append_audit;
-use crate::connect::{Database, with_connection};
-use crate::error::{TxError, backend, corrupt};
+use crate::connect::{Database, Pools, SqliteConn, with_connection};
+use crate::error::{TxError, backend, corrupt, unavailable};
 use crate::notify::AnnounceChange;
 use crate::schema::approval_requests as requests;
 use crate::time::to_micros;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use preloop_core::approval::{ApprovalRequest, ApprovalState};
 use preloop_core::audit::AuditEntry;
-use preloop_core::store::{ApprovalFilter, ApprovalStore, CasOutcome, StoreError};
+use preloop_core::store::{ApprovalFilter, ApprovalStore, CasOutcome, DUE_CLAIM_LEASE, StoreError};
 use uuid::Uuid;
 
 /// The columns of a request, derived from it.
@@ -44,6 +44,41 @@ fn parse(body: &str) -> Result<ApprovalRequest, StoreError> {
 
 fn parse_all(bodies: Vec<String>) -> Result<Vec<ApprovalRequest>, StoreError> {
     bodies.iter().map(|b| parse(b)).collect()
+}
+
+/// Claims due requests on `$conn`: selects pending requests past their deadline whose lease is
+/// free (locking them with `$lock` where the backend can skip rows others hold), leases them,
+/// and evaluates to their bodies. Every update of a request releases its lease.
+macro_rules! claim_due {
+    ($conn:expr, $now:expr, $limit:expr, $($lock:tt)*) => {
+        $conn
+            .transaction::<_, TxError, _>(async |conn| {
+                let now = to_micros($now);
+                let ids: Vec<String> = requests::table
+                    .filter(requests::state.eq(ApprovalState::Pending.as_str()))
+                    .filter(requests::next_deadline.le(now))
+                    .filter(requests::claimed_until.is_null().or(requests::claimed_until.lt(now)))
+                    .order(requests::next_deadline.asc())
+                    .limit($limit)
+                    .select(requests::id)
+                    $($lock)*
+                    .load(conn)
+                    .await?;
+                let lease = to_micros($now + DUE_CLAIM_LEASE);
+                diesel::update(requests::table.filter(requests::id.eq_any(&ids)))
+                    .set(requests::claimed_until.eq(lease))
+                    .execute(conn)
+                    .await?;
+                let mut bodies: Vec<(Option<i64>, String)> = requests::table
+                    .filter(requests::id.eq_any(&ids))
+                    .select((requests::next_deadline, requests::body))
+                    .load(conn)
+                    .await?;
+                bodies.sort_by_key(|(deadline, _)| *deadline);
+                Ok(bodies.into_iter().map(|(_, body)| body).collect::<Vec<String>>())
+            })
+            .await
+    };
 }
 
 #[async_trait]
@@ -126,6 +161,7 @@ impl ApprovalStore for Database {
                     requests::escalation_stage.eq(c.escalation_stage),
                     requests::expires_at.eq(c.expires_at),
                     requests::next_deadline.eq(c.next_deadline),
+                    requests::claimed_until.eq(None::<i64>),
                     requests::version.eq(c.version),
                     requests::body.eq(&c.body),
                 ))
@@ -188,17 +224,16 @@ impl ApprovalStore for Database {
         limit: usize,
     ) -> Result<Vec<ApprovalRequest>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let bodies: Vec<String> = with_connection!(self, |conn| {
-            requests::table
-                .filter(requests::state.eq(ApprovalState::Pending.as_str()))
-                .filter(requests::next_deadline.le(to_micros(now)))
-                .order(requests::next_deadline.asc())
-                .limit(limit)
-                .select(requests::body)
-                .load(conn)
-                .await
-                .map_err(backend)?
-        });
-        parse_all(bodies)
+        let bodies = match &*self.pools {
+            Pools::Postgres(pool) => {
+                let conn: &mut AsyncPgConnection = &mut *pool.get().await.map_err(unavailable)?;
+                claim_due!(conn, now, limit, .for_update().skip_locked())
+            }
+            Pools::Sqlite(pool) => {
+                let conn: &mut SqliteConn = &mut *pool.get().await.map_err(unavailable)?;
+                claim_due!(conn, now, limit,)
+            }
+        };
+        parse_all(bodies.map_err(StoreError::from)?)
     }
 }

@@ -13,6 +13,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         next_deadline -> Nullable<BigInt>,
+        claimed_until -> Nullable<BigInt>,
         version -> BigInt,
         body -> Text,
     }

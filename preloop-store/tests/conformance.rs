@@ -113,6 +113,7 @@ conformance!(
     concurrent_audit_appends_form_one_chain,
     grants_match_principal_tool_and_time,
     due_requests_are_pending_and_past_their_deadline,
+    due_requests_are_claimed_once_until_their_lease_ends,
     policies_round_trip_per_organization,
     pending_work_survives_a_restart,
 );
@@ -571,13 +572,13 @@ async fn due_requests_are_pending_and_past_their_deadline<B: Backend>(backend: &
         vec![soon.id, later.id],
         "across organizations, oldest deadline first"
     );
-    assert_eq!(
+    // Both are claimed now (see the lease test): nothing is handed out twice.
+    assert!(
         store
-            .due_requests(t0() + ChronoDuration::hours(1), 1)
+            .due_requests(t0() + ChronoDuration::hours(1), 10)
             .await
             .unwrap()
-            .len(),
-        1
+            .is_empty()
     );
 }
 
@@ -648,4 +649,45 @@ async fn pending_work_survives_a_restart<B: Backend>(backend: &B) {
         .unwrap();
     let events = reopened.events("acme", 1, 0).await.unwrap();
     assert_eq!(verify_chain(&events).unwrap().events, 4);
+}
+
+async fn due_requests_are_claimed_once_until_their_lease_ends<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let first = request("acme", ApprovalPolicy::new("ops"), t0());
+    let second = request(
+        "acme",
+        ApprovalPolicy::new("ops"),
+        t0() + ChronoDuration::seconds(1),
+    );
+    for r in [&first, &second] {
+        store.insert_request(r, vec![]).await.unwrap();
+    }
+    let late = t0() + ChronoDuration::hours(1);
+    let ids = |requests: Vec<ApprovalRequest>| requests.iter().map(|r| r.id).collect::<Vec<_>>();
+    let worker_a = store.due_requests(late, 1).await.unwrap();
+    let worker_b = store.due_requests(late, 10).await.unwrap();
+    assert_eq!(ids(worker_a), vec![first.id]);
+    assert_eq!(
+        ids(worker_b),
+        vec![second.id],
+        "a claimed request is not handed out twice"
+    );
+    assert!(store.due_requests(late, 10).await.unwrap().is_empty());
+    // A worker that dies leaves its lease to run out; then another worker takes over.
+    let after_lease = late + ChronoDuration::seconds(31);
+    assert_eq!(store.due_requests(after_lease, 10).await.unwrap().len(), 2);
+    // Changing a request releases its lease at once.
+    let mut touched = second.clone();
+    touched.version += 1;
+    assert_eq!(
+        store
+            .update_request(second.version, &touched, vec![])
+            .await
+            .unwrap(),
+        CasOutcome::Stored
+    );
+    assert_eq!(
+        ids(store.due_requests(after_lease, 10).await.unwrap()),
+        vec![second.id]
+    );
 }

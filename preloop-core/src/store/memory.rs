@@ -2,7 +2,8 @@
 //! (a change plus its audit entries) is atomic.
 
 use super::{
-    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, GrantStore, PolicyStore, StoreError,
+    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DUE_CLAIM_LEASE, GrantStore,
+    PolicyStore, StoreError,
 };
 use crate::approval::{ApprovalRequest, ApprovalState, Grant};
 use crate::audit::{AuditEntry, AuditEvent};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 #[derive(Debug, Default)]
 struct State {
     requests: HashMap<Uuid, ApprovalRequest>,
+    claimed_until: HashMap<Uuid, DateTime<Utc>>,
     grants: Vec<Grant>,
     audit: HashMap<String, Vec<AuditEvent>>,
     policies: HashMap<String, GovernanceDocument>,
@@ -99,6 +101,7 @@ impl ApprovalStore for MemoryStore {
             return Ok(CasOutcome::Conflict);
         }
         *stored = request.clone();
+        state.claimed_until.remove(&request.id);
         state.append(audit);
         Ok(CasOutcome::Stored)
     }
@@ -134,11 +137,17 @@ impl ApprovalStore for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ApprovalRequest>, StoreError> {
-        let state = self.state();
+        let mut state = self.state();
         let mut due: Vec<(DateTime<Utc>, ApprovalRequest)> = state
             .requests
             .values()
             .filter(|r| r.state == ApprovalState::Pending)
+            .filter(|r| {
+                state
+                    .claimed_until
+                    .get(&r.id)
+                    .is_none_or(|until| *until < now)
+            })
             .filter_map(|r| {
                 r.next_deadline()
                     .filter(|d| *d <= now)
@@ -146,7 +155,13 @@ impl ApprovalStore for MemoryStore {
             })
             .collect();
         due.sort_by_key(|(deadline, _)| *deadline);
-        Ok(due.into_iter().take(limit).map(|(_, r)| r).collect())
+        due.truncate(limit);
+        for (_, request) in &due {
+            state
+                .claimed_until
+                .insert(request.id, now + DUE_CLAIM_LEASE);
+        }
+        Ok(due.into_iter().map(|(_, r)| r).collect())
     }
 }
 

@@ -33,6 +33,9 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// How long [`ApprovalStore::due_requests`] keeps a claimed request from other workers.
+pub const DUE_CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+
 /// Whether a compare-and-set won.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CasOutcome {
@@ -86,9 +89,11 @@ pub trait ApprovalStore: Send + Sync {
         filter: &ApprovalFilter,
     ) -> Result<Vec<ApprovalRequest>, StoreError>;
 
-    /// Pending requests of every organization whose next deadline (escalation or timeout) is at
-    /// or before `now`, oldest deadline first, at most `limit`. Workers apply a tick to each;
-    /// the compare-and-set makes concurrent workers safe.
+    /// Claims pending requests of every organization whose next deadline (escalation or timeout)
+    /// is at or before `now`, oldest deadline first, at most `limit`, for a lease of
+    /// [`DUE_CLAIM_LEASE`]: until the lease ends or the request changes, no other caller (on any
+    /// replica) is handed the same request. Workers apply a tick to each; if a worker dies, the
+    /// lease runs out and another worker takes over.
     async fn due_requests(
         &self,
         now: DateTime<Utc>,

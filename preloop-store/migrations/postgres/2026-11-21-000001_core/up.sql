@@ -13,6 +13,7 @@ CREATE TABLE approval_requests (
     created_at       BIGINT NOT NULL,
     expires_at       BIGINT NOT NULL,
     next_deadline    BIGINT,
+    claimed_until    BIGINT,
     version          BIGINT NOT NULL,
     body             TEXT NOT NULL
 );
