@@ -22,6 +22,7 @@ mod audit;
 mod connect;
 mod error;
 mod grants;
+mod issues;
 mod migrate;
 mod notify;
 mod policies;

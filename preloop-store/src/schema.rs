@@ -60,3 +60,31 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    issues (id) {
+        id -> Text,
+        organization_id -> Text,
+        tracker_id -> Text,
+        key -> Text,
+        project -> Text,
+        state -> Text,
+        updated_at -> BigInt,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    /// The `issues` table with its SQLite embedding column (PostgreSQL's is a pgvector `vector`).
+    #[sql_name = "issues"]
+    sqlite_issue_vectors (id) {
+        id -> Text,
+        organization_id -> Text,
+        tracker_id -> Text,
+        key -> Text,
+        project -> Text,
+        state -> Text,
+        body -> Text,
+        embedding -> Nullable<Binary>,
+    }
+}

@@ -24,16 +24,17 @@ use preloop_core::approval::{
 use preloop_core::audit::{AuditEntry, AuditEventKind, verify_chain};
 use preloop_core::policy::{Format, GovernanceDocument};
 use preloop_core::store::{
-    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, GrantStore, MemoryStore, PolicyStore,
-    StoreError,
+    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, EMBEDDING_DIMENSIONS, GrantStore,
+    IssueStore, MemoryStore, PolicyStore, SimilarityFilter, StoreError,
 };
+use preloop_core::tracker::{Issue, IssueState};
 use preloop_store::Database;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
 
-trait Stores: ApprovalStore + GrantStore + AuditStore + PolicyStore + 'static {}
-impl<T: ApprovalStore + GrantStore + AuditStore + PolicyStore + 'static> Stores for T {}
+trait Stores: ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + 'static {}
+impl<T: ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + 'static> Stores for T {}
 
 /// A backend under test: opens its store, and reopens the same data where it is durable.
 #[async_trait]
@@ -116,6 +117,7 @@ conformance!(
     due_requests_are_claimed_once_until_their_lease_ends,
     policies_round_trip_per_organization,
     pending_work_survives_a_restart,
+    issues_round_trip_and_rank_by_similarity,
 );
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -690,4 +692,183 @@ async fn due_requests_are_claimed_once_until_their_lease_ends<B: Backend>(backen
         ids(store.due_requests(after_lease, 10).await.unwrap()),
         vec![second.id]
     );
+}
+
+fn issue(key: &str, project: &str, state: IssueState) -> Issue {
+    Issue {
+        id: key.into(),
+        key: key.into(),
+        project: project.into(),
+        title: format!("issue {key}"),
+        body: "body".into(),
+        state,
+        labels: vec!["bug".into()],
+        assignees: vec![],
+        author: Some("dev".into()),
+        priority: None,
+        url: None,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+/// A unit-free embedding leaning towards the given dimensions.
+fn embedding(weights: &[(usize, f32)]) -> Vec<f32> {
+    let mut vector = vec![0.0; EMBEDDING_DIMENSIONS];
+    for (dimension, weight) in weights {
+        vector[*dimension] = *weight;
+    }
+    vector
+}
+
+async fn issues_round_trip_and_rank_by_similarity<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let same = issue("A-1", "api", IssueState::Open);
+    let close = issue("A-2", "api", IssueState::Closed);
+    let far = issue("W-1", "web", IssueState::Open);
+    store
+        .upsert_issue("acme", "jira", &same, Some(&embedding(&[(0, 2.0)])))
+        .await
+        .unwrap();
+    store
+        .upsert_issue(
+            "acme",
+            "jira",
+            &close,
+            Some(&embedding(&[(0, 1.0), (1, 1.0)])),
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_issue("acme", "github", &far, Some(&embedding(&[(1, 1.0)])))
+        .await
+        .unwrap();
+    store
+        .upsert_issue("acme", "jira", &issue("N-1", "api", IssueState::Open), None)
+        .await
+        .unwrap();
+    store
+        .upsert_issue("globex", "jira", &same, Some(&embedding(&[(0, 1.0)])))
+        .await
+        .unwrap();
+
+    let query = embedding(&[(0, 1.0)]);
+    let hits = store
+        .search_similar("acme", &query, 10, &SimilarityFilter::default())
+        .await
+        .unwrap();
+    let keys: Vec<&str> = hits.iter().map(|h| h.issue.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["A-1", "A-2", "W-1"],
+        "best first; issues without embeddings are not candidates"
+    );
+    let expected = [1.0, std::f32::consts::FRAC_1_SQRT_2, 0.0];
+    for (hit, want) in hits.iter().zip(expected) {
+        assert!(
+            (hit.similarity - want).abs() < 1e-4,
+            "{} {}",
+            hit.issue.key,
+            hit.similarity
+        );
+    }
+    assert_eq!(hits[2].tracker_id, "github");
+    assert_eq!(hits[0].issue, same);
+
+    let top = store
+        .search_similar("acme", &query, 1, &SimilarityFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(top.len(), 1);
+    let filtered = |filter: SimilarityFilter| {
+        let store = store.clone();
+        let query = query.clone();
+        async move {
+            let hits = store
+                .search_similar("acme", &query, 10, &filter)
+                .await
+                .unwrap();
+            hits.into_iter().map(|h| h.issue.key).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        filtered(SimilarityFilter {
+            project: Some("web".into()),
+            ..Default::default()
+        })
+        .await,
+        ["W-1"]
+    );
+    assert_eq!(
+        filtered(SimilarityFilter {
+            state: Some(IssueState::Closed),
+            ..Default::default()
+        })
+        .await,
+        ["A-2"]
+    );
+    assert_eq!(
+        filtered(SimilarityFilter {
+            tracker_id: Some("github".into()),
+            ..Default::default()
+        })
+        .await,
+        ["W-1"]
+    );
+    assert_eq!(
+        filtered(SimilarityFilter {
+            exclude_key: Some("A-1".into()),
+            ..Default::default()
+        })
+        .await,
+        ["A-2", "W-1"]
+    );
+
+    // Updating an issue without an embedding keeps the embedding; the body is replaced.
+    let mut renamed = same.clone();
+    renamed.title = "renamed".into();
+    store
+        .upsert_issue("acme", "jira", &renamed, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_issue("acme", "jira", "A-1").await.unwrap(),
+        Some(renamed.clone())
+    );
+    let hits = store
+        .search_similar("acme", &query, 1, &SimilarityFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(hits[0].issue, renamed);
+
+    assert_eq!(
+        store.get_issue("acme", "github", "A-1").await.unwrap(),
+        None
+    );
+    let globex = store
+        .search_similar("globex", &query, 10, &SimilarityFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        globex.len(),
+        1,
+        "organizations never see each other's issues"
+    );
+    assert!(matches!(
+        store
+            .search_similar("acme", &[1.0, 2.0], 3, &SimilarityFilter::default())
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .upsert_issue(
+                "acme",
+                "jira",
+                &same,
+                Some(&[f32::NAN; EMBEDDING_DIMENSIONS])
+            )
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
 }

@@ -2,12 +2,13 @@
 //! (a change plus its audit entries) is atomic.
 
 use super::{
-    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DUE_CLAIM_LEASE, GrantStore,
-    PolicyStore, StoreError,
+    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DUE_CLAIM_LEASE, GrantStore, IssueStore,
+    PolicyStore, SimilarIssue, SimilarityFilter, StoreError, check_embedding, cosine_similarity,
 };
 use crate::approval::{ApprovalRequest, ApprovalState, Grant};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::policy::GovernanceDocument;
+use crate::tracker::Issue;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -21,7 +22,11 @@ struct State {
     grants: Vec<Grant>,
     audit: HashMap<String, Vec<AuditEvent>>,
     policies: HashMap<String, GovernanceDocument>,
+    issues: HashMap<IssueKey, (Issue, Option<Vec<f32>>)>,
 }
+
+/// (organization, tracker, issue key).
+type IssueKey = (String, String, String);
 
 impl State {
     fn append(&mut self, entries: Vec<AuditEntry>) -> Vec<AuditEvent> {
@@ -249,5 +254,76 @@ impl PolicyStore for MemoryStore {
             .insert(organization_id.to_owned(), document.clone());
         state.append(audit);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl IssueStore for MemoryStore {
+    async fn upsert_issue(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        issue: &Issue,
+        embedding: Option<&[f32]>,
+    ) -> Result<(), StoreError> {
+        if let Some(vector) = embedding {
+            check_embedding(vector)?;
+        }
+        let key = (
+            organization_id.to_owned(),
+            tracker_id.to_owned(),
+            issue.key.clone(),
+        );
+        let mut state = self.state();
+        let kept = state.issues.remove(&key).and_then(|(_, e)| e);
+        let embedding = embedding.map(<[f32]>::to_vec).or(kept);
+        state.issues.insert(key, (issue.clone(), embedding));
+        Ok(())
+    }
+
+    async fn get_issue(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        key: &str,
+    ) -> Result<Option<Issue>, StoreError> {
+        let key = (
+            organization_id.to_owned(),
+            tracker_id.to_owned(),
+            key.to_owned(),
+        );
+        Ok(self
+            .state()
+            .issues
+            .get(&key)
+            .map(|(issue, _)| issue.clone()))
+    }
+
+    async fn search_similar(
+        &self,
+        organization_id: &str,
+        vector: &[f32],
+        k: usize,
+        filter: &SimilarityFilter,
+    ) -> Result<Vec<SimilarIssue>, StoreError> {
+        check_embedding(vector)?;
+        let state = self.state();
+        let mut hits: Vec<SimilarIssue> = state
+            .issues
+            .iter()
+            .filter(|((org, tracker, _), (issue, _))| {
+                org == organization_id && filter.admits(tracker, issue)
+            })
+            .filter_map(|((_, tracker, _), (issue, embedding))| {
+                embedding.as_ref().map(|e| SimilarIssue {
+                    tracker_id: tracker.clone(),
+                    issue: issue.clone(),
+                    similarity: cosine_similarity(vector, e),
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        hits.truncate(k);
+        Ok(hits)
     }
 }

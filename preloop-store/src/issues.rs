@@ -1,0 +1,281 @@
+//! Issues and their embeddings: pgvector with an HNSW index on PostgreSQL, little-endian f32
+//! blobs scanned exactly on SQLite, behind one `search_similar`.
+
+use crate::connect::{Database, Pools, SqliteConn, with_connection};
+use crate::error::{TxError, backend, corrupt, unavailable};
+use crate::schema::{issues, sqlite_issue_vectors as vectors};
+use crate::time::to_micros;
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sql_types::{Double, Nullable, Text};
+use diesel::upsert::excluded;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use preloop_core::store::{
+    IssueStore, SimilarIssue, SimilarityFilter, StoreError, check_embedding, cosine_similarity,
+};
+use preloop_core::tracker::{Issue, IssueState};
+use std::future::Future;
+
+fn state_name(state: IssueState) -> &'static str {
+    match state {
+        IssueState::Open => "open",
+        IssueState::Closed => "closed",
+    }
+}
+
+fn parse(body: &str) -> Result<Issue, StoreError> {
+    serde_json::from_str(body).map_err(|e| corrupt("issue", e))
+}
+
+/// Writes an issue's embedding in the backend's representation.
+trait EmbeddingColumn {
+    fn store_embedding(
+        &mut self,
+        organization_id: &str,
+        tracker_id: &str,
+        key: &str,
+        embedding: &[f32],
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send;
+}
+
+/// pgvector's text form, `[0.1,0.2,...]` (shortest round-trip digits).
+fn vector_text(vector: &[f32]) -> String {
+    let items: Vec<String> = vector.iter().map(f32::to_string).collect();
+    format!("[{}]", items.join(","))
+}
+
+impl EmbeddingColumn for AsyncPgConnection {
+    fn store_embedding(
+        &mut self,
+        organization_id: &str,
+        tracker_id: &str,
+        key: &str,
+        embedding: &[f32],
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        let query = diesel::sql_query(
+            "UPDATE issues SET embedding = $1::vector WHERE organization_id = $2 AND tracker_id = $3 AND key = $4",
+        )
+        .bind::<Text, _>(vector_text(embedding))
+        .bind::<Text, _>(organization_id.to_owned())
+        .bind::<Text, _>(tracker_id.to_owned())
+        .bind::<Text, _>(key.to_owned());
+        async move { query.execute(self).await.map(drop) }
+    }
+}
+
+impl EmbeddingColumn for SqliteConn {
+    fn store_embedding(
+        &mut self,
+        organization_id: &str,
+        tracker_id: &str,
+        key: &str,
+        embedding: &[f32],
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        let bytes: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let query = diesel::update(
+            vectors::table
+                .filter(vectors::organization_id.eq(organization_id.to_owned()))
+                .filter(vectors::tracker_id.eq(tracker_id.to_owned()))
+                .filter(vectors::key.eq(key.to_owned())),
+        )
+        .set(vectors::embedding.eq(bytes));
+        async move { query.execute(self).await.map(drop) }
+    }
+}
+
+#[derive(QueryableByName)]
+struct PgHit {
+    #[diesel(sql_type = Text)]
+    tracker_id: String,
+    #[diesel(sql_type = Text)]
+    body: String,
+    #[diesel(sql_type = Double)]
+    similarity: f64,
+}
+
+/// Candidates HNSW examines per query: enough that filters after the index rarely leave fewer
+/// than `k` hits, bounded so one query stays cheap.
+fn ef_search(k: usize) -> usize {
+    (k * 10).clamp(40, 1000)
+}
+
+async fn search_postgres(
+    conn: &mut AsyncPgConnection,
+    organization_id: &str,
+    vector: &[f32],
+    k: usize,
+    filter: &SimilarityFilter,
+) -> Result<Vec<SimilarIssue>, StoreError> {
+    let limit = i64::try_from(k).unwrap_or(i64::MAX);
+    let query = diesel::sql_query(
+        "SELECT tracker_id, body, 1 - (embedding <=> $1::vector) AS similarity FROM issues \
+         WHERE organization_id = $2 AND embedding IS NOT NULL \
+           AND ($3::text IS NULL OR tracker_id = $3) AND ($4::text IS NULL OR project = $4) \
+           AND ($5::text IS NULL OR state = $5) AND ($6::text IS NULL OR key <> $6) \
+         ORDER BY embedding <=> $1::vector LIMIT $7",
+    )
+    .bind::<Text, _>(vector_text(vector))
+    .bind::<Text, _>(organization_id.to_owned())
+    .bind::<Nullable<Text>, _>(filter.tracker_id.clone())
+    .bind::<Nullable<Text>, _>(filter.project.clone())
+    .bind::<Nullable<Text>, _>(filter.state.map(state_name))
+    .bind::<Nullable<Text>, _>(filter.exclude_key.clone())
+    .bind::<diesel::sql_types::BigInt, _>(limit);
+    let hits: Vec<PgHit> = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            conn.batch_execute(&format!("SET LOCAL hnsw.ef_search = {}", ef_search(k)))
+                .await?;
+            Ok(query.load(conn).await?)
+        })
+        .await
+        .map_err(StoreError::from)?;
+    hits.into_iter()
+        .map(|hit| {
+            Ok(SimilarIssue {
+                tracker_id: hit.tracker_id,
+                issue: parse(&hit.body)?,
+                similarity: hit.similarity as f32,
+            })
+        })
+        .collect()
+}
+
+async fn search_sqlite(
+    conn: &mut SqliteConn,
+    organization_id: &str,
+    vector: &[f32],
+    k: usize,
+    filter: &SimilarityFilter,
+) -> Result<Vec<SimilarIssue>, StoreError> {
+    let mut query = vectors::table
+        .filter(vectors::organization_id.eq(organization_id))
+        .filter(vectors::embedding.is_not_null())
+        .select((vectors::tracker_id, vectors::body, vectors::embedding))
+        .into_boxed();
+    if let Some(tracker) = &filter.tracker_id {
+        query = query.filter(vectors::tracker_id.eq(tracker));
+    }
+    if let Some(project) = &filter.project {
+        query = query.filter(vectors::project.eq(project));
+    }
+    if let Some(state) = filter.state {
+        query = query.filter(vectors::state.eq(state_name(state)));
+    }
+    if let Some(key) = &filter.exclude_key {
+        query = query.filter(vectors::key.ne(key));
+    }
+    let rows: Vec<(String, String, Option<Vec<u8>>)> = query.load(conn).await.map_err(backend)?;
+    let mut scored: Vec<(f32, String, String)> = rows
+        .into_iter()
+        .filter_map(|(tracker, body, blob)| {
+            let embedding: Vec<f32> = blob?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Some((cosine_similarity(vector, &embedding), tracker, body))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.truncate(k);
+    scored
+        .into_iter()
+        .map(|(similarity, tracker_id, body)| {
+            Ok(SimilarIssue {
+                tracker_id,
+                issue: parse(&body)?,
+                similarity,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl IssueStore for Database {
+    async fn upsert_issue(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        issue: &Issue,
+        embedding: Option<&[f32]>,
+    ) -> Result<(), StoreError> {
+        if let Some(vector) = embedding {
+            check_embedding(vector)?;
+        }
+        let body = serde_json::to_string(issue).map_err(|e| StoreError::Backend(e.to_string()))?;
+        with_connection!(self, |conn| {
+            conn.transaction::<_, TxError, _>(async |conn| {
+                diesel::insert_into(issues::table)
+                    .values((
+                        issues::id.eq(uuid::Uuid::new_v4().to_string()),
+                        issues::organization_id.eq(organization_id),
+                        issues::tracker_id.eq(tracker_id),
+                        issues::key.eq(&issue.key),
+                        issues::project.eq(&issue.project),
+                        issues::state.eq(state_name(issue.state)),
+                        issues::updated_at.eq(to_micros(issue.updated_at)),
+                        issues::body.eq(&body),
+                    ))
+                    .on_conflict((issues::organization_id, issues::tracker_id, issues::key))
+                    .do_update()
+                    .set((
+                        issues::project.eq(excluded(issues::project)),
+                        issues::state.eq(excluded(issues::state)),
+                        issues::updated_at.eq(excluded(issues::updated_at)),
+                        issues::body.eq(excluded(issues::body)),
+                    ))
+                    .execute(conn)
+                    .await?;
+                if let Some(vector) = embedding {
+                    conn.store_embedding(organization_id, tracker_id, &issue.key, vector)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(StoreError::from)
+        })
+    }
+
+    async fn get_issue(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        key: &str,
+    ) -> Result<Option<Issue>, StoreError> {
+        let body: Option<String> = with_connection!(self, |conn| {
+            issues::table
+                .filter(issues::organization_id.eq(organization_id))
+                .filter(issues::tracker_id.eq(tracker_id))
+                .filter(issues::key.eq(key))
+                .select(issues::body)
+                .first(conn)
+                .await
+                .optional()
+                .map_err(backend)?
+        });
+        body.as_deref().map(parse).transpose()
+    }
+
+    async fn search_similar(
+        &self,
+        organization_id: &str,
+        vector: &[f32],
+        k: usize,
+        filter: &SimilarityFilter,
+    ) -> Result<Vec<SimilarIssue>, StoreError> {
+        check_embedding(vector)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        match &*self.pools {
+            Pools::Postgres(pool) => {
+                let mut conn = pool.get().await.map_err(unavailable)?;
+                search_postgres(&mut conn, organization_id, vector, k, filter).await
+            }
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get().await.map_err(unavailable)?;
+                search_sqlite(&mut conn, organization_id, vector, k, filter).await
+            }
+        }
+    }
+}
