@@ -1,76 +1,62 @@
 //! The audit log: per-organization hash chains, appended under a lock on the chain's head row.
 
-use crate::connect::{Database, with_connection};
+use crate::connect::{Database, SqliteConn, with_connection};
 use crate::error::{TxError, backend, corrupt};
 use crate::schema::audit_events;
 use crate::time::from_micros;
 use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use preloop_core::audit::{AuditEntry, AuditEvent};
 use preloop_core::store::{AuditStore, StoreError};
+use std::future::Future;
 
-/// Appends `$entries` (an iterator of `AuditEntry`) to their chains on `$conn`, inside the
-/// caller's transaction; evaluates to `Result<Vec<AuditEvent>, diesel::result::Error>`.
+/// Appends `$entries` (a `Vec<AuditEntry>`) to their chains on `$conn`, inside the caller's
+/// transaction; evaluates to `Result<Vec<AuditEvent>, diesel::result::Error>`. Entries are grouped
+/// by organization (keeping their order): per organization one head lock, one multi-row insert and
+/// one head update, however many entries.
 ///
-/// INVARIANT (one chain, no forks): the head row is locked by an `UPDATE ... RETURNING` before the
-/// next event is chained, so concurrent appenders (on any replica) queue behind each other.
+/// INVARIANT (one chain, no forks): the head row is locked by an upsert `... RETURNING` before the
+/// next events are chained, so concurrent appenders (on any replica) queue behind each other.
 macro_rules! append_audit {
     ($conn:expr, $entries:expr) => {
         async {
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
-            use $crate::schema::{audit_events, audit_heads};
+            use $crate::schema::audit_heads;
             let mut stored = Vec::new();
-            for entry in $entries {
-                let entry: preloop_core::audit::AuditEntry = entry;
-                let org = entry.organization_id.clone();
-                diesel::insert_into(audit_heads::table)
+            for (org, entries) in $crate::audit::group_by_organization($entries) {
+                // Creates the head on first use and locks it in one statement: the no-op update
+                // takes the row lock and RETURNING yields the current head.
+                let (sequence, hash): (i64, String) = diesel::insert_into(audit_heads::table)
                     .values((
                         audit_heads::organization_id.eq(&org),
                         audit_heads::sequence.eq(0_i64),
                         audit_heads::hash.eq(preloop_core::audit::GENESIS_HASH),
                     ))
-                    .on_conflict_do_nothing()
-                    .execute($conn)
-                    .await?;
-                let (sequence, hash): (i64, String) = diesel::update(audit_heads::table.find(&org))
+                    .on_conflict(audit_heads::organization_id)
+                    .do_update()
                     .set(audit_heads::sequence.eq(audit_heads::sequence))
                     .returning((audit_heads::sequence, audit_heads::hash))
                     .get_result($conn)
                     .await?;
-                let event = preloop_core::audit::AuditEvent::chain_after(
-                    u64::try_from(sequence).unwrap_or_default(),
-                    &hash,
-                    entry,
-                );
-                let body = serde_json::to_string(&event.kind)
-                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-                let kind = serde_json::to_value(&event.kind)
-                    .ok()
-                    .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
-                    .unwrap_or_default();
-                let next = i64::try_from(event.sequence).unwrap_or(i64::MAX);
-                diesel::insert_into(audit_events::table)
-                    .values((
-                        audit_events::organization_id.eq(&org),
-                        audit_events::sequence.eq(next),
-                        audit_events::timestamp.eq($crate::time::to_micros(event.timestamp)),
-                        audit_events::kind.eq(kind),
-                        audit_events::body.eq(body),
-                        audit_events::prev_hash.eq(&event.prev_hash),
-                        audit_events::hash.eq(&event.hash),
-                    ))
-                    .execute($conn)
-                    .await?;
-                diesel::update(audit_heads::table.find(&org))
-                    .set((
-                        audit_heads::sequence.eq(next),
-                        audit_heads::hash.eq(&event.hash),
-                    ))
-                    .execute($conn)
-                    .await?;
-                stored.push(event);
+                let events = $crate::audit::chain(sequence, hash, entries);
+                let rows = events
+                    .iter()
+                    .map($crate::audit::EventRow::of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let head = rows.last().map(|row| (row.sequence, row.hash.clone()));
+                $crate::audit::InsertEvents::insert_events($conn, rows).await?;
+                if let Some((sequence, hash)) = head {
+                    diesel::update(audit_heads::table.find(&org))
+                        .set((
+                            audit_heads::sequence.eq(sequence),
+                            audit_heads::hash.eq(hash),
+                        ))
+                        .execute($conn)
+                        .await?;
+                }
+                stored.extend(events);
             }
             Ok::<_, diesel::result::Error>(stored)
         }
@@ -78,9 +64,112 @@ macro_rules! append_audit {
 }
 pub(crate) use append_audit;
 
-type EventRow = (String, i64, i64, String, String, String);
+/// Entries grouped by organization, in order of first appearance, each group in input order.
+pub(crate) fn group_by_organization(entries: Vec<AuditEntry>) -> Vec<(String, Vec<AuditEntry>)> {
+    let mut groups: Vec<(String, Vec<AuditEntry>)> = Vec::new();
+    for entry in entries {
+        match groups
+            .iter_mut()
+            .find(|(org, _)| *org == entry.organization_id)
+        {
+            Some((_, group)) => group.push(entry),
+            None => groups.push((entry.organization_id.clone(), vec![entry])),
+        }
+    }
+    groups
+}
 
-fn to_event(row: EventRow) -> Result<AuditEvent, StoreError> {
+/// Chains `entries` after the head (`sequence`, `hash`).
+pub(crate) fn chain(sequence: i64, hash: String, entries: Vec<AuditEntry>) -> Vec<AuditEvent> {
+    let mut head = (u64::try_from(sequence).unwrap_or_default(), hash);
+    entries
+        .into_iter()
+        .map(|entry| {
+            let event = AuditEvent::chain_after(head.0, &head.1, entry);
+            head = (event.sequence, event.hash.clone());
+            event
+        })
+        .collect()
+}
+
+/// Inserts event rows: one multi-row statement on PostgreSQL; one in-process statement per row on
+/// SQLite, whose async wrapper has no batch insert.
+pub(crate) trait InsertEvents {
+    fn insert_events(
+        &mut self,
+        rows: Vec<EventRow>,
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send;
+}
+
+impl InsertEvents for AsyncPgConnection {
+    fn insert_events(
+        &mut self,
+        rows: Vec<EventRow>,
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        async move {
+            diesel::insert_into(audit_events::table)
+                .values(rows)
+                .execute(self)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+impl InsertEvents for SqliteConn {
+    fn insert_events(
+        &mut self,
+        rows: Vec<EventRow>,
+    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        async move {
+            for row in rows {
+                diesel::insert_into(audit_events::table)
+                    .values(row)
+                    .execute(self)
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An event as a row of `audit_events`.
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
+pub(crate) struct EventRow {
+    organization_id: String,
+    pub(crate) sequence: i64,
+    timestamp: i64,
+    kind: String,
+    body: String,
+    prev_hash: String,
+    pub(crate) hash: String,
+}
+
+impl EventRow {
+    pub(crate) fn of(event: &AuditEvent) -> Result<Self, diesel::result::Error> {
+        let body = serde_json::to_value(&event.kind)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        Ok(Self {
+            organization_id: event.organization_id.clone(),
+            sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
+            timestamp: crate::time::to_micros(event.timestamp),
+            kind: body
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            body: serde_json::to_string(&event.kind)
+                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?,
+            prev_hash: event.prev_hash.clone(),
+            hash: event.hash.clone(),
+        })
+    }
+}
+
+type StoredRow = (String, i64, i64, String, String, String);
+
+fn to_event(row: StoredRow) -> Result<AuditEvent, StoreError> {
     let (organization_id, sequence, timestamp, body, prev_hash, hash) = row;
     Ok(AuditEvent {
         organization_id,
@@ -114,7 +203,7 @@ impl AuditStore for Database {
         } else {
             i64::try_from(limit).unwrap_or(i64::MAX)
         };
-        let rows: Vec<EventRow> = with_connection!(self, |conn| {
+        let rows: Vec<StoredRow> = with_connection!(self, |conn| {
             audit_events::table
                 .filter(audit_events::organization_id.eq(organization_id))
                 .filter(audit_events::sequence.ge(from))

@@ -93,10 +93,11 @@ struct PgHit {
     similarity: f64,
 }
 
-/// Candidates HNSW examines per query: enough that filters after the index rarely leave fewer
-/// than `k` hits, bounded so one query stays cheap.
+/// Candidates HNSW examines per query (`hnsw.ef_search`): 40 per requested hit, so recall stays
+/// high and filters applied after the index rarely leave fewer than `k` hits; bounded so one query
+/// stays cheap.
 fn ef_search(k: usize) -> usize {
-    (k * 10).clamp(40, 1000)
+    k.saturating_mul(40).clamp(100, 1000)
 }
 
 async fn search_postgres(
