@@ -6,7 +6,8 @@
 //! scripts/test-postgres cargo bench -p preloop-store --bench store_load
 //! ```
 //!
-//! Set `STORE_LOAD_ISSUES` to change the number of embeddings (default 100000).
+//! Set `STORE_LOAD_ISSUES` to change the number of embeddings (default 100000), and
+//! `STORE_LOAD_DATA=random` for uniform random vectors instead of clustered ones.
 
 #![allow(
     clippy::expect_used,
@@ -103,13 +104,44 @@ async fn audit_appends(db: &Database, batch: usize) -> f64 {
     AUDIT_APPENDS as f64 / started.elapsed().as_secs_f64()
 }
 
-fn random_unit(rng: &mut SmallRng) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..EMBEDDING_DIMENSIONS)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= norm);
     v
+}
+
+fn random_unit(rng: &mut SmallRng) -> Vec<f32> {
+    normalized(
+        (0..EMBEDDING_DIMENSIONS)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect(),
+    )
+}
+
+/// Embeddings of real text cluster by topic; uniform random vectors are the worst case for an
+/// approximate index. `STORE_LOAD_DATA=random` measures that worst case instead.
+fn dataset(rng: &mut SmallRng, count: usize, queries: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    if std::env::var("STORE_LOAD_DATA").as_deref() == Ok("random") {
+        println!("data: uniform random unit vectors (worst case for HNSW)");
+        let vectors = (0..count).map(|_| random_unit(rng)).collect();
+        return (vectors, (0..queries).map(|_| random_unit(rng)).collect());
+    }
+    println!(
+        "data: 1,000 topic centroids, each vector a centroid plus noise (like sentence embeddings)"
+    );
+    let topics: Vec<Vec<f32>> = (0..1000).map(|_| random_unit(rng)).collect();
+    let near = |rng: &mut SmallRng| {
+        let topic = &topics[rng.random_range(0..topics.len())];
+        normalized(
+            topic
+                .iter()
+                .map(|x| x + rng.random_range(-0.08..0.08))
+                .collect(),
+        )
+    };
+    let vectors = (0..count).map(|_| near(rng)).collect();
+    let queries = (0..queries).map(|_| near(rng)).collect();
+    (vectors, queries)
 }
 
 fn issue(i: usize) -> Issue {
@@ -283,8 +315,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(100_000);
         let mut rng = SmallRng::seed_from_u64(7);
-        let vectors: Vec<Vec<f32>> = (0..count).map(|_| random_unit(&mut rng)).collect();
-        let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| random_unit(&mut rng)).collect();
+        let (vectors, queries) = dataset(&mut rng, count, QUERIES);
 
         let dir = std::env::temp_dir().join(format!("preloop-load-{}", Uuid::new_v4().simple()));
         let sqlite = Database::open(&format!("sqlite://{}/load.db", dir.display()))

@@ -102,34 +102,24 @@ pub(crate) trait InsertEvents {
 }
 
 impl InsertEvents for AsyncPgConnection {
-    fn insert_events(
-        &mut self,
-        rows: Vec<EventRow>,
-    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
-        async move {
-            diesel::insert_into(audit_events::table)
-                .values(rows)
-                .execute(self)
-                .await?;
-            Ok(())
-        }
+    async fn insert_events(&mut self, rows: Vec<EventRow>) -> diesel::QueryResult<()> {
+        diesel::insert_into(audit_events::table)
+            .values(rows)
+            .execute(self)
+            .await?;
+        Ok(())
     }
 }
 
 impl InsertEvents for SqliteConn {
-    fn insert_events(
-        &mut self,
-        rows: Vec<EventRow>,
-    ) -> impl Future<Output = diesel::QueryResult<()>> + Send {
-        async move {
-            for row in rows {
-                diesel::insert_into(audit_events::table)
-                    .values(row)
-                    .execute(self)
-                    .await?;
-            }
-            Ok(())
+    async fn insert_events(&mut self, rows: Vec<EventRow>) -> diesel::QueryResult<()> {
+        for row in rows {
+            diesel::insert_into(audit_events::table)
+                .values(row)
+                .execute(self)
+                .await?;
         }
+        Ok(())
     }
 }
 
