@@ -36,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod approval;
 pub mod audit;
 pub mod clock;

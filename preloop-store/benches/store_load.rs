@@ -167,7 +167,9 @@ fn issue(i: usize) -> Issue {
 }
 
 /// Bulk-loads embeddings. PostgreSQL: drop the HNSW index, insert through `unnest`, rebuild the
-/// index with enough maintenance memory (what an operator does for a large initial sync).
+/// index with enough maintenance memory and refresh the statistics (what an operator, or
+/// autovacuum soon after, does for a large initial sync; without statistics the planner may
+/// prefer an exact scan).
 async fn load_embeddings(db: &Database, vectors: &[Vec<f32>]) -> Duration {
     let started = Instant::now();
     match db.backend() {
@@ -226,7 +228,8 @@ async fn load_embeddings(db: &Database, vectors: &[Vec<f32>]) -> Duration {
             let index_started = Instant::now();
             conn.batch_execute(
                 "SET maintenance_work_mem = '1GB'; \
-                 CREATE INDEX issues_embedding ON issues USING hnsw (embedding vector_cosine_ops)",
+                 CREATE INDEX issues_embedding ON issues USING hnsw (embedding vector_cosine_ops); \
+                 ANALYZE issues",
             )
             .await
             .unwrap();

@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+mod accounts;
 mod approvals;
 mod audit;
 mod connect;

@@ -88,3 +88,43 @@ diesel::table! {
         embedding -> Nullable<Binary>,
     }
 }
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        organization_id -> Text,
+        email -> Text,
+        name -> Nullable<Text>,
+        roles -> Text,
+        password_hash -> Nullable<Text>,
+        disabled -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        organization_id -> Text,
+        user_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        hash -> Text,
+        scopes -> Text,
+        expires_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        revoked -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(users -> organizations (organization_id));
+diesel::allow_tables_to_appear_in_same_query!(organizations, users, api_keys);

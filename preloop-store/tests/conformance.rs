@@ -17,6 +17,7 @@ mod common;
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use preloop_core::Principal;
+use preloop_core::accounts::{ApiKey, Organization, User};
 use preloop_core::approval::{
     ApprovalEvent, ApprovalPolicy, ApprovalRequest, ApprovalState, Grant, NewApprovalRequest,
     RequestContext, RequestedTool, VoteCast, transition,
@@ -24,8 +25,8 @@ use preloop_core::approval::{
 use preloop_core::audit::{AuditEntry, AuditEventKind, verify_chain};
 use preloop_core::policy::{Format, GovernanceDocument};
 use preloop_core::store::{
-    ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, EMBEDDING_DIMENSIONS, GrantStore,
-    IssueStore, MemoryStore, PolicyStore, SimilarityFilter, StoreError,
+    AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, EMBEDDING_DIMENSIONS,
+    GrantStore, IssueStore, MemoryStore, PolicyStore, SimilarityFilter, StoreError,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use preloop_store::Database;
@@ -33,8 +34,14 @@ use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
 
-trait Stores: ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + 'static {}
-impl<T: ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + 'static> Stores for T {}
+trait Stores:
+    ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + AccountStore + 'static
+{
+}
+impl<T: ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + AccountStore + 'static>
+    Stores for T
+{
+}
 
 /// A backend under test: opens its store, and reopens the same data where it is durable.
 #[async_trait]
@@ -118,6 +125,7 @@ conformance!(
     policies_round_trip_per_organization,
     pending_work_survives_a_restart,
     issues_round_trip_and_rank_by_similarity,
+    users_and_api_keys_round_trip,
 );
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -871,4 +879,123 @@ async fn issues_round_trip_and_rank_by_similarity<B: Backend>(backend: &B) {
             .await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+fn user(org: &str, email: &str, roles: &[&str]) -> User {
+    User::new(
+        org,
+        email,
+        roles.iter().map(|r| (*r).to_owned()).collect(),
+        t0(),
+    )
+}
+
+async fn organization<S: Stores>(store: &S, id: &str) {
+    let org = Organization {
+        id: id.into(),
+        name: format!("{id} Inc."),
+        created_at: t0(),
+    };
+    store.create_organization(&org).await.unwrap();
+    assert_eq!(store.get_organization(id).await.unwrap(), Some(org));
+}
+
+async fn users_and_api_keys_round_trip<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    organization(&*store, "acme").await;
+    organization(&*store, "globex").await;
+    assert_eq!(
+        store
+            .create_organization(&Organization {
+                id: "acme".into(),
+                name: "again".into(),
+                created_at: t0()
+            })
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    let mut dana = user("acme", "Dana@Acme.example", &["admin"]);
+    dana.password_hash = Some(preloop_core::accounts::hash_password("s3cret pass").unwrap());
+    store.create_user(&dana).await.unwrap();
+    store
+        .create_user(&user("acme", "bot@acme.example", &["agent"]))
+        .await
+        .unwrap();
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    // E-mail addresses are unique across organizations, whatever their case.
+    assert_eq!(
+        store
+            .create_user(&user("globex", "DANA@acme.example", &[]))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+
+    let found = store
+        .find_user_by_email("DANA@ACME.EXAMPLE")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, dana);
+    assert!(preloop_core::accounts::verify_password(
+        "s3cret pass",
+        found.password_hash.as_deref().unwrap()
+    ));
+    assert_eq!(store.get_user("globex", &dana.id).await.unwrap(), None);
+    let emails: Vec<String> = store
+        .list_users("acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(emails, ["bot@acme.example", "dana@acme.example"]);
+    assert!(store.list_users("globex").await.unwrap().is_empty());
+
+    let mut demoted = dana.clone();
+    demoted.roles = vec!["member".into()];
+    demoted.disabled = true;
+    store.update_user(&demoted).await.unwrap();
+    assert_eq!(
+        store.get_user("acme", &dana.id).await.unwrap(),
+        Some(demoted.clone())
+    );
+    let mut foreign = demoted.clone();
+    foreign.organization_id = "globex".into();
+    assert_eq!(store.update_user(&foreign).await, Err(StoreError::NotFound));
+
+    let issued = ApiKey::issue(
+        &dana,
+        "ci",
+        vec!["mcp".into()],
+        Some(t0() + ChronoDuration::days(30)),
+        t0(),
+    );
+    store.insert_api_key(&issued.key).await.unwrap();
+    let hash = preloop_core::approval::hash_secret(&issued.secret);
+    let key = store.find_api_key_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(key, issued.key);
+    assert!(key.accepts(&issued.secret, t0()));
+    assert_eq!(store.find_api_key_by_hash("0000").await.unwrap(), None);
+    store
+        .touch_api_key(key.id, t0() + ChronoDuration::minutes(1))
+        .await
+        .unwrap();
+    let listed = store.list_api_keys("acme").await.unwrap();
+    assert_eq!(
+        listed[0].last_used_at,
+        Some(t0() + ChronoDuration::minutes(1))
+    );
+    assert!(store.list_api_keys("globex").await.unwrap().is_empty());
+    assert_eq!(
+        store.revoke_api_key("globex", key.id).await,
+        Err(StoreError::NotFound)
+    );
+    store.revoke_api_key("acme", key.id).await.unwrap();
+    let revoked = store.find_api_key_by_hash(&hash).await.unwrap().unwrap();
+    assert!(!revoked.accepts(&issued.secret, t0()));
+    assert_eq!(
+        store.insert_api_key(&issued.key).await,
+        Err(StoreError::AlreadyExists)
+    );
 }

@@ -8,6 +8,7 @@ mod memory;
 
 pub use memory::MemoryStore;
 
+use crate::accounts::{ApiKey, Organization, User};
 use crate::approval::{ApprovalRequest, ApprovalState, Grant};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::policy::GovernanceDocument;
@@ -252,4 +253,48 @@ impl SimilarityFilter {
             && self.state.is_none_or(|s| s == issue.state)
             && self.exclude_key.as_deref().is_none_or(|k| k != issue.key)
     }
+}
+
+/// Organizations, users and API keys.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates an organization; `AlreadyExists` if the id is taken.
+    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError>;
+
+    /// An organization by id.
+    async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError>;
+
+    /// Creates a user; `AlreadyExists` if the id or the e-mail address is taken (in any
+    /// organization: the address is the sign-in name).
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+
+    /// A user of the organization by id.
+    async fn get_user(&self, organization_id: &str, id: &str) -> Result<Option<User>, StoreError>;
+
+    /// The user signing in with `email` (case-insensitive), in whichever organization.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+
+    /// Users of the organization, by e-mail address.
+    async fn list_users(&self, organization_id: &str) -> Result<Vec<User>, StoreError>;
+
+    /// Replaces a user's roles, password hash and disabled flag; `NotFound` outside its organization.
+    async fn update_user(&self, user: &User) -> Result<(), StoreError>;
+
+    /// How many users exist in all (0 means a fresh installation to bootstrap).
+    async fn count_users(&self) -> Result<u64, StoreError>;
+
+    /// Stores a new API key (its hash, never the secret).
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// The key whose secret hashes to `hash`, in whichever organization (the key identifies it).
+    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Keys of the organization, newest first.
+    async fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Records that a key was used.
+    async fn touch_api_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Revokes a key; `NotFound` outside its organization.
+    async fn revoke_api_key(&self, organization_id: &str, id: Uuid) -> Result<(), StoreError>;
 }
