@@ -169,7 +169,8 @@ async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     connection
         .batch_execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+             PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;",
         )
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

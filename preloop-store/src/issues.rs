@@ -11,7 +11,7 @@ use diesel::sql_types::{Double, Nullable, Text};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use preloop_core::store::{
-    IssueStore, SimilarIssue, SimilarityFilter, StoreError, check_embedding, cosine_similarity,
+    IssueStore, SimilarIssue, SimilarityFilter, StoreError, check_embedding, cosine,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use std::future::Future;
@@ -141,6 +141,17 @@ async fn search_postgres(
         .collect()
 }
 
+/// Cosine similarity of `query` and an embedding stored as little-endian f32 bytes, decoded on
+/// the fly rather than into a vector.
+fn blob_similarity(query: &[f32], blob: &[u8]) -> f32 {
+    let stored = blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    cosine(query.iter().copied(), stored)
+}
+
+/// Exact search: scores every candidate's embedding (ids and blobs only), then loads the bodies
+/// of the best `k`.
 async fn search_sqlite(
     conn: &mut SqliteConn,
     organization_id: &str,
@@ -151,7 +162,7 @@ async fn search_sqlite(
     let mut query = vectors::table
         .filter(vectors::organization_id.eq(organization_id))
         .filter(vectors::embedding.is_not_null())
-        .select((vectors::tracker_id, vectors::body, vectors::embedding))
+        .select((vectors::id, vectors::embedding))
         .into_boxed();
     if let Some(tracker) = &filter.tracker_id {
         query = query.filter(vectors::tracker_id.eq(tracker));
@@ -165,25 +176,38 @@ async fn search_sqlite(
     if let Some(key) = &filter.exclude_key {
         query = query.filter(vectors::key.ne(key));
     }
-    let rows: Vec<(String, String, Option<Vec<u8>>)> = query.load(conn).await.map_err(backend)?;
-    let mut scored: Vec<(f32, String, String)> = rows
+    let rows: Vec<(String, Option<Vec<u8>>)> = query.load(conn).await.map_err(backend)?;
+    let mut scored: Vec<(f32, String)> = rows
         .into_iter()
-        .filter_map(|(tracker, body, blob)| {
-            let embedding: Vec<f32> = blob?
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Some((cosine_similarity(vector, &embedding), tracker, body))
-        })
+        .filter_map(|(id, blob)| Some((blob_similarity(vector, &blob?), id)))
         .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.truncate(k);
+    let by_similarity = |a: &(f32, String), b: &(f32, String)| b.0.total_cmp(&a.0);
+    if scored.len() > k {
+        scored.select_nth_unstable_by(k - 1, by_similarity);
+        scored.truncate(k);
+    }
+    scored.sort_by(by_similarity);
+    let ids: Vec<&String> = scored.iter().map(|(_, id)| id).collect();
+    let bodies: std::collections::HashMap<String, (String, String)> = vectors::table
+        .filter(vectors::id.eq_any(ids))
+        .select((vectors::id, vectors::tracker_id, vectors::body))
+        .load::<(String, String, String)>(conn)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(|(id, tracker, body)| (id, (tracker, body)))
+        .collect();
     scored
         .into_iter()
-        .map(|(similarity, tracker_id, body)| {
+        .filter_map(|(similarity, id)| {
+            bodies
+                .get(&id)
+                .map(|(tracker, body)| (similarity, tracker, body))
+        })
+        .map(|(similarity, tracker, body)| {
             Ok(SimilarIssue {
-                tracker_id,
-                issue: parse(&body)?,
+                tracker_id: tracker.clone(),
+                issue: parse(body)?,
                 similarity,
             })
         })

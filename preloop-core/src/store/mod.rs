@@ -235,8 +235,14 @@ pub fn check_embedding(vector: &[f32]) -> Result<(), StoreError> {
 
 /// Cosine similarity of two vectors of equal length (0 when either is all zeros).
 pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
+    cosine(a.iter().copied(), b.iter().copied())
+}
+
+/// Cosine similarity of two equally long sequences, for callers that decode values on the fly
+/// (e.g. from stored bytes) instead of building vectors.
+pub fn cosine(a: impl IntoIterator<Item = f32>, b: impl IntoIterator<Item = f32>) -> f32 {
     let (mut dot, mut norm_a, mut norm_b) = (0.0_f32, 0.0_f32, 0.0_f32);
-    for (x, y) in a.iter().zip(b) {
+    for (x, y) in a.into_iter().zip(b) {
         dot += x * y;
         norm_a += x * x;
         norm_b += y * y;
