@@ -40,6 +40,7 @@ pub mod accounts;
 pub mod approval;
 pub mod audit;
 pub mod clock;
+pub mod documents;
 pub mod executor;
 pub mod governor;
 pub mod policy;

@@ -21,6 +21,7 @@ mod accounts;
 mod approvals;
 mod audit;
 mod connect;
+mod documents;
 mod error;
 mod grants;
 mod issues;

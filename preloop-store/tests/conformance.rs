@@ -14,6 +14,29 @@
 
 mod common;
 
+/// Every document kind's store.
+trait AllDocuments:
+    DocumentStore<McpServer>
+    + DocumentStore<DiscoveredTool>
+    + DocumentStore<ToolConfiguration>
+    + DocumentStore<TrackerConfig>
+    + DocumentStore<Project>
+    + DocumentStore<Flow>
+    + DocumentStore<FlowExecution>
+{
+}
+impl<
+    T: DocumentStore<McpServer>
+        + DocumentStore<DiscoveredTool>
+        + DocumentStore<ToolConfiguration>
+        + DocumentStore<TrackerConfig>
+        + DocumentStore<Project>
+        + DocumentStore<Flow>
+        + DocumentStore<FlowExecution>,
+> AllDocuments for T
+{
+}
+
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use preloop_core::Principal;
@@ -23,10 +46,16 @@ use preloop_core::approval::{
     RequestContext, RequestedTool, VoteCast, transition,
 };
 use preloop_core::audit::{AuditEntry, AuditEventKind, verify_chain};
+use preloop_core::documents::{
+    DiscoveredTool, Flow, FlowExecution, FlowExecutionState, FlowTrigger, McpServer, McpTransport,
+    Project, ToolConfiguration, TrackerConfig, TrackerKind,
+};
 use preloop_core::policy::{Format, GovernanceDocument};
+use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::{
-    AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, EMBEDDING_DIMENSIONS,
-    GrantStore, IssueStore, MemoryStore, PolicyStore, SimilarityFilter, StoreError,
+    AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DocumentStore,
+    EMBEDDING_DIMENSIONS, GrantStore, IssueStore, MemoryStore, PolicyStore, SimilarityFilter,
+    StoreError,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use preloop_store::Database;
@@ -35,11 +64,26 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 trait Stores:
-    ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + AccountStore + 'static
+    ApprovalStore
+    + GrantStore
+    + AuditStore
+    + PolicyStore
+    + IssueStore
+    + AccountStore
+    + AllDocuments
+    + 'static
 {
 }
-impl<T: ApprovalStore + GrantStore + AuditStore + PolicyStore + IssueStore + AccountStore + 'static>
-    Stores for T
+impl<
+    T: ApprovalStore
+        + GrantStore
+        + AuditStore
+        + PolicyStore
+        + IssueStore
+        + AccountStore
+        + AllDocuments
+        + 'static,
+> Stores for T
 {
 }
 
@@ -126,6 +170,8 @@ conformance!(
     pending_work_survives_a_restart,
     issues_round_trip_and_rank_by_similarity,
     users_and_api_keys_round_trip,
+    documents_round_trip_with_unique_names_per_parent,
+    every_document_kind_round_trips,
 );
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -998,4 +1044,228 @@ async fn users_and_api_keys_round_trip<B: Backend>(backend: &B) {
         store.insert_api_key(&issued.key).await,
         Err(StoreError::AlreadyExists)
     );
+}
+
+fn server(org: &str, name: &str) -> McpServer {
+    McpServer {
+        id: Uuid::new_v4(),
+        organization_id: org.into(),
+        name: name.into(),
+        transport: McpTransport::Http {
+            url: "http://127.0.0.1:9000/mcp".into(),
+            headers: [("Authorization".to_owned(), "Bearer secret-token".to_owned())].into(),
+        },
+        tool_prefix: None,
+        enabled: true,
+        timeout_seconds: 30,
+        max_concurrency: 8,
+        last_scanned_at: None,
+        created_at: t0(),
+    }
+}
+
+fn discovered(server: &McpServer, name: &str) -> DiscoveredTool {
+    DiscoveredTool {
+        organization_id: server.organization_id.clone(),
+        server_id: server.id,
+        descriptor: ToolDescriptor::new(&server.name, name, ToolSource::Upstream),
+        discovered_at: t0(),
+    }
+}
+
+async fn documents_round_trip_with_unique_names_per_parent<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let docs = server("acme", "docs");
+    let time = server("acme", "time");
+    store.insert_document(&docs).await.unwrap();
+    store.insert_document(&time).await.unwrap();
+    store
+        .insert_document(&server("globex", "docs"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.insert_document(&server("acme", "docs")).await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(
+        store
+            .get_document("acme", &docs.id.to_string())
+            .await
+            .unwrap(),
+        Some(docs.clone())
+    );
+    let listed: Vec<McpServer> = store.list_documents("acme", None).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["docs", "time"]
+    );
+    let foreign: Option<McpServer> = store
+        .get_document("globex", &docs.id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(foreign, None);
+
+    let mut renamed = time.clone();
+    renamed.name = "docs".into();
+    assert_eq!(
+        store.update_document(&renamed).await,
+        Err(StoreError::AlreadyExists)
+    );
+    renamed.name = "clock".into();
+    renamed.enabled = false;
+    store.update_document(&renamed).await.unwrap();
+    assert_eq!(
+        store
+            .get_document("acme", &time.id.to_string())
+            .await
+            .unwrap(),
+        Some(renamed.clone())
+    );
+    let mut stolen = renamed.clone();
+    stolen.organization_id = "globex".into();
+    assert_eq!(
+        store.update_document(&stolen).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        DocumentStore::<McpServer>::delete_document(&*store, "globex", &time.id.to_string()).await,
+        Err(StoreError::NotFound)
+    );
+    DocumentStore::<McpServer>::delete_document(&*store, "acme", &time.id.to_string())
+        .await
+        .unwrap();
+    let left: Vec<McpServer> = store.list_documents("acme", None).await.unwrap();
+    assert_eq!(left, vec![docs.clone()]);
+
+    // A scan replaces a server's tools at once; a clash leaves the old ones in place.
+    let tools = vec![discovered(&docs, "search"), discovered(&docs, "fetch")];
+    store
+        .replace_children("acme", &docs.id.to_string(), &tools)
+        .await
+        .unwrap();
+    let rescan = vec![discovered(&docs, "search"), discovered(&docs, "search")];
+    assert!(
+        store
+            .replace_children("acme", &docs.id.to_string(), &rescan)
+            .await
+            .is_err()
+    );
+    let stored: Vec<DiscoveredTool> = store
+        .list_documents("acme", Some(&docs.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|t| t.descriptor.name.as_str())
+            .collect::<Vec<_>>(),
+        ["fetch", "search"]
+    );
+    store
+        .replace_children("acme", &docs.id.to_string(), &tools[..1])
+        .await
+        .unwrap();
+    let stored: Vec<DiscoveredTool> = store
+        .list_documents("acme", Some(&docs.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(stored, tools[..1].to_vec());
+}
+
+async fn every_document_kind_round_trips<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let tracker = TrackerConfig {
+        id: Uuid::new_v4(),
+        organization_id: "acme".into(),
+        name: "github".into(),
+        kind: TrackerKind::Github,
+        base_url: "https://api.github.com".into(),
+        token: "ghp_secret".into(),
+        username: None,
+        webhook_secret: Some("whsec".into()),
+        enabled: true,
+        created_at: t0(),
+    };
+    store.insert_document(&tracker).await.unwrap();
+    assert_eq!(
+        store
+            .get_document("acme", &tracker.id.to_string())
+            .await
+            .unwrap(),
+        Some(tracker.clone())
+    );
+    assert!(!format!("{tracker:?}").contains("ghp_secret"));
+    let project = |key: &str| Project {
+        id: Uuid::new_v4(),
+        organization_id: "acme".into(),
+        tracker_id: tracker.id,
+        key: key.into(),
+        name: key.into(),
+        sync_enabled: true,
+        last_synced_at: Some(t0()),
+    };
+    store.insert_document(&project("acme/web")).await.unwrap();
+    store.insert_document(&project("acme/api")).await.unwrap();
+    assert_eq!(
+        store.insert_document(&project("acme/api")).await,
+        Err(StoreError::AlreadyExists)
+    );
+    let projects: Vec<Project> = store
+        .list_documents("acme", Some(&tracker.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(
+        projects.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
+        ["acme/api", "acme/web"]
+    );
+
+    let config = ToolConfiguration {
+        organization_id: "acme".into(),
+        tool: "docs__search".into(),
+        enabled: false,
+        visible_to: vec!["role:admin".parse().unwrap()],
+        description: Some("Search the handbook".into()),
+        updated_at: t0(),
+    };
+    store.insert_document(&config).await.unwrap();
+    assert_eq!(
+        store.get_document("acme", "docs__search").await.unwrap(),
+        Some(config)
+    );
+
+    let flow = Flow {
+        id: Uuid::new_v4(),
+        organization_id: "acme".into(),
+        name: "triage".into(),
+        description: None,
+        trigger: FlowTrigger {
+            event: "issue.created".into(),
+            tracker_id: Some(tracker.id),
+            condition: None,
+        },
+        prompt: "Label the issue".into(),
+        tools: vec!["github__add_labels".into()],
+        enabled: true,
+        created_at: t0(),
+    };
+    store.insert_document(&flow).await.unwrap();
+    let run = |minutes: i64| FlowExecution {
+        id: Uuid::new_v4(),
+        organization_id: "acme".into(),
+        flow_id: flow.id,
+        state: FlowExecutionState::Succeeded,
+        trigger_event: json!({"issue": "A-1"}),
+        started_at: t0() + ChronoDuration::minutes(minutes),
+        finished_at: None,
+        summary: Some("labelled".into()),
+        error: None,
+    };
+    let (late, early) = (run(5), run(1));
+    store.insert_document(&late).await.unwrap();
+    store.insert_document(&early).await.unwrap();
+    let runs: Vec<FlowExecution> = store
+        .list_documents("acme", Some(&flow.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(runs, vec![early, late], "executions list in start order");
 }

@@ -3,12 +3,13 @@
 
 use super::{
     AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DUE_CLAIM_LEASE,
-    GrantStore, IssueStore, PolicyStore, SimilarIssue, SimilarityFilter, StoreError,
+    DocumentStore, GrantStore, IssueStore, PolicyStore, SimilarIssue, SimilarityFilter, StoreError,
     check_embedding, cosine_similarity,
 };
 use crate::accounts::{ApiKey, Organization, User};
 use crate::approval::{ApprovalRequest, ApprovalState, Grant};
 use crate::audit::{AuditEntry, AuditEvent};
+use crate::documents::Document;
 use crate::policy::GovernanceDocument;
 use crate::tracker::Issue;
 use async_trait::async_trait;
@@ -28,6 +29,45 @@ struct State {
     organizations: HashMap<String, Organization>,
     users: HashMap<String, User>,
     api_keys: HashMap<Uuid, ApiKey>,
+    documents: HashMap<DocumentKey, StoredDocument>,
+}
+
+/// (kind, organization, id).
+type DocumentKey = (&'static str, String, String);
+
+#[derive(Debug)]
+struct StoredDocument {
+    parent_id: String,
+    name: String,
+    body: serde_json::Value,
+}
+
+impl State {
+    /// Whether another document of the kind already uses `name` under `parent_id`.
+    fn name_taken(
+        &self,
+        kind: &'static str,
+        org: &str,
+        parent_id: &str,
+        name: &str,
+        id: &str,
+    ) -> bool {
+        self.documents.iter().any(|((k, o, i), d)| {
+            *k == kind && o == org && i != id && d.parent_id == parent_id && d.name == name
+        })
+    }
+}
+
+fn stored<T: Document>(document: &T) -> Result<StoredDocument, StoreError> {
+    Ok(StoredDocument {
+        parent_id: document.parent_id().unwrap_or_default(),
+        name: document.name(),
+        body: serde_json::to_value(document).map_err(|e| StoreError::Backend(e.to_string()))?,
+    })
+}
+
+fn restore<T: Document>(document: &StoredDocument) -> Result<T, StoreError> {
+    serde_json::from_value(document.body.clone()).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 /// (organization, tracker, issue key).
@@ -462,6 +502,113 @@ impl AccountStore for MemoryStore {
             .filter(|k| k.organization_id == organization_id)
             .ok_or(StoreError::NotFound)?;
         key.revoked = true;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: Document> DocumentStore<T> for MemoryStore {
+    async fn insert_document(&self, document: &T) -> Result<(), StoreError> {
+        let org = document.organization_id().to_owned();
+        let key = (T::KIND, org.clone(), document.id());
+        let entry = stored(document)?;
+        let mut state = self.state();
+        if state.documents.contains_key(&key)
+            || state.name_taken(T::KIND, &org, &entry.parent_id, &entry.name, &key.2)
+        {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.documents.insert(key, entry);
+        Ok(())
+    }
+
+    async fn get_document(&self, organization_id: &str, id: &str) -> Result<Option<T>, StoreError> {
+        let key = (T::KIND, organization_id.to_owned(), id.to_owned());
+        self.state().documents.get(&key).map(restore).transpose()
+    }
+
+    async fn list_documents(
+        &self,
+        organization_id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let state = self.state();
+        let mut found: Vec<&StoredDocument> = state
+            .documents
+            .iter()
+            .filter(|((kind, org, _), d)| {
+                *kind == T::KIND
+                    && org == organization_id
+                    && parent_id.is_none_or(|p| d.parent_id == p)
+            })
+            .map(|(_, d)| d)
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found.into_iter().map(restore).collect()
+    }
+
+    async fn update_document(&self, document: &T) -> Result<(), StoreError> {
+        let org = document.organization_id().to_owned();
+        let key = (T::KIND, org.clone(), document.id());
+        let entry = stored(document)?;
+        let mut state = self.state();
+        if !state.documents.contains_key(&key) {
+            return Err(StoreError::NotFound);
+        }
+        if state.name_taken(T::KIND, &org, &entry.parent_id, &entry.name, &key.2) {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.documents.insert(key, entry);
+        Ok(())
+    }
+
+    async fn delete_document(&self, organization_id: &str, id: &str) -> Result<(), StoreError> {
+        let key = (T::KIND, organization_id.to_owned(), id.to_owned());
+        self.state()
+            .documents
+            .remove(&key)
+            .map(drop)
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn replace_children(
+        &self,
+        organization_id: &str,
+        parent_id: &str,
+        documents: &[T],
+    ) -> Result<(), StoreError> {
+        let entries = documents
+            .iter()
+            .map(|d| Ok(((T::KIND, organization_id.to_owned(), d.id()), stored(d)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if entries
+            .iter()
+            .any(|((_, _, _), e)| e.parent_id != parent_id)
+            || documents
+                .iter()
+                .any(|d| d.organization_id() != organization_id)
+        {
+            return Err(StoreError::Invalid(
+                "every document must belong to the parent and organization".to_owned(),
+            ));
+        }
+        let mut state = self.state();
+        // Check everything before changing anything, so a clash leaves the old children in place.
+        let mut names = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for (key, entry) in &entries {
+            let id_elsewhere = state
+                .documents
+                .get(key)
+                .is_some_and(|d| d.parent_id != parent_id);
+            if !names.insert(entry.name.clone()) || !ids.insert(key.2.clone()) || id_elsewhere {
+                return Err(StoreError::AlreadyExists);
+            }
+        }
+        state.documents.retain(|(kind, org, _), d| {
+            !(*kind == T::KIND && org == organization_id && d.parent_id == parent_id)
+        });
+        state.documents.extend(entries);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub use memory::MemoryStore;
 use crate::accounts::{ApiKey, Organization, User};
 use crate::approval::{ApprovalRequest, ApprovalState, Grant};
 use crate::audit::{AuditEntry, AuditEvent};
+use crate::documents::Document;
 use crate::policy::GovernanceDocument;
 use crate::tracker::{Issue, IssueState};
 use async_trait::async_trait;
@@ -303,4 +304,36 @@ pub trait AccountStore: Send + Sync {
 
     /// Revokes a key; `NotFound` outside its organization.
     async fn revoke_api_key(&self, organization_id: &str, id: Uuid) -> Result<(), StoreError>;
+}
+
+/// Stores one kind of configuration [`Document`], scoped by organization.
+#[async_trait]
+pub trait DocumentStore<T: Document>: Send + Sync {
+    /// Stores a new document; `AlreadyExists` if its id, or its name under its parent, is taken.
+    async fn insert_document(&self, document: &T) -> Result<(), StoreError>;
+
+    /// A document of the organization by id.
+    async fn get_document(&self, organization_id: &str, id: &str) -> Result<Option<T>, StoreError>;
+
+    /// Documents of the organization (under `parent_id`, if given), sorted by name.
+    async fn list_documents(
+        &self,
+        organization_id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Vec<T>, StoreError>;
+
+    /// Replaces a document; `NotFound` outside its organization, `AlreadyExists` on a name clash.
+    async fn update_document(&self, document: &T) -> Result<(), StoreError>;
+
+    /// Deletes a document; `NotFound` outside its organization.
+    async fn delete_document(&self, organization_id: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Replaces every document under `parent_id` with `documents`, atomically (a server's tools
+    /// after a scan).
+    async fn replace_children(
+        &self,
+        organization_id: &str,
+        parent_id: &str,
+        documents: &[T],
+    ) -> Result<(), StoreError>;
 }
