@@ -129,79 +129,30 @@ diesel::table! {
 diesel::joinable!(users -> organizations (organization_id));
 diesel::allow_tables_to_appear_in_same_query!(organizations, users, api_keys);
 
-diesel::table! {
-    mcp_servers (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
+/// The configuration-document tables, all of one shape (see `documents.rs`).
+macro_rules! document_tables {
+    ($($table:ident),*) => {
+        $(
+            diesel::table! {
+                $table (organization_id, id) {
+                    organization_id -> Text,
+                    id -> Text,
+                    parent_id -> Text,
+                    name -> Text,
+                    body -> Text,
+                    updated_at -> BigInt,
+                }
+            }
+        )*
+    };
 }
 
-diesel::table! {
-    mcp_server_tools (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    tool_configurations (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    trackers (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    projects (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    flows (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    flow_executions (organization_id, id) {
-        organization_id -> Text,
-        id -> Text,
-        parent_id -> Text,
-        name -> Text,
-        body -> Text,
-        updated_at -> BigInt,
-    }
-}
+document_tables!(
+    mcp_servers,
+    mcp_server_tools,
+    tool_configurations,
+    trackers,
+    projects,
+    flows,
+    flow_executions
+);

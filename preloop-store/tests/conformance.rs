@@ -213,6 +213,14 @@ fn entry(org: &str, request_id: Uuid) -> AuditEntry {
     )
 }
 
+/// `request` approved by an admin of its organization.
+fn approve(request: &ApprovalRequest) -> ApprovalRequest {
+    let vote = VoteCast::approve(admin(&request.organization_id));
+    transition(request, ApprovalEvent::Vote(vote), t0())
+        .unwrap()
+        .request
+}
+
 fn admin(org: &str) -> Principal {
     Principal::new("admin", org).with_role("admin")
 }
@@ -246,13 +254,7 @@ async fn approval_requests_round_trip<B: Backend>(backend: &B) {
         None
     );
 
-    let approved = transition(
-        &first,
-        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
-        t0(),
-    )
-    .unwrap()
-    .request;
+    let approved = approve(&first);
     let outcome = store
         .update_request(first.version, &approved, vec![entry("acme", first.id)])
         .await
@@ -301,13 +303,7 @@ async fn compare_and_set_is_exact<B: Backend>(backend: &B) {
     let store = backend.open().await;
     let pending = request("acme", ApprovalPolicy::new("ops"), t0());
     store.insert_request(&pending, vec![]).await.unwrap();
-    let approved = transition(
-        &pending,
-        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
-        t0(),
-    )
-    .unwrap()
-    .request;
+    let approved = approve(&pending);
     assert_eq!(
         store
             .update_request(0, &approved, vec![entry("acme", pending.id)])
@@ -381,13 +377,7 @@ async fn organizations_never_see_each_other<B: Backend>(backend: &B) {
             .is_empty()
     );
     // Globex cannot change Acme's request by claiming it is its own.
-    let mut forged = transition(
-        &theirs,
-        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
-        t0(),
-    )
-    .unwrap()
-    .request;
+    let mut forged = approve(&theirs);
     forged.organization_id = "globex".into();
     assert_eq!(
         store.update_request(0, &forged, vec![]).await,
@@ -442,13 +432,7 @@ async fn exactly_one_of_fifty_concurrent_claimers_wins<B: Backend>(backend: &B) 
     let store = backend.open().await;
     let pending = request("acme", ApprovalPolicy::new("ops"), t0());
     store.insert_request(&pending, vec![]).await.unwrap();
-    let approved = transition(
-        &pending,
-        ApprovalEvent::Vote(VoteCast::approve(admin("acme"))),
-        t0(),
-    )
-    .unwrap()
-    .request;
+    let approved = approve(&pending);
     assert_eq!(
         store.update_request(0, &approved, vec![]).await.unwrap(),
         CasOutcome::Stored
