@@ -1,8 +1,16 @@
-//! The Preloop server: MCP gateway (rmcp streamable HTTP), upstream MCP clients, REST API, auth,
-//! approval channels, web console and the `preloop` CLI. It assembles the other crates and holds
-//! as little logic as it can.
+//! The Preloop server: the MCP endpoint (rmcp streamable HTTP) in front of the governor, API-key
+//! authentication, first-start bootstrap, health checks and the `preloop` CLI. It assembles the
+//! other crates and holds as little logic as it can.
 //!
-//! Not built yet: this crate exists so the workspace has its final shape; it exports nothing and
-//! has no binary until the server lands.
+//! Not built yet (see README): upstream MCP proxying, the REST API, the HITL API, metrics, JWT
+//! authentication and approval channels.
 
 #![deny(missing_docs)]
+
+pub mod auth;
+pub mod bootstrap;
+pub mod builtins;
+pub mod config;
+pub mod http;
+pub mod mcp;
+pub mod serve;

@@ -344,63 +344,139 @@ impl Governor {
                 rule: decision.rule().map(|r| r.id.clone()),
             }),
             Effect::RequireApproval { approval_policy } => {
-                let Some(policy) = governance.approval_policy(approval_policy.as_deref()) else {
-                    // Unreachable for compiled governance (names are checked), but fail closed.
-                    return Ok(Outcome::Denied {
-                        call_id,
-                        message: "denied: the approval policy this call needs is not defined"
-                            .to_owned(),
-                        rule: decision.rule().map(|r| r.id.clone()),
-                    });
+                let held = Held {
+                    tool: &tool,
+                    arguments,
+                    call: &call,
+                    call_id,
+                    rule: decision.rule().map(|r| r.id.clone()),
                 };
-                if let Some(grant) = self
-                    .grants
-                    .find_grant(org, &principal.id, &tool.descriptor.exposed_name, now)
-                    .await?
-                {
-                    self.record(
-                        org,
-                        now,
-                        AuditEventKind::GrantUsed {
-                            call_id,
-                            grant_id: grant.id,
-                        },
-                    )
-                    .await?;
-                    return self.run(&tool, arguments, principal, call_id).await;
-                }
-                let mode = policy.mode;
-                let mut request = ApprovalRequest::open(
-                    NewApprovalRequest {
-                        call_id,
-                        requester: principal.clone(),
-                        tool: RequestedTool {
-                            exposed_name: tool.descriptor.exposed_name.clone(),
-                            server: tool.descriptor.server.clone(),
-                            name: tool.descriptor.name.clone(),
-                            input_schema: tool.descriptor.input_schema.clone(),
-                        },
-                        arguments,
-                        context: call.context.clone(),
-                        policy: policy.clone(),
-                        matched_rule: decision.rule().map(|r| r.id.clone()),
-                    },
-                    now,
-                );
-                let token = DecisionToken::generate();
-                request.token_hash = Some(token.hash.clone());
-                request.token_expires_at = Some(request.expires_at);
-                self.open_request(&request, &token).await?;
-                match mode {
-                    ApprovalMode::Async => {
-                        Ok(Outcome::of_request(&request, self.config.poll_after))
-                    }
-                    ApprovalMode::Blocking => {
-                        let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
-                        self.wait(org, request.id, until, call.progress.as_deref())
-                            .await
-                    }
-                }
+                self.hold_for_approval(
+                    principal,
+                    &governance,
+                    approval_policy.as_deref(),
+                    held,
+                    true,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Asks humans to approve a call of `call.tool` whatever the policy says (the agent asked for
+    /// it, e.g. through the `request_approval` tool), under `approval_policy` or the default
+    /// approval policy. Standing grants do not apply: the agent wants a person to look.
+    pub async fn request_approval(
+        &self,
+        principal: &Principal,
+        call: ToolCall,
+        approval_policy: Option<&str>,
+    ) -> Result<Outcome, GovernorError> {
+        let call_id = Uuid::new_v4();
+        let now = self.clock.now();
+        let org = principal.organization_id.as_str();
+        let tool = self.visible_tool(principal, &call.tool)?;
+        let arguments = normalize_arguments(&call.arguments)?;
+        let governance = self.governance_or_fail(principal)?;
+        if approval_policy.is_some_and(|name| governance.approval_policy(Some(name)).is_none()) {
+            return Err(GovernorError::Forbidden(format!(
+                "approval policy `{}` is not defined",
+                approval_policy.unwrap_or_default()
+            )));
+        }
+        self.record(
+            org,
+            now,
+            AuditEventKind::CallReceived {
+                call_id,
+                principal_id: principal.id.clone(),
+                tool: tool.descriptor.exposed_name.clone(),
+                arguments: arguments.clone(),
+            },
+        )
+        .await?;
+        let held = Held {
+            tool: &tool,
+            arguments,
+            call: &call,
+            call_id,
+            rule: None,
+        };
+        self.hold_for_approval(principal, &governance, approval_policy, held, false)
+            .await
+    }
+
+    /// Opens an approval request for a held call and waits for it (blocking mode) or returns it
+    /// pending (async mode); a standing grant, when `grants_apply`, runs the call at once.
+    async fn hold_for_approval(
+        &self,
+        principal: &Principal,
+        governance: &Governance,
+        approval_policy: Option<&str>,
+        held: Held<'_>,
+        grants_apply: bool,
+    ) -> Result<Outcome, GovernorError> {
+        let Held {
+            tool,
+            arguments,
+            call,
+            call_id,
+            rule,
+        } = held;
+        let now = self.clock.now();
+        let org = principal.organization_id.as_str();
+        let Some(policy) = governance.approval_policy(approval_policy) else {
+            // Unreachable for compiled governance (names are checked), but fail closed.
+            return Ok(Outcome::Denied {
+                call_id,
+                message: "denied: the approval policy this call needs is not defined".to_owned(),
+                rule,
+            });
+        };
+        if grants_apply
+            && let Some(grant) = self
+                .grants
+                .find_grant(org, &principal.id, &tool.descriptor.exposed_name, now)
+                .await?
+        {
+            self.record(
+                org,
+                now,
+                AuditEventKind::GrantUsed {
+                    call_id,
+                    grant_id: grant.id,
+                },
+            )
+            .await?;
+            return self.run(tool, arguments, principal, call_id).await;
+        }
+        let mut request = ApprovalRequest::open(
+            NewApprovalRequest {
+                call_id,
+                requester: principal.clone(),
+                tool: RequestedTool {
+                    exposed_name: tool.descriptor.exposed_name.clone(),
+                    server: tool.descriptor.server.clone(),
+                    name: tool.descriptor.name.clone(),
+                    input_schema: tool.descriptor.input_schema.clone(),
+                },
+                arguments,
+                context: call.context.clone(),
+                policy: policy.clone(),
+                matched_rule: rule,
+            },
+            now,
+        );
+        let token = DecisionToken::generate();
+        request.token_hash = Some(token.hash.clone());
+        request.token_expires_at = Some(request.expires_at);
+        self.open_request(&request, &token).await?;
+        match policy.mode {
+            ApprovalMode::Async => Ok(Outcome::of_request(&request, self.config.poll_after)),
+            ApprovalMode::Blocking => {
+                let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
+                self.wait(org, request.id, until, call.progress.as_deref())
+                    .await
             }
         }
     }
@@ -548,6 +624,15 @@ impl Governor {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// A call on its way to approval.
+struct Held<'a> {
+    tool: &'a RegisteredTool,
+    arguments: Value,
+    call: &'a ToolCall,
+    call_id: Uuid,
+    rule: Option<String>,
 }
 
 fn normalize_arguments(arguments: &Value) -> Result<Value, GovernorError> {

@@ -1,0 +1,357 @@
+//! The configuration file (TOML), environment variables and flags, merged in that order of
+//! precedence: flag > environment > file > default.
+
+use preloop_core::approval::ApprovalPolicy;
+use preloop_core::policy::PolicyDocument;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = ".preloop";
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Listen address.
+    pub bind: Option<String>,
+    /// Public base URL, used in approval links.
+    pub public_url: Option<String>,
+    /// Host names the MCP endpoint accepts (DNS-rebinding protection).
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite://...` or `postgres://...`.
+    pub url: Option<String>,
+}
+
+/// One `[[mcp_servers]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerEntry {
+    /// Unique name.
+    pub name: String,
+    /// `stdio` or `http`.
+    pub transport: String,
+    /// Program (stdio).
+    pub command: Option<String>,
+    /// Arguments (stdio).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment (stdio).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// URL (http).
+    pub url: Option<String>,
+    /// Headers (http).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Exposed-name prefix; `""` keeps the upstream names.
+    pub tool_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for McpServerEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServerEntry")
+            .field("name", &self.name)
+            .field("transport", &self.transport)
+            .field("command", &self.command)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[database]`.
+    #[serde(default)]
+    pub database: DatabaseSection,
+    /// `[[mcp_servers]]`.
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServerEntry>,
+    /// `[[approval_policies]]`.
+    #[serde(default)]
+    pub approval_policies: Vec<ApprovalPolicy>,
+    /// `[policy]`; `None` when the file has none (the stored policy is then left alone).
+    pub policy: Option<PolicyDocument>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The file does not parse.
+    #[error("configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// `${VAR}` names an unset variable.
+    #[error("configuration file {path}: environment variable `{name}` is not set")]
+    MissingVariable {
+        /// The file.
+        path: String,
+        /// The variable.
+        name: String,
+    },
+    /// A value is invalid.
+    #[error("invalid {what} `{value}`: {reason}")]
+    Invalid {
+        /// Which setting.
+        what: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Expands `${NAME}` from the environment; `$${` stays a literal `${`.
+pub fn expand_variables(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "an unterminated `${`".to_owned())?;
+        let name = &after[..end];
+        out.push_str(&lookup(name).ok_or_else(|| name.to_owned())?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl ConfigFile {
+    /// Reads and parses a configuration file, expanding `${VAR}` from the environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let expanded =
+            expand_variables(&text, |name| std::env::var(name).ok()).map_err(|name| {
+                ConfigError::MissingVariable {
+                    path: shown.clone(),
+                    name,
+                }
+            })?;
+        toml::from_str(&expanded).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Settings given on the command line or in the environment (clap reads both).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--bind` / `PRELOOP_BIND`.
+    pub bind: Option<String>,
+    /// `--data-dir` / `PRELOOP_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `DATABASE_URL`.
+    pub database_url: Option<String>,
+}
+
+/// The resolved settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database URL.
+    pub database_url: String,
+    /// Public base URL.
+    pub public_url: String,
+    /// Host names accepted by the MCP endpoint.
+    pub allowed_hosts: Vec<String>,
+    /// The file's declarative content.
+    pub file: ConfigFile,
+}
+
+impl Settings {
+    /// Resolves the settings from the file (if any) and the overrides.
+    pub fn resolve(file: ConfigFile, overrides: Overrides) -> Result<Self, ConfigError> {
+        let bind_text = overrides
+            .bind
+            .or_else(|| file.server.bind.clone())
+            .unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let bind: SocketAddr =
+            bind_text
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    what: "bind address",
+                    value: bind_text.clone(),
+                    reason: e.to_string(),
+                })?;
+        let data_dir = overrides
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = overrides
+            .database_url
+            .or_else(|| file.database.url.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("preloop.db").display()));
+        let public_url = file
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let allowed_hosts = file.server.allowed_hosts.clone().unwrap_or_else(|| {
+            let mut hosts = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            let ip = bind.ip().to_string();
+            if !bind.ip().is_unspecified() && !hosts.contains(&ip) {
+                hosts.push(ip);
+            }
+            hosts
+        });
+        Ok(Self {
+            bind,
+            data_dir,
+            database_url,
+            public_url,
+            allowed_hosts,
+            file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_expand_and_escape() {
+        let lookup = |name: &str| (name == "TOKEN").then(|| "abc".to_owned());
+        assert_eq!(
+            expand_variables("Bearer ${TOKEN}!", lookup).unwrap(),
+            "Bearer abc!"
+        );
+        assert_eq!(
+            expand_variables("cost $${TOKEN}", lookup).unwrap(),
+            "cost ${TOKEN}"
+        );
+        assert_eq!(
+            expand_variables("${MISSING}", lookup).unwrap_err(),
+            "MISSING"
+        );
+        assert!(expand_variables("${OPEN", lookup).is_err());
+    }
+
+    #[test]
+    fn the_design_example_parses_and_resolves() {
+        let text = r#"
+[server]
+bind = "127.0.0.1:8000"
+public_url = "http://127.0.0.1:8000/"
+allowed_hosts = ["localhost", "127.0.0.1"]
+
+[database]
+url = "sqlite://.preloop/preloop.db"
+
+[[mcp_servers]]
+name = "time"
+transport = "stdio"
+command = "mcp-server-time"
+args = []
+env = {}
+
+[[mcp_servers]]
+name = "docs"
+transport = "http"
+url = "http://127.0.0.1:9000/mcp"
+headers = { Authorization = "Bearer x" }
+
+[[approval_policies]]
+name = "ops"
+default = true
+approvers = ["role:admin"]
+quorum = 1
+timeout = "10m"
+on_timeout = "deny"
+mode = "blocking"
+channels = ["web"]
+
+[policy]
+default = "allow"
+
+[[policy.rules]]
+description = "No deletions by agents"
+tools = ["*__delete_*"]
+action = "deny"
+message = "Deletions are not allowed"
+"#;
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        assert_eq!(file.mcp_servers.len(), 2);
+        assert!(!format!("{:?}", file.mcp_servers[1]).contains("Bearer x"));
+        let settings = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(settings.public_url, "http://127.0.0.1:8000");
+        assert_eq!(settings.database_url, "sqlite://.preloop/preloop.db");
+        let overridden = Settings::resolve(
+            ConfigFile::default(),
+            Overrides {
+                bind: Some("0.0.0.0:9999".into()),
+                data_dir: Some("/tmp/p".into()),
+                database_url: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(overridden.database_url, "sqlite:///tmp/p/preloop.db");
+        assert_eq!(overridden.bind.port(), 9999);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let error = Settings::resolve(
+            ConfigFile::default(),
+            Overrides {
+                bind: Some("localhost".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("bind address"), "{error}");
+        assert!(toml::from_str::<ConfigFile>("[server]\nbnd = 1").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The HTTP surface: layers and routes.
+//!
+//! Layer order, outermost first: body size limit, then authentication (on `/mcp`), then the rmcp
+//! streamable HTTP service. `/health` and `/ready` need no authentication.
+
+use crate::auth::{AuthError, Authenticator};
+use crate::mcp::PreloopMcp;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use preloop_core::governor::Governor;
+use preloop_core::store::AccountStore;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The governor.
+    pub governor: Arc<Governor>,
+    /// Accounts, for authentication and readiness.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Bearer authentication.
+    pub authenticator: Authenticator,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
+}
+
+/// The application router. `allowed_hosts` guards the MCP endpoint against DNS rebinding;
+/// cancelling `shutdown` ends open MCP streams.
+pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationToken) -> Router {
+    let governor = state.governor.clone();
+    let mut config = StreamableHttpServerConfig::default();
+    config.allowed_hosts = allowed_hosts;
+    config.cancellation_token = shutdown;
+    config.max_request_body_bytes = MAX_BODY_BYTES;
+    let mcp = StreamableHttpService::new(
+        move || Ok(PreloopMcp::new(governor.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let authenticated_mcp = Router::new()
+        .nest_service("/mcp/v1", mcp.clone())
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_mcp,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .merge(authenticated_mcp)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.accounts.count_users().await {
+        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Authenticates every MCP request; failures are 401 with a JSON-RPC-shaped error body.
+async fn authenticate_mcp(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header_value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match state
+        .authenticator
+        .authenticate(header_value.as_deref())
+        .await
+    {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => {
+            let status = match error {
+                AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            };
+            let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": error.to_string()}});
+            let mut response = (status, axum::Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor.
+
+use crate::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
+use preloop_core::approval::{ApprovalRequest, RequestContext as ApprovalContext};
+use preloop_core::executor::ToolOutput;
+use preloop_core::governor::{Governor, GovernorError, Outcome, ProgressSink, ToolCall};
+use preloop_core::registry::ToolDescriptor;
+use preloop_core::{ClientInfo, Principal};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProgressToken, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One MCP session's handler; cheap to create per session.
+#[derive(Clone)]
+pub struct PreloopMcp {
+    governor: Arc<Governor>,
+}
+
+impl std::fmt::Debug for PreloopMcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreloopMcp")
+    }
+}
+
+impl PreloopMcp {
+    /// A handler over the governor.
+    pub fn new(governor: Arc<Governor>) -> Self {
+        Self { governor }
+    }
+}
+
+/// The principal the auth layer put on the HTTP request.
+fn principal(context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+        .cloned()
+        .ok_or_else(|| ErrorData::invalid_request("unauthenticated", None))
+}
+
+fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
+    context
+        .peer
+        .peer_info()
+        .map_or_else(ClientInfo::default, |info| ClientInfo {
+            name: Some(info.client_info.name.clone()),
+            version: Some(info.client_info.version.clone()),
+        })
+}
+
+fn to_tool(descriptor: &ToolDescriptor) -> Option<Tool> {
+    let tool = json!({
+        "name": descriptor.exposed_name,
+        "description": descriptor.description,
+        "inputSchema": descriptor.input_schema,
+        "annotations": descriptor.annotations,
+    });
+    serde_json::from_value(tool).ok()
+}
+
+fn to_result(output: &ToolOutput) -> CallToolResult {
+    serde_json::to_value(output)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| {
+            CallToolResult::error(vec![Content::text(
+                "the tool returned an unreadable result",
+            )])
+        })
+}
+
+fn json_result(value: &Value) -> CallToolResult {
+    CallToolResult::success(vec![Content::text(value.to_string())])
+}
+
+/// The MCP result for an outcome: denials and failures are tool errors the agent can read;
+/// a pending approval is a normal result telling the agent how to poll.
+fn outcome_result(outcome: &Outcome) -> CallToolResult {
+    match outcome {
+        Outcome::Executed { output, .. } => to_result(output),
+        Outcome::PendingApproval {
+            request_id,
+            poll_after_seconds,
+            expires_at,
+            ..
+        } => json_result(&json!({
+            "status": "pending_approval",
+            "request_id": request_id,
+            "poll_after_seconds": poll_after_seconds,
+            "expires_at": expires_at,
+            "message": outcome.message(),
+        })),
+        other => CallToolResult::error(vec![Content::text(other.message())]),
+    }
+}
+
+/// Protocol errors for requests that cannot be served; everything else is a tool result.
+fn protocol_error(error: GovernorError) -> Result<CallToolResult, ErrorData> {
+    match error {
+        GovernorError::UnknownTool(name) => Err(ErrorData::invalid_params(
+            format!("unknown tool `{name}`"),
+            None,
+        )),
+        GovernorError::InvalidArguments(message) => Err(ErrorData::invalid_params(message, None)),
+        GovernorError::Store(error) => {
+            tracing::error!(%error, "store failure during a tool call");
+            Err(ErrorData::internal_error(
+                "the server cannot record this call right now; it was not made",
+                None,
+            ))
+        }
+        other => Ok(CallToolResult::error(vec![Content::text(
+            other.to_string(),
+        )])),
+    }
+}
+
+/// Sends MCP progress notifications while a call waits for approval.
+struct McpProgress {
+    peer: Peer<RoleServer>,
+    token: ProgressToken,
+}
+
+impl ProgressSink for McpProgress {
+    fn waiting(&self, request: &ApprovalRequest, elapsed: Duration) {
+        let peer = self.peer.clone();
+        let param = ProgressNotificationParam::new(self.token.clone(), elapsed.as_secs_f64())
+            .with_message(format!(
+                "waiting for approval of {} (request {})",
+                request.tool.exposed_name, request.id
+            ));
+        tokio::spawn(async move {
+            if let Err(error) = peer.notify_progress(param).await {
+                tracing::debug!(%error, "progress notification not delivered");
+            }
+        });
+    }
+}
+
+impl ServerHandler for PreloopMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("preloop", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools are governed by Preloop: calls may be denied or held for human approval. \
+                 When a result says pending_approval, poll get_approval_status with its request_id.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let principal = principal(&context)?;
+        let mut tools: Vec<Tool> = self
+            .governor
+            .list_tools(&principal)
+            .iter()
+            .filter_map(|t| to_tool(&t.descriptor))
+            .collect();
+        tools.extend(to_tool(&builtins::get_approval_status_descriptor()));
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let principal = principal(&context)?;
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        let result = match request.name.as_ref() {
+            GET_APPROVAL_STATUS => self.approval_status(&principal, &arguments).await,
+            name => {
+                let mut call = ToolCall::new(name, arguments.clone()).with_client(client(&context));
+                if let Some(token) = context.meta.get_progress_token() {
+                    call = call.with_progress(Arc::new(McpProgress {
+                        peer: context.peer.clone(),
+                        token,
+                    }));
+                }
+                let outcome = if name == REQUEST_APPROVAL {
+                    call.context = ApprovalContext {
+                        operation: string_field(&arguments, "operation"),
+                        context: string_field(&arguments, "context"),
+                        reasoning: string_field(&arguments, "reasoning"),
+                    };
+                    let policy = string_field(&arguments, "approval_policy");
+                    self.governor
+                        .request_approval(&principal, call, policy.as_deref())
+                        .await
+                } else {
+                    self.governor.call(&principal, call).await
+                };
+                match outcome {
+                    Ok(outcome) => Ok(outcome_result(&outcome)),
+                    Err(error) => protocol_error(error),
+                }
+            }
+        };
+        result.map(Into::into)
+    }
+}
+
+fn string_field(arguments: &Value, name: &str) -> Option<String> {
+    arguments
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+impl PreloopMcp {
+    async fn approval_status(
+        &self,
+        principal: &Principal,
+        arguments: &Value,
+    ) -> Result<CallToolResult, ErrorData> {
+        let id = arguments
+            .get("request_id")
+            .and_then(Value::as_str)
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .ok_or_else(|| {
+                ErrorData::invalid_params(
+                    "request_id must be the UUID of an approval request",
+                    None,
+                )
+            })?;
+        match self.governor.approval_status(principal, id).await {
+            Ok(request) => {
+                let report = builtins::status_report(&request);
+                let outcome = self.governor.outcome(&request);
+                Ok(match outcome {
+                    Outcome::Executed { output, .. } => {
+                        let mut result = to_result(&output);
+                        result.content.insert(0, Content::text(report.to_string()));
+                        result
+                    }
+                    Outcome::PendingApproval { .. } => json_result(&report),
+                    _ => CallToolResult::error(vec![Content::text(report.to_string())]),
+                })
+            }
+            Err(error) => protocol_error(error),
+        }
+    }
+}

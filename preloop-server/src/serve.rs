@@ -1,0 +1,221 @@
+//! `preloop serve`: open the store, bootstrap, apply the configuration, serve until a signal.
+
+use crate::auth::Authenticator;
+use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
+use crate::builtins;
+use crate::config::Settings;
+use crate::http::{AppState, app};
+use preloop_core::governor::{Governor, GovernorConfig};
+use preloop_core::policy::GovernanceDocument;
+use preloop_core::registry::Registry;
+use preloop_core::store::{AccountStore, PolicyStore};
+use preloop_store::Database;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Open(#[from] preloop_store::OpenError),
+    /// Bootstrapping failed.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    /// The configured policy does not compile.
+    #[error("the policy in the configuration file is invalid:\n{0}")]
+    Policy(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] preloop_core::store::StoreError),
+    /// The built-in tools could not be registered.
+    #[error(transparent)]
+    Registry(#[from] preloop_core::registry::RegistryError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {address}: {message}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The OS error.
+        message: String,
+    },
+}
+
+/// How often due approval work (expiry, escalation) is claimed and applied.
+const TICK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs the server until SIGINT/SIGTERM. In-flight requests finish; pending approvals stay
+/// pending in the store.
+pub async fn serve(settings: Settings, admin_api_key: Option<String>) -> Result<(), StartError> {
+    let database = Arc::new(Database::open(&settings.database_url).await?);
+    tracing::info!(database = %database.redacted_url(), "database ready");
+    if let Some(created) = bootstrap(&*database, admin_api_key).await? {
+        print_bootstrap(&settings, &created);
+    }
+    let registry = Arc::new(Registry::new());
+    builtins::register(&registry)?;
+    let governor = Arc::new(
+        Governor::builder(registry)
+            .store(database.clone())
+            .config(GovernorConfig::default())
+            .build(),
+    );
+    apply_policy(&settings, &database, &governor).await?;
+    let shutdown = CancellationToken::new();
+    spawn_background(&database, &governor, &shutdown).await;
+    let state = AppState {
+        governor,
+        accounts: database.clone() as Arc<dyn AccountStore>,
+        authenticator: Authenticator::new(database.clone()),
+    };
+    let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .map_err(|e| StartError::Bind {
+            address: settings.bind.to_string(),
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().map_err(|e| StartError::Bind {
+        address: settings.bind.to_string(),
+        message: e.to_string(),
+    })?;
+    tracing::info!(address = %local, "preloop listening; MCP endpoint at /mcp/v1");
+    println!(
+        "preloop listening on http://{local} (MCP endpoint: {}/mcp/v1)",
+        settings.public_url
+    );
+    let stop = shutdown.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stop.cancel();
+        })
+        .await
+        .map_err(|e| StartError::Bind {
+            address: local.to_string(),
+            message: e.to_string(),
+        })
+}
+
+fn print_bootstrap(settings: &Settings, created: &crate::bootstrap::Bootstrapped) {
+    println!(
+        "Created organization `{DEFAULT_ORGANIZATION}` and admin user {}.",
+        created.admin.email
+    );
+    if created.from_environment {
+        println!("The admin API key is the one in PRELOOP_ADMIN_API_KEY.");
+        return;
+    }
+    println!(
+        "Admin API key (shown once, store it now): {}",
+        created.api_key
+    );
+    println!("Connect Claude Code:");
+    println!(
+        "  claude mcp add --transport http --header \"Authorization: Bearer {}\" preloop {}/mcp/v1",
+        created.api_key, settings.public_url
+    );
+}
+
+/// Applies the file's policy and approval policies (idempotently), or loads the stored ones.
+async fn apply_policy(
+    settings: &Settings,
+    database: &Database,
+    governor: &Governor,
+) -> Result<(), StartError> {
+    let file = &settings.file;
+    let document = match &file.policy {
+        Some(policy) => {
+            let document = GovernanceDocument {
+                policy: policy.clone(),
+                approval_policies: file.approval_policies.clone(),
+            };
+            governor
+                .set_policy(DEFAULT_ORGANIZATION, &document)
+                .map_err(|e| StartError::Policy(e.to_string()))?;
+            if database.load_policy(DEFAULT_ORGANIZATION).await?.as_ref() != Some(&document) {
+                database
+                    .save_policy(DEFAULT_ORGANIZATION, &document, Vec::new())
+                    .await?;
+            }
+            return Ok(());
+        }
+        None => database.load_policy(DEFAULT_ORGANIZATION).await?,
+    };
+    if let Some(document) = document {
+        governor
+            .set_policy(DEFAULT_ORGANIZATION, &document)
+            .map_err(|e| StartError::Policy(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Due-work ticks and, on PostgreSQL, wake-ups from other replicas.
+async fn spawn_background(
+    database: &Arc<Database>,
+    governor: &Arc<Governor>,
+    shutdown: &CancellationToken,
+) {
+    let ticker = governor.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK_INTERVAL);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = interval.tick() => {
+                    if let Err(error) = ticker.tick_due(100).await {
+                        tracing::warn!(%error, "applying due approval work failed");
+                    }
+                }
+            }
+        }
+    });
+    match database.approval_changes().await {
+        Ok(Some(mut changes)) => {
+            let waker = governor.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        change = changes.next() => match change {
+                            Some(Ok(id)) => waker.wake(id),
+                            Some(Err(error)) => tracing::warn!(%error, "bad approval notification"),
+                            None => {
+                                tracing::error!("lost the approval notification connection");
+                                return;
+                            }
+                        },
+                    }
+                }
+            });
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "cross-replica wake-ups unavailable"),
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
