@@ -1,0 +1,191 @@
+//! End to end: the real `preloop` binary on a free loopback port, driven by rmcp's own MCP client.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const ADMIN_KEY: &str = "pl_e2e_admin_key_0123456789abcdef0123456789";
+
+const CONFIG: &str = r#"
+[[approval_policies]]
+name = "later"
+default = true
+approvers = ["role:admin"]
+mode = "async"
+timeout = "10m"
+
+[policy]
+default = "allow"
+"#;
+
+/// A running server; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data_dir: &Path) -> Server {
+    let config = data_dir.join("preloop.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_preloop"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the preloop binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("preloop listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, url }
+}
+
+async fn connect(server: &Server, key: &str) -> Result<RunningService<RoleClient, ()>, String> {
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/v1", server.url))
+        .auth_header(key);
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+        .await
+        .unwrap()
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_lists_tools_asks_for_approval_and_the_request_survives_a_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start(data_dir.path());
+
+    let health: Value = reqwest::get(format!("{}/health", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let unauthenticated = reqwest::Client::new()
+        .post(format!("{}/mcp/v1", server.url))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let body: Value = unauthenticated.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32001);
+    assert!(
+        connect(&server, "pl_not_a_key").await.is_err(),
+        "a wrong key cannot open a session"
+    );
+
+    let client = connect(&server, ADMIN_KEY).await.unwrap();
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["request_approval", "get_approval_status"]);
+
+    let unknown = client
+        .call_tool(CallToolRequestParams::new("no_such_tool"))
+        .await;
+    assert!(unknown.is_err(), "unknown tools are protocol errors");
+
+    let pending = call(
+        &client,
+        "request_approval",
+        json!({"operation": "drop the staging database", "reasoning": "reset"}),
+    )
+    .await;
+    let pending: Value = serde_json::from_str(&text(&pending)).unwrap();
+    assert_eq!(pending["status"], "pending_approval");
+    let request_id = pending["request_id"].as_str().unwrap().to_owned();
+
+    let status = call(
+        &client,
+        "get_approval_status",
+        json!({"request_id": request_id}),
+    )
+    .await;
+    let status_json: Value = serde_json::from_str(&text(&status)).unwrap();
+    assert_eq!(status_json["status"], "pending");
+    assert!(status_json["remaining_seconds"].as_i64().unwrap() > 500);
+    let bad = client
+        .call_tool(
+            CallToolRequestParams::new("get_approval_status").with_arguments(
+                serde_json::Map::from_iter([("request_id".to_owned(), json!("not-a-uuid"))]),
+            ),
+        )
+        .await;
+    assert!(bad.is_err());
+    client.cancel().await.unwrap();
+
+    // Restart: the pending request is still there.
+    drop(server);
+    let server = start(data_dir.path());
+    let client = connect(&server, ADMIN_KEY).await.unwrap();
+    let status = call(
+        &client,
+        "get_approval_status",
+        json!({"request_id": request_id}),
+    )
+    .await;
+    let status_json: Value = serde_json::from_str(&text(&status)).unwrap();
+    assert_eq!(status_json["status"], "pending");
+    assert_eq!(status_json["tool"], "request_approval");
+    client.cancel().await.unwrap();
+}
