@@ -59,10 +59,18 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
             state.clone(),
             authenticate_mcp,
         ));
+    let authenticated_api =
+        Router::new()
+            .nest("/api/v1", crate::api::routes())
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                authenticate_api,
+            ));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(authenticated_mcp)
+        .merge(authenticated_api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -85,11 +93,13 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Authenticates every MCP request; failures are 401 with a JSON-RPC-shaped error body.
-async fn authenticate_mcp(
-    State(state): State<AppState>,
+/// Authenticates a request, putting its principal in the request extensions; on failure
+/// answers with `reject`'s body and `WWW-Authenticate: Bearer`.
+async fn authenticate(
+    state: &AppState,
     mut request: Request,
     next: Next,
+    reject: fn(&AuthError) -> serde_json::Value,
 ) -> Response {
     let header_value = request
         .headers()
@@ -110,12 +120,30 @@ async fn authenticate_mcp(
                 AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
             };
-            let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": error.to_string()}});
-            let mut response = (status, axum::Json(body)).into_response();
+            let mut response = (status, axum::Json(reject(&error))).into_response();
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
     }
+}
+
+/// MCP requests: a JSON-RPC-shaped error body.
+async fn authenticate_mcp(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    authenticate(&state, request, next, |error| {
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": error.to_string()}})
+    })
+    .await
+}
+
+/// REST requests: the API's error body.
+async fn authenticate_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    authenticate(
+        &state,
+        request,
+        next,
+        |error| json!({"error": {"code": "unauthorized", "message": error.to_string()}}),
+    )
+    .await
 }

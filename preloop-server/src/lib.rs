@@ -2,11 +2,12 @@
 //! authentication, first-start bootstrap, health checks and the `preloop` CLI. It assembles the
 //! other crates and holds as little logic as it can.
 //!
-//! Not built yet (see README): upstream MCP proxying, the REST API, the HITL API, metrics, JWT
-//! authentication and approval channels.
+//! Not built yet (see README): upstream MCP proxying, most of the REST API (approval requests are
+//! there), the HITL API, metrics, JWT authentication and approval channels.
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod builtins;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const ADMIN_KEY: &str = "pl_e2e_admin_key_0123456789abcdef0123456789";
 
@@ -26,6 +27,13 @@ default = true
 approvers = ["role:admin"]
 mode = "async"
 timeout = "10m"
+allow_self_approval = true
+
+[[approval_policies]]
+name = "now"
+approvers = ["role:admin"]
+mode = "blocking"
+allow_self_approval = true
 
 [policy]
 default = "allow"
@@ -188,4 +196,229 @@ async fn an_agent_lists_tools_asks_for_approval_and_the_request_survives_a_resta
     assert_eq!(status_json["status"], "pending");
     assert_eq!(status_json["tool"], "request_approval");
     client.cancel().await.unwrap();
+}
+
+fn api(server: &Server, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}/api/v1{path}", server.url))
+        .bearer_auth(ADMIN_KEY)
+}
+
+async fn pending_ids(server: &Server) -> Vec<String> {
+    let list: Value = api(
+        server,
+        reqwest::Method::GET,
+        "/approval-requests?status=pending",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_decided_over_rest_and_run_exactly_once() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start(data_dir.path());
+    let client = connect(&server, ADMIN_KEY).await.unwrap();
+
+    // Async: pending at once, approved over REST, then the poll returns the result.
+    let pending = call(
+        &client,
+        "request_approval",
+        json!({"operation": "rotate the keys"}),
+    )
+    .await;
+    let request_id = serde_json::from_str::<Value>(&text(&pending)).unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        pending_ids(&server).await,
+        std::slice::from_ref(&request_id)
+    );
+    let shown: Value = api(
+        &server,
+        reqwest::Method::GET,
+        &format!("/approval-requests/{request_id}"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(shown["context"]["operation"], "rotate the keys");
+    assert!(
+        shown.get("token_hash").is_none(),
+        "the token hash is never shown"
+    );
+
+    let approve = |body: Value| {
+        api(
+            &server,
+            reqwest::Method::POST,
+            &format!("/approval-requests/{request_id}/approve"),
+        )
+        .json(&body)
+    };
+    let approved = approve(json!({"comment": "go"})).send().await.unwrap();
+    assert_eq!(approved.status(), 200);
+    // A double click is harmless; a late decline conflicts.
+    assert_eq!(
+        approve(json!({"comment": "go"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let declined = api(
+        &server,
+        reqwest::Method::POST,
+        &format!("/approval-requests/{request_id}/decline"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(declined.status(), 409);
+    let error: Value = declined.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "conflict");
+
+    let mut result = String::new();
+    for _ in 0..100 {
+        let status = call(
+            &client,
+            "get_approval_status",
+            json!({"request_id": request_id}),
+        )
+        .await;
+        result = text(&status);
+        if result.contains("\"executed\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(result.contains("Approved: rotate the keys"), "{result}");
+    let again = text(
+        &call(
+            &client,
+            "get_approval_status",
+            json!({"request_id": request_id}),
+        )
+        .await,
+    );
+    assert_eq!(
+        again, result,
+        "polling again returns the recorded result; nothing runs twice"
+    );
+
+    // Blocking: the MCP call waits and returns as soon as the approval lands.
+    let blocked = {
+        let client = connect(&server, ADMIN_KEY).await.unwrap();
+        tokio::spawn(async move {
+            let result = call(
+                &client,
+                "request_approval",
+                json!({"operation": "deploy", "approval_policy": "now"}),
+            )
+            .await;
+            (text(&result), Instant::now())
+        })
+    };
+    let blocked_id = loop {
+        if let Some(id) = pending_ids(&server).await.pop() {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let decided_at = Instant::now();
+    let response = api(
+        &server,
+        reqwest::Method::POST,
+        &format!("/approval-requests/{blocked_id}/decide"),
+    )
+    .json(&json!({"decision": "approve"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let (result, returned_at) = blocked.await.unwrap();
+    assert_eq!(result, "Approved: deploy. You may proceed.");
+    println!(
+        "decision to response: {:?}",
+        returned_at.saturating_duration_since(decided_at)
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_errors_are_json_with_the_right_status() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start(data_dir.path());
+    let unauthenticated = reqwest::get(format!("{}/api/v1/approval-requests", server.url))
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(
+        unauthenticated.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/approval-requests/not-a-uuid".to_owned(),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/approval-requests/{}", uuid::Uuid::new_v4()),
+            None,
+            404,
+        ),
+        (
+            reqwest::Method::GET,
+            "/approval-requests?status=sideways".to_owned(),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/approval-requests/{}/approve", uuid::Uuid::new_v4()),
+            Some("{not json"),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/approval-requests/{}/decide", uuid::Uuid::new_v4()),
+            Some("{}"),
+            400,
+        ),
+    ];
+    for (method, path, body, status) in cases {
+        let mut request = api(&server, method.clone(), &path);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {error}"
+        );
+    }
 }

@@ -83,6 +83,15 @@ impl Governor {
         Ok(request)
     }
 
+    /// The request as `principal` may see it, with no side effect (no tick, no execution).
+    pub async fn request(
+        &self,
+        principal: &Principal,
+        request_id: Uuid,
+    ) -> Result<ApprovalRequest, GovernorError> {
+        self.visible_request(principal, request_id).await
+    }
+
     /// The outcome a request implies for its call (for `get_approval_status` results).
     pub fn outcome(&self, request: &ApprovalRequest) -> Outcome {
         Outcome::of_request(request, self.config.poll_after)

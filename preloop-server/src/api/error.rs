@@ -1,0 +1,125 @@
+//! API errors: each maps to a status and a JSON body; internals are logged, not returned.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use preloop_core::approval::TransitionError;
+use preloop_core::governor::GovernorError;
+use preloop_core::store::StoreError;
+use serde_json::json;
+
+/// An error answered to an API caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not authenticated (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing there for this caller (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The state does not allow it (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The arguments or policy do not validate (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The server cannot serve it now (503); details are logged.
+    #[error("service unavailable")]
+    Unavailable,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        (
+            status,
+            axum::Json(json!({"error": {"code": code, "message": self.to_string()}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound("not found".to_owned()),
+            StoreError::AlreadyExists => Self::Conflict("already exists".to_owned()),
+            StoreError::Invalid(message) => Self::Unprocessable(message),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+impl From<GovernorError> for ApiError {
+    fn from(error: GovernorError) -> Self {
+        match error {
+            GovernorError::RequestNotFound => Self::NotFound(error.to_string()),
+            GovernorError::UnknownTool(_) => Self::NotFound(error.to_string()),
+            GovernorError::InvalidArguments(message) => Self::BadRequest(message),
+            GovernorError::Forbidden(message) => Self::Forbidden(message),
+            GovernorError::Governance(error) => Self::BadRequest(error.to_string()),
+            GovernorError::Contended => Self::Conflict(error.to_string()),
+            GovernorError::Transition(error) => error.into(),
+            GovernorError::Store(error) => error.into(),
+            other => {
+                tracing::error!(error = %other, "governor failure");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+impl From<TransitionError> for ApiError {
+    fn from(error: TransitionError) -> Self {
+        match error {
+            TransitionError::NotAnApprover { .. } | TransitionError::SelfApproval => {
+                Self::Forbidden(error.to_string())
+            }
+            TransitionError::NotPending { .. }
+            | TransitionError::Illegal { .. }
+            | TransitionError::ConflictingVote { .. } => Self::Conflict(error.to_string()),
+            other => Self::Unprocessable(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
