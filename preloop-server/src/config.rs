@@ -56,6 +56,8 @@ pub struct McpServerEntry {
     pub headers: BTreeMap<String, String>,
     /// Exposed-name prefix; `""` keeps the upstream names.
     pub tool_prefix: Option<String>,
+    /// Per-call timeout in seconds (default 60).
+    pub timeout_seconds: Option<u64>,
 }
 
 impl std::fmt::Debug for McpServerEntry {

@@ -15,3 +15,4 @@ pub mod config;
 pub mod http;
 pub mod mcp;
 pub mod serve;
+pub mod upstream;

@@ -5,6 +5,7 @@ use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
 use crate::config::Settings;
 use crate::http::{AppState, app};
+use crate::upstream::{UpstreamServer, UpstreamSpec};
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::Registry;
@@ -32,6 +33,9 @@ pub enum StartError {
     /// The built-in tools could not be registered.
     #[error(transparent)]
     Registry(#[from] preloop_core::registry::RegistryError),
+    /// An `[[mcp_servers]]` entry is incomplete.
+    #[error("{0}")]
+    Upstream(String),
     /// The address cannot be bound.
     #[error("cannot listen on {address}: {message}")]
     Bind {
@@ -62,6 +66,10 @@ pub async fn serve(settings: Settings, admin_api_key: Option<String>) -> Result<
             .build(),
     );
     apply_policy(&settings, &database, &governor).await?;
+    for entry in &settings.file.mcp_servers {
+        let spec = UpstreamSpec::from_entry(entry).map_err(StartError::Upstream)?;
+        UpstreamServer::new(spec, governor.registry().clone()).scan_in_background();
+    }
     let shutdown = CancellationToken::new();
     spawn_background(&database, &governor, &shutdown).await;
     let state = AppState {

@@ -1,0 +1,183 @@
+//! A small MCP server for Preloop's end-to-end tests and load tools: tools that echo, add, fail,
+//! sleep, stream progress and "delete" files. Serves over stdio (`--stdio`) or streamable HTTP
+//! (`--http ADDR`, printing `listening on http://ADDR/mcp`).
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+struct TestUpstream;
+
+fn tool(name: &str, description: &str, properties: Value, annotations: Value) -> Option<Tool> {
+    serde_json::from_value(json!({
+        "name": name,
+        "description": description,
+        "inputSchema": {"type": "object", "properties": properties},
+        "annotations": annotations,
+    }))
+    .ok()
+}
+
+fn number(arguments: &serde_json::Map<String, Value>, name: &str) -> f64 {
+    arguments.get(name).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+impl ServerHandler for TestUpstream {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let read_only = json!({"readOnlyHint": true});
+        let tools = [
+            tool(
+                "echo",
+                "Echo the text",
+                json!({"text": {"type": "string"}}),
+                read_only.clone(),
+            ),
+            tool(
+                "add",
+                "Add a and b",
+                json!({"a": {"type": "number"}, "b": {"type": "number"}}),
+                read_only.clone(),
+            ),
+            tool("fail", "Always fails", json!({}), read_only.clone()),
+            tool(
+                "sleep",
+                "Sleep for ms milliseconds",
+                json!({"ms": {"type": "integer"}}),
+                read_only.clone(),
+            ),
+            tool(
+                "progress",
+                "Report steps of progress",
+                json!({"steps": {"type": "integer"}}),
+                read_only,
+            ),
+            tool(
+                "delete_file",
+                "Pretend to delete a file",
+                json!({"path": {"type": "string"}}),
+                json!({"destructiveHint": true}),
+            ),
+        ];
+        Ok(ListToolsResult::with_all_items(
+            tools.into_iter().flatten().collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = request.arguments.clone().unwrap_or_default();
+        let text = |t: String| Ok(CallToolResult::success(vec![ContentBlock::text(t)]).into());
+        match request.name.as_ref() {
+            "echo" => text(
+                arguments
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            "add" => text((number(&arguments, "a") + number(&arguments, "b")).to_string()),
+            "fail" => Ok(
+                CallToolResult::error(vec![ContentBlock::text("this tool always fails")]).into(),
+            ),
+            "sleep" => {
+                tokio::time::sleep(Duration::from_millis(number(&arguments, "ms") as u64)).await;
+                text("slept".to_owned())
+            }
+            "progress" => {
+                let steps = number(&arguments, "steps") as u32;
+                if let Some(token) = context.meta.get_progress_token() {
+                    for step in 1..=steps {
+                        let param = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                            .with_total(f64::from(steps));
+                        let _ = context.peer.notify_progress(param).await;
+                    }
+                }
+                text(format!("{steps} steps done"))
+            }
+            "delete_file" => text(format!(
+                "deleted {}",
+                arguments.get("path").and_then(Value::as_str).unwrap_or("?")
+            )),
+            other => Err(ErrorData::invalid_params(
+                format!("unknown tool `{other}`"),
+                None,
+            )),
+        }
+    }
+}
+
+async fn run(args: Vec<String>) -> Result<(), String> {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--stdio"] => {
+            let service = TestUpstream
+                .serve((tokio::io::stdin(), tokio::io::stdout()))
+                .await
+                .map_err(|e| e.to_string())?;
+            service.waiting().await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        ["--http", address] => {
+            let service = StreamableHttpService::new(
+                || Ok(TestUpstream),
+                Arc::new(LocalSessionManager::default()),
+                StreamableHttpServerConfig::default(),
+            );
+            let router = axum::Router::new().nest_service("/mcp", service);
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| e.to_string())?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("listening on http://{local}/mcp");
+            axum::serve(listener, router)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        _ => Err("usage: preloop-test-upstream --stdio | --http ADDR".to_owned()),
+    }
+}
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(std::env::args().skip(1).collect())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! End to end through upstream servers: the real `preloop` binary proxying the test upstream over
+//! streamable HTTP and over stdio, driven by rmcp's client.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN_KEY: &str = "pl_e2e_admin_key_0123456789abcdef0123456789";
+
+/// A child process killed when dropped, with the URL it printed.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(command: &mut Command, marker: &str) -> Process {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("process starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the process prints its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix(marker) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Process { child, url }
+}
+
+fn config(remote_url: &str) -> String {
+    format!(
+        r#"
+[[mcp_servers]]
+name = "remote"
+transport = "http"
+url = "{remote_url}"
+headers = {{ Authorization = "Bearer upstream-secret" }}
+timeout_seconds = 1
+
+[[mcp_servers]]
+name = "local"
+transport = "stdio"
+command = "{upstream}"
+args = ["--stdio"]
+
+[[approval_policies]]
+name = "ops"
+approvers = ["role:admin"]
+mode = "async"
+
+[policy]
+default = "allow"
+
+[[policy.rules]]
+id = "no-deletes"
+tools = ["*__delete_*"]
+action = "deny"
+message = "Deletions are not allowed"
+
+[[policy.rules]]
+id = "big-sums"
+tools = ["local__add"]
+when = 'args.a > 100'
+action = "require_approval"
+approval_policy = "ops"
+"#,
+        upstream = env!("CARGO_BIN_EXE_preloop-test-upstream")
+    )
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+        .await
+        .unwrap()
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
+    let remote = spawn(
+        Command::new(env!("CARGO_BIN_EXE_preloop-test-upstream")).args(["--http", "127.0.0.1:0"]),
+        "listening on ",
+    );
+    let data_dir = tempfile::tempdir().unwrap();
+    let config_path = data_dir.path().join("preloop.toml");
+    std::fs::write(&config_path, config(&remote.url)).unwrap();
+    let server = spawn(
+        Command::new(env!("CARGO_BIN_EXE_preloop"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
+            .env_remove("DATABASE_URL"),
+        "preloop listening on ",
+    );
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/v1", server.url))
+            .auth_header(ADMIN_KEY),
+    );
+    let client = ().serve(transport).await.unwrap();
+
+    // Both upstreams' tools appear once discovered; the unconditionally denied ones are hidden.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let names = loop {
+        let mut names: Vec<String> = client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        if names.iter().any(|n| n.starts_with("remote__"))
+            && names.iter().any(|n| n.starts_with("local__"))
+        {
+            break names;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upstream tools never appeared: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for expected in [
+        "local__add",
+        "local__echo",
+        "remote__echo",
+        "remote__progress",
+        "request_approval",
+    ] {
+        assert!(
+            names.contains(&expected.to_owned()),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("delete_file")),
+        "denied tools are hidden: {names:?}"
+    );
+
+    assert_eq!(
+        text(&call(&client, "remote__echo", json!({"text": "hello"})).await),
+        "hello"
+    );
+    assert_eq!(
+        text(&call(&client, "local__add", json!({"a": 2, "b": 3})).await),
+        "5"
+    );
+
+    let failed = call(&client, "remote__fail", json!({})).await;
+    assert_eq!(failed.is_error, Some(true));
+    assert_eq!(
+        text(&failed),
+        "this tool always fails",
+        "upstream tool errors stay tool errors"
+    );
+
+    let denied = call(&client, "remote__delete_file", json!({"path": "/etc"})).await;
+    assert_eq!(denied.is_error, Some(true));
+    assert_eq!(text(&denied), "Deletions are not allowed");
+
+    let held = call(&client, "local__add", json!({"a": 500, "b": 1})).await;
+    let held: Value = serde_json::from_str(&text(&held)).unwrap();
+    assert_eq!(held["status"], "pending_approval");
+
+    let started = Instant::now();
+    let slow = call(&client, "remote__sleep", json!({"ms": 5000})).await;
+    assert_eq!(slow.is_error, Some(true));
+    assert!(text(&slow).contains("timed out"), "{}", text(&slow));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout bounds the call"
+    );
+
+    // The upstream goes away: a clear tool error, no hang, and the gateway keeps serving.
+    drop(remote);
+    let down = call(&client, "remote__echo", json!({"text": "anyone?"})).await;
+    assert_eq!(down.is_error, Some(true));
+    assert!(text(&down).contains("could not be run"), "{}", text(&down));
+    assert_eq!(
+        text(&call(&client, "local__echo", json!({"text": "still here"})).await),
+        "still here"
+    );
+    client.cancel().await.unwrap();
+}
