@@ -1,10 +1,14 @@
 //! Bearer authentication: an API key becomes the principal of the request.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use preloop_core::Principal;
 use preloop_core::approval::hash_secret;
 use preloop_core::store::{AccountStore, StoreError};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// Why a request is not authenticated.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,10 +24,27 @@ pub enum AuthError {
     Unavailable,
 }
 
-/// Verifies bearer tokens against stored API keys.
+/// How long a verified key is trusted without asking the store again. A key revoked on another
+/// replica stops working within this time (at once on the replica that revoked it).
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+/// How often a key's last use is written.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Most cached keys; past it the cache is cleared.
+const CACHE_CAPACITY: usize = 10_000;
+
+struct Cached {
+    principal: Principal,
+    key_id: Uuid,
+    expires_at: Option<DateTime<Utc>>,
+    verified: Instant,
+}
+
+/// Verifies bearer tokens against stored API keys, caching verified keys briefly.
 #[derive(Clone)]
 pub struct Authenticator {
     accounts: Arc<dyn AccountStore>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
+    touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -35,7 +56,47 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// An authenticator over the account store.
     pub fn new(accounts: Arc<dyn AccountStore>) -> Self {
-        Self { accounts }
+        Self {
+            accounts,
+            cache: Arc::default(),
+            touched: Arc::default(),
+        }
+    }
+
+    /// Forgets a key at once (after revoking it).
+    pub fn forget(&self, key_id: Uuid) {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, c| c.key_id != key_id);
+    }
+
+    fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<(Principal, Uuid)> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = cache.get(hash)?;
+        let fresh =
+            entry.verified.elapsed() < CACHE_TTL && entry.expires_at.is_none_or(|e| now < e);
+        fresh.then(|| (entry.principal.clone(), entry.key_id))
+    }
+
+    /// Records a key's use, at most once per [`TOUCH_INTERVAL`].
+    async fn touch(&self, key_id: Uuid, now: DateTime<Utc>) {
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            if touched
+                .get(&key_id)
+                .is_some_and(|t| t.elapsed() < TOUCH_INTERVAL)
+            {
+                return;
+            }
+            if touched.len() >= CACHE_CAPACITY {
+                touched.clear();
+            }
+            touched.insert(key_id, Instant::now());
+        }
+        if let Err(error) = self.accounts.touch_api_key(key_id, now).await {
+            tracing::warn!(%error, "could not record API key use");
+        }
     }
 
     /// The principal of an `Authorization` header value.
@@ -53,9 +114,14 @@ impl Authenticator {
             AuthError::Unavailable
         };
         let now = Utc::now();
+        let hash = hash_secret(token);
+        if let Some((principal, key_id)) = self.cached(&hash, now) {
+            self.touch(key_id, now).await;
+            return Ok(principal);
+        }
         let key = self
             .accounts
-            .find_api_key_by_hash(&hash_secret(token))
+            .find_api_key_by_hash(&hash)
             .await
             .map_err(unavailable)?
             .filter(|key| key.accepts(token, now))
@@ -67,10 +133,24 @@ impl Authenticator {
             .map_err(unavailable)?
             .filter(|user| !user.disabled)
             .ok_or(AuthError::Invalid)?;
-        if let Err(error) = self.accounts.touch_api_key(key.id, now).await {
-            tracing::warn!(%error, "could not record API key use");
+        let principal = user.principal().with_api_key_name(key.name.clone());
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(
+                hash,
+                Cached {
+                    principal: principal.clone(),
+                    key_id: key.id,
+                    expires_at: key.expires_at,
+                    verified: Instant::now(),
+                },
+            );
         }
-        Ok(user.principal().with_api_key_name(key.name))
+        self.touch(key.id, now).await;
+        Ok(principal)
     }
 }
 
@@ -100,6 +180,9 @@ mod tests {
         );
         let key = store.list_api_keys("default").await.unwrap().remove(0);
         store.revoke_api_key("default", key.id).await.unwrap();
+        // Still cached for up to CACHE_TTL; forgetting it applies the revocation at once.
+        assert!(auth.authenticate(Some(&header)).await.is_ok());
+        auth.forget(key.id);
         assert_eq!(
             auth.authenticate(Some(&header)).await,
             Err(AuthError::Invalid)

@@ -22,7 +22,7 @@ use crate::executor::{ExecutionContext, ToolOutput};
 use crate::policy::{Decision, Effect, EvaluationInput, Governance, GovernanceDocument, Reason};
 use crate::principal::{ClientInfo, Principal};
 use crate::registry::{RegisteredTool, Registry};
-use crate::store::{ApprovalStore, AuditStore, GrantStore, MemoryStore};
+use crate::store::{ApprovalStore, AuditStore, GrantStore, GroupCommitAudit, MemoryStore};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -136,6 +136,7 @@ impl std::fmt::Debug for GovernorBuilder {
 
 impl GovernorBuilder {
     /// Uses one store for approvals, grants and audit (e.g. [`MemoryStore`] or a database store).
+    /// Audit appends of concurrent calls are group-committed ([`GroupCommitAudit`]).
     #[must_use]
     pub fn store<S: ApprovalStore + GrantStore + AuditStore + 'static>(
         mut self,
@@ -143,7 +144,7 @@ impl GovernorBuilder {
     ) -> Self {
         self.approvals = Some(store.clone());
         self.grants = Some(store.clone());
-        self.audit = Some(store);
+        self.audit = Some(Arc::new(GroupCommitAudit::new(store)));
         self
     }
 

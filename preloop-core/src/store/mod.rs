@@ -4,8 +4,10 @@
 //! Every method takes the organization it is scoped to; an implementation never returns or
 //! changes another organization's rows.
 
+mod combining;
 mod memory;
 
+pub use combining::GroupCommitAudit;
 pub use memory::MemoryStore;
 
 use crate::accounts::{ApiKey, Organization, User};
@@ -140,6 +142,22 @@ pub trait AuditStore: Send + Sync {
         from_sequence: u64,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+#[async_trait]
+impl<T: AuditStore + ?Sized> AuditStore for std::sync::Arc<T> {
+    async fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditEvent>, StoreError> {
+        (**self).append(entries).await
+    }
+
+    async fn events(
+        &self,
+        organization_id: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        (**self).events(organization_id, from_sequence, limit).await
+    }
 }
 
 /// Policy documents: the declarative source the governor compiles.
