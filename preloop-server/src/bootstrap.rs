@@ -29,12 +29,18 @@ pub enum BootstrapError {
     WeakKey,
 }
 
-/// Creates the organization, admin and API key if the database has no user yet; `None` otherwise.
+/// Creates the organization, admin and API key if the default organization has no enabled admin
+/// yet (an empty database, or users created with `preloop user create` but no admin); `None`
+/// otherwise.
 pub async fn bootstrap(
     store: &dyn AccountStore,
     admin_api_key: Option<String>,
 ) -> Result<Option<Bootstrapped>, BootstrapError> {
-    if store.count_users().await? > 0 {
+    let users = store.list_users(DEFAULT_ORGANIZATION).await?;
+    if users
+        .iter()
+        .any(|u| u.roles.iter().any(|r| r == "admin") && !u.disabled)
+    {
         return Ok(None);
     }
     if admin_api_key.as_ref().is_some_and(|key| key.len() < 32) {
@@ -83,6 +89,27 @@ mod tests {
         assert!(!first.from_environment);
         assert!(bootstrap(&store, None).await.unwrap().is_none());
         assert_eq!(store.count_users().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn users_without_an_admin_still_get_one() {
+        let store = MemoryStore::new();
+        let organization = Organization {
+            id: DEFAULT_ORGANIZATION.into(),
+            name: "x".into(),
+            created_at: Utc::now(),
+        };
+        store.create_organization(&organization).await.unwrap();
+        store
+            .create_user(&User::new(
+                DEFAULT_ORGANIZATION,
+                "dev@example.com",
+                vec!["member".into()],
+                Utc::now(),
+            ))
+            .await
+            .unwrap();
+        assert!(bootstrap(&store, None).await.unwrap().is_some());
     }
 
     #[tokio::test]

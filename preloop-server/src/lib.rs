@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod builtins;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod mcp;

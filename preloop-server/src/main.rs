@@ -1,6 +1,8 @@
 //! The `preloop` command.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use preloop_core::policy::Format;
+use preloop_server::commands;
 use preloop_server::config::{ConfigFile, Overrides, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,13 +21,13 @@ struct Cli {
 #[derive(clap::Args)]
 struct Location {
     /// Data directory (SQLite database and state).
-    #[arg(long, env = "PRELOOP_DATA_DIR")]
+    #[arg(long, env = "PRELOOP_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Database URL (default: SQLite in the data directory).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Configuration file (TOML).
-    #[arg(long, env = "PRELOOP_CONFIG")]
+    #[arg(long, env = "PRELOOP_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
 
@@ -53,6 +55,135 @@ enum Command {
         #[command(flatten)]
         location: Location,
     },
+    /// Manage the policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+        #[command(flatten)]
+        location: Location,
+        /// Organization.
+        #[arg(long, global = true, default_value = "default")]
+        org: String,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        location: Location,
+        /// Organization.
+        #[arg(long, global = true, default_value = "default")]
+        org: String,
+    },
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+        #[command(flatten)]
+        location: Location,
+        /// Organization.
+        #[arg(long, global = true, default_value = "default")]
+        org: String,
+    },
+    /// Inspect the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[command(flatten)]
+        location: Location,
+        /// Organization.
+        #[arg(long, global = true, default_value = "default")]
+        org: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file (TOML or YAML) and store it; applying the same file again changes nothing.
+    Apply {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Explain the decision for a hypothetical call.
+    Test {
+        /// Exposed tool name, e.g. `github__create_issue`.
+        tool: String,
+        /// Arguments as JSON.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// A role of the caller (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// E-mail of the caller.
+        #[arg(long)]
+        user: Option<String>,
+        /// Test this file instead of the stored policy.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print the stored policy.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "toml")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Toml,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; with --password-stdin the first line of standard input is the password.
+    Create {
+        /// E-mail address (the sign-in name).
+        email: String,
+        /// A role (repeatable): admin, approver, member, agent.
+        #[arg(long = "role", default_value = "member")]
+        roles: Vec<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create an API key for a user; the secret is printed once.
+    Create {
+        /// The user's e-mail address.
+        #[arg(long)]
+        user: String,
+        /// A name for the key.
+        #[arg(long)]
+        name: String,
+        /// Lifetime, e.g. `30d`, `12h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// Revoke an API key.
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain; exits non-zero at the first broken link.
+    Verify,
+    /// Print every event as a JSON line.
+    Export,
+}
+
+async fn open(location: Location) -> Result<preloop_store::Database, String> {
+    let settings = settings(location, None)?;
+    preloop_store::Database::open(&settings.database_url)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn settings(location: Location, bind: Option<String>) -> Result<Settings, String> {
@@ -97,12 +228,92 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())
         }
         Command::Migrate { location } => {
-            let settings = settings(location, None)?;
-            let database = preloop_store::Database::open(&settings.database_url)
-                .await
-                .map_err(|e| e.to_string())?;
+            let database = open(location).await?;
             println!("database at {} is up to date", database.redacted_url());
             Ok(())
+        }
+        Command::Policy {
+            command,
+            location,
+            org,
+        } => {
+            let database = open(location).await?;
+            match command {
+                PolicyCommand::Apply { file } => {
+                    commands::policy_apply(&database, &org, &file).await
+                }
+                PolicyCommand::Test {
+                    tool,
+                    args,
+                    roles,
+                    user,
+                    file,
+                } => {
+                    let call = commands::TestCall {
+                        tool: &tool,
+                        arguments: &args,
+                        roles,
+                        user,
+                        file: file.as_deref(),
+                    };
+                    commands::policy_test(&database, &org, call).await
+                }
+                PolicyCommand::Export { format } => {
+                    let format = match format {
+                        ExportFormat::Toml => Format::Toml,
+                        ExportFormat::Yaml => Format::Yaml,
+                    };
+                    commands::policy_export(&database, &org, format).await
+                }
+            }
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    roles,
+                    password_stdin,
+                },
+            location,
+            org,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?;
+                Some(line.trim_end_matches(['\n', '\r']).to_owned())
+            } else {
+                None
+            };
+            let database = open(location).await?;
+            commands::user_create(&database, &org, &email, roles, password).await
+        }
+        Command::Apikey {
+            command,
+            location,
+            org,
+        } => {
+            let database = open(location).await?;
+            match command {
+                ApikeyCommand::Create {
+                    user,
+                    name,
+                    expires_in,
+                } => commands::apikey_create(&database, &user, &name, expires_in).await,
+                ApikeyCommand::Revoke { id } => commands::apikey_revoke(&database, &org, &id).await,
+            }
+        }
+        Command::Audit {
+            command,
+            location,
+            org,
+        } => {
+            let database = open(location).await?;
+            match command {
+                AuditCommand::Verify => commands::audit_verify(&database, &org).await,
+                AuditCommand::Export => commands::audit_export(&database, &org).await,
+            }
         }
     }
 }
