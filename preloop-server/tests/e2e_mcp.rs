@@ -422,3 +422,66 @@ async fn rest_errors_are_json_with_the_right_status() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_clear_errors() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start(data_dir.path());
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        http.post(format!("{}/mcp/v1", server.url))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+    };
+    let malformed = post(b"{not json".to_vec()).send().await.unwrap();
+    assert!(
+        malformed.status().is_client_error(),
+        "{}",
+        malformed.status()
+    );
+    let oversized = post(vec![b' '; 5 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(oversized.status(), 413);
+    let rest_oversized = http
+        .post(format!(
+            "{}/api/v1/approval-requests/{}/approve",
+            server.url,
+            uuid::Uuid::new_v4()
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .body(vec![b' '; 5 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest_oversized.status(), 413);
+
+    let client = connect(&server, ADMIN_KEY).await.unwrap();
+    let wrong_type = client
+        .call_tool(
+            CallToolRequestParams::new("request_approval").with_arguments(
+                serde_json::Map::from_iter([("operation".to_owned(), json!(42))]),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        wrong_type.to_string().contains("input schema"),
+        "{wrong_type}"
+    );
+    let unknown_field = client
+        .call_tool(
+            CallToolRequestParams::new("request_approval").with_arguments(
+                serde_json::Map::from_iter([
+                    ("operation".to_owned(), json!("x")),
+                    ("surprise".to_owned(), json!(true)),
+                ]),
+            ),
+        )
+        .await;
+    assert!(
+        unknown_field.is_err(),
+        "additionalProperties: false is enforced"
+    );
+    client.cancel().await.unwrap();
+}

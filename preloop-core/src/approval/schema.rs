@@ -5,28 +5,55 @@ use serde_json::Value;
 /// Most validation errors reported for one document.
 const MAX_ERRORS: usize = 20;
 
-/// Checks `arguments` against `schema`; the error lists what does not fit, with JSON pointers.
-/// A schema that itself does not compile is reported as an error too: nothing unvalidated passes.
-pub fn validate_arguments(schema: &Value, arguments: &Value) -> Result<(), Vec<String>> {
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|error| vec![format!("the tool's input schema is invalid: {error}")])?;
-    let errors: Vec<String> = validator
-        .iter_errors(arguments)
-        .take(MAX_ERRORS)
-        .map(|error| {
-            let path = error.instance_path().to_string();
-            if path.is_empty() {
-                error.to_string()
-            } else {
-                format!("{path}: {error}")
-            }
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+/// A tool's input schema, compiled once.
+#[derive(Debug)]
+pub struct ArgumentSchema {
+    validator: Result<jsonschema::Validator, String>,
+}
+
+impl ArgumentSchema {
+    /// Compiles `schema`; a schema that does not compile is kept as that error.
+    pub fn compile(schema: &Value) -> Self {
+        Self {
+            validator: jsonschema::validator_for(schema).map_err(|e| e.to_string()),
+        }
     }
+
+    /// Whether the schema compiled.
+    pub fn is_valid(&self) -> bool {
+        self.validator.is_ok()
+    }
+
+    /// Checks `arguments`; the error lists what does not fit, with JSON pointers. A schema that
+    /// does not compile rejects everything: nothing unvalidated passes.
+    pub fn check(&self, arguments: &Value) -> Result<(), Vec<String>> {
+        let validator = self
+            .validator
+            .as_ref()
+            .map_err(|error| vec![format!("the tool's input schema is invalid: {error}")])?;
+        let errors: Vec<String> = validator
+            .iter_errors(arguments)
+            .take(MAX_ERRORS)
+            .map(|error| {
+                let path = error.instance_path().to_string();
+                if path.is_empty() {
+                    error.to_string()
+                } else {
+                    format!("{path}: {error}")
+                }
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Checks `arguments` against `schema` (compiling it for this one check).
+pub fn validate_arguments(schema: &Value, arguments: &Value) -> Result<(), Vec<String>> {
+    ArgumentSchema::compile(schema).check(arguments)
 }
 
 #[cfg(test)]

@@ -302,9 +302,10 @@ impl Governor {
         let call_id = Uuid::new_v4();
         let now = self.clock.now();
         let org = principal.organization_id.as_str();
-        let checked = self
-            .visible_tool(principal, &call.tool)
-            .and_then(|tool| Ok((tool, normalize_arguments(&call.arguments)?)));
+        let checked = self.visible_tool(principal, &call.tool).and_then(|tool| {
+            let arguments = checked_arguments(&tool, &call.arguments)?;
+            Ok((tool, arguments))
+        });
         let (tool, arguments) = match checked {
             Ok(checked) => checked,
             Err(error) => {
@@ -377,7 +378,7 @@ impl Governor {
         let now = self.clock.now();
         let org = principal.organization_id.as_str();
         let tool = self.visible_tool(principal, &call.tool)?;
-        let arguments = normalize_arguments(&call.arguments)?;
+        let arguments = checked_arguments(&tool, &call.arguments)?;
         let governance = self.governance_or_fail(principal)?;
         if approval_policy.is_some_and(|name| governance.approval_policy(Some(name)).is_none()) {
             return Err(GovernorError::Forbidden(format!(
@@ -634,6 +635,18 @@ struct Held<'a> {
     call: &'a ToolCall,
     call_id: Uuid,
     rule: Option<String>,
+}
+
+/// The call's arguments as an object that matches the tool's input schema.
+fn checked_arguments(tool: &RegisteredTool, arguments: &Value) -> Result<Value, GovernorError> {
+    let arguments = normalize_arguments(arguments)?;
+    tool.check_arguments(&arguments).map_err(|errors| {
+        GovernorError::InvalidArguments(format!(
+            "the arguments do not match the tool's input schema: {}",
+            errors.join("; ")
+        ))
+    })?;
+    Ok(arguments)
 }
 
 fn normalize_arguments(arguments: &Value) -> Result<Value, GovernorError> {

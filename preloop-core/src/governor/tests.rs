@@ -570,3 +570,23 @@ fn blocking_calls_report_progress_while_waiting() {
     caller.join().unwrap().unwrap();
     assert!(progress.0.load(Ordering::SeqCst) >= 1);
 }
+
+#[test]
+fn arguments_that_do_not_match_the_input_schema_are_rejected_before_policy() {
+    let f = fixture();
+    let error = block_on(
+        f.governor
+            .call(&agent(), ToolCall::new("time__convert", json!({"tz": 5}))),
+    )
+    .unwrap_err();
+    let GovernorError::InvalidArguments(message) = error else {
+        panic!("{error:?}")
+    };
+    assert!(message.contains("/tz"), "{message}");
+    assert_eq!(f.runs.load(Ordering::SeqCst), 0);
+    assert!(
+        chain_is_intact(&f, "acme")
+            .iter()
+            .any(|k| matches!(k, AuditEventKind::CallRejected { .. }))
+    );
+}

@@ -8,10 +8,11 @@ mod tool;
 
 pub use tool::{EXPOSED_NAME_SEPARATOR, ToolAnnotations, ToolDescriptor, ToolSource, exposed_name};
 
+use crate::approval::ArgumentSchema;
 use crate::executor::ToolExecutor;
 use crate::principal::{Principal, PrincipalSelector};
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 /// A tool with the executor that runs it and who may see it.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct RegisteredTool {
     pub visible_to: Vec<PrincipalSelector>,
     /// Disabled tools are invisible to everyone.
     pub enabled: bool,
+    /// The input schema, compiled on first use and shared by every copy of this registration.
+    schema: Arc<OnceLock<ArgumentSchema>>,
 }
 
 impl std::fmt::Debug for RegisteredTool {
@@ -44,6 +47,21 @@ impl RegisteredTool {
             executor,
             visible_to: Vec::new(),
             enabled: true,
+            schema: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Checks call arguments against the tool's input schema. A schema that does not compile
+    /// cannot judge anything, so it is skipped here (the policy still decides); edits made by
+    /// approvers are held to it strictly.
+    pub fn check_arguments(&self, arguments: &serde_json::Value) -> Result<(), Vec<String>> {
+        let schema = self
+            .schema
+            .get_or_init(|| ArgumentSchema::compile(&self.descriptor.input_schema));
+        if schema.is_valid() {
+            schema.check(arguments)
+        } else {
+            Ok(())
         }
     }
 
