@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use preloop_core::governor::Governor;
-use preloop_core::store::AccountStore;
+use preloop_core::store::{AccountStore, PolicyStore};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub governor: Arc<Governor>,
     /// Accounts, for authentication and readiness.
     pub accounts: Arc<dyn AccountStore>,
+    /// Policy documents.
+    pub policies: Arc<dyn PolicyStore>,
     /// Bearer authentication.
     pub authenticator: Authenticator,
 }

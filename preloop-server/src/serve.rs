@@ -75,6 +75,7 @@ pub async fn serve(settings: Settings, admin_api_key: Option<String>) -> Result<
     let state = AppState {
         governor,
         accounts: database.clone() as Arc<dyn AccountStore>,
+        policies: database.clone() as Arc<dyn PolicyStore>,
         authenticator: Authenticator::new(database.clone()),
     };
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());

@@ -224,5 +224,61 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
         text(&call(&client, "local__echo", json!({"text": "still here"})).await),
         "still here"
     );
+
+    // The policy over REST: broken CEL is refused with the rule named; a valid change applies at once.
+    let http = reqwest::Client::new();
+    let rules = format!("{}/api/v1/access-rules", server.url);
+    let broken = json!({"policy": {"rules": [{"id": "typo", "tools": ["*"], "when": "args.x ==", "action": "deny"}]}});
+    let refused = http
+        .put(&rules)
+        .bearer_auth(ADMIN_KEY)
+        .json(&broken)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let message = refused.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("rule `typo`") && message.contains("CEL syntax error"),
+        "{message}"
+    );
+    let strict = json!({"policy": {"default": "allow", "rules": [
+        {"id": "no-echo", "tools": ["local__echo"], "action": "deny", "message": "Echo is off today"}
+    ]}});
+    let applied = http
+        .put(&rules)
+        .bearer_auth(ADMIN_KEY)
+        .json(&strict)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(applied.status(), 200);
+    let denied = call(&client, "local__echo", json!({"text": "hi"})).await;
+    assert_eq!(text(&denied), "Echo is off today");
+    let explained: Value = http
+        .post(format!("{rules}/test"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"tool": "local__echo", "arguments": {"text": "x"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(explained["action"], "deny");
+    assert_eq!(explained["rule"], "no-echo");
+    let stored: Value = http
+        .get(&rules)
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["policy"]["rules"][0]["id"], "no-echo");
     client.cancel().await.unwrap();
 }

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod error;
+mod policy;
 
 pub use error::ApiError;
 
@@ -11,5 +12,7 @@ use axum::Router;
 
 /// The `/api/v1` routes (authentication is applied by the caller).
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(approvals::routes())
+    Router::new()
+        .merge(approvals::routes())
+        .merge(policy::routes())
 }
