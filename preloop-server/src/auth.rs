@@ -1,7 +1,9 @@
 //! Bearer authentication: an API key becomes the principal of the request.
 
+use crate::tokens::{TokenKeys, TokenKind};
 use chrono::{DateTime, Utc};
 use preloop_core::Principal;
+use preloop_core::accounts::{API_KEY_PREFIX, User};
 use preloop_core::approval::hash_secret;
 use preloop_core::store::{AccountStore, StoreError};
 use std::collections::HashMap;
@@ -34,15 +36,17 @@ const CACHE_CAPACITY: usize = 10_000;
 
 struct Cached {
     principal: Principal,
-    key_id: Uuid,
+    /// The API key, for keys (JWTs have none).
+    key_id: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
     verified: Instant,
 }
 
-/// Verifies bearer tokens against stored API keys, caching verified keys briefly.
+/// Verifies bearer tokens (API keys and JWT access tokens), caching verified ones briefly.
 #[derive(Clone)]
 pub struct Authenticator {
     accounts: Arc<dyn AccountStore>,
+    keys: TokenKeys,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -54,10 +58,11 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator over the account store.
-    pub fn new(accounts: Arc<dyn AccountStore>) -> Self {
+    /// An authenticator over the account store, verifying JWTs with `keys`.
+    pub fn new(accounts: Arc<dyn AccountStore>, keys: TokenKeys) -> Self {
         Self {
             accounts,
+            keys,
             cache: Arc::default(),
             touched: Arc::default(),
         }
@@ -68,10 +73,10 @@ impl Authenticator {
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, c| c.key_id != key_id);
+            .retain(|_, c| c.key_id != Some(key_id));
     }
 
-    fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<(Principal, Uuid)> {
+    fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<(Principal, Option<Uuid>)> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = cache.get(hash)?;
         let fresh =
@@ -116,24 +121,39 @@ impl Authenticator {
         let now = Utc::now();
         let hash = hash_secret(token);
         if let Some((principal, key_id)) = self.cached(&hash, now) {
-            self.touch(key_id, now).await;
+            if let Some(key_id) = key_id {
+                self.touch(key_id, now).await;
+            }
             return Ok(principal);
         }
-        let key = self
-            .accounts
-            .find_api_key_by_hash(&hash)
-            .await
-            .map_err(unavailable)?
-            .filter(|key| key.accepts(token, now))
-            .ok_or(AuthError::Invalid)?;
-        let user = self
-            .accounts
-            .get_user(&key.organization_id, &key.user_id)
-            .await
-            .map_err(unavailable)?
-            .filter(|user| !user.disabled)
-            .ok_or(AuthError::Invalid)?;
-        let principal = user.principal().with_api_key_name(key.name.clone());
+        let (principal, key_id, expires_at) = if token.starts_with(API_KEY_PREFIX) {
+            let key = self
+                .accounts
+                .find_api_key_by_hash(&hash)
+                .await
+                .map_err(unavailable)?
+                .filter(|key| key.accepts(token, now))
+                .ok_or(AuthError::Invalid)?;
+            let user = self
+                .enabled_user(&key.organization_id, &key.user_id)
+                .await?;
+            (
+                user.principal().with_api_key_name(key.name.clone()),
+                Some(key.id),
+                key.expires_at,
+            )
+        } else {
+            let claims = self
+                .keys
+                .verify(token, TokenKind::Access)
+                .ok_or(AuthError::Invalid)?;
+            let user = self.enabled_user(&claims.org, &claims.sub).await?;
+            (
+                user.principal(),
+                None,
+                DateTime::from_timestamp(claims.exp, 0),
+            )
+        };
         {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             if cache.len() >= CACHE_CAPACITY {
@@ -143,14 +163,29 @@ impl Authenticator {
                 hash,
                 Cached {
                     principal: principal.clone(),
-                    key_id: key.id,
-                    expires_at: key.expires_at,
+                    key_id,
+                    expires_at,
                     verified: Instant::now(),
                 },
             );
         }
-        self.touch(key.id, now).await;
+        if let Some(key_id) = key_id {
+            self.touch(key_id, now).await;
+        }
         Ok(principal)
+    }
+
+    /// The user a credential belongs to, if it exists and is enabled.
+    async fn enabled_user(&self, organization_id: &str, user_id: &str) -> Result<User, AuthError> {
+        self.accounts
+            .get_user(organization_id, user_id)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "authentication store failed");
+                AuthError::Unavailable
+            })?
+            .filter(|user| !user.disabled)
+            .ok_or(AuthError::Invalid)
     }
 }
 
@@ -164,7 +199,8 @@ mod tests {
     async fn api_keys_authenticate_until_revoked() {
         let store = Arc::new(MemoryStore::new());
         let admin = bootstrap(&*store, None).await.unwrap().unwrap();
-        let auth = Authenticator::new(store.clone());
+        let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
+        let auth = Authenticator::new(store.clone(), keys.clone());
         let header = format!("Bearer {}", admin.api_key);
         let principal = auth.authenticate(Some(&header)).await.unwrap();
         assert!(principal.has_role("admin"));
@@ -183,6 +219,27 @@ mod tests {
         // Still cached for up to CACHE_TTL; forgetting it applies the revocation at once.
         assert!(auth.authenticate(Some(&header)).await.is_ok());
         auth.forget(key.id);
+        // A JWT for the same user authenticates; one signed with another key does not.
+        let jwt = keys.issue(&admin.admin.id, "default", TokenKind::Access);
+        assert!(
+            auth.authenticate(Some(&format!("Bearer {jwt}")))
+                .await
+                .is_ok()
+        );
+        let forged = TokenKeys::from_secret(&"x".repeat(40)).unwrap().issue(
+            &admin.admin.id,
+            "default",
+            TokenKind::Access,
+        );
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {forged}"))).await,
+            Err(AuthError::Invalid)
+        );
+        let refresh = keys.issue(&admin.admin.id, "default", TokenKind::Refresh);
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {refresh}"))).await,
+            Err(AuthError::Invalid)
+        );
         assert_eq!(
             auth.authenticate(Some(&header)).await,
             Err(AuthError::Invalid)

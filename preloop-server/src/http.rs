@@ -33,6 +33,10 @@ pub struct AppState {
     pub policies: Arc<dyn PolicyStore>,
     /// Bearer authentication.
     pub authenticator: Authenticator,
+    /// Signs access and refresh tokens.
+    pub tokens: crate::tokens::TokenKeys,
+    /// Whether `POST /api/v1/auth/register` creates accounts.
+    pub registration_enabled: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -73,6 +77,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         .route("/ready", get(ready))
         .merge(authenticated_mcp)
         .merge(authenticated_api)
+        .nest("/api/v1", crate::api::public_routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -16,4 +16,5 @@ pub mod config;
 pub mod http;
 pub mod mcp;
 pub mod serve;
+pub mod tokens;
 pub mod upstream;

@@ -220,10 +220,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             init_logging(log_format);
             let settings = settings(location, bind)?;
-            let admin_key = std::env::var("PRELOOP_ADMIN_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty());
-            preloop_server::serve::serve(settings, admin_key)
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let options = preloop_server::serve::ServeOptions {
+                admin_api_key: env("PRELOOP_ADMIN_API_KEY"),
+                secret_key: env("SECRET_KEY"),
+                registration_enabled: !matches!(
+                    env("REGISTRATION_ENABLED").as_deref(),
+                    Some("false" | "0" | "no")
+                ),
+            };
+            preloop_server::serve::serve(settings, options)
                 .await
                 .map_err(|e| e.to_string())
         }

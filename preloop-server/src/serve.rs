@@ -5,6 +5,7 @@ use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
 use crate::config::Settings;
 use crate::http::{AppState, app};
+use crate::tokens::TokenKeys;
 use crate::upstream::{UpstreamServer, UpstreamSpec};
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
@@ -33,6 +34,9 @@ pub enum StartError {
     /// The built-in tools could not be registered.
     #[error(transparent)]
     Registry(#[from] preloop_core::registry::RegistryError),
+    /// The token signing key is unusable.
+    #[error("{0}")]
+    Secret(String),
     /// An `[[mcp_servers]]` entry is incomplete.
     #[error("{0}")]
     Upstream(String),
@@ -49,9 +53,31 @@ pub enum StartError {
 /// How often due approval work (expiry, escalation) is claimed and applied.
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Secrets and switches from the environment.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// `PRELOOP_ADMIN_API_KEY`.
+    pub admin_api_key: Option<String>,
+    /// `SECRET_KEY`.
+    pub secret_key: Option<String>,
+    /// `REGISTRATION_ENABLED` (default true).
+    pub registration_enabled: bool,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("registration_enabled", &self.registration_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs the server until SIGINT/SIGTERM. In-flight requests finish; pending approvals stay
 /// pending in the store.
-pub async fn serve(settings: Settings, admin_api_key: Option<String>) -> Result<(), StartError> {
+pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), StartError> {
+    let tokens = TokenKeys::load(options.secret_key, &settings.data_dir)
+        .map_err(|e| StartError::Secret(e.to_string()))?;
+    let admin_api_key = options.admin_api_key;
     let database = Arc::new(Database::open(&settings.database_url).await?);
     tracing::info!(database = %database.redacted_url(), "database ready");
     if let Some(created) = bootstrap(&*database, admin_api_key).await? {
@@ -76,7 +102,9 @@ pub async fn serve(settings: Settings, admin_api_key: Option<String>) -> Result<
         governor,
         accounts: database.clone() as Arc<dyn AccountStore>,
         policies: database.clone() as Arc<dyn PolicyStore>,
-        authenticator: Authenticator::new(database.clone()),
+        authenticator: Authenticator::new(database.clone(), tokens.clone()),
+        tokens,
+        registration_enabled: options.registration_enabled,
     };
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind)

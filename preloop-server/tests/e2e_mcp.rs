@@ -53,6 +53,10 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
     let config = data_dir.join("preloop.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_preloop"))
@@ -62,6 +66,8 @@ fn start(data_dir: &Path) -> Server {
         .arg(data_dir)
         .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
         .env_remove("DATABASE_URL")
+        .env_remove("SECRET_KEY")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -484,4 +490,117 @@ async fn malformed_and_oversized_requests_get_clear_errors() {
         "additionalProperties: false is enforced"
     );
     client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_register_sign_in_and_use_jwts_and_forged_tokens_fail() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start(data_dir.path());
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}/api/v1{path}", server.url);
+    let registered: Value = http
+        .post(url("/auth/register"))
+        .json(&json!({"email": "Ada@Example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        registered["access_token"].as_str().is_some(),
+        "{registered}"
+    );
+    let again = http
+        .post(url("/auth/register"))
+        .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+
+    let wrong = http
+        .post(url("/auth/token"))
+        .json(&json!({"email": "ada@example.com", "password": "wrong password!!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let unknown = http
+        .post(url("/auth/token"))
+        .json(&json!({"email": "nobody@example.com", "password": "whatever it is"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 401);
+    let tokens: Value = http
+        .post(url("/auth/token"))
+        .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // The access token opens an MCP session and REST; the refresh token does neither.
+    let client = connect(&server, &access).await.unwrap();
+    assert!(!client.list_all_tools().await.unwrap().is_empty());
+    client.cancel().await.unwrap();
+    let listed = http
+        .get(url("/approval-requests"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    assert!(connect(&server, &refresh).await.is_err());
+    let refreshed: Value = http
+        .post(url("/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(refreshed["access_token"].as_str().is_some());
+    let misused = http
+        .post(url("/auth/refresh"))
+        .json(&json!({"refresh_token": access}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(misused.status(), 401);
+
+    // A token signed with another key, a tampered one, and garbage are all refused.
+    let mut parts: Vec<String> = access.split('.').map(str::to_owned).collect();
+    parts[2] = "c2lnbmF0dXJl".to_owned();
+    for bad in [
+        parts.join("."),
+        format!("{access}x"),
+        "not-a-token".to_owned(),
+    ] {
+        let response = http
+            .get(url("/approval-requests"))
+            .bearer_auth(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{bad}");
+        assert!(connect(&server, &bad).await.is_err());
+    }
+    drop(server);
+
+    let closed_dir = tempfile::tempdir().unwrap();
+    let closed = start_with(closed_dir.path(), &[("REGISTRATION_ENABLED", "false")]);
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/register", closed.url))
+        .json(&json!({"email": "eve@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
 }

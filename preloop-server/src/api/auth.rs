@@ -1,0 +1,156 @@
+//! `/api/v1/auth`: password sign-in for tokens, refresh, and registration. These routes are the
+//! only ones under `/api/v1` that need no bearer token.
+
+use super::ApiError;
+use crate::http::AppState;
+use crate::tokens::{ACCESS_TTL_SECONDS, TokenKind};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use axum_extra::extract::WithRejection;
+use chrono::Utc;
+use preloop_core::accounts::{Organization, User, hash_password, verify_password};
+use preloop_core::store::StoreError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/token", post(token))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/register", post(register))
+}
+
+fn token_pair(state: &AppState, user: &User) -> Json<Value> {
+    Json(json!({
+        "access_token": state.tokens.issue(&user.id, &user.organization_id, TokenKind::Access),
+        "refresh_token": state.tokens.issue(&user.id, &user.organization_id, TokenKind::Refresh),
+        "token_type": "bearer",
+        "expires_in": ACCESS_TTL_SECONDS,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// A real argon2 hash to verify against when the e-mail is unknown (or has no password), so
+/// every failed sign-in takes the same time and reveals nothing about which accounts exist.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
+}
+
+async fn token(
+    State(state): State<AppState>,
+    WithRejection(Json(credentials), _): WithRejection<Json<Credentials>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let user = state
+        .accounts
+        .find_user_by_email(&credentials.email)
+        .await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = verify_password(
+        &credentials.password,
+        hash.as_deref().unwrap_or_else(|| decoy_hash()),
+    );
+    match user {
+        Some(user) if matches && hash.is_some() && !user.disabled => Ok(token_pair(&state, &user)),
+        _ => Err(ApiError::Unauthorized(
+            "wrong e-mail address or password".to_owned(),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    WithRejection(Json(body), _): WithRejection<Json<RefreshBody>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let invalid = || ApiError::Unauthorized("invalid or expired refresh token".to_owned());
+    let claims = state
+        .tokens
+        .verify(&body.refresh_token, TokenKind::Refresh)
+        .ok_or_else(invalid)?;
+    let user = state
+        .accounts
+        .get_user(&claims.org, &claims.sub)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(invalid)?;
+    Ok(token_pair(&state, &user))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    email: String,
+    password: String,
+    name: Option<String>,
+    organization: Option<String>,
+}
+
+/// Creates a new organization with the registrant as its admin.
+async fn register(
+    State(state): State<AppState>,
+    WithRejection(Json(body), _): WithRejection<Json<Registration>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.registration_enabled {
+        return Err(ApiError::Forbidden(
+            "registration is disabled on this server".to_owned(),
+        ));
+    }
+    if !body.email.contains('@') {
+        return Err(ApiError::Unprocessable(format!(
+            "`{}` is not an e-mail address",
+            body.email
+        )));
+    }
+    if body.password.len() < 12 {
+        return Err(ApiError::Unprocessable(
+            "passwords must have at least 12 characters".to_owned(),
+        ));
+    }
+    let now = Utc::now();
+    let organization = Organization {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: body
+            .organization
+            .unwrap_or_else(|| format!("{}'s organization", body.email)),
+        created_at: now,
+    };
+    let mut user = User::new(&organization.id, &body.email, vec!["admin".to_owned()], now);
+    user.name = body.name;
+    user.password_hash =
+        Some(hash_password(&body.password).map_err(|e| ApiError::Unprocessable(e.to_string()))?);
+    if state
+        .accounts
+        .find_user_by_email(&user.email)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict(
+            "an account with this e-mail address exists".to_owned(),
+        ));
+    }
+    state.accounts.create_organization(&organization).await?;
+    state
+        .accounts
+        .create_user(&user)
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists => {
+                ApiError::Conflict("an account with this e-mail address exists".to_owned())
+            }
+            other => other.into(),
+        })?;
+    Ok(token_pair(&state, &user))
+}

@@ -1,0 +1,208 @@
+//! JWT access and refresh tokens (HS256), signed with `SECRET_KEY`.
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Lifetime of an access token.
+pub const ACCESS_TTL_SECONDS: i64 = 15 * 60;
+/// Lifetime of a refresh token.
+pub const REFRESH_TTL_SECONDS: i64 = 30 * 24 * 3600;
+/// Shortest accepted `SECRET_KEY`.
+pub const MIN_SECRET_LENGTH: usize = 32;
+
+/// The two kinds of token; a refresh token never authenticates a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Authenticates requests.
+    Access,
+    /// Obtains a new pair.
+    Refresh,
+}
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Organization.
+    pub org: String,
+    /// Kind.
+    pub typ: TokenKind,
+    /// Issued at (seconds).
+    pub iat: i64,
+    /// Expires at (seconds).
+    pub exp: i64,
+}
+
+/// Signs and verifies tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(<redacted>)")
+    }
+}
+
+/// Why a secret key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Too short to be a key.
+    #[error("SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long")]
+    TooShort,
+    /// The generated key file could not be read or written.
+    #[error("cannot use the secret key file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+}
+
+impl TokenKeys {
+    /// Keys from a secret.
+    pub fn from_secret(secret: &str) -> Result<Self, KeyError> {
+        if secret.len() < MIN_SECRET_LENGTH {
+            return Err(KeyError::TooShort);
+        }
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        })
+    }
+
+    /// `SECRET_KEY` if set; otherwise a key generated once into `data_dir/secret_key` (mode 0600),
+    /// which suits one server. Replicas must share `SECRET_KEY`.
+    pub fn load(secret: Option<String>, data_dir: &Path) -> Result<Self, KeyError> {
+        if let Some(secret) = secret {
+            return Self::from_secret(&secret);
+        }
+        let path = data_dir.join("secret_key");
+        let file_error = |e: std::io::Error| KeyError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(secret) => secret.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir).map_err(file_error)?;
+                let secret = format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                );
+                write_private(&path, &secret).map_err(file_error)?;
+                secret
+            }
+            Err(e) => return Err(file_error(e)),
+        };
+        Self::from_secret(&secret)
+    }
+
+    /// Issues a token of `kind` for a user.
+    pub fn issue(&self, user_id: &str, organization_id: &str, kind: TokenKind) -> String {
+        let now = Utc::now().timestamp();
+        let ttl = match kind {
+            TokenKind::Access => ACCESS_TTL_SECONDS,
+            TokenKind::Refresh => REFRESH_TTL_SECONDS,
+        };
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            org: organization_id.to_owned(),
+            typ: kind,
+            iat: now,
+            exp: now + ttl,
+        };
+        // HS256 signing of a serializable struct cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default()
+    }
+
+    /// The claims of a valid, unexpired token of `kind` (signature checked, only HS256 accepted).
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        (claims.typ == kind).then_some(claims)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    std::fs::write(path, secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_with_the_key_and_kind_they_were_made_for() {
+        let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
+        let access = keys.issue("u1", "acme", TokenKind::Access);
+        let claims = keys.verify(&access, TokenKind::Access).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.org.as_str()), ("u1", "acme"));
+        assert!(
+            keys.verify(&access, TokenKind::Refresh).is_none(),
+            "kinds are not interchangeable"
+        );
+        let other = TokenKeys::from_secret(&"x".repeat(40)).unwrap();
+        assert!(
+            other.verify(&access, TokenKind::Access).is_none(),
+            "wrong signature"
+        );
+        let mut tampered = access.clone();
+        tampered.pop();
+        assert!(keys.verify(&tampered, TokenKind::Access).is_none());
+        assert!(keys.verify("not.a.jwt", TokenKind::Access).is_none());
+        assert!(matches!(
+            TokenKeys::from_secret("short"),
+            Err(KeyError::TooShort)
+        ));
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
+        let claims = Claims {
+            sub: "u".into(),
+            org: "o".into(),
+            typ: TokenKind::Access,
+            iat: 0,
+            exp: 1,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert!(keys.verify(&token, TokenKind::Access).is_none());
+    }
+
+    #[test]
+    fn a_generated_key_persists_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = TokenKeys::load(None, dir.path()).unwrap();
+        let token = first.issue("u", "o", TokenKind::Access);
+        let again = TokenKeys::load(None, dir.path()).unwrap();
+        assert!(again.verify(&token, TokenKind::Access).is_some());
+    }
+}
