@@ -75,11 +75,44 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .merge(authenticated_mcp)
         .merge(authenticated_api)
         .nest("/api/v1", crate::api::public_routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+}
+
+/// Counts requests by route template (never the raw path, which would explode label cardinality)
+/// and status.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(
+            || mcp_or_other(request.uri().path()),
+            |p| p.as_str().to_owned(),
+        );
+    let response = next.run(request).await;
+    crate::metrics::http_request(&route, response.status().as_u16());
+    response
+}
+
+/// Nested services have no matched route template; name the MCP ones, lump the rest.
+fn mcp_or_other(path: &str) -> String {
+    if path.starts_with("/mcp") {
+        "/mcp".to_owned()
+    } else {
+        "other".to_owned()
+    }
 }
 
 async fn health() -> impl IntoResponse {

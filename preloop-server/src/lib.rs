@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod serve;
 pub mod tokens;
 pub mod upstream;

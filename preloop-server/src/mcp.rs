@@ -181,6 +181,7 @@ impl ServerHandler for PreloopMcp {
         let result = match request.name.as_ref() {
             GET_APPROVAL_STATUS => self.approval_status(&principal, &arguments).await,
             name => {
+                let started = std::time::Instant::now();
                 let mut call = ToolCall::new(name, arguments.clone()).with_client(client(&context));
                 if let Some(token) = context.meta.get_progress_token() {
                     call = call.with_progress(Arc::new(McpProgress {
@@ -202,12 +203,47 @@ impl ServerHandler for PreloopMcp {
                     self.governor.call(&principal, call).await
                 };
                 match outcome {
-                    Ok(outcome) => Ok(outcome_result(&outcome)),
-                    Err(error) => protocol_error(error),
+                    Ok(outcome) => {
+                        record(&outcome, started.elapsed());
+                        Ok(outcome_result(&outcome))
+                    }
+                    Err(error) => {
+                        crate::metrics::tool_call("rejected");
+                        protocol_error(error)
+                    }
                 }
             }
         };
         result.map(Into::into)
+    }
+}
+
+/// Counts an outcome, and the wait of calls that were held for approval.
+fn record(outcome: &Outcome, took: Duration) {
+    let label = match outcome {
+        Outcome::Executed { .. } => "executed",
+        Outcome::Denied { .. } => "denied",
+        Outcome::PendingApproval { .. } => "pending_approval",
+        Outcome::Declined { .. } => "declined",
+        Outcome::Expired { .. } => "expired",
+        Outcome::Cancelled { .. } => "cancelled",
+        Outcome::Failed { .. } => "failed",
+    };
+    crate::metrics::tool_call(label);
+    let held = matches!(
+        outcome,
+        Outcome::Executed {
+            request_id: Some(_),
+            ..
+        } | Outcome::Failed {
+            request_id: Some(_),
+            ..
+        } | Outcome::Declined { .. }
+            | Outcome::Expired { .. }
+            | Outcome::Cancelled { .. }
+    );
+    if held {
+        crate::metrics::approval_wait(label, took);
     }
 }
 

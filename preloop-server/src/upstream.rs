@@ -263,7 +263,15 @@ impl ToolExecutor for UpstreamExecutor {
             params = params.with_arguments(arguments);
         }
         let timeout = self.server.spec.timeout;
-        match tokio::time::timeout(timeout, client.call_tool(params)).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(timeout, client.call_tool(params)).await;
+        let label = match &result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        crate::metrics::upstream_call(&self.server.spec.name, label, started.elapsed());
+        match result {
             Ok(Ok(result)) => serde_json::to_value(&result)
                 .and_then(serde_json::from_value)
                 .map_err(|e| {

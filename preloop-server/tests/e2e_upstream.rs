@@ -280,5 +280,27 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
         .await
         .unwrap();
     assert_eq!(stored["policy"]["rules"][0]["id"], "no-echo");
+
+    let metrics = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "preloop_tool_calls_total{outcome=\"denied\"}",
+        "preloop_tool_calls_total{outcome=\"executed\"}",
+        "preloop_tool_calls_total{outcome=\"pending_approval\"} 1",
+        "preloop_upstream_call_seconds_count{result=\"ok\",server=\"remote\"}",
+        "preloop_upstream_call_seconds_count{result=\"timeout\",server=\"remote\"} 1",
+        "preloop_http_requests_total{route=\"/api/v1/access-rules\",status=\"400\"} 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
     client.cancel().await.unwrap();
 }
