@@ -16,18 +16,15 @@
     reason = "a load tool fails loudly"
 )]
 
-use rmcp::ServiceExt;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{ADMIN_KEY, Client, connect_url, start_gateway, start_upstream};
 use rmcp::model::CallToolRequestParams;
-use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ADMIN_KEY: &str = "pl_load_admin_key_0123456789abcdef0123456789";
 const RATE: u64 = 1000;
 const RATE_SECONDS: u64 = 5;
 const SATURATION_SECONDS: u64 = 5;
@@ -35,43 +32,8 @@ const SESSIONS: usize = 8;
 const PER_SESSION: usize = 4;
 const BLOCKED_CALLS: usize = 50;
 
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(command: &mut Command, marker: &str) -> Process {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(rest) = line.strip_prefix(marker) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Process { child, url }
-}
-
-type Client = RunningService<RoleClient, ()>;
-
 async fn connect(url: &str, key: Option<&str>) -> Client {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
-    config.auth_header = key.map(str::to_owned);
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
+    connect_url(url, key).await.unwrap()
 }
 
 async fn echo(client: &Client, tool: &str) {
@@ -198,15 +160,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let upstream = spawn(
-            Command::new(env!("CARGO_BIN_EXE_preloop-test-upstream")).args(["--http", "127.0.0.1:0"]),
-            "listening on ",
-        );
+        let upstream = start_upstream();
         let data_dir = tempfile::tempdir().unwrap();
-        let config = data_dir.path().join("preloop.toml");
-        std::fs::write(
-            &config,
-            format!(
+        let config = format!(
                 r#"
 [[mcp_servers]]
 name = "up"
@@ -231,21 +187,9 @@ tools = ["up__*"]
 when = 'has(args.text) && args.text == "forbidden"'
 action = "deny"
 "#,
-                upstream.url
-            ),
-        )
-        .unwrap();
-        let gateway = spawn(
-            Command::new(env!("CARGO_BIN_EXE_preloop"))
-                .args(["serve", "--bind", "127.0.0.1:0", "--config"])
-                .arg(&config)
-                .arg("--data-dir")
-                .arg(data_dir.path())
-                .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
-                .env("RUST_LOG", "warn")
-                .env_remove("DATABASE_URL"),
-            "preloop listening on ",
+            upstream.url
         );
+        let gateway = start_gateway(data_dir.path(), &config, &[("RUST_LOG", "warn")]);
         let gateway_mcp = format!("{}/mcp/v1", gateway.url);
         let probe = connect(&gateway_mcp, Some(ADMIN_KEY)).await;
         while !probe.list_all_tools().await.unwrap().iter().any(|t| t.name == "up__echo") {

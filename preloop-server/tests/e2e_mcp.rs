@@ -7,18 +7,13 @@
     reason = "test fixtures fail loudly"
 )]
 
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const ADMIN_KEY: &str = "pl_e2e_admin_key_0123456789abcdef0123456789";
+use common::{ADMIN_KEY, Client, Process, call, connect_url, start_gateway, text};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 const CONFIG: &str = r#"
 [[approval_policies]]
@@ -39,83 +34,18 @@ allow_self_approval = true
 default = "allow"
 "#;
 
-/// A running server; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = Process;
 
 fn start(data_dir: &Path) -> Server {
     start_with(data_dir, &[])
 }
 
 fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-    let config = data_dir.join("preloop.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_preloop"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
-        .env_remove("DATABASE_URL")
-        .env_remove("SECRET_KEY")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the preloop binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("preloop listening on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, url }
+    start_gateway(data_dir, CONFIG, env)
 }
 
-async fn connect(server: &Server, key: &str) -> Result<RunningService<RoleClient, ()>, String> {
-    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/v1", server.url))
-        .auth_header(key);
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    tool: &str,
-    arguments: Value,
-) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
-        .await
-        .unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
+async fn connect(server: &Server, key: &str) -> Result<Client, String> {
+    connect_url(&format!("{}/mcp/v1", server.url), Some(key)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,20 +377,13 @@ async fn malformed_and_oversized_requests_get_clear_errors() {
         "{}",
         malformed.status()
     );
-    let oversized = post(vec![b' '; 5 * 1024 * 1024]).send().await.unwrap();
-    assert_eq!(oversized.status(), 413);
-    let rest_oversized = http
-        .post(format!(
-            "{}/api/v1/approval-requests/{}/approve",
-            server.url,
-            uuid::Uuid::new_v4()
-        ))
-        .bearer_auth(ADMIN_KEY)
-        .body(vec![b' '; 5 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rest_oversized.status(), 413);
+    let oversized = 5 * 1024 * 1024;
+    assert_eq!(
+        raw_post_status(&server.url, "/mcp/v1", oversized).await,
+        413
+    );
+    let approve = format!("/api/v1/approval-requests/{}/approve", uuid::Uuid::new_v4());
+    assert_eq!(raw_post_status(&server.url, &approve, oversized).await, 413);
 
     let client = connect(&server, ADMIN_KEY).await.unwrap();
     let wrong_type = client
@@ -603,4 +526,27 @@ async fn people_register_sign_in_and_use_jwts_and_forged_tokens_fail() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+}
+
+/// POSTs `length` bytes over a raw connection and returns the response status. The server may
+/// answer and close before reading the whole body, so write errors are ignored and the status is
+/// read from what came back (an HTTP client library would report the reset instead).
+async fn raw_post_status(base: &str, path: &str, length: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let _ = stream.write_all(&vec![b' '; length]).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }

@@ -8,50 +8,11 @@
     reason = "test fixtures fail loudly"
 )]
 
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+mod common;
+
+use common::{ADMIN_KEY, call, connect_url, start_gateway, start_upstream, text};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const ADMIN_KEY: &str = "pl_e2e_admin_key_0123456789abcdef0123456789";
-
-/// A child process killed when dropped, with the URL it printed.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(command: &mut Command, marker: &str) -> Process {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("process starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the process prints its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix(marker) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Process { child, url }
-}
 
 fn config(remote_url: &str) -> String {
     format!(
@@ -94,53 +55,14 @@ approval_policy = "ops"
     )
 }
 
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    tool: &str,
-    arguments: Value,
-) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
-        .await
-        .unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
-    let remote = spawn(
-        Command::new(env!("CARGO_BIN_EXE_preloop-test-upstream")).args(["--http", "127.0.0.1:0"]),
-        "listening on ",
-    );
+    let remote = start_upstream();
     let data_dir = tempfile::tempdir().unwrap();
-    let config_path = data_dir.path().join("preloop.toml");
-    std::fs::write(&config_path, config(&remote.url)).unwrap();
-    let server = spawn(
-        Command::new(env!("CARGO_BIN_EXE_preloop"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--config"])
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
-            .env_remove("DATABASE_URL"),
-        "preloop listening on ",
-    );
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/v1", server.url))
-            .auth_header(ADMIN_KEY),
-    );
-    let client = ().serve(transport).await.unwrap();
+    let server = start_gateway(data_dir.path(), &config(&remote.url), &[]);
+    let client = connect_url(&format!("{}/mcp/v1", server.url), Some(ADMIN_KEY))
+        .await
+        .unwrap();
 
     // Both upstreams' tools appear once discovered; the unconditionally denied ones are hidden.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,0 +1,120 @@
+//! Fixtures shared by the end-to-end tests and the gateway load tool: child processes that print
+//! their address, the gateway started on a free port, and MCP client helpers.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the fixtures"
+)]
+
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The admin API key the gateway is bootstrapped with.
+pub const ADMIN_KEY: &str = "pl_e2e_admin_key_0123456789abcdef0123456789";
+
+/// A child process, killed when dropped, with the URL it printed.
+pub struct Process {
+    /// The process.
+    pub child: Child,
+    /// The URL it announced.
+    pub url: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` and waits for the line starting with `marker`, whose next word is the URL.
+pub fn spawn(command: &mut Command, marker: &str) -> Process {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("process starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the process prints its address")
+            .expect("readable output");
+        if let Some(rest) = line.strip_prefix(marker) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Process { child, url }
+}
+
+/// Starts the test upstream MCP server over streamable HTTP on a free port.
+pub fn start_upstream() -> Process {
+    spawn(
+        Command::new(env!("CARGO_BIN_EXE_preloop-test-upstream")).args(["--http", "127.0.0.1:0"]),
+        "listening on ",
+    )
+}
+
+/// Starts `preloop serve` on a free port with `config` (written to the data directory), the
+/// admin key bootstrapped, and `env` set.
+pub fn start_gateway(data_dir: &Path, config: &str, env: &[(&str, &str)]) -> Process {
+    let config_path = data_dir.join("preloop.toml");
+    std::fs::write(&config_path, config).expect("config written");
+    spawn(
+        Command::new(env!("CARGO_BIN_EXE_preloop"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("PRELOOP_ADMIN_API_KEY", ADMIN_KEY)
+            .env_remove("DATABASE_URL")
+            .env_remove("SECRET_KEY")
+            .envs(env.iter().copied()),
+        "preloop listening on ",
+    )
+}
+
+/// An MCP client session.
+pub type Client = RunningService<RoleClient, ()>;
+
+/// Opens an MCP session at `url` with an optional bearer token.
+pub async fn connect_url(url: &str, token: Option<&str>) -> Result<Client, String> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    config.auth_header = token.map(str::to_owned);
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Calls a tool with JSON-object arguments.
+pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+        .await
+        .expect("the call gets a result")
+}
+
+/// The text items of a result, joined by newlines.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
