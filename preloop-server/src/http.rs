@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use preloop_core::governor::Governor;
-use preloop_core::store::{AccountStore, PolicyStore};
+use preloop_core::store::{AccountStore, ApprovalStore, PolicyStore};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -31,6 +31,8 @@ pub struct AppState {
     pub accounts: Arc<dyn AccountStore>,
     /// Policy documents.
     pub policies: Arc<dyn PolicyStore>,
+    /// Approval requests (for the pending gauge).
+    pub approvals: Arc<dyn ApprovalStore>,
     /// Bearer authentication.
     pub authenticator: Authenticator,
     /// Signs access and refresh tokens.
@@ -84,7 +86,11 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         .with_state(state)
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match state.approvals.count_pending().await {
+        Ok(count) => crate::metrics::pending_approvals(count),
+        Err(error) => tracing::warn!(%error, "cannot count pending approvals for /metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

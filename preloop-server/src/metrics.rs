@@ -1,7 +1,7 @@
 //! Prometheus metrics, served at `/metrics` in the text format.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -14,6 +14,7 @@ pub struct Metrics {
     approval_wait: HistogramVec,
     upstream_calls: HistogramVec,
     http_requests: IntCounterVec,
+    pending_approvals: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -50,13 +51,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(tool_calls.clone()))?;
     registry.register(Box::new(approval_wait.clone()))?;
     registry.register(Box::new(upstream_calls.clone()))?;
+    let pending_approvals = IntGauge::new(
+        "preloop_pending_approvals",
+        "Approval requests waiting for a decision",
+    )?;
     registry.register(Box::new(http_requests.clone()))?;
+    registry.register(Box::new(pending_approvals.clone()))?;
     Ok(Metrics {
         registry,
         tool_calls,
         approval_wait,
         upstream_calls,
         http_requests,
+        pending_approvals,
     })
 }
 
@@ -100,6 +107,14 @@ pub fn http_request(route: &str, status: u16) {
     }
 }
 
+/// Sets the pending-approvals gauge (refreshed from the store at each scrape).
+pub fn pending_approvals(count: u64) {
+    if let Some(m) = global() {
+        m.pending_approvals
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
 /// The text exposition of every metric.
 pub fn render() -> String {
     let mut buffer = Vec::new();
@@ -120,12 +135,14 @@ mod tests {
         upstream_call("docs", "ok", Duration::from_millis(3));
         http_request("/mcp/v1", 200);
         approval_wait("executed", Duration::from_secs(2));
+        pending_approvals(3);
         let text = render();
         for name in [
             "preloop_tool_calls_total{outcome=\"executed\"} 1",
             "preloop_upstream_call_seconds_count{result=\"ok\",server=\"docs\"} 1",
             "preloop_http_requests_total{route=\"/mcp/v1\",status=\"200\"} 1",
             "preloop_approval_wait_seconds_count{outcome=\"executed\"} 1",
+            "preloop_pending_approvals 3",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -10,7 +10,7 @@ use crate::upstream::{UpstreamServer, UpstreamSpec};
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::Registry;
-use preloop_core::store::{AccountStore, PolicyStore};
+use preloop_core::store::{AccountStore, ApprovalStore, PolicyStore};
 use preloop_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +102,7 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
         governor,
         accounts: database.clone() as Arc<dyn AccountStore>,
         policies: database.clone() as Arc<dyn PolicyStore>,
+        approvals: database.clone() as Arc<dyn ApprovalStore>,
         authenticator: Authenticator::new(database.clone(), tokens.clone()),
         tokens,
         registration_enabled: options.registration_enabled,

@@ -215,6 +215,7 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
         "preloop_tool_calls_total{outcome=\"denied\"}",
         "preloop_tool_calls_total{outcome=\"executed\"}",
         "preloop_tool_calls_total{outcome=\"pending_approval\"} 1",
+        "preloop_pending_approvals 1",
         "preloop_upstream_call_seconds_count{result=\"ok\",server=\"remote\"}",
         "preloop_upstream_call_seconds_count{result=\"timeout\",server=\"remote\"} 1",
         "preloop_http_requests_total{route=\"/api/v1/access-rules\",status=\"400\"} 1",

@@ -236,4 +236,16 @@ impl ApprovalStore for Database {
         };
         parse_all(bodies.map_err(StoreError::from)?)
     }
+
+    async fn count_pending(&self) -> Result<u64, StoreError> {
+        let count: i64 = with_connection!(self, |conn| {
+            requests::table
+                .filter(requests::state.eq(ApprovalState::Pending.as_str()))
+                .count()
+                .get_result(conn)
+                .await
+                .map_err(backend)?
+        });
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
 }

@@ -597,6 +597,11 @@ async fn due_requests_are_pending_and_past_their_deadline<B: Backend>(backend: &
     .unwrap()
     .request;
     store.update_request(0, &declined, vec![]).await.unwrap();
+    assert_eq!(
+        store.count_pending().await.unwrap(),
+        2,
+        "across organizations, pending only"
+    );
     assert!(store.due_requests(t0(), 10).await.unwrap().is_empty());
     let due = store
         .due_requests(t0() + ChronoDuration::minutes(5), 10)

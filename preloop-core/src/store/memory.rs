@@ -213,6 +213,15 @@ impl ApprovalStore for MemoryStore {
         }
         Ok(due.into_iter().map(|(_, r)| r).collect())
     }
+
+    async fn count_pending(&self) -> Result<u64, StoreError> {
+        let state = self.state();
+        Ok(state
+            .requests
+            .values()
+            .filter(|r| r.state == ApprovalState::Pending)
+            .count() as u64)
+    }
 }
 
 #[async_trait]

@@ -107,6 +107,9 @@ pub trait ApprovalStore: Send + Sync {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ApprovalRequest>, StoreError>;
+
+    /// How many requests are pending, in every organization (for the metrics gauge).
+    async fn count_pending(&self) -> Result<u64, StoreError>;
 }
 
 /// Standing grants.
