@@ -131,7 +131,65 @@ async fn an_agent_lists_tools_asks_for_approval_and_the_request_survives_a_resta
     let status_json: Value = serde_json::from_str(&text(&status)).unwrap();
     assert_eq!(status_json["status"], "pending");
     assert_eq!(status_json["tool"], "request_approval");
-    client.cancel().await.unwrap();
+
+    // Approved after the restart, with a double click and concurrent polls: it runs exactly once
+    // and every poll that sees a result sees the same one.
+    let client = std::sync::Arc::new(client);
+    let pollers: Vec<_> = (0..6)
+        .map(|_| {
+            let client = client.clone();
+            let request_id = request_id.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..40 {
+                    let status = call(
+                        &client,
+                        "get_approval_status",
+                        json!({"request_id": request_id}),
+                    )
+                    .await;
+                    seen.push(text(&status));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    let approve = || {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/approval-requests/{request_id}/approve",
+                server.url
+            ))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+    };
+    let (first, second) = tokio::join!(approve(), approve());
+    assert_eq!(first.unwrap().status(), 200);
+    assert_eq!(second.unwrap().status(), 200);
+    let mut results = std::collections::HashSet::new();
+    for poller in pollers {
+        for seen in poller.await.unwrap() {
+            if seen.contains("Approved: drop the staging database") {
+                results.insert(seen);
+            }
+        }
+    }
+    let last = text(
+        &call(
+            &client,
+            "get_approval_status",
+            json!({"request_id": request_id}),
+        )
+        .await,
+    );
+    assert!(last.contains("\"executed\""), "{last}");
+    results.insert(last);
+    assert_eq!(
+        results.len(),
+        1,
+        "one execution, one recorded result: {results:?}"
+    );
 }
 
 fn api(server: &Server, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
