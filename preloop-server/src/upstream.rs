@@ -121,11 +121,6 @@ impl UpstreamServer {
         })
     }
 
-    /// The server's name.
-    pub fn name(&self) -> &str {
-        &self.spec.name
-    }
-
     /// The live connection, connecting first if there is none or it closed.
     async fn client(self: &Arc<Self>) -> Result<Arc<Client>, String> {
         let mut connection = self.connection.lock().await;

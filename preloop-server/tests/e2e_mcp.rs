@@ -479,50 +479,50 @@ async fn people_register_sign_in_and_use_jwts_and_forged_tokens_fail() {
     let server = start(data_dir.path());
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}/api/v1{path}", server.url);
-    let registered: Value = http
-        .post(url("/auth/register"))
-        .json(&json!({"email": "Ada@Example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let registered: Value = post(
+        &http,
+        url("/auth/register"),
+        json!({"email": "Ada@Example.com", "password": "correct horse battery"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert!(
         registered["access_token"].as_str().is_some(),
         "{registered}"
     );
-    let again = http
-        .post(url("/auth/register"))
-        .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
+    let again = post(
+        &http,
+        url("/auth/register"),
+        json!({"email": "ada@example.com", "password": "correct horse battery"}),
+    )
+    .await;
     assert_eq!(again.status(), 409);
 
-    let wrong = http
-        .post(url("/auth/token"))
-        .json(&json!({"email": "ada@example.com", "password": "wrong password!!"}))
-        .send()
-        .await
-        .unwrap();
+    let wrong = post(
+        &http,
+        url("/auth/token"),
+        json!({"email": "ada@example.com", "password": "wrong password!!"}),
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
-    let unknown = http
-        .post(url("/auth/token"))
-        .json(&json!({"email": "nobody@example.com", "password": "whatever it is"}))
-        .send()
-        .await
-        .unwrap();
+    let unknown = post(
+        &http,
+        url("/auth/token"),
+        json!({"email": "nobody@example.com", "password": "whatever it is"}),
+    )
+    .await;
     assert_eq!(unknown.status(), 401);
-    let tokens: Value = http
-        .post(url("/auth/token"))
-        .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = post(
+        &http,
+        url("/auth/token"),
+        json!({"email": "ada@example.com", "password": "correct horse battery"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
@@ -538,22 +538,22 @@ async fn people_register_sign_in_and_use_jwts_and_forged_tokens_fail() {
         .unwrap();
     assert_eq!(listed.status(), 200);
     assert!(connect(&server, &refresh).await.is_err());
-    let refreshed: Value = http
-        .post(url("/auth/refresh"))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refreshed: Value = post(
+        &http,
+        url("/auth/refresh"),
+        json!({"refresh_token": refresh}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert!(refreshed["access_token"].as_str().is_some());
-    let misused = http
-        .post(url("/auth/refresh"))
-        .json(&json!({"refresh_token": access}))
-        .send()
-        .await
-        .unwrap();
+    let misused = post(
+        &http,
+        url("/auth/refresh"),
+        json!({"refresh_token": access}),
+    )
+    .await;
     assert_eq!(misused.status(), 401);
 
     // A token signed with another key, a tampered one, and garbage are all refused.
@@ -607,4 +607,9 @@ async fn raw_post_status(base: &str, path: &str, length: usize) -> u16 {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
+}
+
+/// POSTs a JSON body.
+async fn post(http: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
+    http.post(url).json(&body).send().await.unwrap()
 }
