@@ -163,6 +163,9 @@ pub struct ToolConfiguration {
     /// A description shown to agents instead of the upstream one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The approval policy for calls a rule holds for approval without naming one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_policy: Option<String>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
@@ -397,5 +400,38 @@ impl Document for FlowExecution {
             self.started_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
             self.id
         )
+    }
+}
+
+/// A session of an agent using the Loopgate-compatible HITL API (`/hitl/register`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitlSession {
+    /// Organization.
+    pub organization_id: String,
+    /// The session id the agent chose; unique within the organization.
+    pub session_id: String,
+    /// The agent's client id.
+    pub client_id: String,
+    /// The Telegram user to notify, as Loopgate clients send it (kept for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram_id: Option<i64>,
+    /// Deactivated sessions accept no new requests.
+    pub active: bool,
+    /// The principal that registered it.
+    pub registered_by: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Document for HitlSession {
+    const KIND: &'static str = "hitl_sessions";
+    fn id(&self) -> String {
+        self.session_id.clone()
+    }
+    fn organization_id(&self) -> &str {
+        &self.organization_id
+    }
+    fn name(&self) -> String {
+        self.session_id.clone()
     }
 }

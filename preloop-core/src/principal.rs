@@ -58,6 +58,11 @@ impl Principal {
         self
     }
 
+    /// How people see the principal in records: the e-mail address, else the id.
+    pub fn display_name(&self) -> String {
+        self.email.clone().unwrap_or_else(|| self.id.clone())
+    }
+
     /// Whether the principal holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

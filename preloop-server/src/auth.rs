@@ -76,6 +76,15 @@ impl Authenticator {
             .retain(|_, c| c.key_id != Some(key_id));
     }
 
+    /// Forgets every cached credential of a user at once (after disabling them or changing
+    /// their roles).
+    pub fn forget_user(&self, user_id: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, c| c.principal.id != user_id);
+    }
+
     fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<(Principal, Option<Uuid>)> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = cache.get(hash)?;
@@ -137,11 +146,12 @@ impl Authenticator {
             let user = self
                 .enabled_user(&key.organization_id, &key.user_id)
                 .await?;
-            (
-                user.principal().with_api_key_name(key.name.clone()),
-                Some(key.id),
-                key.expires_at,
-            )
+            let mut principal = user.principal().with_api_key_name(key.name.clone());
+            // A scoped key acts with only the scoped roles the user still holds.
+            if !key.scopes.is_empty() {
+                principal.roles.retain(|role| key.scopes.contains(role));
+            }
+            (principal, Some(key.id), key.expires_at)
         } else {
             let claims = self
                 .keys

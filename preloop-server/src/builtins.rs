@@ -40,7 +40,10 @@ pub fn request_approval_tool() -> RegisteredTool {
                 "operation": {"type": "string", "description": "What you want to do"},
                 "context": {"type": "string", "description": "What the approver needs to know"},
                 "reasoning": {"type": "string", "description": "Why you want to do it"},
-                "approval_policy": {"type": "string", "description": "Approval policy to use (default: the default policy)"}
+                "approval_policy": {"type": "string", "description": "Approval policy to use (default: the default policy)"},
+                "options": {"type": "array", "items": {"type": "string"}, "description": "Answers the approver may choose from (the chosen one comes back as the response)"},
+                "metadata": {"type": "object", "description": "Anything else the approver should see"},
+                "hitl": {"type": "object", "description": "Set by the HITL API: the session that asked"}
             },
             "required": ["operation"],
             "additionalProperties": false

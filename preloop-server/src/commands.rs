@@ -3,7 +3,7 @@
 use crate::bootstrap::DEFAULT_ORGANIZATION;
 use chrono::Utc;
 use preloop_core::accounts::{ApiKey, Organization, User, hash_password};
-use preloop_core::audit::{AuditEntry, AuditEventKind, verify_chain};
+use preloop_core::audit::{AuditEntry, AuditEventKind};
 use preloop_core::policy::{EvaluationInput, Format, Governance, GovernanceDocument};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::{AccountStore, AuditStore, PolicyStore};
@@ -225,11 +225,10 @@ pub async fn apikey_revoke(database: &Database, organization: &str, id: &str) ->
 
 /// `audit verify`: checks the organization's whole chain.
 pub async fn audit_verify(database: &Database, organization: &str) -> CommandResult {
-    let events = database
-        .events(organization, 1, 0)
+    let summary = crate::api::verify_stored_chain(database, organization)
         .await
-        .map_err(|e| e.to_string())?;
-    let summary = verify_chain(&events).map_err(|e| format!("audit chain broken: {e}"))?;
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("audit chain broken: {e}"))?;
     println!(
         "audit chain intact: {} events, head {}",
         summary.events, summary.head

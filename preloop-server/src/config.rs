@@ -2,6 +2,7 @@
 //! precedence: flag > environment > file > default.
 
 use preloop_core::approval::ApprovalPolicy;
+use preloop_core::documents::{McpServer, McpTransport};
 use preloop_core::policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -58,6 +59,89 @@ pub struct McpServerEntry {
     pub tool_prefix: Option<String>,
     /// Per-call timeout in seconds (default 60).
     pub timeout_seconds: Option<u64>,
+    /// Most concurrent calls to the server (default 32); more wait their turn within the timeout.
+    pub max_concurrency: Option<u32>,
+    /// Disabled servers expose no tools (default true).
+    pub enabled: Option<bool>,
+}
+
+/// Default per-call timeout of an upstream server.
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECONDS: u64 = 60;
+/// Default concurrency bound of an upstream server.
+pub const DEFAULT_UPSTREAM_CONCURRENCY: u32 = 32;
+
+impl McpServerEntry {
+    /// The server as stored for `organization_id`; the error names what is missing or wrong.
+    pub fn to_document(
+        &self,
+        organization_id: &str,
+        id: uuid::Uuid,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<McpServer, String> {
+        let name = &self.name;
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+        if !valid_name {
+            return Err(format!(
+                "mcp server name `{name}` is invalid: use 1 to 64 letters, digits, `_` or `-`"
+            ));
+        }
+        let transport = match self.transport.as_str() {
+            "stdio" => McpTransport::Stdio {
+                command: self.command.clone().ok_or_else(|| {
+                    format!("mcp server `{name}`: transport \"stdio\" needs `command`")
+                })?,
+                args: self.args.clone(),
+                env: self.env.clone(),
+            },
+            "http" => {
+                let url = self.url.clone().ok_or_else(|| {
+                    format!("mcp server `{name}`: transport \"http\" needs `url`")
+                })?;
+                match url.parse::<axum::http::Uri>() {
+                    Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => {}
+                    _ => {
+                        return Err(format!(
+                            "mcp server `{name}`: `{url}` is not an http(s) URL"
+                        ));
+                    }
+                }
+                McpTransport::Http {
+                    url,
+                    headers: self.headers.clone(),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "mcp server `{name}`: unknown transport `{other}` (use \"stdio\" or \"http\")"
+                ));
+            }
+        };
+        let timeout_seconds = self
+            .timeout_seconds
+            .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECONDS);
+        let max_concurrency = self.max_concurrency.unwrap_or(DEFAULT_UPSTREAM_CONCURRENCY);
+        if timeout_seconds == 0 || max_concurrency == 0 {
+            return Err(format!(
+                "mcp server `{name}`: `timeout_seconds` and `max_concurrency` must be at least 1"
+            ));
+        }
+        Ok(McpServer {
+            id,
+            organization_id: organization_id.to_owned(),
+            name: name.clone(),
+            transport,
+            tool_prefix: self.tool_prefix.clone(),
+            enabled: self.enabled.unwrap_or(true),
+            timeout_seconds,
+            max_concurrency,
+            last_scanned_at: None,
+            created_at,
+        })
+    }
 }
 
 impl std::fmt::Debug for McpServerEntry {

@@ -5,6 +5,7 @@
 
 use crate::auth::{AuthError, Authenticator};
 use crate::mcp::PreloopMcp;
+use crate::upstreams::Upstreams;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,7 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use preloop_core::governor::Governor;
-use preloop_core::store::{AccountStore, ApprovalStore, PolicyStore};
+use preloop_core::store::{AccountStore, ApprovalStore};
+use preloop_store::Database;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -27,18 +29,18 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct AppState {
     /// The governor.
     pub governor: Arc<Governor>,
-    /// Accounts, for authentication and readiness.
-    pub accounts: Arc<dyn AccountStore>,
-    /// Policy documents.
-    pub policies: Arc<dyn PolicyStore>,
-    /// Approval requests (for the pending gauge).
-    pub approvals: Arc<dyn ApprovalStore>,
+    /// The store: accounts, policies, approvals, configuration documents, audit.
+    pub store: Arc<Database>,
+    /// The running upstream servers.
+    pub upstreams: Arc<Upstreams>,
     /// Bearer authentication.
     pub authenticator: Authenticator,
     /// Signs access and refresh tokens.
     pub tokens: crate::tokens::TokenKeys,
     /// Whether `POST /api/v1/auth/register` creates accounts.
     pub registration_enabled: bool,
+    /// Serializes read-modify-write changes of policy documents on this server.
+    pub policy_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,13 +69,13 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
             state.clone(),
             authenticate_mcp,
         ));
-    let authenticated_api =
-        Router::new()
-            .nest("/api/v1", crate::api::routes())
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                authenticate_api,
-            ));
+    let authenticated_api = Router::new()
+        .nest("/api/v1", crate::api::routes())
+        .merge(crate::hitl::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_api,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -87,7 +89,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match state.approvals.count_pending().await {
+    match state.store.count_pending().await {
         Ok(count) => crate::metrics::pending_approvals(count),
         Err(error) => tracing::warn!(%error, "cannot count pending approvals for /metrics"),
     }
@@ -126,7 +128,7 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.accounts.count_users().await {
+    match state.store.count_users().await {
         Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
@@ -147,11 +149,15 @@ async fn authenticate(
     next: Next,
     reject: fn(&AuthError) -> serde_json::Value,
 ) -> Response {
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let headers = request.headers();
+    // Loopgate clients send `X-API-Key: <key>`; it means the same as a bearer key.
+    let header_value = match headers.get(header::AUTHORIZATION) {
+        Some(value) => value.to_str().ok().map(str::to_owned),
+        None => headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|key| format!("Bearer {key}")),
+    };
     match state
         .authenticator
         .authenticate(header_value.as_deref())

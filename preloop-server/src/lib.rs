@@ -1,9 +1,6 @@
 //! The Preloop server: the MCP endpoint (rmcp streamable HTTP) in front of the governor, API-key
 //! authentication, first-start bootstrap, health checks and the `preloop` CLI. It assembles the
 //! other crates and holds as little logic as it can.
-//!
-//! Not built yet (see README): upstream MCP proxying, most of the REST API (approval requests are
-//! there), the HITL API, metrics, JWT authentication and approval channels.
 
 #![deny(missing_docs)]
 
@@ -13,9 +10,12 @@ pub mod bootstrap;
 pub mod builtins;
 pub mod commands;
 pub mod config;
+pub mod hitl;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod serve;
+pub mod startup;
 pub mod tokens;
 pub mod upstream;
+pub mod upstreams;

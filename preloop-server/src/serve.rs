@@ -6,11 +6,11 @@ use crate::builtins;
 use crate::config::Settings;
 use crate::http::{AppState, app};
 use crate::tokens::TokenKeys;
-use crate::upstream::{UpstreamServer, UpstreamSpec};
+use crate::upstreams::Upstreams;
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::Registry;
-use preloop_core::store::{AccountStore, ApprovalStore, PolicyStore};
+use preloop_core::store::PolicyStore;
 use preloop_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,20 +92,24 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
             .build(),
     );
     apply_policy(&settings, &database, &governor).await?;
-    for entry in &settings.file.mcp_servers {
-        let spec = UpstreamSpec::from_entry(entry).map_err(StartError::Upstream)?;
-        UpstreamServer::new(spec, governor.registry().clone()).scan_in_background();
-    }
+    crate::startup::record_configured_servers(&settings.file.mcp_servers, &database)
+        .await
+        .map_err(StartError::Upstream)?;
+    let upstreams = Arc::new(Upstreams::new(
+        governor.registry().clone(),
+        database.clone(),
+    ));
+    crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
     spawn_background(&database, &governor, &shutdown).await;
     let state = AppState {
         governor,
-        accounts: database.clone() as Arc<dyn AccountStore>,
-        policies: database.clone() as Arc<dyn PolicyStore>,
-        approvals: database.clone() as Arc<dyn ApprovalStore>,
+        store: database.clone(),
+        upstreams,
         authenticator: Authenticator::new(database.clone(), tokens.clone()),
         tokens,
         registration_enabled: options.registration_enabled,
+        policy_lock: Arc::default(),
     };
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind)

@@ -1,14 +1,16 @@
-//! Upstream MCP servers: one pooled rmcp client per server (streamable HTTP or a child process
-//! over stdio), their tools discovered into the registry as `{prefix}__{tool}`, refreshed on
-//! `notifications/tools/list_changed`, and an executor that calls them with a timeout and
-//! reconnects after a failure.
+//! One upstream MCP server: a pooled rmcp client (streamable HTTP or a child process over stdio),
+//! its tools discovered into the registry as `{prefix}__{tool}` (and into the store, so they are
+//! known before the server answers after a restart), refreshed on
+//! `notifications/tools/list_changed`, and an executor that calls it with a timeout, a
+//! concurrency bound, and a reconnect after a failure.
 
-use crate::config::McpServerEntry;
-use preloop_core::documents::McpTransport;
+use chrono::Utc;
+use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport};
 use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, ToolOutput};
 use preloop_core::registry::{
     RegisteredTool, Registry, ToolAnnotations, ToolDescriptor, ToolSource, exposed_name,
 };
+use preloop_core::store::DocumentStore;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -17,78 +19,34 @@ use rmcp::{ClientHandler, ServiceExt};
 use serde_json::Value;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// How long connecting (initialize handshake included) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest pause between retries of a server that is down.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
-/// What Preloop needs to reach an upstream server.
-#[derive(Debug, Clone)]
-pub struct UpstreamSpec {
-    /// Unique name.
-    pub name: String,
-    /// Transport.
-    pub transport: McpTransport,
-    /// Exposed-name prefix (the name unless set; `""` keeps upstream names).
-    pub tool_prefix: Option<String>,
-    /// Per-call timeout.
-    pub timeout: Duration,
-}
-
-impl UpstreamSpec {
-    /// The spec of a `[[mcp_servers]]` entry; the error names what is missing.
-    pub fn from_entry(entry: &McpServerEntry) -> Result<Self, String> {
-        let transport = match entry.transport.as_str() {
-            "stdio" => McpTransport::Stdio {
-                command: entry.command.clone().ok_or_else(|| {
-                    format!(
-                        "mcp server `{}`: transport \"stdio\" needs `command`",
-                        entry.name
-                    )
-                })?,
-                args: entry.args.clone(),
-                env: entry.env.clone(),
-            },
-            "http" => McpTransport::Http {
-                url: entry.url.clone().ok_or_else(|| {
-                    format!(
-                        "mcp server `{}`: transport \"http\" needs `url`",
-                        entry.name
-                    )
-                })?,
-                headers: entry.headers.clone(),
-            },
-            other => {
-                return Err(format!(
-                    "mcp server `{}`: unknown transport `{other}` (use \"stdio\" or \"http\")",
-                    entry.name
-                ));
-            }
-        };
-        Ok(Self {
-            name: entry.name.clone(),
-            transport,
-            tool_prefix: entry.tool_prefix.clone(),
-            timeout: Duration::from_secs(entry.timeout_seconds.unwrap_or(60)),
-        })
-    }
-}
-
 type Client = RunningService<RoleClient, UpstreamHandler>;
+
+/// Where discovered tools are kept.
+pub type ToolCatalog = Arc<dyn DocumentStore<DiscoveredTool>>;
 
 /// One upstream server and its (lazily re-established) connection.
 pub struct UpstreamServer {
-    spec: UpstreamSpec,
+    server: McpServer,
     registry: Arc<Registry>,
+    catalog: ToolCatalog,
     connection: Mutex<Option<Arc<Client>>>,
+    permits: Semaphore,
+    stopped: CancellationToken,
 }
 
 impl std::fmt::Debug for UpstreamServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamServer")
-            .field("name", &self.spec.name)
+            .field("name", &self.server.name)
+            .field("organization", &self.server.organization_id)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +62,7 @@ impl ClientHandler for UpstreamHandler {
         if let Some(server) = self.server.upgrade() {
             tokio::spawn(async move {
                 if let Err(error) = server.scan().await {
-                    tracing::warn!(server = %server.spec.name, %error, "refreshing tools failed");
+                    tracing::warn!(server = %server.server.name, %error, "refreshing tools failed");
                 }
             });
         }
@@ -112,13 +70,41 @@ impl ClientHandler for UpstreamHandler {
 }
 
 impl UpstreamServer {
-    /// A server whose tools will be registered in `registry`.
-    pub fn new(spec: UpstreamSpec, registry: Arc<Registry>) -> Arc<Self> {
+    /// A server whose tools will be registered in `registry` and recorded in `catalog`.
+    pub fn new(server: McpServer, registry: Arc<Registry>, catalog: ToolCatalog) -> Arc<Self> {
+        let permits = Semaphore::new(server.max_concurrency.max(1) as usize);
         Arc::new(Self {
-            spec,
+            server,
             registry,
+            catalog,
             connection: Mutex::new(None),
+            permits,
+            stopped: CancellationToken::new(),
         })
+    }
+
+    /// The stored server this runs.
+    pub fn document(&self) -> &McpServer {
+        &self.server
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.server.timeout_seconds)
+    }
+
+    fn prefix(&self) -> &str {
+        self.server
+            .tool_prefix
+            .as_deref()
+            .unwrap_or(&self.server.name)
+    }
+
+    /// Stops the server: its tools disappear, its connection closes, background scans end.
+    pub async fn stop(&self) {
+        self.stopped.cancel();
+        self.registry
+            .remove_server(Some(&self.server.organization_id), &self.server.name);
+        self.reset().await;
     }
 
     /// The live connection, connecting first if there is none or it closed.
@@ -131,7 +117,7 @@ impl UpstreamServer {
             server: Arc::downgrade(self),
         };
         let connecting = async {
-            match &self.spec.transport {
+            match &self.server.transport {
                 McpTransport::Http { url, headers } => {
                     let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
                     for (name, value) in headers {
@@ -176,11 +162,37 @@ impl UpstreamServer {
         self.connection.lock().await.take();
     }
 
+    /// Registers tools found by an earlier scan (at start, before the server answers).
+    pub fn register_known(self: &Arc<Self>, known: Vec<DiscoveredTool>) -> Result<(), String> {
+        let descriptors = known.into_iter().map(|t| t.descriptor).collect();
+        self.register(descriptors)
+    }
+
+    fn register(self: &Arc<Self>, descriptors: Vec<ToolDescriptor>) -> Result<(), String> {
+        if self.stopped.is_cancelled() {
+            return Ok(());
+        }
+        let executor: Arc<dyn ToolExecutor> = Arc::new(UpstreamExecutor {
+            server: self.clone(),
+        });
+        let registered = descriptors
+            .into_iter()
+            .map(|descriptor| RegisteredTool::new(descriptor, executor.clone()))
+            .collect();
+        self.registry
+            .replace_server_tools(
+                Some(&self.server.organization_id),
+                &self.server.name,
+                registered,
+            )
+            .map_err(|e| e.to_string())
+    }
+
     /// Discovers the server's tools and replaces its registered tools with them; tools the
     /// server no longer lists disappear. Returns how many it has.
     pub async fn scan(self: &Arc<Self>) -> Result<usize, String> {
         let client = self.client().await?;
-        let tools = match tokio::time::timeout(self.spec.timeout, client.list_all_tools()).await {
+        let tools = match tokio::time::timeout(self.timeout(), client.list_all_tools()).await {
             Ok(Ok(tools)) => tools,
             Ok(Err(error)) => {
                 self.reset().await;
@@ -188,11 +200,7 @@ impl UpstreamServer {
             }
             Err(_) => return Err("listing tools timed out".to_owned()),
         };
-        let prefix = self.spec.tool_prefix.as_deref().unwrap_or(&self.spec.name);
-        let executor: Arc<dyn ToolExecutor> = Arc::new(UpstreamExecutor {
-            server: self.clone(),
-        });
-        let registered: Vec<RegisteredTool> = tools
+        let descriptors: Vec<ToolDescriptor> = tools
             .iter()
             .map(|tool| {
                 let annotations = tool
@@ -201,34 +209,62 @@ impl UpstreamServer {
                     .and_then(|a| serde_json::to_value(a).ok())
                     .and_then(|v| serde_json::from_value::<ToolAnnotations>(v).ok())
                     .unwrap_or_default();
-                let descriptor = ToolDescriptor::new(
-                    &self.spec.name,
+                ToolDescriptor::new(
+                    &self.server.name,
                     tool.name.to_string(),
                     ToolSource::Upstream,
                 )
-                .with_exposed_name(exposed_name(prefix, &tool.name))
+                .with_exposed_name(exposed_name(self.prefix(), &tool.name))
                 .with_description(tool.description.as_deref().unwrap_or_default())
                 .with_input_schema(Value::Object((*tool.input_schema).clone()))
-                .with_annotations(annotations);
-                RegisteredTool::new(descriptor, executor.clone())
+                .with_annotations(annotations)
             })
             .collect();
-        let count = registered.len();
-        self.registry
-            .replace_server_tools(&self.spec.name, registered)
-            .map_err(|e| e.to_string())?;
-        tracing::info!(server = %self.spec.name, tools = count, "upstream tools registered");
+        let count = descriptors.len();
+        let now = Utc::now();
+        let discovered: Vec<DiscoveredTool> = descriptors
+            .iter()
+            .map(|descriptor| DiscoveredTool {
+                organization_id: self.server.organization_id.clone(),
+                server_id: self.server.id,
+                descriptor: descriptor.clone(),
+                discovered_at: now,
+            })
+            .collect();
+        self.register(descriptors)?;
+        if let Err(error) = self
+            .catalog
+            .replace_children(
+                &self.server.organization_id,
+                &self.server.id.to_string(),
+                &discovered,
+            )
+            .await
+        {
+            // The live registry is right; only the start-up cache is stale.
+            tracing::warn!(server = %self.server.name, %error, "cannot record discovered tools");
+        }
+        tracing::info!(server = %self.server.name, tools = count, "upstream tools registered");
         Ok(count)
     }
 
-    /// Scans until it succeeds, backing off between attempts (for servers down at start).
+    /// Scans until it succeeds or the server is stopped, backing off between attempts (for
+    /// servers down at start).
     pub fn scan_in_background(self: &Arc<Self>) {
         let server = self.clone();
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
-            while let Err(error) = server.scan().await {
-                tracing::warn!(server = %server.spec.name, %error, retry_in = ?delay, "upstream unavailable");
-                tokio::time::sleep(delay).await;
+            loop {
+                let attempt = tokio::select! {
+                    () = server.stopped.cancelled() => return,
+                    attempt = server.scan() => attempt,
+                };
+                let Err(error) = attempt else { return };
+                tracing::warn!(server = %server.server.name, %error, retry_in = ?delay, "upstream unavailable");
+                tokio::select! {
+                    () = server.stopped.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
                 delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         });
@@ -248,44 +284,50 @@ impl ToolExecutor for UpstreamExecutor {
         arguments: Value,
         _context: &ExecutionContext,
     ) -> Result<ToolOutput, ExecutionError> {
-        let client = self
-            .server
-            .client()
-            .await
-            .map_err(ExecutionError::Unavailable)?;
-        let mut params = CallToolRequestParams::new(tool.name.clone());
-        if let Value::Object(arguments) = arguments {
-            params = params.with_arguments(arguments);
-        }
-        let timeout = self.server.spec.timeout;
+        let name = &self.server.server.name;
+        let timeout = self.server.timeout();
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(timeout, client.call_tool(params)).await;
+        let call =
+            async {
+                // Waiting for a free slot counts against the call's timeout.
+                let _permit =
+                    self.server.permits.acquire().await.map_err(|_| {
+                        ExecutionError::Unavailable(format!("`{name}` was removed"))
+                    })?;
+                let client = self
+                    .server
+                    .client()
+                    .await
+                    .map_err(ExecutionError::Unavailable)?;
+                let mut params = CallToolRequestParams::new(tool.name.clone());
+                if let Value::Object(arguments) = arguments {
+                    params = params.with_arguments(arguments);
+                }
+                match client.call_tool(params).await {
+                    Ok(result) => serde_json::to_value(&result)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| {
+                            ExecutionError::Other(format!("unreadable result from `{name}`: {e}"))
+                        }),
+                    Err(error) => {
+                        // A transport or protocol failure: reconnect on the next call.
+                        self.server.reset().await;
+                        Err(ExecutionError::Unavailable(format!("`{name}`: {error}")))
+                    }
+                }
+            };
+        let result =
+            tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or(Err(ExecutionError::Timeout {
+                    seconds: timeout.as_secs(),
+                }));
         let label = match &result {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(_)) => "error",
-            Err(_) => "timeout",
+            Ok(_) => "ok",
+            Err(ExecutionError::Timeout { .. }) => "timeout",
+            Err(_) => "error",
         };
-        crate::metrics::upstream_call(&self.server.spec.name, label, started.elapsed());
-        match result {
-            Ok(Ok(result)) => serde_json::to_value(&result)
-                .and_then(serde_json::from_value)
-                .map_err(|e| {
-                    ExecutionError::Other(format!(
-                        "unreadable result from `{}`: {e}",
-                        self.server.spec.name
-                    ))
-                }),
-            Ok(Err(error)) => {
-                // A transport or protocol failure: reconnect on the next call.
-                self.server.reset().await;
-                Err(ExecutionError::Unavailable(format!(
-                    "`{}`: {error}",
-                    self.server.spec.name
-                )))
-            }
-            Err(_) => Err(ExecutionError::Timeout {
-                seconds: timeout.as_secs(),
-            }),
-        }
+        crate::metrics::upstream_call(name, label, started.elapsed());
+        result
     }
 }

@@ -149,7 +149,7 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
 
     // The policy over REST: broken CEL is refused with the rule named; a valid change applies at once.
     let http = reqwest::Client::new();
-    let rules = format!("{}/api/v1/access-rules", server.url);
+    let rules = format!("{}/api/v1/policy", server.url);
     let broken = json!({"policy": {"rules": [{"id": "typo", "tools": ["*"], "when": "args.x ==", "action": "deny"}]}});
     let refused = http
         .put(&rules)
@@ -181,7 +181,7 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
     let denied = call(&client, "local__echo", json!({"text": "hi"})).await;
     assert_eq!(text(&denied), "Echo is off today");
     let explained: Value = http
-        .post(format!("{rules}/test"))
+        .post(format!("{}/api/v1/access-rules/test", server.url))
         .bearer_auth(ADMIN_KEY)
         .json(&json!({"tool": "local__echo", "arguments": {"text": "x"}}))
         .send()
@@ -218,7 +218,7 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
         "preloop_pending_approvals 1",
         "preloop_upstream_call_seconds_count{result=\"ok\",server=\"remote\"}",
         "preloop_upstream_call_seconds_count{result=\"timeout\",server=\"remote\"} 1",
-        "preloop_http_requests_total{route=\"/api/v1/access-rules\",status=\"400\"} 1",
+        "preloop_http_requests_total{route=\"/api/v1/policy\",status=\"400\"} 1",
     ] {
         assert!(
             metrics.contains(expected),

@@ -139,11 +139,18 @@ impl AccountStore for Database {
                 .optional()
                 .map_err(backend)?
         });
-        Ok(row.map(|(id, name, created_at)| Organization {
-            id,
-            name,
-            created_at: from_micros(created_at),
-        }))
+        Ok(row.map(organization_of))
+    }
+
+    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        let rows: Vec<(String, String, i64)> = with_connection!(self, |conn| {
+            organizations::table
+                .order(organizations::id)
+                .load(conn)
+                .await
+                .map_err(backend)?
+        });
+        Ok(rows.into_iter().map(organization_of).collect())
     }
 
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
@@ -293,5 +300,13 @@ impl AccountStore for Database {
             .map_err(backend)?
         });
         found(updated)
+    }
+}
+
+fn organization_of((id, name, created_at): (String, String, i64)) -> Organization {
+    Organization {
+        id,
+        name,
+        created_at: from_micros(created_at),
     }
 }

@@ -135,6 +135,19 @@ impl ApprovalStore for Database {
         body.as_deref().map(parse).transpose()
     }
 
+    async fn find_request(&self, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError> {
+        let body: Option<String> = with_connection!(self, |conn| {
+            requests::table
+                .filter(requests::id.eq(id.to_string()))
+                .select(requests::body)
+                .first(conn)
+                .await
+                .optional()
+                .map_err(backend)?
+        });
+        body.as_deref().map(parse).transpose()
+    }
+
     async fn update_request(
         &self,
         expected_version: u64,

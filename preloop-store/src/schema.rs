@@ -154,5 +154,6 @@ document_tables!(
     trackers,
     projects,
     flows,
-    flow_executions
+    flow_executions,
+    hitl_sessions
 );

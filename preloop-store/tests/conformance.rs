@@ -950,6 +950,14 @@ async fn users_and_api_keys_round_trip<B: Backend>(backend: &B) {
             .await,
         Err(StoreError::AlreadyExists)
     );
+    let ids: Vec<String> = store
+        .list_organizations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(ids, ["acme", "globex"]);
     let mut dana = user("acme", "Dana@Acme.example", &["admin"]);
     dana.password_hash = Some(preloop_core::accounts::hash_password("s3cret pass").unwrap());
     store.create_user(&dana).await.unwrap();
@@ -1214,6 +1222,7 @@ async fn every_document_kind_round_trips<B: Backend>(backend: &B) {
         enabled: false,
         visible_to: vec!["role:admin".parse().unwrap()],
         description: Some("Search the handbook".into()),
+        approval_policy: Some("ops".into()),
         updated_at: t0(),
     };
     store.insert_document(&config).await.unwrap();

@@ -61,6 +61,10 @@ impl VoteCast {
 pub enum ApprovalEvent {
     /// An approver votes.
     Vote(VoteCast),
+    /// Someone votes through the request's decision link. The link's token was verified by the
+    /// caller and stands for the approvers it was sent to, so the approver list is not consulted;
+    /// every other rule (self-approval, reasons, edits, quorum) applies.
+    LinkVote(VoteCast),
     /// Time passes: due escalation stages start and an overdue request times out.
     Tick,
     /// The requester or an administrator withdraws the request.
@@ -87,7 +91,7 @@ pub enum ApprovalEvent {
 impl ApprovalEvent {
     fn name(&self) -> &'static str {
         match self {
-            Self::Vote(_) => "vote",
+            Self::Vote(_) | Self::LinkVote(_) => "vote",
             Self::Tick => "tick",
             Self::Cancel { .. } => "cancel",
             Self::StartExecution => "start execution",
@@ -216,7 +220,23 @@ pub fn transition(
         ApprovalEvent::Tick => advance_time(&mut next, now, &mut effects),
         ApprovalEvent::Vote(vote) => {
             advance_time(&mut next, now, &mut effects);
-            apply_vote(&mut next, vote, now, &mut effects)?;
+            apply_vote(
+                &mut next,
+                vote,
+                Eligibility::ApproverList,
+                now,
+                &mut effects,
+            )?;
+        }
+        ApprovalEvent::LinkVote(vote) => {
+            advance_time(&mut next, now, &mut effects);
+            apply_vote(
+                &mut next,
+                vote,
+                Eligibility::DecisionLink,
+                now,
+                &mut effects,
+            )?;
         }
         ApprovalEvent::Cancel { by, reason } => {
             advance_time(&mut next, now, &mut effects);
@@ -342,9 +362,19 @@ fn advance_time(
     }
 }
 
+/// What makes a voter eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eligibility {
+    /// The policy's approvers (at the current escalation stage).
+    ApproverList,
+    /// A verified decision-link token.
+    DecisionLink,
+}
+
 fn apply_vote(
     request: &mut ApprovalRequest,
     vote: VoteCast,
+    eligibility: Eligibility,
     now: DateTime<Utc>,
     effects: &mut Vec<ApprovalEffect>,
 ) -> Result<(), TransitionError> {
@@ -374,7 +404,9 @@ fn apply_vote(
         });
     }
     let policy = &request.policy;
-    if !policy.is_approver(&vote.approver, request.escalation_stage) {
+    if eligibility == Eligibility::ApproverList
+        && !policy.is_approver(&vote.approver, request.escalation_stage)
+    {
         return Err(TransitionError::NotAnApprover {
             approver: vote.approver.email.clone().unwrap_or(approver_id),
         });

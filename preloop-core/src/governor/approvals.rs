@@ -5,7 +5,7 @@ use super::notifier::Notification;
 use super::{Governor, GovernorError, Outcome, ProgressSink};
 use crate::approval::{
     ApprovalEffect, ApprovalEvent, ApprovalRequest, ApprovalState, Grant, Transition,
-    TransitionError, VoteCast, to_chrono, transition,
+    TransitionError, VoteCast, VoteDecision, to_chrono, transition, verify_secret,
 };
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::principal::Principal;
@@ -34,6 +34,60 @@ impl Governor {
         }
         self.apply(&approver.organization_id, request_id, || {
             ApprovalEvent::Vote(vote.clone())
+        })
+        .await
+        .map(|t| t.request)
+    }
+
+    /// The request a decision link points at, if `token` is its valid, unexpired token. A wrong
+    /// token and an unknown id are the same error, so links cannot be probed.
+    pub async fn request_by_link(
+        &self,
+        request_id: Uuid,
+        token: &str,
+    ) -> Result<ApprovalRequest, GovernorError> {
+        let request = self
+            .approvals
+            .find_request(request_id)
+            .await?
+            .ok_or(GovernorError::RequestNotFound)?;
+        let now = self.clock.now();
+        let valid = request
+            .token_hash
+            .as_deref()
+            .is_some_and(|hash| verify_secret(token, hash))
+            && request.token_expires_at.is_none_or(|until| now < until);
+        if valid {
+            Ok(request)
+        } else {
+            Err(GovernorError::RequestNotFound)
+        }
+    }
+
+    /// Records a vote cast through a decision link (see [`Governor::request_by_link`]); the
+    /// vote is recorded as the link's, one per request, whoever clicks it.
+    pub async fn decide_by_link(
+        &self,
+        request_id: Uuid,
+        token: &str,
+        decision: VoteDecision,
+        comment: Option<String>,
+    ) -> Result<ApprovalRequest, GovernorError> {
+        let request = self.request_by_link(request_id, token).await?;
+        let mut link = Principal::new(
+            format!("decision-link:{request_id}"),
+            request.organization_id.clone(),
+        );
+        link.email = Some("decision link".to_owned());
+        let vote = VoteCast {
+            comment,
+            ..match decision {
+                VoteDecision::Approve => VoteCast::approve(link),
+                VoteDecision::Decline => VoteCast::decline(link),
+            }
+        };
+        self.apply(&request.organization_id, request_id, || {
+            ApprovalEvent::LinkVote(vote.clone())
         })
         .await
         .map(|t| t.request)

@@ -51,6 +51,11 @@ pub struct ToolCall {
     pub context: RequestContext,
     /// Where to report progress while waiting for approval.
     pub progress: Option<Arc<dyn ProgressSink>>,
+    /// Never wait for a decision: a held call returns `pending_approval` at once, whatever the
+    /// approval policy's mode (for callers that poll, like the HITL API).
+    pub no_wait: bool,
+    /// Shortens (never lengthens) the approval policy's timeout for this call.
+    pub approval_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ToolCall {
@@ -73,7 +78,23 @@ impl ToolCall {
             client: ClientInfo::default(),
             context: RequestContext::default(),
             progress: None,
+            no_wait: false,
+            approval_timeout: None,
         }
+    }
+
+    /// Returns `pending_approval` at once instead of waiting for a decision.
+    #[must_use]
+    pub fn without_waiting(mut self) -> Self {
+        self.no_wait = true;
+        self
+    }
+
+    /// Gives approvers at most `timeout` (the approval policy's timeout still bounds it).
+    #[must_use]
+    pub fn with_approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = Some(timeout);
+        self
     }
 
     /// Sets the client.
@@ -353,14 +374,12 @@ impl Governor {
                     call_id,
                     rule: decision.rule().map(|r| r.id.clone()),
                 };
-                self.hold_for_approval(
-                    principal,
-                    &governance,
-                    approval_policy.as_deref(),
-                    held,
-                    true,
-                )
-                .await
+                // The rule's approval policy, else the tool's, else the organization's default.
+                let approval_policy = approval_policy
+                    .as_deref()
+                    .or(tool.approval_policy.as_deref());
+                self.hold_for_approval(principal, &governance, approval_policy, held, true)
+                    .await
             }
         }
     }
@@ -427,7 +446,7 @@ impl Governor {
         } = held;
         let now = self.clock.now();
         let org = principal.organization_id.as_str();
-        let Some(policy) = governance.approval_policy(approval_policy) else {
+        let Some(mut policy) = governance.approval_policy(approval_policy).cloned() else {
             // Unreachable for compiled governance (names are checked), but fail closed.
             return Ok(Outcome::Denied {
                 call_id,
@@ -435,6 +454,9 @@ impl Governor {
                 rule,
             });
         };
+        if let Some(timeout) = call.approval_timeout {
+            policy.timeout = policy.timeout.min(timeout);
+        }
         if grants_apply
             && let Some(grant) = self
                 .grants
@@ -474,6 +496,7 @@ impl Governor {
         request.token_expires_at = Some(request.expires_at);
         self.open_request(&request, &token).await?;
         match policy.mode {
+            _ if call.no_wait => Ok(Outcome::of_request(&request, self.config.poll_after)),
             ApprovalMode::Async => Ok(Outcome::of_request(&request, self.config.poll_after)),
             ApprovalMode::Blocking => {
                 let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
@@ -489,7 +512,7 @@ impl Governor {
         name: &str,
     ) -> Result<RegisteredTool, GovernorError> {
         self.registry
-            .get(name)
+            .get(&principal.organization_id, name)
             .filter(|tool| tool.is_visible_to(principal))
             .ok_or_else(|| GovernorError::UnknownTool(name.to_owned()))
     }
@@ -603,7 +626,7 @@ impl Governor {
     async fn execute_for(&self, request: &ApprovalRequest) -> Result<ToolOutput, String> {
         let tool = self
             .registry
-            .get(&request.tool.exposed_name)
+            .get(&request.organization_id, &request.tool.exposed_name)
             .filter(|t| t.descriptor.server == request.tool.server)
             .ok_or_else(|| {
                 format!(

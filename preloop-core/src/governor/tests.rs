@@ -1,15 +1,17 @@
 //! Pipeline tests over the in-memory store, a manual clock and counting executors.
 
 use super::*;
-use crate::approval::{ApprovalState, VoteCast};
+use crate::approval::{ApprovalState, VoteCast, VoteDecision};
 use crate::audit::{AuditEventKind, verify_chain};
 use crate::clock::ManualClock;
 use crate::executor::{ExecutionError, FnExecutor};
+use crate::governor::notifier::{Notification, NotifyError};
 use crate::policy::Format;
 use crate::registry::{ToolDescriptor, ToolSource};
 use crate::store::{AuditStore, MemoryStore};
 use futures::executor::block_on;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -56,6 +58,22 @@ struct Fixture {
     clock: ManualClock,
     runs: Arc<AtomicUsize>,
     last_args: Arc<Mutex<Option<Value>>>,
+    /// Decision-link tokens the notifier received, by request.
+    links: Arc<Mutex<HashMap<Uuid, String>>>,
+}
+
+/// Keeps the decision-link tokens of opened requests, as a channel would put them in messages.
+#[derive(Default)]
+struct LinkCatcher(Arc<Mutex<HashMap<Uuid, String>>>);
+
+#[async_trait::async_trait]
+impl Notifier for LinkCatcher {
+    async fn notify(&self, notification: Notification<'_>) -> Result<(), NotifyError> {
+        if let Notification::Created { request, token } = notification {
+            self.0.lock().unwrap().insert(request.id, token.to_owned());
+        }
+        Ok(())
+    }
 }
 
 fn fixture() -> Fixture {
@@ -88,8 +106,10 @@ fn fixture() -> Fixture {
     }
     let store = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(Utc::now());
+    let links = Arc::new(Mutex::new(HashMap::new()));
     let governor = Governor::builder(registry)
         .store(store.clone())
+        .notifier(Arc::new(LinkCatcher(links.clone())))
         .clock(Arc::new(clock.clone()))
         .config(GovernorConfig {
             blocking_timeout: Duration::from_secs(120),
@@ -108,6 +128,7 @@ fn fixture() -> Fixture {
         clock,
         runs,
         last_args,
+        links,
     }
 }
 
@@ -220,7 +241,14 @@ fn unknown_invisible_and_malformed_calls_are_rejected_and_recorded() {
     let f = fixture();
     let error = block_on(f.governor.call(&agent(), ToolCall::new("nope", json!({})))).unwrap_err();
     assert_eq!(error, GovernorError::UnknownTool("nope".into()));
-    f.governor.registry().set_enabled("fs__read", false);
+    f.governor.registry().configure(
+        None,
+        "fs__read",
+        Some(crate::registry::ToolSettings {
+            enabled: false,
+            ..Default::default()
+        }),
+    );
     let error = block_on(
         f.governor
             .call(&agent(), ToolCall::new("fs__read", json!({}))),
@@ -588,5 +616,45 @@ fn arguments_that_do_not_match_the_input_schema_are_rejected_before_policy() {
         chain_is_intact(&f, "acme")
             .iter()
             .any(|k| matches!(k, AuditEventKind::CallRejected { .. }))
+    );
+}
+
+#[test]
+fn decision_links_vote_once_and_only_with_their_token_until_it_expires() {
+    let f = fixture();
+    let id = deploy(&f, json!({}));
+    let token = f.links.lock().unwrap()[&id].clone();
+    let by_link = |id, token: &str| block_on(f.governor.request_by_link(id, token));
+    assert_eq!(
+        by_link(id, "not-the-token").unwrap_err(),
+        GovernorError::RequestNotFound
+    );
+    assert_eq!(
+        by_link(Uuid::new_v4(), &token).unwrap_err(),
+        GovernorError::RequestNotFound
+    );
+    assert_eq!(by_link(id, &token).unwrap().id, id);
+    let vote = |decision| {
+        block_on(
+            f.governor
+                .decide_by_link(id, &token, decision, Some("via the link".into())),
+        )
+    };
+    let approved = vote(VoteDecision::Approve).unwrap();
+    assert_eq!(approved.state, ApprovalState::Approved);
+    assert_eq!(approved.votes.len(), 1);
+    // A second click is the same vote; changing one's mind after the decision is refused.
+    assert_eq!(vote(VoteDecision::Approve).unwrap().votes.len(), 1);
+    assert!(matches!(
+        vote(VoteDecision::Decline).unwrap_err(),
+        GovernorError::Transition(_)
+    ));
+    // Another request's link dies with its request's deadline.
+    let later = deploy(&f, json!({"n": 2}));
+    let later_token = f.links.lock().unwrap()[&later].clone();
+    f.clock.advance(chrono::Duration::hours(3));
+    assert_eq!(
+        by_link(later, &later_token).unwrap_err(),
+        GovernorError::RequestNotFound
     );
 }

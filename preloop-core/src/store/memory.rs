@@ -133,6 +133,10 @@ impl ApprovalStore for MemoryStore {
             .cloned())
     }
 
+    async fn find_request(&self, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError> {
+        Ok(self.state().requests.get(&id).cloned())
+    }
+
     async fn update_request(
         &self,
         expected_version: u64,
@@ -397,6 +401,12 @@ impl AccountStore for MemoryStore {
 
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError> {
         Ok(self.state().organizations.get(id).cloned())
+    }
+
+    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        let mut organizations: Vec<_> = self.state().organizations.values().cloned().collect();
+        organizations.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(organizations)
     }
 
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {

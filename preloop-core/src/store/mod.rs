@@ -81,6 +81,11 @@ pub trait ApprovalStore: Send + Sync {
         id: Uuid,
     ) -> Result<Option<ApprovalRequest>, StoreError>;
 
+    /// The request with `id` in whatever organization holds it. Only for callers that prove
+    /// their right to it by other means (a decision-link token); everything else goes through
+    /// [`ApprovalStore::get_request`].
+    async fn find_request(&self, id: Uuid) -> Result<Option<ApprovalRequest>, StoreError>;
+
     /// Replaces the stored request if its version is still `expected_version`, appending the
     /// audit entries in the same transaction: both happen or neither does.
     async fn update_request(
@@ -291,6 +296,9 @@ pub trait AccountStore: Send + Sync {
 
     /// An organization by id.
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError>;
+
+    /// Every organization, sorted by id (for start-up, which loads each one's configuration).
+    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError>;
 
     /// Creates a user; `AlreadyExists` if the id or the e-mail address is taken (in any
     /// organization: the address is the sign-in name).

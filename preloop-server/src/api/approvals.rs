@@ -1,12 +1,12 @@
 //! `/api/v1/approval-requests`: list, get, approve, decline, decide.
 
 use super::ApiError;
+use super::extract::{Body, Param, QueryParams};
 use crate::http::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use axum_extra::extract::WithRejection;
 use preloop_core::Principal;
 use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteCast, VoteDecision};
 use preloop_core::store::ApprovalFilter;
@@ -48,7 +48,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    WithRejection(Query(query), _): WithRejection<Query<ListQuery>, ApiError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sees_all = principal.has_role("admin") || principal.has_role("approver");
     let filter = ApprovalFilter {
@@ -65,7 +65,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    WithRejection(Path(id), _): WithRejection<Path<Uuid>, ApiError>,
+    Param(id): Param<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(view(&state.governor.request(&principal, id).await?)))
 }
@@ -107,24 +107,30 @@ async fn vote(
             .map(|m| Duration::from_secs(m.saturating_mul(60))),
     };
     let request = state.governor.decide(&principal, id, vote).await?;
-    if request.state == ApprovalState::Approved {
-        // Run the approved call now; a blocked caller or a poller may win the claim instead,
-        // and the call still runs exactly once.
-        let governor = state.governor.clone();
-        let organization = principal.organization_id.clone();
-        tokio::spawn(async move {
-            if let Err(error) = governor.execute_approved(&organization, id).await {
-                tracing::warn!(%error, request = %id, "running an approved call failed");
-            }
-        });
-    }
+    run_if_approved(state, &request);
     Ok(Json(view(&request)))
+}
+
+/// Runs an approved request's call in the background; a blocked caller or a poller may win the
+/// claim instead, and the call still runs exactly once.
+pub(super) fn run_if_approved(state: &AppState, request: &ApprovalRequest) {
+    if request.state != ApprovalState::Approved {
+        return;
+    }
+    let governor = state.governor.clone();
+    let organization = request.organization_id.clone();
+    let id = request.id;
+    tokio::spawn(async move {
+        if let Err(error) = governor.execute_approved(&organization, id).await {
+            tracing::warn!(%error, request = %id, "running an approved call failed");
+        }
+    });
 }
 
 async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    WithRejection(Path(id), _): WithRejection<Path<Uuid>, ApiError>,
+    Param(id): Param<Uuid>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     vote(
@@ -140,7 +146,7 @@ async fn approve(
 async fn decline(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    WithRejection(Path(id), _): WithRejection<Path<Uuid>, ApiError>,
+    Param(id): Param<Uuid>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     vote(
@@ -156,8 +162,8 @@ async fn decline(
 async fn decide(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    WithRejection(Path(id), _): WithRejection<Path<Uuid>, ApiError>,
-    WithRejection(Json(body), _): WithRejection<Json<VoteBody>, ApiError>,
+    Param(id): Param<Uuid>,
+    Body(body): Body<VoteBody>,
 ) -> Result<Json<Value>, ApiError> {
     let decision = body.decision.ok_or_else(|| {
         ApiError::BadRequest("`decision` must be \"approve\" or \"decline\"".to_owned())

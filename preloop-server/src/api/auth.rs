@@ -10,7 +10,8 @@ use axum::{Json, Router};
 use axum_extra::extract::WithRejection;
 use chrono::Utc;
 use preloop_core::accounts::{Organization, User, hash_password, verify_password};
-use preloop_core::store::StoreError;
+use preloop_core::policy::GovernanceDocument;
+use preloop_core::store::{AccountStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -48,10 +49,7 @@ async fn token(
     State(state): State<AppState>,
     WithRejection(Json(credentials), _): WithRejection<Json<Credentials>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = state
-        .accounts
-        .find_user_by_email(&credentials.email)
-        .await?;
+    let user = state.store.find_user_by_email(&credentials.email).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = verify_password(
         &credentials.password,
@@ -81,7 +79,7 @@ async fn refresh(
         .verify(&body.refresh_token, TokenKind::Refresh)
         .ok_or_else(invalid)?;
     let user = state
-        .accounts
+        .store
         .get_user(&claims.org, &claims.sub)
         .await?
         .filter(|u| !u.disabled)
@@ -131,26 +129,21 @@ async fn register(
     user.name = body.name;
     user.password_hash =
         Some(hash_password(&body.password).map_err(|e| ApiError::Unprocessable(e.to_string()))?);
-    if state
-        .accounts
-        .find_user_by_email(&user.email)
-        .await?
-        .is_some()
-    {
+    if state.store.find_user_by_email(&user.email).await?.is_some() {
         return Err(ApiError::Conflict(
             "an account with this e-mail address exists".to_owned(),
         ));
     }
-    state.accounts.create_organization(&organization).await?;
+    state.store.create_organization(&organization).await?;
+    state.store.create_user(&user).await.map_err(|e| match e {
+        StoreError::AlreadyExists => {
+            ApiError::Conflict("an account with this e-mail address exists".to_owned())
+        }
+        other => other.into(),
+    })?;
+    // A new organization starts with the empty policy (allow, no rules) until an admin writes one.
     state
-        .accounts
-        .create_user(&user)
-        .await
-        .map_err(|e| match e {
-            StoreError::AlreadyExists => {
-                ApiError::Conflict("an account with this e-mail address exists".to_owned())
-            }
-            other => other.into(),
-        })?;
+        .governor
+        .set_policy(&organization.id, &GovernanceDocument::default())?;
     Ok(token_pair(&state, &user))
 }

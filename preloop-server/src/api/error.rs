@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The arguments or policy do not validate (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// An upstream server failed to answer (502).
+    #[error("{0}")]
+    BadGateway(String),
     /// The server cannot serve it now (503); details are logged.
     #[error("service unavailable")]
     Unavailable,
@@ -43,6 +46,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }

@@ -1,78 +1,353 @@
-//! `/api/v1/access-rules`: the organization's governance document (rules and approval policies),
-//! read, replaced (validated, stored, applied at once) and tested.
+//! The organization's governance document over REST: `/policy` (the whole document),
+//! `/access-rules` (one rule at a time, ordering, and `test` to explain a hypothetical call) and
+//! `/approval-policies`. Every change is compiled first (400 naming every broken rule), then
+//! stored with an audit entry, then put in force for new calls.
 
 use super::ApiError;
+use super::extract::{Body, Param, require_role};
 use crate::http::AppState;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
-use axum_extra::extract::WithRejection;
 use chrono::Utc;
+use preloop_core::approval::ApprovalPolicy;
 use preloop_core::audit::{AuditEntry, AuditEventKind};
-use preloop_core::governor::ToolCall;
-use preloop_core::policy::{EvaluationInput, Governance, GovernanceDocument};
+use preloop_core::governor::{GovernorError, ToolCall};
+use preloop_core::policy::{EvaluationInput, Governance, GovernanceDocument, RuleSpec};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
+use preloop_core::store::PolicyStore;
 use preloop_core::{ClientInfo, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/access-rules", get(show).put(replace))
+        .route("/policy", get(show_document).put(replace_document))
+        .route("/access-rules", get(list_rules).post(create_rule))
+        .route("/access-rules/order", put(reorder_rules))
         .route("/access-rules/test", post(test))
+        .route(
+            "/access-rules/{id}",
+            get(show_rule).put(replace_rule).delete(delete_rule),
+        )
+        .route(
+            "/approval-policies",
+            get(list_approval_policies).post(create_approval_policy),
+        )
+        .route(
+            "/approval-policies/{name}",
+            get(show_approval_policy)
+                .put(replace_approval_policy)
+                .delete(delete_approval_policy),
+        )
 }
 
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.has_role("admin") {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only admins can change the policy".to_owned(),
-        ))
-    }
-}
-
-async fn show(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
-    let document = state
-        .policies
+async fn load(state: &AppState, principal: &Principal) -> Result<GovernanceDocument, ApiError> {
+    let mut document = state
+        .store
         .load_policy(&principal.organization_id)
         .await?
         .unwrap_or_default();
-    Ok(Json(serde_json::to_value(document).unwrap_or(Value::Null)))
+    name_rules(&mut document);
+    Ok(document)
 }
 
-/// Replaces the document: compiled first (400 naming every broken rule), then stored with an
-/// audit entry, then put in force for new calls.
-async fn replace(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    WithRejection(Json(document), _): WithRejection<Json<GovernanceDocument>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&principal)?;
-    Governance::compile(&document).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+/// Gives every unnamed rule the id evaluation already calls it by (`rule-<position>`), so the
+/// API can address it and the id survives reordering.
+fn name_rules(document: &mut GovernanceDocument) {
+    for (index, rule) in document.policy.rules.iter_mut().enumerate() {
+        if rule.id.is_none() {
+            rule.id = Some(format!("rule-{}", index + 1));
+        }
+    }
+}
+
+/// Read-modify-write of the document under the server's policy lock: `change` edits it, then it
+/// is compiled, stored with an audit entry and put in force. Admins only.
+async fn modify<T>(
+    state: &AppState,
+    principal: &Principal,
+    change: impl FnOnce(&mut GovernanceDocument) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    require_role(principal, "admin", "change the policy")?;
+    let _serialized = state.policy_lock.lock().await;
+    let mut document = load(state, principal).await?;
+    let answer = change(&mut document)?;
+    install(state, principal, &document).await?;
+    Ok(answer)
+}
+
+async fn install(
+    state: &AppState,
+    principal: &Principal,
+    document: &GovernanceDocument,
+) -> Result<(), ApiError> {
+    Governance::compile(document).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let org = principal.organization_id.as_str();
     let change = AuditEntry::new(
         org,
         Utc::now(),
         AuditEventKind::PolicyChanged {
-            changed_by: principal
-                .email
-                .clone()
-                .unwrap_or_else(|| principal.id.clone()),
+            changed_by: principal.display_name(),
             rules: document.policy.rules.len(),
         },
     );
-    state
-        .policies
-        .save_policy(org, &document, vec![change])
-        .await?;
-    state.governor.set_policy(org, &document)?;
-    Ok(Json(
-        json!({"rules": document.policy.rules.len(), "approval_policies": document.approval_policies.len()}),
-    ))
+    state.store.save_policy(org, document, vec![change]).await?;
+    state.governor.set_policy(org, document)?;
+    Ok(())
+}
+
+async fn show_document(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<GovernanceDocument>, ApiError> {
+    Ok(Json(load(&state, &principal).await?))
+}
+
+async fn replace_document(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(document): Body<GovernanceDocument>,
+) -> Result<Json<Value>, ApiError> {
+    let summary = json!({
+        "rules": document.policy.rules.len(),
+        "approval_policies": document.approval_policies.len(),
+    });
+    modify(&state, &principal, |current| {
+        *current = document;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(summary))
+}
+
+fn position_of(document: &GovernanceDocument, id: &str) -> Result<usize, ApiError> {
+    document
+        .policy
+        .rules
+        .iter()
+        .position(|r| r.id.as_deref() == Some(id))
+        .ok_or_else(|| ApiError::NotFound(format!("no rule `{id}`")))
+}
+
+async fn list_rules(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let document = load(&state, &principal).await?;
+    Ok(Json(json!({
+        "default": document.policy.default,
+        "items": document.policy.rules,
+    })))
+}
+
+async fn show_rule(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<String>,
+) -> Result<Json<RuleSpec>, ApiError> {
+    let mut document = load(&state, &principal).await?;
+    let position = position_of(&document, &id)?;
+    Ok(Json(document.policy.rules.swap_remove(position)))
+}
+
+/// A new rule and where it goes.
+#[derive(Debug, Deserialize)]
+struct NewRule {
+    /// 1-based position (default: last).
+    #[serde(default)]
+    position: Option<usize>,
+    #[serde(flatten)]
+    rule: RuleSpec,
+}
+
+/// Adds a rule (at `position`, else last); without an id it gets a fresh one.
+async fn create_rule(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(NewRule { position, mut rule }): Body<NewRule>,
+) -> Result<(StatusCode, Json<RuleSpec>), ApiError> {
+    let created = modify(&state, &principal, |document| {
+        let rules = &mut document.policy.rules;
+        let id = rule
+            .id
+            .get_or_insert_with(|| format!("rule-{}", uuid::Uuid::new_v4().simple()))
+            .clone();
+        if rules.iter().any(|r| r.id.as_deref() == Some(id.as_str())) {
+            return Err(ApiError::Conflict(format!("a rule `{id}` exists")));
+        }
+        let index = match position {
+            None => rules.len(),
+            Some(p) if (1..=rules.len() + 1).contains(&p) => p - 1,
+            Some(p) => {
+                return Err(ApiError::BadRequest(format!(
+                    "position {p} is outside 1..={}",
+                    rules.len() + 1
+                )));
+            }
+        };
+        rules.insert(index, rule.clone());
+        Ok(rule)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Replaces a rule in place; its id may not change.
+async fn replace_rule(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<String>,
+    Body(mut rule): Body<RuleSpec>,
+) -> Result<Json<RuleSpec>, ApiError> {
+    if rule.id.as_deref().is_some_and(|given| given != id) {
+        return Err(ApiError::BadRequest(
+            "a rule's id cannot change; delete it and create another".to_owned(),
+        ));
+    }
+    rule.id = Some(id.clone());
+    let replaced = modify(&state, &principal, |document| {
+        let position = position_of(document, &id)?;
+        document.policy.rules[position] = rule.clone();
+        Ok(rule)
+    })
+    .await?;
+    Ok(Json(replaced))
+}
+
+async fn delete_rule(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<String>,
+) -> Result<StatusCode, ApiError> {
+    modify(&state, &principal, |document| {
+        let position = position_of(document, &id)?;
+        document.policy.rules.remove(position);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Order {
+    /// Every rule id, in the new order.
+    ids: Vec<String>,
+}
+
+/// Puts the rules in the given order; `ids` must name every rule exactly once.
+async fn reorder_rules(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(Order { ids }): Body<Order>,
+) -> Result<Json<Value>, ApiError> {
+    modify(&state, &principal, |document| {
+        let mut remaining = std::mem::take(&mut document.policy.rules);
+        for id in &ids {
+            let position = remaining
+                .iter()
+                .position(|r| r.id.as_deref() == Some(id.as_str()))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("`{id}` is not a rule, or is listed twice"))
+                })?;
+            document.policy.rules.push(remaining.remove(position));
+        }
+        if let Some(missing) = remaining.first() {
+            return Err(ApiError::BadRequest(format!(
+                "the order must list every rule; `{}` is missing",
+                missing.id.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({"ids": ids})))
+}
+
+fn approval_policy_position(document: &GovernanceDocument, name: &str) -> Result<usize, ApiError> {
+    document
+        .approval_policies
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no approval policy `{name}`")))
+}
+
+async fn list_approval_policies(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let document = load(&state, &principal).await?;
+    Ok(Json(json!({"items": document.approval_policies})))
+}
+
+async fn show_approval_policy(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(name): Param<String>,
+) -> Result<Json<ApprovalPolicy>, ApiError> {
+    let mut document = load(&state, &principal).await?;
+    let position = approval_policy_position(&document, &name)?;
+    Ok(Json(document.approval_policies.swap_remove(position)))
+}
+
+async fn create_approval_policy(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(policy): Body<ApprovalPolicy>,
+) -> Result<(StatusCode, Json<ApprovalPolicy>), ApiError> {
+    let created = modify(&state, &principal, |document| {
+        if document
+            .approval_policies
+            .iter()
+            .any(|p| p.name == policy.name)
+        {
+            return Err(ApiError::Conflict(format!(
+                "an approval policy `{}` exists",
+                policy.name
+            )));
+        }
+        document.approval_policies.push(policy.clone());
+        Ok(policy)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn replace_approval_policy(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(name): Param<String>,
+    Body(policy): Body<ApprovalPolicy>,
+) -> Result<Json<ApprovalPolicy>, ApiError> {
+    if policy.name != name {
+        return Err(ApiError::BadRequest(
+            "an approval policy's name cannot change".to_owned(),
+        ));
+    }
+    let replaced = modify(&state, &principal, |document| {
+        let position = approval_policy_position(document, &name)?;
+        document.approval_policies[position] = policy.clone();
+        Ok(policy)
+    })
+    .await?;
+    Ok(Json(replaced))
+}
+
+/// Deletes an approval policy; refused (400, naming the rules) while rules still use it.
+async fn delete_approval_policy(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(name): Param<String>,
+) -> Result<StatusCode, ApiError> {
+    modify(&state, &principal, |document| {
+        let position = approval_policy_position(document, &name)?;
+        document.approval_policies.remove(position);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +367,7 @@ struct TestBody {
 async fn test(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    WithRejection(Json(body), _): WithRejection<Json<TestBody>, ApiError>,
+    Body(body): Body<TestBody>,
 ) -> Result<Json<Value>, ApiError> {
     let mut caller = principal.clone();
     if let Some(roles) = body.roles {
@@ -105,7 +380,7 @@ async fn test(
     let decision = match state.governor.explain(&caller, &call) {
         Ok(decision) => decision,
         // A tool that is not registered (yet): evaluate it by name.
-        Err(preloop_core::governor::GovernorError::UnknownTool(_)) => {
+        Err(GovernorError::UnknownTool(_)) => {
             let governance = state
                 .governor
                 .governance(&principal.organization_id)

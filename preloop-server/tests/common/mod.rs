@@ -118,3 +118,51 @@ pub fn text(result: &CallToolResult) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// One REST call: `method` on `url` with a bearer token and an optional JSON body; returns the
+/// status and the JSON body (`null` when there is none).
+pub async fn rest(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a readable body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+/// Waits until `tool` is (or, with `present: false`, is no longer) listed to `client`.
+pub async fn wait_for_tool(client: &Client, tool: &str, present: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let listed = client
+            .list_all_tools()
+            .await
+            .expect("tools/list answers")
+            .iter()
+            .any(|t| t.name == tool);
+        if listed == present {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{tool}` never became {}",
+            if present { "listed" } else { "unlisted" }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,292 @@
+//! `/api/v1/users` and `/api/v1/api-keys`: the organization's people and their keys.
+//! Admins manage users; everyone manages their own API keys (admins every key). A key's secret
+//! is shown once, in the creation response.
+
+use super::ApiError;
+use super::extract::{Body, Param, require_role};
+use crate::http::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, Utc};
+use preloop_core::Principal;
+use preloop_core::accounts::{ApiKey, User, hash_password};
+use preloop_core::store::{AccountStore, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Roles a user may hold.
+pub const ROLES: [&str; 4] = ["admin", "approver", "member", "agent"];
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/me", get(me))
+        .route("/users/{id}", get(show_user).patch(update_user))
+        .route("/api-keys", get(list_keys).post(create_key))
+        .route("/api-keys/{id}", delete(revoke_key))
+}
+
+/// A user as the API shows it: never the password hash.
+fn user_view(user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "roles": user.roles,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+    })
+}
+
+/// A key as the API shows it: never the secret or its hash.
+fn key_view(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "user_id": key.user_id,
+        "prefix": key.prefix,
+        "scopes": key.scopes,
+        "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
+        "revoked": key.revoked,
+        "created_at": key.created_at,
+    })
+}
+
+fn check_roles(roles: &[String]) -> Result<(), ApiError> {
+    match roles.iter().find(|r| !ROLES.contains(&r.as_str())) {
+        Some(role) => Err(ApiError::Unprocessable(format!(
+            "unknown role `{role}`; roles are {}",
+            ROLES.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn user_of(state: &AppState, principal: &Principal, id: &str) -> Result<User, ApiError> {
+    state
+        .store
+        .get_user(&principal.organization_id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user `{id}`")))
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    require_role(&principal, "admin", "list users")?;
+    let users = state.store.list_users(&principal.organization_id).await?;
+    Ok(Json(
+        json!({"items": users.iter().map(user_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn me(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&state, &principal, &principal.id).await?;
+    let mut view = user_view(&user);
+    view["organization_id"] = json!(user.organization_id);
+    // A scoped API key acts with fewer roles than its user has.
+    view["effective_roles"] = json!(principal.roles);
+    Ok(Json(view))
+}
+
+async fn show_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<String>,
+) -> Result<Json<Value>, ApiError> {
+    if id != principal.id {
+        require_role(&principal, "admin", "see other users")?;
+    }
+    Ok(Json(user_view(&user_of(&state, &principal, &id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    name: Option<String>,
+    roles: Vec<String>,
+    /// Omitted: the user cannot sign in with a password (API keys only).
+    password: Option<String>,
+}
+
+fn checked_password(password: &str) -> Result<String, ApiError> {
+    if password.chars().count() < 12 {
+        return Err(ApiError::Unprocessable(
+            "passwords must have at least 12 characters".to_owned(),
+        ));
+    }
+    hash_password(password).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(body): Body<NewUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_role(&principal, "admin", "create users")?;
+    if !body.email.contains('@') {
+        return Err(ApiError::Unprocessable(format!(
+            "`{}` is not an e-mail address",
+            body.email
+        )));
+    }
+    check_roles(&body.roles)?;
+    let mut user = User::new(
+        &principal.organization_id,
+        &body.email,
+        body.roles,
+        Utc::now(),
+    );
+    user.name = body.name;
+    user.password_hash = body.password.as_deref().map(checked_password).transpose()?;
+    state.store.create_user(&user).await.map_err(|e| match e {
+        StoreError::AlreadyExists => {
+            ApiError::Conflict("an account with this e-mail address exists".to_owned())
+        }
+        other => other.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(user_view(&user))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    name: Option<String>,
+    roles: Option<Vec<String>>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+/// Admins change anything but may not lock themselves out; users change their own name and
+/// password.
+async fn update_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<String>,
+    Body(change): Body<UserChange>,
+) -> Result<Json<Value>, ApiError> {
+    let is_admin = principal.has_role("admin");
+    let own = id == principal.id;
+    if !is_admin && (!own || change.roles.is_some() || change.disabled.is_some()) {
+        return Err(ApiError::Forbidden(
+            "only admins can change other users, roles or the disabled flag".to_owned(),
+        ));
+    }
+    let mut user = user_of(&state, &principal, &id).await?;
+    if let Some(roles) = change.roles {
+        check_roles(&roles)?;
+        if own && !roles.iter().any(|r| r == "admin") {
+            return Err(ApiError::Conflict(
+                "you cannot remove your own admin role".to_owned(),
+            ));
+        }
+        user.roles = roles;
+    }
+    if let Some(disabled) = change.disabled {
+        if own && disabled {
+            return Err(ApiError::Conflict("you cannot disable yourself".to_owned()));
+        }
+        user.disabled = disabled;
+    }
+    if let Some(name) = change.name {
+        user.name = Some(name);
+    }
+    if let Some(password) = change.password {
+        user.password_hash = Some(checked_password(&password)?);
+    }
+    state.store.update_user(&user).await?;
+    state.authenticator.forget_user(&user.id);
+    Ok(Json(user_view(&user)))
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let keys = state
+        .store
+        .list_api_keys(&principal.organization_id)
+        .await?;
+    let is_admin = principal.has_role("admin");
+    let items: Vec<Value> = keys
+        .iter()
+        .filter(|k| is_admin || k.user_id == principal.id)
+        .map(key_view)
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    /// Roles the key is limited to (a subset of the user's); empty: all of them.
+    #[serde(default)]
+    scopes: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    /// Admins may issue keys for other users of the organization (e.g. an agent account).
+    user_id: Option<String>,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(body): Body<NewKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user_id = body.user_id.unwrap_or_else(|| principal.id.clone());
+    if user_id != principal.id {
+        require_role(&principal, "admin", "issue keys for other users")?;
+    }
+    let user = user_of(&state, &principal, &user_id).await?;
+    if let Some(scope) = body.scopes.iter().find(|s| !user.roles.contains(s)) {
+        return Err(ApiError::Unprocessable(format!(
+            "scope `{scope}` is not one of the user's roles ({})",
+            user.roles.join(", ")
+        )));
+    }
+    let now = Utc::now();
+    if body.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::Unprocessable(
+            "`expires_at` is in the past".to_owned(),
+        ));
+    }
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("a key needs a name".to_owned()));
+    }
+    let issued = ApiKey::issue(&user, name, body.scopes, body.expires_at, now);
+    state.store.insert_api_key(&issued.key).await?;
+    let mut view = key_view(&issued.key);
+    view["secret"] = json!(issued.secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let org = &principal.organization_id;
+    let key = state
+        .store
+        .list_api_keys(org)
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("no API key `{id}`")))?;
+    if key.user_id != principal.id {
+        require_role(&principal, "admin", "revoke other users' keys")?;
+    }
+    state.store.revoke_api_key(org, id).await?;
+    state.authenticator.forget(id);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,333 @@
+//! `/api/v1/mcp-servers`: the organization's upstream MCP servers (create, read, update, delete,
+//! scan, tools) and `/api/v1/tool-configurations` (per-tool enable/disable, visibility,
+//! description and approval policy). Credentials in headers and environment variables are
+//! write-only: responses show their names, never their values.
+
+use super::ApiError;
+use super::extract::{Body, Param, require_role};
+use crate::config::McpServerEntry;
+use crate::http::AppState;
+use crate::startup::tool_settings;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use preloop_core::Principal;
+use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport, ToolConfiguration};
+use preloop_core::principal::PrincipalSelector;
+use preloop_core::registry::RegisteredTool;
+use preloop_core::store::DocumentStore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// What responses show instead of a credential.
+const REDACTED: &str = "<redacted>";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/mcp-servers", get(list).post(create))
+        .route("/mcp-servers/{id}", get(show).put(replace).delete(remove))
+        .route("/mcp-servers/{id}/scan", post(scan))
+        .route("/mcp-servers/{id}/tools", get(tools))
+        .route("/tool-configurations", get(list_configurations))
+        .route(
+            "/tool-configurations/{tool}",
+            put(configure).delete(unconfigure).get(show_configuration),
+        )
+}
+
+fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    map.keys().map(|k| (k.as_str(), REDACTED)).collect()
+}
+
+fn view(server: &McpServer) -> Value {
+    let mut value = json!({
+        "id": server.id,
+        "name": server.name,
+        "tool_prefix": server.tool_prefix,
+        "enabled": server.enabled,
+        "timeout_seconds": server.timeout_seconds,
+        "max_concurrency": server.max_concurrency,
+        "last_scanned_at": server.last_scanned_at,
+        "created_at": server.created_at,
+    });
+    let transport = match &server.transport {
+        McpTransport::Stdio { command, args, env } => {
+            json!({"transport": "stdio", "command": command, "args": args, "env": redacted(env)})
+        }
+        McpTransport::Http { url, headers } => {
+            json!({"transport": "http", "url": url, "headers": redacted(headers)})
+        }
+    };
+    if let (Some(value), Some(transport)) = (value.as_object_mut(), transport.as_object()) {
+        value.extend(transport.clone());
+    }
+    value
+}
+
+fn tool_view(tool: &RegisteredTool) -> Value {
+    let d = &tool.descriptor;
+    json!({
+        "name": d.exposed_name,
+        "upstream_name": d.name,
+        "description": d.description,
+        "input_schema": d.input_schema,
+        "annotations": d.annotations,
+        "enabled": tool.enabled,
+        "approval_policy": tool.approval_policy,
+    })
+}
+
+async fn server_of(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<McpServer, ApiError> {
+    DocumentStore::<McpServer>::get_document(
+        &*state.store,
+        &principal.organization_id,
+        &id.to_string(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no MCP server `{id}`")))
+}
+
+fn admin(principal: &Principal) -> Result<(), ApiError> {
+    require_role(principal, "admin", "manage MCP servers and tools")
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let servers: Vec<McpServer> = state
+        .store
+        .list_documents(&principal.organization_id, None)
+        .await?;
+    Ok(Json(
+        json!({"items": servers.iter().map(view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&server_of(&state, &principal, id).await?)))
+}
+
+/// Registers a server and starts discovering its tools in the background.
+async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Body(entry): Body<McpServerEntry>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin(&principal)?;
+    let server = entry
+        .to_document(&principal.organization_id, Uuid::new_v4(), Utc::now())
+        .map_err(ApiError::Unprocessable)?;
+    state
+        .store
+        .insert_document(&server)
+        .await
+        .map_err(|e| match e {
+            preloop_core::store::StoreError::AlreadyExists => {
+                ApiError::Conflict(format!("an MCP server `{}` exists", server.name))
+            }
+            other => other.into(),
+        })?;
+    state.upstreams.start(server.clone()).await;
+    Ok((StatusCode::CREATED, Json(view(&server))))
+}
+
+/// Keeps stored credentials whose value came back as the redaction marker.
+fn keep_secrets(new: &mut BTreeMap<String, String>, old: &BTreeMap<String, String>) {
+    for (name, value) in new.iter_mut() {
+        if value == REDACTED
+            && let Some(stored) = old.get(name)
+        {
+            value.clone_from(stored);
+        }
+    }
+}
+
+/// Replaces a server's settings and restarts it (its tools are rediscovered).
+async fn replace(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+    Body(entry): Body<McpServerEntry>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
+    let old = server_of(&state, &principal, id).await?;
+    let mut server = entry
+        .to_document(&principal.organization_id, id, old.created_at)
+        .map_err(ApiError::Unprocessable)?;
+    match (&mut server.transport, &old.transport) {
+        (McpTransport::Http { headers, .. }, McpTransport::Http { headers: old, .. }) => {
+            keep_secrets(headers, old);
+        }
+        (McpTransport::Stdio { env, .. }, McpTransport::Stdio { env: old, .. }) => {
+            keep_secrets(env, old);
+        }
+        _ => {}
+    }
+    server.last_scanned_at = old.last_scanned_at;
+    state.store.update_document(&server).await?;
+    state.upstreams.start(server.clone()).await;
+    Ok(Json(view(&server)))
+}
+
+/// Stops and deletes a server; its tools disappear at once.
+async fn remove(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    admin(&principal)?;
+    let server = server_of(&state, &principal, id).await?;
+    let org = &principal.organization_id;
+    state.upstreams.stop(org, id).await;
+    DocumentStore::<DiscoveredTool>::replace_children(&*state.store, org, &id.to_string(), &[])
+        .await?;
+    DocumentStore::<McpServer>::delete_document(&*state.store, org, &server.id.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rediscovers the server's tools now; 502 when the server cannot be reached.
+async fn scan(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
+    let mut server = server_of(&state, &principal, id).await?;
+    let upstream = state
+        .upstreams
+        .get(&principal.organization_id, id)
+        .await
+        .ok_or_else(|| ApiError::Conflict(format!("MCP server `{}` is disabled", server.name)))?;
+    let count = upstream.scan().await.map_err(ApiError::BadGateway)?;
+    server.last_scanned_at = Some(Utc::now());
+    state.store.update_document(&server).await?;
+    Ok(Json(
+        json!({"tools": count, "last_scanned_at": server.last_scanned_at}),
+    ))
+}
+
+async fn tools(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let server = server_of(&state, &principal, id).await?;
+    let tools = state
+        .governor
+        .registry()
+        .server_tools(Some(&principal.organization_id), &server.name);
+    Ok(Json(
+        json!({"items": tools.iter().map(tool_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn list_configurations(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let configurations: Vec<ToolConfiguration> = state
+        .store
+        .list_documents(&principal.organization_id, None)
+        .await?;
+    Ok(Json(json!({"items": configurations})))
+}
+
+async fn show_configuration(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(tool): Param<String>,
+) -> Result<Json<ToolConfiguration>, ApiError> {
+    DocumentStore::<ToolConfiguration>::get_document(
+        &*state.store,
+        &principal.organization_id,
+        &tool,
+    )
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::NotFound(format!("tool `{tool}` has no configuration")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Configuration {
+    #[serde(default = "enabled")]
+    enabled: bool,
+    #[serde(default)]
+    visible_to: Vec<PrincipalSelector>,
+    description: Option<String>,
+    approval_policy: Option<String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// Sets a tool's configuration (kept across rescans; the tool need not exist yet).
+async fn configure(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(tool): Param<String>,
+    Body(body): Body<Configuration>,
+) -> Result<Json<ToolConfiguration>, ApiError> {
+    admin(&principal)?;
+    let org = &principal.organization_id;
+    if let Some(name) = &body.approval_policy {
+        let known = state
+            .governor
+            .governance(org)
+            .is_some_and(|g| g.approval_policy(Some(name)).is_some());
+        if !known {
+            return Err(ApiError::Unprocessable(format!(
+                "approval policy `{name}` is not defined"
+            )));
+        }
+    }
+    let configuration = ToolConfiguration {
+        organization_id: org.clone(),
+        tool: tool.clone(),
+        enabled: body.enabled,
+        visible_to: body.visible_to,
+        description: body.description,
+        approval_policy: body.approval_policy,
+        updated_at: Utc::now(),
+    };
+    let exists = DocumentStore::<ToolConfiguration>::get_document(&*state.store, org, &tool)
+        .await?
+        .is_some();
+    if exists {
+        state.store.update_document(&configuration).await?;
+    } else {
+        state.store.insert_document(&configuration).await?;
+    }
+    state
+        .governor
+        .registry()
+        .configure(Some(org), &tool, Some(tool_settings(&configuration)));
+    Ok(Json(configuration))
+}
+
+/// Removes a tool's configuration: it is enabled for everyone again.
+async fn unconfigure(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(tool): Param<String>,
+) -> Result<StatusCode, ApiError> {
+    admin(&principal)?;
+    let org = &principal.organization_id;
+    DocumentStore::<ToolConfiguration>::delete_document(&*state.store, org, &tool).await?;
+    state.governor.registry().configure(Some(org), &tool, None);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,371 @@
+//! The HITL API, compatible with Loopgate, for agents that do not speak MCP: sessions, requests
+//! a human answers, polling, cancelling and the pending list. Requests are approval requests of
+//! the built-in `request_approval` tool, so they follow the organization's approval policies,
+//! reach the same approvers and channels, and land in the same audit chain. Requests are
+//! bearer-authenticated (`Authorization: Bearer` or, as Loopgate clients send it, `X-API-Key`);
+//! errors use the REST API's JSON shape.
+
+use crate::api::ApiError;
+use crate::builtins::REQUEST_APPROVAL;
+use crate::http::AppState;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use preloop_core::Principal;
+use preloop_core::approval::{ApprovalRequest, ApprovalState, RequestContext, VoteDecision};
+use preloop_core::documents::HitlSession;
+use preloop_core::governor::{Outcome, ToolCall};
+use preloop_core::store::{ApprovalFilter, DocumentStore, StoreError};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Loopgate's default wait for an answer.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
+
+/// The `/hitl` routes (authentication is applied by the caller).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/hitl/register", post(register))
+        .route("/hitl/deactivate", post(deactivate))
+        .route("/hitl/request", post(request))
+        .route("/hitl/poll", get(poll))
+        .route("/hitl/status", get(status))
+        .route("/hitl/cancel", post(cancel))
+        .route("/hitl/pending", get(pending))
+}
+
+fn required(fields: &[(&str, &str)]) -> Result<(), ApiError> {
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|(_, value)| value.trim().is_empty())
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "missing required fields: {}",
+            missing.join(", ")
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Registration {
+    #[serde(default)]
+    session_id: String,
+    #[serde(default)]
+    client_id: String,
+    telegram_id: Option<i64>,
+}
+
+async fn session_of(
+    state: &AppState,
+    principal: &Principal,
+    session_id: &str,
+) -> Result<HitlSession, ApiError> {
+    DocumentStore::<HitlSession>::get_document(
+        &*state.store,
+        &principal.organization_id,
+        session_id,
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("session `{session_id}` not found")))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::api::Body(body): crate::api::Body<Registration>,
+) -> Result<Json<Value>, ApiError> {
+    required(&[
+        ("session_id", &body.session_id),
+        ("client_id", &body.client_id),
+    ])?;
+    let session = HitlSession {
+        organization_id: principal.organization_id.clone(),
+        session_id: body.session_id.clone(),
+        client_id: body.client_id,
+        telegram_id: body.telegram_id,
+        active: true,
+        registered_by: principal.id.clone(),
+        created_at: Utc::now(),
+    };
+    state
+        .store
+        .insert_document(&session)
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists => {
+                ApiError::Conflict(format!("session `{}` already exists", body.session_id))
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(json!({
+        "success": true,
+        "session_id": body.session_id,
+        "message": "Session registered successfully",
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionRef {
+    #[serde(default)]
+    session_id: String,
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::api::Body(body): crate::api::Body<SessionRef>,
+) -> Result<Json<Value>, ApiError> {
+    required(&[("session_id", &body.session_id)])?;
+    let mut session = session_of(&state, &principal, &body.session_id).await?;
+    session.active = false;
+    state.store.update_document(&session).await?;
+    Ok(Json(
+        json!({"success": true, "message": "Session deactivated successfully"}),
+    ))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::api::QueryParams(query): crate::api::QueryParams<SessionRef>,
+) -> Result<Json<Value>, ApiError> {
+    required(&[("session_id", &query.session_id)])?;
+    let session = session_of(&state, &principal, &query.session_id).await?;
+    Ok(Json(json!({
+        "id": session.session_id,
+        "client_id": session.client_id,
+        "telegram_id": session.telegram_id,
+        "active": session.active,
+        "created_at": session.created_at,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct HumanRequest {
+    #[serde(default)]
+    session_id: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    message: String,
+    request_type: Option<String>,
+    #[serde(default)]
+    options: Vec<String>,
+    timeout_seconds: Option<u64>,
+    callback_url: Option<String>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+/// Opens an approval request and answers at once; the agent polls for the answer.
+async fn request(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::api::Body(body): crate::api::Body<HumanRequest>,
+) -> Result<Json<Value>, ApiError> {
+    required(&[
+        ("session_id", &body.session_id),
+        ("client_id", &body.client_id),
+        ("message", &body.message),
+    ])?;
+    let session = session_of(&state, &principal, &body.session_id).await?;
+    if !session.active {
+        return Err(ApiError::BadRequest("session is not active".to_owned()));
+    }
+    if session.client_id != body.client_id {
+        return Err(ApiError::BadRequest(
+            "client_id does not match the session's".to_owned(),
+        ));
+    }
+    let request_type = body.request_type.unwrap_or_else(|| {
+        if body.options.is_empty() {
+            "input"
+        } else {
+            "choice"
+        }
+        .to_owned()
+    });
+    let timeout_seconds = match body.timeout_seconds {
+        None | Some(0) => DEFAULT_TIMEOUT_SECONDS,
+        Some(seconds) => seconds,
+    };
+    let arguments = json!({
+        "operation": body.message,
+        "options": body.options,
+        "metadata": body.metadata,
+        "hitl": {
+            "session_id": body.session_id,
+            "client_id": body.client_id,
+            "request_type": request_type,
+            "timeout_seconds": timeout_seconds,
+            "callback_url": body.callback_url,
+        },
+    });
+    let mut call = ToolCall::new(REQUEST_APPROVAL, arguments)
+        .without_waiting()
+        .with_approval_timeout(Duration::from_secs(timeout_seconds));
+    call.context = RequestContext {
+        operation: Some(body.message),
+        context: Some(format!("HITL session `{}`", body.session_id)),
+        reasoning: None,
+    };
+    let outcome = state
+        .governor
+        .request_approval(&principal, call, None)
+        .await?;
+    let Outcome::PendingApproval { request_id, .. } = outcome else {
+        return Err(ApiError::Conflict(format!(
+            "the request was not held for a human: {}",
+            outcome.message()
+        )));
+    };
+    let held = state.governor.request(&principal, request_id).await?;
+    Ok(Json(json!({
+        "success": true,
+        "request_id": request_id,
+        "status": "pending",
+        "created_at": held.created_at,
+    })))
+}
+
+/// Loopgate's status word for a request.
+fn status_word(state: ApprovalState) -> &'static str {
+    match state {
+        ApprovalState::Pending => "pending",
+        ApprovalState::Expired => "timeout",
+        ApprovalState::Cancelled => "canceled",
+        _ => "completed",
+    }
+}
+
+/// The human's answer: the last vote's comment (the chosen option, for choices), else the
+/// decision itself.
+fn response_of(request: &ApprovalRequest) -> Option<String> {
+    let vote = request.votes.last()?;
+    Some(
+        vote.comment
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| {
+                match vote.decision {
+                    VoteDecision::Approve => "approved",
+                    VoteDecision::Decline => "declined",
+                }
+                .to_owned()
+            }),
+    )
+}
+
+fn approved(request: &ApprovalRequest) -> bool {
+    matches!(
+        request.state,
+        ApprovalState::Approved
+            | ApprovalState::Executing
+            | ApprovalState::Executed
+            | ApprovalState::Failed
+    )
+}
+
+/// A request in Loopgate's shape.
+fn hitl_view(request: &ApprovalRequest) -> Value {
+    let arguments = request.effective_arguments();
+    let hitl = arguments.get("hitl").cloned().unwrap_or(Value::Null);
+    json!({
+        "id": request.id,
+        "session_id": hitl.get("session_id"),
+        "client_id": hitl.get("client_id"),
+        "message": arguments.get("operation"),
+        "request_type": hitl.get("request_type"),
+        "options": arguments.get("options"),
+        "metadata": arguments.get("metadata"),
+        "callback_url": hitl.get("callback_url"),
+        "timeout_seconds": hitl.get("timeout_seconds"),
+        "status": status_word(request.state),
+        "approved": approved(request),
+        "response": response_of(request),
+        "created_at": request.created_at,
+        "responded_at": request.decided_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestRef {
+    request_id: Option<String>,
+}
+
+fn request_id(reference: &RequestRef) -> Result<Uuid, ApiError> {
+    let raw = reference
+        .request_id
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("missing request_id".to_owned()))?;
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("request `{raw}` not found")))
+}
+
+async fn poll(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::api::QueryParams(query): crate::api::QueryParams<RequestRef>,
+) -> Result<Json<Value>, ApiError> {
+    let id = request_id(&query)?;
+    let request = state.governor.approval_status(&principal, id).await?;
+    let word = status_word(request.state);
+    Ok(Json(json!({
+        "status": word,
+        "response": response_of(&request),
+        "approved": approved(&request),
+        "request_id": id,
+        "completed": word != "pending",
+    })))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::api::Body(body): crate::api::Body<RequestRef>,
+) -> Result<Json<Value>, ApiError> {
+    let id = request_id(&body)?;
+    state
+        .governor
+        .cancel(
+            &principal,
+            id,
+            Some("cancelled through the HITL API".to_owned()),
+        )
+        .await?;
+    Ok(Json(
+        json!({"success": true, "message": "Request canceled successfully"}),
+    ))
+}
+
+/// Pending HITL requests the caller may see: their own, or the organization's for approvers.
+async fn pending(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let sees_all = principal.has_role("admin") || principal.has_role("approver");
+    let filter = ApprovalFilter {
+        state: Some(ApprovalState::Pending),
+        requester_id: (!sees_all).then(|| principal.id.clone()),
+        limit: 1000,
+    };
+    let requests: Vec<Value> = state
+        .governor
+        .list_requests(&principal, &filter)
+        .await?
+        .iter()
+        .filter(|r| r.tool.exposed_name == REQUEST_APPROVAL)
+        .map(hitl_view)
+        .collect();
+    Ok(Json(
+        json!({"count": requests.len(), "pending_requests": requests}),
+    ))
+}

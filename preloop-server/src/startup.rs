@@ -1,0 +1,99 @@
+//! Start-up loading: the configuration file's upstream servers recorded in the store, then every
+//! organization's stored configuration put in force (policy, tool settings, upstream servers).
+
+use crate::bootstrap::DEFAULT_ORGANIZATION;
+use crate::config::McpServerEntry;
+use crate::serve::StartError;
+use crate::upstreams::Upstreams;
+use chrono::Utc;
+use preloop_core::documents::{McpServer, ToolConfiguration};
+use preloop_core::governor::Governor;
+use preloop_core::policy::GovernanceDocument;
+use preloop_core::registry::ToolSettings;
+use preloop_core::store::{AccountStore, DocumentStore, PolicyStore};
+use preloop_store::Database;
+use uuid::Uuid;
+
+/// Records the configuration file's `[[mcp_servers]]` in the default organization, idempotently:
+/// a server of the same name is updated in place (keeping its id), others are left alone.
+pub async fn record_configured_servers(
+    entries: &[McpServerEntry],
+    database: &Database,
+) -> Result<(), String> {
+    let stored: Vec<McpServer> = database
+        .list_documents(DEFAULT_ORGANIZATION, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    for entry in entries {
+        let existing = stored.iter().find(|s| s.name == entry.name);
+        let (id, created_at) =
+            existing.map_or_else(|| (Uuid::new_v4(), Utc::now()), |s| (s.id, s.created_at));
+        let mut server = entry.to_document(DEFAULT_ORGANIZATION, id, created_at)?;
+        let result = match existing {
+            None => database.insert_document(&server).await,
+            Some(existing) => {
+                server.last_scanned_at = existing.last_scanned_at;
+                if *existing == server {
+                    continue;
+                }
+                database.update_document(&server).await
+            }
+        };
+        result.map_err(|e| format!("mcp server `{}`: {e}", entry.name))?;
+    }
+    Ok(())
+}
+
+/// The registry settings a stored tool configuration stands for.
+pub fn tool_settings(configuration: &ToolConfiguration) -> ToolSettings {
+    ToolSettings {
+        enabled: configuration.enabled,
+        visible_to: configuration.visible_to.clone(),
+        description: configuration.description.clone(),
+        approval_policy: configuration.approval_policy.clone(),
+    }
+}
+
+/// Puts every organization's stored configuration in force. The default organization's policy
+/// was applied from the file already; an organization without a stored policy gets the empty one.
+pub async fn load_organizations(
+    database: &Database,
+    governor: &Governor,
+    upstreams: &Upstreams,
+) -> Result<(), StartError> {
+    for organization in database.list_organizations().await? {
+        let org = organization.id.as_str();
+        if governor.governance(org).is_none() {
+            let document = database.load_policy(org).await?.unwrap_or_default();
+            if let Err(error) = governor.set_policy(org, &document) {
+                // A stored policy that no longer compiles (e.g. a newer build's stricter checks)
+                // must not keep the server down; the organization falls back to denying.
+                tracing::error!(organization = org, %error, "stored policy does not compile; denying every call until it is fixed");
+                governor
+                    .set_policy(org, &deny_everything())
+                    .map_err(|e| StartError::Policy(e.to_string()))?;
+            }
+        }
+        let configurations: Vec<ToolConfiguration> = database.list_documents(org, None).await?;
+        for configuration in &configurations {
+            governor.registry().configure(
+                Some(org),
+                &configuration.tool,
+                Some(tool_settings(configuration)),
+            );
+        }
+        let servers: Vec<McpServer> = database.list_documents(org, None).await?;
+        for server in servers {
+            upstreams.start(server).await;
+        }
+    }
+    Ok(())
+}
+
+fn deny_everything() -> GovernanceDocument {
+    let mut document = GovernanceDocument::default();
+    document.policy.default = preloop_core::policy::ActionKind::Deny;
+    document.policy.default_message =
+        Some("the organization's stored policy is invalid; an admin must fix it".to_owned());
+    document
+}

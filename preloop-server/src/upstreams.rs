@@ -1,0 +1,85 @@
+//! The running upstream servers of every organization: started at boot and whenever the API
+//! creates or changes one, stopped when it is deleted or disabled.
+
+use crate::upstream::{ToolCatalog, UpstreamServer};
+use preloop_core::documents::McpServer;
+use preloop_core::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// Every running upstream server, by id.
+pub struct Upstreams {
+    registry: Arc<Registry>,
+    catalog: ToolCatalog,
+    running: Mutex<HashMap<Uuid, Arc<UpstreamServer>>>,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams").finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    /// No server running yet; tools go to `registry`, discovered tools to `catalog`.
+    pub fn new(registry: Arc<Registry>, catalog: ToolCatalog) -> Self {
+        Self {
+            registry,
+            catalog,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts `server` (stopping the previous version of it, if running): the tools its last
+    /// scan found are registered at once, and a scan runs in the background until the server
+    /// answers. A disabled server is only stopped.
+    pub async fn start(&self, server: McpServer) {
+        let mut running = self.running.lock().await;
+        if let Some(previous) = running.remove(&server.id) {
+            previous.stop().await;
+        }
+        if !server.enabled {
+            return;
+        }
+        let known = self
+            .catalog
+            .list_documents(&server.organization_id, Some(&server.id.to_string()))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(server = %server.name, %error, "cannot read the tools found earlier");
+                Vec::new()
+            });
+        let id = server.id;
+        let upstream = UpstreamServer::new(server, self.registry.clone(), self.catalog.clone());
+        if let Err(error) = upstream.register_known(known) {
+            tracing::warn!(server = %upstream.document().name, %error, "cannot register the tools found earlier");
+        }
+        upstream.scan_in_background();
+        running.insert(id, upstream);
+    }
+
+    /// Stops the organization's server `id`; returns whether it was running.
+    pub async fn stop(&self, organization_id: &str, id: Uuid) -> bool {
+        let mut running = self.running.lock().await;
+        match running.get(&id) {
+            Some(server) if server.document().organization_id == organization_id => {
+                server.stop().await;
+                running.remove(&id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The organization's running server `id`.
+    pub async fn get(&self, organization_id: &str, id: Uuid) -> Option<Arc<UpstreamServer>> {
+        self.running
+            .lock()
+            .await
+            .get(&id)
+            .filter(|s| s.document().organization_id == organization_id)
+            .cloned()
+    }
+}
