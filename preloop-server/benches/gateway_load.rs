@@ -31,6 +31,7 @@ const SATURATION_SECONDS: u64 = 5;
 const SESSIONS: usize = 8;
 const PER_SESSION: usize = 4;
 const BLOCKED_CALLS: usize = 50;
+const SEQUENTIAL: usize = 2000;
 
 async fn connect(url: &str, key: Option<&str>) -> Client {
     connect_url(url, key).await.unwrap()
@@ -55,7 +56,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Open-loop calls at `RATE` per second; latency from each call's scheduled start.
+/// Open-loop calls at `RATE` per second (each call starts on schedule whether or not earlier
+/// ones have finished); latency from each call's start.
 async fn fixed_rate(client: Arc<Client>, tool: &'static str) -> Vec<Duration> {
     let interval = Duration::from_nanos(1_000_000_000 / RATE);
     let start = Instant::now() + Duration::from_millis(50);
@@ -65,13 +67,28 @@ async fn fixed_rate(client: Arc<Client>, tool: &'static str) -> Vec<Duration> {
         tokio::time::sleep_until(scheduled.into()).await;
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
+            // Timed from the actual send: tokio's timer fires up to a millisecond late, which
+            // would otherwise add the same noise to both paths.
+            let sent = Instant::now();
             echo(&client, tool).await;
-            scheduled.elapsed()
+            sent.elapsed()
         }));
     }
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.push(task.await.unwrap());
+    }
+    latencies.sort();
+    latencies
+}
+
+/// Latencies of calls made one after another.
+async fn sequential(client: &Client, tool: &str) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(SEQUENTIAL);
+    for _ in 0..SEQUENTIAL {
+        let sent = Instant::now();
+        echo(client, tool).await;
+        latencies.push(sent.elapsed());
     }
     latencies.sort();
     latencies
@@ -168,6 +185,7 @@ fn main() {
 name = "up"
 transport = "http"
 url = "{}"
+keep_alive = true
 
 [[approval_policies]]
 name = "now"
@@ -205,6 +223,17 @@ action = "deny"
             echo(&direct, "echo").await;
             echo(&through, "up__echo").await;
         }
+        let direct_sequential = sequential(&direct, "echo").await;
+        let gateway_sequential = sequential(&through, "up__echo").await;
+        println!("sequential, one call at a time ({SEQUENTIAL} calls):");
+        for (label, l) in [("direct ", &direct_sequential), ("gateway", &gateway_sequential)] {
+            println!("  {label}: p50 {:.3} ms, p99 {:.3} ms", ms(percentile(l, 0.5)), ms(percentile(l, 0.99)));
+        }
+        println!(
+            "  added by the gateway: p50 {:.3} ms, p99 {:.3} ms",
+            ms(percentile(&gateway_sequential, 0.5)) - ms(percentile(&direct_sequential, 0.5)),
+            ms(percentile(&gateway_sequential, 0.99)) - ms(percentile(&direct_sequential, 0.99)),
+        );
         let direct_rate = fixed_rate(direct.clone(), "echo").await;
         let gateway_rate = fixed_rate(through.clone(), "up__echo").await;
         println!("fixed rate {RATE} calls/s for {RATE_SECONDS} s (open loop):");

@@ -63,6 +63,8 @@ pub struct McpServerEntry {
     pub max_concurrency: Option<u32>,
     /// Disabled servers expose no tools (default true).
     pub enabled: Option<bool>,
+    /// Keep HTTP connections open between calls (default false; see `McpServer::keep_alive`).
+    pub keep_alive: Option<bool>,
 }
 
 /// Default per-call timeout of an upstream server.
@@ -138,6 +140,7 @@ impl McpServerEntry {
             enabled: self.enabled.unwrap_or(true),
             timeout_seconds,
             max_concurrency,
+            keep_alive: self.keep_alive.unwrap_or(false),
             last_scanned_at: None,
             created_at,
         })

@@ -24,9 +24,27 @@ use tokio_util::sync::CancellationToken;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// What the routes need.
+/// What the routes need, shared: every request clones the state (once per layer), so it is one
+/// reference count, not a copy of each field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Shares `shared` with every route.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     /// The governor.
     pub governor: Arc<Governor>,
     /// The store: accounts, policies, approvals, configuration documents, audit.
@@ -40,12 +58,18 @@ pub struct AppState {
     /// Whether `POST /api/v1/auth/register` creates accounts.
     pub registration_enabled: bool,
     /// Serializes read-modify-write changes of policy documents on this server.
-    pub policy_lock: Arc<tokio::sync::Mutex<()>>,
+    pub policy_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AppState")
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
     }
 }
 
@@ -57,6 +81,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     config.allowed_hosts = allowed_hosts;
     config.cancellation_token = shutdown;
     config.max_request_body_bytes = MAX_BODY_BYTES;
+
     let mcp = StreamableHttpService::new(
         move || Ok(PreloopMcp::new(governor.clone())),
         Arc::new(LocalSessionManager::default()),

@@ -4,7 +4,7 @@ use crate::auth::Authenticator;
 use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
 use crate::config::Settings;
-use crate::http::{AppState, app};
+use crate::http::{AppState, Shared, app};
 use crate::tokens::TokenKeys;
 use crate::upstreams::Upstreams;
 use preloop_core::governor::{Governor, GovernorConfig};
@@ -102,15 +102,15 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
     crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
     spawn_background(&database, &governor, &shutdown).await;
-    let state = AppState {
+    let state = AppState::new(Shared {
         governor,
         store: database.clone(),
         upstreams,
         authenticator: Authenticator::new(database.clone(), tokens.clone()),
         tokens,
         registration_enabled: options.registration_enabled,
-        policy_lock: Arc::default(),
-    };
+        policy_lock: tokio::sync::Mutex::default(),
+    });
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -128,6 +128,13 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
         settings.public_url
     );
     let stop = shutdown.clone();
+    // No Nagle delay: otherwise the end of each SSE response waits for the client's delayed ACK
+    // (about 40 ms) whenever a client keeps its connection open between calls.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             wait_for_signal().await;

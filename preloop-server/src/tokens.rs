@@ -4,6 +4,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Lifetime of an access token.
 pub const ACCESS_TTL_SECONDS: i64 = 15 * 60;
@@ -40,8 +41,8 @@ pub struct Claims {
 /// Signs and verifies tokens.
 #[derive(Clone)]
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Shared: the keys are cloned into every request's state, and copying them would allocate.
+    keys: Arc<(EncodingKey, DecodingKey)>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -73,8 +74,10 @@ impl TokenKeys {
             return Err(KeyError::TooShort);
         }
         Ok(Self {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            keys: Arc::new((
+                EncodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.as_bytes()),
+            )),
         })
     }
 
@@ -121,7 +124,7 @@ impl TokenKeys {
             exp: now + ttl,
         };
         // HS256 signing of a serializable struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.0)
             .unwrap_or_default()
     }
 
@@ -129,7 +132,7 @@ impl TokenKeys {
     pub fn verify(&self, token: &str, kind: TokenKind) -> Option<Claims> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.keys.1, &validation)
             .ok()?
             .claims;
         (claims.typ == kind).then_some(claims)
@@ -193,7 +196,7 @@ mod tests {
             exp: 1,
         };
         let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.keys.0).unwrap();
         assert!(keys.verify(&token, TokenKind::Access).is_none());
     }
 

@@ -17,7 +17,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::Value;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 type Client = RunningService<RoleClient, UpstreamHandler>;
+
+/// The HTTP client of upstream connections: no Nagle delay, and no redirects (a redirect could
+/// replay an upstream's credentials to another origin). With `keep_alive` connections are pooled;
+/// otherwise each call opens one, as rmcp's default client does: a server that does not set
+/// `TCP_NODELAY` holds the end of each response until the client's delayed ACK (about 40 ms),
+/// and a pooled connection is only free again after that.
+fn http_client(keep_alive: bool) -> reqwest::Client {
+    static POOLED: OnceLock<reqwest::Client> = OnceLock::new();
+    static FRESH: OnceLock<reqwest::Client> = OnceLock::new();
+    let (cell, idle) = if keep_alive {
+        (&POOLED, usize::MAX)
+    } else {
+        (&FRESH, 0)
+    };
+    cell.get_or_init(|| {
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(idle)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default()
+    })
+    .clone()
+}
 
 /// Where discovered tools are kept.
 pub type ToolCatalog = Arc<dyn DocumentStore<DiscoveredTool>>;
@@ -136,7 +161,10 @@ impl UpstreamServer {
                         }
                     }
                     handler
-                        .serve(StreamableHttpClientTransport::from_config(config))
+                        .serve(StreamableHttpClientTransport::with_client(
+                            http_client(self.server.keep_alive),
+                            config,
+                        ))
                         .await
                         .map_err(|e| e.to_string())
                 }

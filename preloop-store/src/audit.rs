@@ -1,66 +1,78 @@
 //! The audit log: per-organization hash chains, appended under a lock on the chain's head row.
 
-use crate::connect::{Database, SqliteConn, with_connection};
-use crate::error::{TxError, backend, corrupt};
+use crate::connect::{Database, Pools, SqliteConn, with_connection};
+use crate::error::{TxError, backend, corrupt, unavailable};
 use crate::schema::audit_events;
 use crate::time::from_micros;
 use async_trait::async_trait;
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::prelude::{ExpressionMethods, Insertable, QueryDsl, SqliteConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use preloop_core::audit::{AuditEntry, AuditEvent};
 use preloop_core::store::{AuditStore, StoreError};
 use std::future::Future;
+use std::pin::Pin;
 
 /// Appends `$entries` (a `Vec<AuditEntry>`) to their chains on `$conn`, inside the caller's
 /// transaction; evaluates to `Result<Vec<AuditEvent>, diesel::result::Error>`. Entries are grouped
-/// by organization (keeping their order): per organization one head lock, one multi-row insert and
-/// one head update, however many entries.
+/// by organization (keeping their order): per organization one head lock, one insert of the rows
+/// and one head update, however many entries.
+///
+/// `append_audit!(conn, entries)` is a future for async connections; `append_audit!(sync conn,
+/// entries)` runs at once on a synchronous connection (SQLite's hot path runs a whole
+/// transaction in one blocking task instead of one task per statement).
 ///
 /// INVARIANT (one chain, no forks): the head row is locked by an upsert `... RETURNING` before the
 /// next events are chained, so concurrent appenders (on any replica) queue behind each other.
 macro_rules! append_audit {
+    (sync $conn:expr, $entries:expr) => {{
+        use diesel::prelude::*;
+        (|| $crate::audit::append_audit!(@chain $conn, $entries, []))()
+    }};
     ($conn:expr, $entries:expr) => {
         async {
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
-            use $crate::schema::audit_heads;
-            let mut stored = Vec::new();
-            for (org, entries) in $crate::audit::group_by_organization($entries) {
-                // Creates the head on first use and locks it in one statement: the no-op update
-                // takes the row lock and RETURNING yields the current head.
-                let (sequence, hash): (i64, String) = diesel::insert_into(audit_heads::table)
-                    .values((
-                        audit_heads::organization_id.eq(&org),
-                        audit_heads::sequence.eq(0_i64),
-                        audit_heads::hash.eq(preloop_core::audit::GENESIS_HASH),
-                    ))
-                    .on_conflict(audit_heads::organization_id)
-                    .do_update()
-                    .set(audit_heads::sequence.eq(audit_heads::sequence))
-                    .returning((audit_heads::sequence, audit_heads::hash))
-                    .get_result($conn)
-                    .await?;
-                let events = $crate::audit::chain(sequence, hash, entries);
-                let rows = events
-                    .iter()
-                    .map($crate::audit::EventRow::of)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let head = rows.last().map(|row| (row.sequence, row.hash.clone()));
-                $crate::audit::InsertEvents::insert_events($conn, rows).await?;
-                if let Some((sequence, hash)) = head {
-                    diesel::update(audit_heads::table.find(&org))
-                        .set((
-                            audit_heads::sequence.eq(sequence),
-                            audit_heads::hash.eq(hash),
-                        ))
-                        .execute($conn)
-                        .await?;
-                }
-                stored.extend(events);
-            }
-            Ok::<_, diesel::result::Error>(stored)
+            $crate::audit::append_audit!(@chain $conn, $entries, [.await])
         }
     };
+    (@chain $conn:expr, $entries:expr, [$($wait:tt)*]) => {{
+        use $crate::schema::audit_heads;
+        let mut stored = Vec::new();
+        for (org, entries) in $crate::audit::group_by_organization($entries) {
+            // Creates the head on first use and locks it in one statement: the no-op update
+            // takes the row lock and RETURNING yields the current head.
+            let (sequence, hash): (i64, String) = diesel::insert_into(audit_heads::table)
+                .values((
+                    audit_heads::organization_id.eq(&org),
+                    audit_heads::sequence.eq(0_i64),
+                    audit_heads::hash.eq(preloop_core::audit::GENESIS_HASH),
+                ))
+                .on_conflict(audit_heads::organization_id)
+                .do_update()
+                .set(audit_heads::sequence.eq(audit_heads::sequence))
+                .returning((audit_heads::sequence, audit_heads::hash))
+                .get_result($conn)
+                $($wait)*?;
+            let events = $crate::audit::chain(sequence, hash, entries);
+            let rows = events
+                .iter()
+                .map($crate::audit::EventRow::of)
+                .collect::<Result<Vec<_>, _>>()?;
+            let head = rows.last().map(|row| (row.sequence, row.hash.clone()));
+            $crate::audit::InsertEvents::insert_events($conn, rows)$($wait)*?;
+            if let Some((sequence, hash)) = head {
+                diesel::update(audit_heads::table.find(&org))
+                    .set((
+                        audit_heads::sequence.eq(sequence),
+                        audit_heads::hash.eq(hash),
+                    ))
+                    .execute($conn)
+                    $($wait)*?;
+            }
+            stored.extend(events);
+        }
+        Ok::<_, diesel::result::Error>(stored)
+    }};
 }
 pub(crate) use append_audit;
 
@@ -92,33 +104,52 @@ pub(crate) fn chain(sequence: i64, hash: String, entries: Vec<AuditEntry>) -> Ve
         .collect()
 }
 
-/// Inserts event rows: one multi-row statement on PostgreSQL; one in-process statement per row on
-/// SQLite, whose async wrapper has no batch insert.
+/// Inserts event rows: one multi-row statement on PostgreSQL and on a synchronous SQLite
+/// connection; one statement per row through SQLite's async wrapper, which has no batch insert.
+/// `Inserted` is a future on async connections and the result itself on synchronous ones.
 pub(crate) trait InsertEvents {
-    fn insert_events(
-        &mut self,
-        rows: Vec<EventRow>,
-    ) -> impl Future<Output = diesel::QueryResult<()>> + Send;
+    type Inserted<'a>
+    where
+        Self: 'a;
+    fn insert_events(&mut self, rows: Vec<EventRow>) -> Self::Inserted<'_>;
 }
 
+type InsertFuture<'a> = Pin<Box<dyn Future<Output = diesel::QueryResult<()>> + Send + 'a>>;
+
 impl InsertEvents for AsyncPgConnection {
-    async fn insert_events(&mut self, rows: Vec<EventRow>) -> diesel::QueryResult<()> {
-        diesel::insert_into(audit_events::table)
-            .values(rows)
-            .execute(self)
+    type Inserted<'a> = InsertFuture<'a>;
+    fn insert_events(&mut self, rows: Vec<EventRow>) -> InsertFuture<'_> {
+        Box::pin(async move {
+            diesel_async::RunQueryDsl::execute(
+                diesel::insert_into(audit_events::table).values(rows),
+                self,
+            )
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
 impl InsertEvents for SqliteConn {
-    async fn insert_events(&mut self, rows: Vec<EventRow>) -> diesel::QueryResult<()> {
-        for row in rows {
-            diesel::insert_into(audit_events::table)
-                .values(row)
-                .execute(self)
+    type Inserted<'a> = InsertFuture<'a>;
+    fn insert_events(&mut self, rows: Vec<EventRow>) -> InsertFuture<'_> {
+        Box::pin(async move {
+            for row in rows {
+                diesel_async::RunQueryDsl::execute(
+                    diesel::insert_into(audit_events::table).values(row),
+                    self,
+                )
                 .await?;
-        }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl InsertEvents for SqliteConnection {
+    type Inserted<'a> = diesel::QueryResult<()>;
+    fn insert_events(&mut self, rows: Vec<EventRow>) -> diesel::QueryResult<()> {
+        diesel::RunQueryDsl::execute(diesel::insert_into(audit_events::table).values(rows), self)?;
         Ok(())
     }
 }
@@ -174,11 +205,27 @@ fn to_event(row: StoredRow) -> Result<AuditEvent, StoreError> {
 #[async_trait]
 impl AuditStore for Database {
     async fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditEvent>, StoreError> {
-        with_connection!(self, |conn| {
-            conn.transaction::<_, TxError, _>(async |conn| Ok(append_audit!(conn, entries).await?))
+        match &*self.pools {
+            Pools::Postgres(pool) => {
+                let mut pooled = pool.get().await.map_err(unavailable)?;
+                let conn: &mut AsyncPgConnection = &mut pooled;
+                conn.transaction::<_, TxError, _>(async |conn| {
+                    Ok(append_audit!(conn, entries).await?)
+                })
                 .await
                 .map_err(StoreError::from)
-        })
+            }
+            // The whole transaction in one blocking task: the per-statement hops of the async
+            // wrapper cost more than SQLite's own work on this path, which every call takes.
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get().await.map_err(unavailable)?;
+                conn.spawn_blocking(move |conn| {
+                    conn.immediate_transaction(|conn| append_audit!(sync conn, entries))
+                })
+                .await
+                .map_err(backend)
+            }
+        }
     }
 
     async fn events(
@@ -193,6 +240,7 @@ impl AuditStore for Database {
         } else {
             i64::try_from(limit).unwrap_or(i64::MAX)
         };
+        use diesel_async::RunQueryDsl;
         let rows: Vec<StoredRow> = with_connection!(self, |conn| {
             audit_events::table
                 .filter(audit_events::organization_id.eq(organization_id))

@@ -1056,6 +1056,7 @@ fn server(org: &str, name: &str) -> McpServer {
         enabled: true,
         timeout_seconds: 30,
         max_concurrency: 8,
+        keep_alive: true,
         last_scanned_at: None,
         created_at: t0(),
     }

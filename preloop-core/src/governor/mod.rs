@@ -169,6 +169,14 @@ impl GovernorBuilder {
         self
     }
 
+    /// Sends audit entries to `audit` instead of the store given to [`GovernorBuilder::store`]
+    /// (call it after `store`); appends are not group-committed unless `audit` does it.
+    #[must_use]
+    pub fn audit(mut self, audit: Arc<dyn AuditStore>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// Sets the notifier.
     #[must_use]
     pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {

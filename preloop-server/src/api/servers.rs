@@ -51,6 +51,7 @@ fn view(server: &McpServer) -> Value {
         "enabled": server.enabled,
         "timeout_seconds": server.timeout_seconds,
         "max_concurrency": server.max_concurrency,
+        "keep_alive": server.keep_alive,
         "last_scanned_at": server.last_scanned_at,
         "created_at": server.created_at,
     });

@@ -154,6 +154,11 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             println!("listening on http://{local}/mcp");
+            // No Nagle delay: otherwise the end of each SSE response waits for the client's
+            // delayed ACK (about 40 ms) and a pooled client stalls on every call.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                let _ = stream.set_nodelay(true);
+            });
             axum::serve(listener, router)
                 .await
                 .map_err(|e| e.to_string())

@@ -93,7 +93,13 @@ pub type Client = RunningService<RoleClient, ()>;
 pub async fn connect_url(url: &str, token: Option<&str>) -> Result<Client, String> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     config.auth_header = token.map(str::to_owned);
-    ().serve(StreamableHttpClientTransport::from_config(config))
+    // A pooled client (rmcp's default opens a connection per request), as the gateway uses for
+    // its upstreams: the load tool measures both paths with the same client.
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    ().serve(StreamableHttpClientTransport::with_client(http, config))
         .await
         .map_err(|e| e.to_string())
 }
