@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The result of running a tool, in MCP's shape: content items, optional structured content, and
@@ -78,8 +79,17 @@ pub enum ExecutionError {
     Other(String),
 }
 
+/// Hears what a tool reports while it runs (an upstream MCP server's progress and log
+/// notifications), to pass on to whoever made the call.
+pub trait ExecutionObserver: Send + Sync {
+    /// The tool made progress (`progress` increases; `total` if known).
+    fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>);
+    /// The tool's server logged something (`level` as MCP names it: `info`, `warning`, ...).
+    fn log(&self, level: &str, logger: Option<&str>, data: &Value);
+}
+
 /// What an executor knows about the call it runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecutionContext {
     /// Id of the governed call (also in the audit log).
     pub call_id: Uuid,
@@ -89,6 +99,21 @@ pub struct ExecutionContext {
     pub principal_id: String,
     /// Organization of the principal.
     pub organization_id: String,
+    /// Where to report progress and logs while the tool runs (absent when nobody listens, e.g.
+    /// for an approved call run in the background).
+    pub observer: Option<Arc<dyn ExecutionObserver>>,
+}
+
+impl std::fmt::Debug for ExecutionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionContext")
+            .field("call_id", &self.call_id)
+            .field("approval_request_id", &self.approval_request_id)
+            .field("principal_id", &self.principal_id)
+            .field("organization_id", &self.organization_id)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// Runs a tool. Implemented by the server for upstream MCP servers and built-in tools, and by

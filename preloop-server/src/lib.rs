@@ -14,6 +14,7 @@ pub mod hitl;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
+pub mod relay;
 pub mod serve;
 pub mod startup;
 pub mod tokens;

@@ -1,17 +1,18 @@
 //! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor.
 
 use crate::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
-use preloop_core::approval::{ApprovalRequest, RequestContext as ApprovalContext};
+use crate::relay::relay;
+use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
-use preloop_core::governor::{Governor, GovernorError, Outcome, ProgressSink, ToolCall};
+use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
 use preloop_core::registry::ToolDescriptor;
 use preloop_core::{ClientInfo, Principal};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ProgressToken, ServerCapabilities, ServerConfig, Tool,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -123,31 +124,18 @@ fn protocol_error(error: GovernorError) -> Result<CallToolResult, ErrorData> {
     }
 }
 
-/// Sends MCP progress notifications while a call waits for approval.
-struct McpProgress {
-    peer: Peer<RoleServer>,
-    token: ProgressToken,
-}
-
-impl ProgressSink for McpProgress {
-    fn waiting(&self, request: &ApprovalRequest, elapsed: Duration) {
-        let peer = self.peer.clone();
-        let param = ProgressNotificationParam::new(self.token.clone(), elapsed.as_secs_f64())
-            .with_message(format!(
-                "waiting for approval of {} (request {})",
-                request.tool.exposed_name, request.id
-            ));
-        tokio::spawn(async move {
-            if let Err(error) = peer.notify_progress(param).await {
-                tracing::debug!(%error, "progress notification not delivered");
-            }
-        });
-    }
-}
-
 impl ServerHandler for PreloopMcp {
+    #[allow(
+        deprecated,
+        reason = "MCP logging is deprecated (SEP-2577); the capability lets upstream logs through"
+    )]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build(),
+        )
             .with_server_info(Implementation::new("preloop", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Tools are governed by Preloop: calls may be denied or held for human approval. \
@@ -182,27 +170,28 @@ impl ServerHandler for PreloopMcp {
             GET_APPROVAL_STATUS => self.approval_status(&principal, &arguments).await,
             name => {
                 let started = std::time::Instant::now();
-                let mut call = ToolCall::new(name, arguments.clone()).with_client(client(&context));
-                if let Some(token) = context.meta.get_progress_token() {
-                    call = call.with_progress(Arc::new(McpProgress {
-                        peer: context.peer.clone(),
-                        token,
-                    }));
-                }
-                let outcome = if name == REQUEST_APPROVAL {
-                    call.context = ApprovalContext {
-                        operation: string_field(&arguments, "operation"),
-                        context: string_field(&arguments, "context"),
-                        reasoning: string_field(&arguments, "reasoning"),
-                    };
-                    let policy = string_field(&arguments, "approval_policy");
-                    self.governor
-                        .request_approval(&principal, call, policy.as_deref())
-                        .await
-                } else {
-                    self.governor.call(&principal, call).await
+                let (events, relay) =
+                    relay(context.peer.clone(), context.meta.get_progress_token());
+                let mut call = ToolCall::new(name, arguments.clone())
+                    .with_client(client(&context))
+                    .with_progress(Arc::new(events.clone()))
+                    .with_observer(Arc::new(events));
+                let governed = async {
+                    if name == REQUEST_APPROVAL {
+                        call.context = ApprovalContext {
+                            operation: string_field(&arguments, "operation"),
+                            context: string_field(&arguments, "context"),
+                            reasoning: string_field(&arguments, "reasoning"),
+                        };
+                        let policy = string_field(&arguments, "approval_policy");
+                        self.governor
+                            .request_approval(&principal, call, policy.as_deref())
+                            .await
+                    } else {
+                        self.governor.call(&principal, call).await
+                    }
                 };
-                match outcome {
+                match relay.run(governed).await {
                     Ok(outcome) => {
                         record(&outcome, started.elapsed());
                         Ok(outcome_result(&outcome))

@@ -6,17 +6,28 @@
 
 use chrono::Utc;
 use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport};
+use preloop_core::executor::ExecutionObserver;
 use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, ToolOutput};
 use preloop_core::registry::{
     RegisteredTool, Registry, ToolAnnotations, ToolDescriptor, ToolSource, exposed_name,
 };
 use preloop_core::store::DocumentStore;
-use rmcp::model::CallToolRequestParams;
+#[allow(
+    deprecated,
+    reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+)]
+use rmcp::model::LoggingMessageNotificationParam;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest,
+    ProgressNotificationParam, ProgressToken, ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
@@ -63,6 +74,8 @@ pub struct UpstreamServer {
     registry: Arc<Registry>,
     catalog: ToolCatalog,
     connection: Mutex<Option<Arc<Client>>>,
+    /// Observers of calls in flight, by the progress token rmcp gave each request.
+    in_flight: Mutex<HashMap<ProgressToken, Arc<dyn ExecutionObserver>>>,
     permits: Semaphore,
     stopped: CancellationToken,
 }
@@ -83,6 +96,50 @@ pub struct UpstreamHandler {
 }
 
 impl ClientHandler for UpstreamHandler {
+    /// Progress of a call in flight goes to that call's observer.
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
+        let observer = server
+            .in_flight
+            .lock()
+            .await
+            .get(&params.progress_token)
+            .cloned();
+        if let Some(observer) = observer {
+            observer.progress(params.progress, params.total, params.message.as_deref());
+        }
+    }
+
+    /// A log message is not tied to a request: it goes to every call in flight on the server.
+    #[allow(
+        deprecated,
+        reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+    )]
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
+        let observers: Vec<Arc<dyn ExecutionObserver>> =
+            server.in_flight.lock().await.values().cloned().collect();
+        let level = serde_json::to_value(params.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "info".to_owned());
+        for observer in observers {
+            observer.log(&level, params.logger.as_deref(), &params.data);
+        }
+    }
+
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         if let Some(server) = self.server.upgrade() {
             tokio::spawn(async move {
@@ -103,6 +160,7 @@ impl UpstreamServer {
             registry,
             catalog,
             connection: Mutex::new(None),
+            in_flight: Mutex::new(HashMap::new()),
             permits,
             stopped: CancellationToken::new(),
         })
@@ -122,6 +180,45 @@ impl UpstreamServer {
             .tool_prefix
             .as_deref()
             .unwrap_or(&self.server.name)
+    }
+
+    /// Calls a tool on `client`. With an observer, the request's progress token is registered
+    /// before the request can be answered (the map stays locked while it is sent), so no
+    /// notification is missed; it is removed when the call ends, however it ends.
+    async fn call(
+        self: &Arc<Self>,
+        client: &Client,
+        params: CallToolRequestParams,
+        context: &ExecutionContext,
+    ) -> Result<CallToolResult, String> {
+        let Some(observer) = context.observer.clone() else {
+            return client.call_tool(params).await.map_err(|e| e.to_string());
+        };
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = {
+            let mut in_flight = self.in_flight.lock().await;
+            let handle = client
+                .peer()
+                .send_request_with_option(request, PeerRequestOptions::no_options())
+                .await
+                .map_err(|e| e.to_string())?;
+            in_flight.insert(handle.progress_token.clone(), observer);
+            handle
+        };
+        let token = handle.progress_token.clone();
+        let registration = InFlight {
+            server: self.clone(),
+            token: Some(token),
+        };
+        let response = handle.await_response().await;
+        drop(registration);
+        match response.map_err(|e| e.to_string())? {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(
+                "the upstream asked for interactive input or a task, which Preloop does not relay"
+                    .to_owned(),
+            ),
+        }
     }
 
     /// Stops the server: its tools disappear, its connection closes, background scans end.
@@ -299,6 +396,31 @@ impl UpstreamServer {
     }
 }
 
+/// Removes a call's observer when the call ends (also when its future is dropped on timeout).
+struct InFlight {
+    server: Arc<UpstreamServer>,
+    token: Option<ProgressToken>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            // `try_lock` is almost always free; otherwise remove it from a task.
+            match self.server.in_flight.try_lock() {
+                Ok(mut in_flight) => {
+                    in_flight.remove(&token);
+                }
+                Err(_) => {
+                    let server = self.server.clone();
+                    tokio::spawn(async move {
+                        server.in_flight.lock().await.remove(&token);
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Runs a tool on its upstream server.
 struct UpstreamExecutor {
     server: Arc<UpstreamServer>,
@@ -310,7 +432,7 @@ impl ToolExecutor for UpstreamExecutor {
         &self,
         tool: &ToolDescriptor,
         arguments: Value,
-        _context: &ExecutionContext,
+        context: &ExecutionContext,
     ) -> Result<ToolOutput, ExecutionError> {
         let name = &self.server.server.name;
         let timeout = self.server.timeout();
@@ -331,7 +453,7 @@ impl ToolExecutor for UpstreamExecutor {
                 if let Value::Object(arguments) = arguments {
                     params = params.with_arguments(arguments);
                 }
-                match client.call_tool(params).await {
+                match self.server.call(&client, params, context).await {
                     Ok(result) => serde_json::to_value(&result)
                         .and_then(serde_json::from_value)
                         .map_err(|e| {

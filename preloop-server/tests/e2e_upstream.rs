@@ -227,3 +227,86 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
     }
     client.cancel().await.unwrap();
 }
+
+/// Shared, growing list of what arrived.
+type Received<T> = std::sync::Arc<std::sync::Mutex<Vec<T>>>;
+
+/// Collects the notifications a client receives: progress (value, total) and log data.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Received<(f64, Option<f64>)>,
+    logs: Received<Value>,
+}
+
+impl rmcp::ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.progress
+            .lock()
+            .unwrap()
+            .push((params.progress, params.total));
+    }
+
+    #[allow(deprecated, reason = "MCP logging is deprecated but still relayed")]
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.logs.lock().unwrap().push(params.data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_progress_and_logs_reach_the_calling_client() {
+    let remote = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), &config(&remote.url), &[]);
+    let recorder = Recorder::default();
+    let client = common::connect_with(
+        &format!("{}/mcp/v1", server.url),
+        Some(ADMIN_KEY),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    for tool in ["remote__progress", "local__progress"] {
+        common::wait_for_tool_in(&client, tool).await;
+        recorder.progress.lock().unwrap().clear();
+        let Value::Object(arguments) = json!({"steps": 3}) else {
+            unreachable!()
+        };
+        let result = client
+            .call_tool(rmcp::model::CallToolRequestParams::new(tool).with_arguments(arguments))
+            .await
+            .unwrap();
+        assert_eq!(text(&result), "3 steps done");
+        // Every step arrives on the call's own stream, before its result, in order.
+        assert_eq!(
+            *recorder.progress.lock().unwrap(),
+            [(1.0, Some(3.0)), (2.0, Some(3.0)), (3.0, Some(3.0))],
+            "{tool}"
+        );
+    }
+    // Log messages travel on the session's stream; they arrive shortly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorder.logs.lock().unwrap().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "logs: {:?}",
+            recorder.logs.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        recorder
+            .logs
+            .lock()
+            .unwrap()
+            .contains(&json!("step 3 of 3"))
+    );
+    client.cancel().await.unwrap();
+}

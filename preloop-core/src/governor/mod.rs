@@ -18,7 +18,7 @@ use crate::approval::{
 };
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::clock::{Clock, SystemClock};
-use crate::executor::{ExecutionContext, ToolOutput};
+use crate::executor::{ExecutionContext, ExecutionObserver, ToolOutput};
 use crate::policy::{Decision, Effect, EvaluationInput, Governance, GovernanceDocument, Reason};
 use crate::principal::{ClientInfo, Principal};
 use crate::registry::{RegisteredTool, Registry};
@@ -51,6 +51,8 @@ pub struct ToolCall {
     pub context: RequestContext,
     /// Where to report progress while waiting for approval.
     pub progress: Option<Arc<dyn ProgressSink>>,
+    /// Where the tool's own progress and logs go while it runs.
+    pub observer: Option<Arc<dyn ExecutionObserver>>,
     /// Never wait for a decision: a held call returns `pending_approval` at once, whatever the
     /// approval policy's mode (for callers that poll, like the HITL API).
     pub no_wait: bool,
@@ -78,9 +80,17 @@ impl ToolCall {
             client: ClientInfo::default(),
             context: RequestContext::default(),
             progress: None,
+            observer: None,
             no_wait: false,
             approval_timeout: None,
         }
+    }
+
+    /// Sets where the tool's progress and logs go while it runs.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn ExecutionObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Returns `pending_approval` at once instead of waiting for a decision.
@@ -368,7 +378,7 @@ impl Governor {
             ])
             .await?;
         match &decision.effect {
-            Effect::Allow => self.run(&tool, arguments, principal, call_id).await,
+            Effect::Allow => self.run(&tool, arguments, principal, &call, call_id).await,
             Effect::Deny { message } => Ok(Outcome::Denied {
                 call_id,
                 message: message.to_string(),
@@ -480,7 +490,7 @@ impl Governor {
                 },
             )
             .await?;
-            return self.run(tool, arguments, principal, call_id).await;
+            return self.run(tool, arguments, principal, call, call_id).await;
         }
         let mut request = ApprovalRequest::open(
             NewApprovalRequest {
@@ -578,6 +588,7 @@ impl Governor {
         tool: &RegisteredTool,
         arguments: Value,
         principal: &Principal,
+        call: &ToolCall,
         call_id: Uuid,
     ) -> Result<Outcome, GovernorError> {
         let context = ExecutionContext {
@@ -585,6 +596,7 @@ impl Governor {
             approval_request_id: None,
             principal_id: principal.id.clone(),
             organization_id: principal.organization_id.clone(),
+            observer: call.observer.clone(),
         };
         let result = tool
             .executor
@@ -647,6 +659,7 @@ impl Governor {
             approval_request_id: Some(request.id),
             principal_id: request.requester.id.clone(),
             organization_id: request.organization_id.clone(),
+            observer: None,
         };
         tool.executor
             .execute(

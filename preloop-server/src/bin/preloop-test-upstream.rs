@@ -6,6 +6,8 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
+#[allow(deprecated, reason = "exercises MCP logging, still in use")]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -34,7 +36,12 @@ fn number(arguments: &serde_json::Map<String, Value>, name: &str) -> f64 {
 
 impl ServerHandler for TestUpstream {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        #[allow(deprecated, reason = "exercises MCP logging, still in use")]
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_logging()
+            .build();
+        ServerConfig::new(capabilities)
     }
 
     async fn list_tools(
@@ -111,6 +118,13 @@ impl ServerHandler for TestUpstream {
                         let param = ProgressNotificationParam::new(token.clone(), f64::from(step))
                             .with_total(f64::from(steps));
                         let _ = context.peer.notify_progress(param).await;
+                        #[allow(deprecated, reason = "exercises MCP logging, still in use")]
+                        let log = LoggingMessageNotificationParam::new(
+                            LoggingLevel::Info,
+                            json!(format!("step {step} of {steps}")),
+                        );
+                        #[allow(deprecated, reason = "exercises MCP logging, still in use")]
+                        let _ = context.peer.notify_logging_message(log).await;
                     }
                 }
                 text(format!("{steps} steps done"))

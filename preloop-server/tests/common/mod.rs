@@ -91,6 +91,15 @@ pub type Client = RunningService<RoleClient, ()>;
 
 /// Opens an MCP session at `url` with an optional bearer token.
 pub async fn connect_url(url: &str, token: Option<&str>) -> Result<Client, String> {
+    connect_with(url, token, ()).await
+}
+
+/// Opens an MCP session whose notifications go to `handler`.
+pub async fn connect_with<H: rmcp::ClientHandler>(
+    url: &str,
+    token: Option<&str>,
+    handler: H,
+) -> Result<RunningService<RoleClient, H>, String> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     config.auth_header = token.map(str::to_owned);
     // A pooled client (rmcp's default opens a connection per request), as the gateway uses for
@@ -99,7 +108,8 @@ pub async fn connect_url(url: &str, token: Option<&str>) -> Result<Client, Strin
         .tcp_nodelay(true)
         .build()
         .map_err(|e| e.to_string())?;
-    ().serve(StreamableHttpClientTransport::with_client(http, config))
+    handler
+        .serve(StreamableHttpClientTransport::with_client(http, config))
         .await
         .map_err(|e| e.to_string())
 }
@@ -153,6 +163,22 @@ pub async fn rest(
 
 /// Waits until `tool` is (or, with `present: false`, is no longer) listed to `client`.
 pub async fn wait_for_tool(client: &Client, tool: &str, present: bool) {
+    wait_for_listing(client, tool, present).await;
+}
+
+/// Waits until any client's session lists `tool`.
+pub async fn wait_for_tool_in<H: rmcp::ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    tool: &str,
+) {
+    wait_for_listing(client, tool, true).await;
+}
+
+async fn wait_for_listing<H: rmcp::ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    tool: &str,
+    present: bool,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let listed = client
