@@ -181,6 +181,10 @@ fn main() {
         let data_dir = tempfile::tempdir().unwrap();
         let config = format!(
                 r#"
+[server]
+requests_per_second = 1000000
+burst = 1000000
+
 [[mcp_servers]]
 name = "up"
 transport = "http"

@@ -24,6 +24,10 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// Host names the MCP endpoint accepts (DNS-rebinding protection).
     pub allowed_hosts: Option<Vec<String>>,
+    /// Requests per second each principal may make (MCP and REST together; default 100).
+    pub requests_per_second: Option<u32>,
+    /// Requests a principal may make at once above the steady rate (default 200).
+    pub burst: Option<u32>,
 }
 
 /// `[database]`.
@@ -290,6 +294,10 @@ pub struct Settings {
     pub public_url: String,
     /// Host names accepted by the MCP endpoint.
     pub allowed_hosts: Vec<String>,
+    /// Requests per second per principal.
+    pub requests_per_second: u32,
+    /// Burst per principal.
+    pub burst: u32,
     /// The file's declarative content.
     pub file: ConfigFile,
 }
@@ -341,6 +349,11 @@ impl Settings {
             database_url,
             public_url,
             allowed_hosts,
+            requests_per_second: file
+                .server
+                .requests_per_second
+                .unwrap_or(crate::limits::DEFAULT_REQUESTS_PER_SECOND),
+            burst: file.server.burst.unwrap_or(crate::limits::DEFAULT_BURST),
             file,
         })
     }

@@ -59,6 +59,8 @@ pub struct Shared {
     pub registration_enabled: bool,
     /// Serializes read-modify-write changes of policy documents on this server.
     pub policy_lock: tokio::sync::Mutex<()>,
+    /// Per-principal request rate limits.
+    pub limits: crate::limits::RateLimits,
 }
 
 impl std::fmt::Debug for AppState {
@@ -166,13 +168,34 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Authenticates a request, putting its principal in the request extensions; on failure
-/// answers with `reject`'s body and `WWW-Authenticate: Bearer`.
+/// How an endpoint family shapes its error bodies.
+#[derive(Debug, Clone, Copy)]
+enum ErrorShape {
+    /// A JSON-RPC error (the MCP endpoint).
+    JsonRpc,
+    /// The REST API's `{"error": {"code", "message"}}`.
+    Api,
+}
+
+impl ErrorShape {
+    fn body(self, code: &str, message: &str) -> serde_json::Value {
+        match self {
+            Self::JsonRpc => {
+                json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": message}})
+            }
+            Self::Api => json!({"error": {"code": code, "message": message}}),
+        }
+    }
+}
+
+/// Authenticates a request and applies the principal's rate limit, putting the principal in
+/// the request extensions; on failure answers in the endpoint's error shape (401 with
+/// `WWW-Authenticate: Bearer`, 429 with `Retry-After`, 503 when the store is down).
 async fn authenticate(
     state: &AppState,
     mut request: Request,
     next: Next,
-    reject: fn(&AuthError) -> serde_json::Value,
+    shape: ErrorShape,
 ) -> Response {
     let headers = request.headers();
     // Loopgate clients send `X-API-Key: <key>`; it means the same as a bearer key.
@@ -183,44 +206,50 @@ async fn authenticate(
             .and_then(|v| v.to_str().ok())
             .map(|key| format!("Bearer {key}")),
     };
-    match state
+    let principal = match state
         .authenticator
         .authenticate(header_value.as_deref())
         .await
     {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
+        Ok(principal) => principal,
         Err(error) => {
-            let status = match error {
-                AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            let (status, code) = match error {
+                AuthError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                AuthError::Missing | AuthError::Invalid => {
+                    (StatusCode::UNAUTHORIZED, "unauthorized")
+                }
             };
-            let mut response = (status, axum::Json(reject(&error))).into_response();
+            let mut response =
+                (status, axum::Json(shape.body(code, &error.to_string()))).into_response();
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
+            return response;
         }
+    };
+    if let Err(wait) = state.limits.check(&principal) {
+        let seconds = wait.as_secs() + 1;
+        let message = format!("rate limit exceeded; retry in {seconds} s");
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(shape.body("rate_limited", &message)),
+        )
+            .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
-/// MCP requests: a JSON-RPC-shaped error body.
+/// MCP requests: JSON-RPC-shaped errors.
 async fn authenticate_mcp(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    authenticate(&state, request, next, |error| {
-        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": error.to_string()}})
-    })
-    .await
+    authenticate(&state, request, next, ErrorShape::JsonRpc).await
 }
 
 /// REST requests: the API's error body.
 async fn authenticate_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    authenticate(
-        &state,
-        request,
-        next,
-        |error| json!({"error": {"code": "unauthorized", "message": error.to_string()}}),
-    )
-    .await
+    authenticate(&state, request, next, ErrorShape::Api).await
 }

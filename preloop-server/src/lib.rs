@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod hitl;
 pub mod http;
+pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod relay;

@@ -5,6 +5,7 @@ use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
 use crate::config::Settings;
 use crate::http::{AppState, Shared, app};
+use crate::limits::RateLimits;
 use crate::tokens::TokenKeys;
 use crate::upstreams::Upstreams;
 use preloop_core::governor::{Governor, GovernorConfig};
@@ -110,7 +111,9 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
         tokens,
         registration_enabled: options.registration_enabled,
         policy_lock: tokio::sync::Mutex::default(),
+        limits: RateLimits::new(settings.requests_per_second, settings.burst),
     });
+    forget_idle_buckets(&state, &shutdown);
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -199,6 +202,21 @@ async fn apply_policy(
             .map_err(|e| StartError::Policy(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Once a minute, drops the rate-limit buckets of idle principals.
+fn forget_idle_buckets(state: &AppState, shutdown: &CancellationToken) {
+    let state = state.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = interval.tick() => state.limits.forget_idle(),
+            }
+        }
+    });
 }
 
 /// Due-work ticks and, on PostgreSQL, wake-ups from other replicas.

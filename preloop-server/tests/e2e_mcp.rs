@@ -613,3 +613,48 @@ async fn raw_post_status(base: &str, path: &str, length: usize) -> u16 {
 async fn post(http: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
     http.post(url).json(&body).send().await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_jwts_and_tokens_for_unknown_users_are_refused() {
+    use preloop_server::tokens::{Claims, TokenKind};
+    let secret = "an e2e signing secret of at least 32 characters";
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_with(data_dir.path(), &[("SECRET_KEY", secret)]);
+    let (_, me) = common::rest(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/users/me", server.url),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let sign = |sub: &str, iat: i64, exp: i64| {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            org: me["organization_id"].as_str().unwrap().to_owned(),
+            typ: TokenKind::Access,
+            iat,
+            exp,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let admin_id = me["id"].as_str().unwrap();
+    let valid = sign(admin_id, now, now + 600);
+    let expired = sign(admin_id, now - 1200, now - 600);
+    let stranger = sign("no-such-user", now, now + 600);
+    let me_url = format!("{}/api/v1/users/me", server.url);
+    let (status, _) = common::rest(reqwest::Method::GET, &me_url, Some(&valid), None).await;
+    assert_eq!(status, 200, "a token signed with SECRET_KEY works");
+    assert!(connect(&server, &valid).await.is_ok());
+    for (label, token) in [("expired", &expired), ("unknown user", &stranger)] {
+        let (status, body) = common::rest(reqwest::Method::GET, &me_url, Some(token), None).await;
+        assert_eq!(status, 401, "{label}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert!(connect(&server, token).await.is_err(), "{label}");
+    }
+}

@@ -537,3 +537,43 @@ async fn loopgate_style_agents_ask_humans_and_poll_for_the_answer() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["count"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_over_their_rate_get_429_with_retry_after() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = format!("[server]\nrequests_per_second = 1\nburst = 3\n{CONFIG}");
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let me = format!("{}/api/v1/users/me", server.url);
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..5 {
+        let response = http.get(&me).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry_after = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            limited = Some((retry_after, response.json::<Value>().await.unwrap()));
+        }
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (retry_after, body) = limited.unwrap();
+    assert!(retry_after.parse::<u64>().unwrap() >= 1);
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // The MCP endpoint answers in JSON-RPC's shape; unauthenticated requests are not counted
+    // against anyone (they fail with 401 first).
+    let (status, body) = rest(
+        Method::POST,
+        &format!("{}/mcp/v1", server.url),
+        Some(ADMIN_KEY),
+        Some(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(body["jsonrpc"], "2.0", "{body}");
+    let (status, _) = rest(Method::GET, &me, None, None).await;
+    assert_eq!(status, 401);
+}

@@ -310,3 +310,58 @@ async fn upstream_progress_and_logs_reach_the_calling_client() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_that_crash_mid_call_give_tool_errors_and_are_reconnected() {
+    let remote = start_upstream();
+    let address = remote
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), &config(&remote.url), &[]);
+    let client = connect_url(&format!("{}/mcp/v1", server.url), Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    common::wait_for_tool(&client, "local__crash", true).await;
+    common::wait_for_tool(&client, "remote__crash", true).await;
+
+    // The stdio child dies mid-call: a tool error, then a fresh child serves the next call.
+    let crashed = call(&client, "local__crash", json!({})).await;
+    assert_eq!(crashed.is_error, Some(true), "{}", text(&crashed));
+    assert!(
+        text(&crashed).contains("could not be run"),
+        "{}",
+        text(&crashed)
+    );
+    assert_eq!(
+        text(&call(&client, "local__echo", json!({"text": "respawned"})).await),
+        "respawned"
+    );
+
+    // The HTTP server dies mid-call; once it is back at its address the gateway reconnects.
+    let crashed = call(&client, "remote__crash", json!({})).await;
+    assert_eq!(crashed.is_error, Some(true), "{}", text(&crashed));
+    drop(remote);
+    let _restarted = common::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_preloop-test-upstream"))
+            .args(["--http", &address]),
+        "listening on ",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let result = call(&client, "remote__echo", json!({"text": "back"})).await;
+        if result.is_error != Some(true) {
+            assert_eq!(text(&result), "back");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reconnected: {}",
+            text(&result)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.cancel().await.unwrap();
+}

@@ -65,6 +65,12 @@ impl ServerHandler for TestUpstream {
             ),
             tool("fail", "Always fails", json!({}), read_only.clone()),
             tool(
+                "crash",
+                "Exit the server process in the middle of the call",
+                json!({}),
+                json!({}),
+            ),
+            tool(
                 "sleep",
                 "Sleep for ms milliseconds",
                 json!({"ms": {"type": "integer"}}),
@@ -129,6 +135,7 @@ impl ServerHandler for TestUpstream {
                 }
                 text(format!("{steps} steps done"))
             }
+            "crash" => std::process::exit(3),
             "delete_file" => text(format!(
                 "deleted {}",
                 arguments.get("path").and_then(Value::as_str).unwrap_or("?")
