@@ -24,9 +24,9 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// Host names the MCP endpoint accepts (DNS-rebinding protection).
     pub allowed_hosts: Option<Vec<String>>,
-    /// Requests per second each principal may make (MCP and REST together; default 100).
+    /// Requests per second each principal may make (MCP and REST together; default 1,000).
     pub requests_per_second: Option<u32>,
-    /// Requests a principal may make at once above the steady rate (default 200).
+    /// Requests a principal may make at once above the steady rate (default 2,000).
     pub burst: Option<u32>,
 }
 
@@ -180,6 +180,17 @@ pub struct ConfigFile {
     pub approval_policies: Vec<ApprovalPolicy>,
     /// `[policy]`; `None` when the file has none (the stored policy is then left alone).
     pub policy: Option<PolicyDocument>,
+    /// `[channels.*]`: how approvers are reached.
+    #[serde(default)]
+    pub channels: ChannelsSection,
+}
+
+/// `[channels]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsSection {
+    /// `[channels.webhook]`.
+    pub webhook: Option<crate::channels::WebhookConfig>,
 }
 
 /// Why the configuration cannot be used.

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod builtins;
+pub mod channels;
 pub mod commands;
 pub mod config;
 pub mod hitl;

@@ -8,9 +8,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Default steady rate per principal.
-pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 100;
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 1000;
 /// Default burst per principal.
-pub const DEFAULT_BURST: u32 = 200;
+pub const DEFAULT_BURST: u32 = 2000;
 
 /// The buckets.
 pub struct RateLimits {

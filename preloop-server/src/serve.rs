@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
+use crate::channels::Channels;
 use crate::config::Settings;
 use crate::http::{AppState, Shared, app};
 use crate::limits::RateLimits;
@@ -75,10 +76,25 @@ impl std::fmt::Debug for ServeOptions {
 
 /// Runs the server until SIGINT/SIGTERM. In-flight requests finish; pending approvals stay
 /// pending in the store.
-pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), StartError> {
+pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), StartError> {
     let tokens = TokenKeys::load(options.secret_key, &settings.data_dir)
         .map_err(|e| StartError::Secret(e.to_string()))?;
     let admin_api_key = options.admin_api_key;
+    // Bound first: a port in use fails fast, and a port chosen by the OS (`:0`) is known before
+    // anything builds links with it.
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .map_err(|e| StartError::Bind {
+            address: settings.bind.to_string(),
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().map_err(|e| StartError::Bind {
+        address: settings.bind.to_string(),
+        message: e.to_string(),
+    })?;
+    if settings.file.server.public_url.is_none() {
+        settings.public_url = format!("http://{local}");
+    }
     let database = Arc::new(Database::open(&settings.database_url).await?);
     tracing::info!(database = %database.redacted_url(), "database ready");
     if let Some(created) = bootstrap(&*database, admin_api_key).await? {
@@ -89,6 +105,10 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
     let governor = Arc::new(
         Governor::builder(registry)
             .store(database.clone())
+            .notifier(Arc::new(Channels::new(
+                settings.file.channels.webhook.clone(),
+                &settings.public_url,
+            )))
             .config(GovernorConfig::default())
             .build(),
     );
@@ -115,16 +135,6 @@ pub async fn serve(settings: Settings, options: ServeOptions) -> Result<(), Star
     });
     forget_idle_buckets(&state, &shutdown);
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .map_err(|e| StartError::Bind {
-            address: settings.bind.to_string(),
-            message: e.to_string(),
-        })?;
-    let local = listener.local_addr().map_err(|e| StartError::Bind {
-        address: settings.bind.to_string(),
-        message: e.to_string(),
-    })?;
     tracing::info!(address = %local, "preloop listening; MCP endpoint at /mcp/v1");
     println!(
         "preloop listening on http://{local} (MCP endpoint: {}/mcp/v1)",
