@@ -39,7 +39,7 @@ pub struct DatabaseSection {
 }
 
 /// One `[[mcp_servers]]` entry.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerEntry {
     /// Unique name.

@@ -9,8 +9,7 @@ use crate::api::ApiError;
 use crate::builtins::REQUEST_APPROVAL;
 use crate::http::AppState;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
 use preloop_core::Principal;
 use preloop_core::approval::{ApprovalRequest, ApprovalState, RequestContext, VoteDecision};
@@ -20,21 +19,23 @@ use preloop_core::store::{ApprovalFilter, DocumentStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// Loopgate's default wait for an answer.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
 
 /// The `/hitl` routes (authentication is applied by the caller).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/hitl/register", post(register))
-        .route("/hitl/deactivate", post(deactivate))
-        .route("/hitl/request", post(request))
-        .route("/hitl/poll", get(poll))
-        .route("/hitl/status", get(status))
-        .route("/hitl/cancel", post(cancel))
-        .route("/hitl/pending", get(pending))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(deactivate))
+        .routes(routes!(request))
+        .routes(routes!(poll))
+        .routes(routes!(status))
+        .routes(routes!(cancel))
+        .routes(routes!(pending))
 }
 
 fn required(fields: &[(&str, &str)]) -> Result<(), ApiError> {
@@ -53,7 +54,7 @@ fn required(fields: &[(&str, &str)]) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Registration {
     #[serde(default)]
     session_id: String,
@@ -76,6 +77,14 @@ async fn session_of(
     .ok_or_else(|| ApiError::NotFound(format!("session `{session_id}` not found")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/hitl/register",
+    tag = "hitl",
+    summary = "Register an agent session (Loopgate-compatible)",
+    request_body = Registration,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"), (status = 409, description = "Conflicts with the current state"))
+)]
 async fn register(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -111,12 +120,20 @@ async fn register(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SessionRef {
     #[serde(default)]
     session_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/hitl/deactivate",
+    tag = "hitl",
+    summary = "Deactivate a session",
+    request_body = SessionRef,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn deactivate(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -131,6 +148,14 @@ async fn deactivate(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/hitl/status",
+    tag = "hitl",
+    summary = "A session",
+    params(("session_id" = String, Query, description = "The session id")),
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn status(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -147,7 +172,7 @@ async fn status(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct HumanRequest {
     #[serde(default)]
     session_id: String,
@@ -161,10 +186,19 @@ struct HumanRequest {
     timeout_seconds: Option<u64>,
     callback_url: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
 /// Opens an approval request and answers at once; the agent polls for the answer.
+#[utoipa::path(
+    post,
+    path = "/hitl/request",
+    tag = "hitl",
+    summary = "Ask a human; answers at once with a request id to poll",
+    request_body = HumanRequest,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn request(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -295,7 +329,7 @@ fn hitl_view(request: &ApprovalRequest) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RequestRef {
     request_id: Option<String>,
 }
@@ -310,6 +344,14 @@ fn request_id(reference: &RequestRef) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("request `{raw}` not found")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/hitl/poll",
+    tag = "hitl",
+    summary = "The answer to a request, once there is one",
+    params(("request_id" = String, Query, description = "The request id")),
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn poll(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -327,6 +369,14 @@ async fn poll(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/hitl/cancel",
+    tag = "hitl",
+    summary = "Withdraw a request",
+    request_body = RequestRef,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
+)]
 async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -347,6 +397,13 @@ async fn cancel(
 }
 
 /// Pending HITL requests the caller may see: their own, or the organization's for approvers.
+#[utoipa::path(
+    get,
+    path = "/hitl/pending",
+    tag = "hitl",
+    summary = "Pending requests the caller may see",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn pending(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -20,6 +20,10 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::json;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -96,23 +100,57 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
             state.clone(),
             authenticate_mcp,
         ));
-    let authenticated_api = Router::new()
-        .nest("/api/v1", crate::api::routes())
-        .merge(crate::hitl::routes())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            authenticate_api,
-        ));
+    let (authenticated_api, mut openapi) =
+        OpenApiRouter::with_openapi(crate::api::ApiDoc::openapi())
+            .nest("/api/v1", crate::api::routes())
+            .merge(crate::hitl::routes())
+            .split_for_parts();
+    let (public_api, public_openapi) = OpenApiRouter::new()
+        .nest("/api/v1", crate::api::public_routes())
+        .split_for_parts();
+    // Public operations need no credentials: an empty requirement overrides the global one.
+    let mut public_openapi = public_openapi;
+    for item in public_openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            operation.security = Some(vec![SecurityRequirement::default()]);
+        }
+    }
+    openapi.merge(public_openapi);
+    let openapi = Arc::new(openapi);
+    let authenticated_api = authenticated_api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        authenticate_api,
+    ));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi) }
+            }),
+        )
         .merge(authenticated_mcp)
         .merge(authenticated_api)
-        .nest("/api/v1", crate::api::public_routes())
+        .merge(public_api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// The operations of a path item, whichever methods it has.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -12,19 +12,15 @@ use preloop_core::registry::{
     RegisteredTool, Registry, ToolAnnotations, ToolDescriptor, ToolSource, exposed_name,
 };
 use preloop_core::store::DocumentStore;
-#[allow(
-    deprecated,
-    reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
-)]
-use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest,
-    ProgressNotificationParam, ProgressToken, ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonRpcMessage,
+    ProgressToken, ServerNotification, ServerResult,
 };
 use rmcp::service::PeerRequestOptions;
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess, Transport};
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -96,50 +92,6 @@ pub struct UpstreamHandler {
 }
 
 impl ClientHandler for UpstreamHandler {
-    /// Progress of a call in flight goes to that call's observer.
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let Some(server) = self.server.upgrade() else {
-            return;
-        };
-        let observer = server
-            .in_flight
-            .lock()
-            .await
-            .get(&params.progress_token)
-            .cloned();
-        if let Some(observer) = observer {
-            observer.progress(params.progress, params.total, params.message.as_deref());
-        }
-    }
-
-    /// A log message is not tied to a request: it goes to every call in flight on the server.
-    #[allow(
-        deprecated,
-        reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
-    )]
-    async fn on_logging_message(
-        &self,
-        params: LoggingMessageNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let Some(server) = self.server.upgrade() else {
-            return;
-        };
-        let observers: Vec<Arc<dyn ExecutionObserver>> =
-            server.in_flight.lock().await.values().cloned().collect();
-        let level = serde_json::to_value(params.level)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "info".to_owned());
-        for observer in observers {
-            observer.log(&level, params.logger.as_deref(), &params.data);
-        }
-    }
-
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         if let Some(server) = self.server.upgrade() {
             tokio::spawn(async move {
@@ -180,6 +132,42 @@ impl UpstreamServer {
             .tool_prefix
             .as_deref()
             .unwrap_or(&self.server.name)
+    }
+
+    /// Passes a notification from the upstream to the calls it concerns: progress to the call
+    /// with that progress token, log messages (tied to no request) to every call in flight.
+    #[allow(
+        deprecated,
+        reason = "MCP logging is deprecated (SEP-2577) but upstreams still send it"
+    )]
+    async fn observe(&self, notification: &ServerNotification) {
+        match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                let params = &progress.params;
+                let observer = self
+                    .in_flight
+                    .lock()
+                    .await
+                    .get(&params.progress_token)
+                    .cloned();
+                if let Some(observer) = observer {
+                    observer.progress(params.progress, params.total, params.message.as_deref());
+                }
+            }
+            ServerNotification::LoggingMessageNotification(log) => {
+                let params = &log.params;
+                let observers: Vec<Arc<dyn ExecutionObserver>> =
+                    self.in_flight.lock().await.values().cloned().collect();
+                let level = serde_json::to_value(params.level)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "info".to_owned());
+                for observer in observers {
+                    observer.log(&level, params.logger.as_deref(), &params.data);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Calls a tool on `client`. With an observer, the request's progress token is registered
@@ -257,11 +245,12 @@ impl UpstreamServer {
                             }
                         }
                     }
+                    let transport = StreamableHttpClientTransport::with_client(
+                        http_client(self.server.keep_alive),
+                        config,
+                    );
                     handler
-                        .serve(StreamableHttpClientTransport::with_client(
-                            http_client(self.server.keep_alive),
-                            config,
-                        ))
+                        .serve(Observed::new(transport, self))
                         .await
                         .map_err(|e| e.to_string())
                 }
@@ -270,7 +259,10 @@ impl UpstreamServer {
                     process.args(args).envs(env);
                     let transport = TokioChildProcess::new(process)
                         .map_err(|e| format!("cannot start `{command}`: {e}"))?;
-                    handler.serve(transport).await.map_err(|e| e.to_string())
+                    handler
+                        .serve(Observed::new(transport, self))
+                        .await
+                        .map_err(|e| e.to_string())
                 }
             }
         };
@@ -393,6 +385,53 @@ impl UpstreamServer {
                 delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         });
+    }
+}
+
+/// A transport that shows the upstream's progress and log notifications to the observers of
+/// calls in flight as they are read, in stream order. (rmcp hands notifications to the client
+/// handler on separate tasks, which may run after the response they preceded has been
+/// returned, when the call's result has already gone to its client.)
+struct Observed<T> {
+    inner: T,
+    server: Weak<UpstreamServer>,
+}
+
+impl<T> Observed<T> {
+    fn new(inner: T, server: &Arc<UpstreamServer>) -> Self {
+        Self {
+            inner,
+            server: Arc::downgrade(server),
+        }
+    }
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Observed<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
+        let server = self.server.clone();
+        let received = self.inner.receive();
+        async move {
+            let message = received.await?;
+            if let (JsonRpcMessage::Notification(notification), Some(server)) =
+                (&message, server.upgrade())
+            {
+                server.observe(&notification.notification).await;
+            }
+            Some(message)
+        }
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 

@@ -577,3 +577,46 @@ async fn principals_over_their_rate_get_429_with_retry_after() {
     let (status, _) = rest(Method::GET, &me, None, None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), CONFIG, &[]);
+    let (status, doc) = rest(
+        Method::GET,
+        &format!("{}/openapi.json", server.url),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/users", "post"),
+        ("/api/v1/api-keys/{id}", "delete"),
+        ("/api/v1/mcp-servers/{id}/scan", "post"),
+        ("/api/v1/tool-configurations/{tool}", "put"),
+        ("/api/v1/access-rules/order", "put"),
+        ("/api/v1/approval-policies/{name}", "delete"),
+        ("/api/v1/approval-requests/{id}/decide", "post"),
+        ("/api/v1/audit/verify", "get"),
+        ("/api/v1/auth/token", "post"),
+        ("/api/v1/approval/{id}/decide", "post"),
+        ("/hitl/request", "post"),
+    ] {
+        assert!(paths[path].get(method).is_some(), "{method} {path} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // Sign-in and decision links need no credentials; everything else inherits bearer auth.
+    assert_eq!(paths["/api/v1/auth/token"]["post"]["security"], json!([{}]));
+    assert!(paths["/api/v1/users"]["post"].get("security").is_none());
+    let new_user = &doc["components"]["schemas"]["NewUser"]["properties"];
+    assert!(
+        new_user.get("email").is_some() && new_user.get("roles").is_some(),
+        "{new_user}"
+    );
+}

@@ -7,26 +7,27 @@ use super::extract::{Body, Param, require_role};
 use crate::http::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use preloop_core::Principal;
 use preloop_core::accounts::{ApiKey, User, hash_password};
 use preloop_core::store::{AccountStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// Roles a user may hold.
 pub const ROLES: [&str; 4] = ["admin", "approver", "member", "agent"];
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/me", get(me))
-        .route("/users/{id}", get(show_user).patch(update_user))
-        .route("/api-keys", get(list_keys).post(create_key))
-        .route("/api-keys/{id}", delete(revoke_key))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(me))
+        .routes(routes!(show_user, update_user))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
 }
 
 /// A user as the API shows it: never the password hash.
@@ -74,6 +75,13 @@ async fn user_of(state: &AppState, principal: &Principal, id: &str) -> Result<Us
         .ok_or_else(|| ApiError::NotFound(format!("no user `{id}`")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    summary = "List the organization's users (admins)",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"), (status = 403, description = "Not allowed for this principal"))
+)]
 async fn list_users(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -85,6 +93,13 @@ async fn list_users(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    summary = "The caller, with the roles in effect",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn me(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -97,6 +112,14 @@ async fn me(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    summary = "A user (admins, or oneself)",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Done"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn show_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -108,7 +131,7 @@ async fn show_user(
     Ok(Json(user_view(&user_of(&state, &principal, &id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     email: String,
@@ -127,6 +150,14 @@ fn checked_password(password: &str) -> Result<String, ApiError> {
     hash_password(password).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    summary = "Create a user (admins)",
+    request_body = NewUser,
+    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+)]
 async fn create_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -157,7 +188,7 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user_view(&user))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UserChange {
     name: Option<String>,
@@ -168,6 +199,15 @@ struct UserChange {
 
 /// Admins change anything but may not lock themselves out; users change their own name and
 /// password.
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "users",
+    summary = "Change a user's name, roles, password or disabled flag",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserChange,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+)]
 async fn update_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -208,6 +248,13 @@ async fn update_user(
     Ok(Json(user_view(&user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "api-keys",
+    summary = "List API keys (never their secrets)",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn list_keys(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -225,7 +272,7 @@ async fn list_keys(
     Ok(Json(json!({"items": items})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
     name: String,
@@ -237,6 +284,14 @@ struct NewKey {
     user_id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "api-keys",
+    summary = "Create an API key; the response shows its secret once",
+    request_body = NewKey,
+    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 422, description = "Does not validate"))
+)]
 async fn create_key(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -270,6 +325,14 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api-keys/{id}",
+    tag = "api-keys",
+    summary = "Revoke an API key",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 204, description = "Done, nothing to return"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn revoke_key(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -5,23 +5,24 @@ use super::extract::{Body, Param, QueryParams};
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use preloop_core::Principal;
 use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteCast, VoteDecision};
 use preloop_core::store::ApprovalFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/approval-requests", get(list))
-        .route("/approval-requests/{id}", get(show))
-        .route("/approval-requests/{id}/approve", post(approve))
-        .route("/approval-requests/{id}/decline", post(decline))
-        .route("/approval-requests/{id}/decide", post(decide))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(approve))
+        .routes(routes!(decline))
+        .routes(routes!(decide))
 }
 
 /// A request as the API shows it: everything but the decision-link token's hash.
@@ -45,6 +46,14 @@ struct ListQuery {
 }
 
 /// Approvers and admins see the organization's requests; everyone else sees their own.
+#[utoipa::path(
+    get,
+    path = "/approval-requests",
+    tag = "approval-requests",
+    summary = "List approval requests",
+    params(("status" = Option<String>, Query, description = "pending, approved, declined, expired, cancelled, executing, executed or failed"), ("limit" = Option<usize>, Query, description = "At most this many (default 100)")),
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -62,6 +71,14 @@ async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/approval-requests/{id}",
+    tag = "approval-requests",
+    summary = "An approval request",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn show(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -70,9 +87,11 @@ async fn show(
     Ok(Json(view(&state.governor.request(&principal, id).await?)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VoteBody {
+    /// `approve` or `decline` (for `/decide`).
+    #[schema(value_type = Option<String>)]
     decision: Option<VoteDecision>,
     comment: Option<String>,
     /// Edited arguments (approvals only, when the policy allows editing).
@@ -127,6 +146,15 @@ pub(super) fn run_if_approved(state: &AppState, request: &ApprovalRequest) {
     });
 }
 
+#[utoipa::path(
+    post,
+    path = "/approval-requests/{id}/approve",
+    tag = "approval-requests",
+    summary = "Approve (optionally with a comment, edited arguments, a grant)",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    request_body = VoteBody,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+)]
 async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -143,6 +171,15 @@ async fn approve(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/approval-requests/{id}/decline",
+    tag = "approval-requests",
+    summary = "Decline (optionally with a comment)",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    request_body = VoteBody,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
+)]
 async fn decline(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -159,6 +196,15 @@ async fn decline(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/approval-requests/{id}/decide",
+    tag = "approval-requests",
+    summary = "Approve or decline, as `decision` says",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    request_body = VoteBody,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+)]
 async fn decide(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -5,23 +5,24 @@ use super::ApiError;
 use super::extract::{QueryParams, require_role};
 use crate::http::AppState;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use preloop_core::Principal;
 use preloop_core::audit::{AuditEvent, ChainBreak, ChainSummary, GENESIS_HASH, verify_from};
 use preloop_core::store::{AuditStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Events read from the store per page while filtering or verifying.
 const PAGE: usize = 1000;
 /// Most events one listing request looks at while filtering.
 const MAX_SCANNED: usize = 20_000;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/audit", get(list))
-        .route("/audit/verify", get(verify))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(verify))
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +52,14 @@ fn mentions(event: &AuditEvent, subject: &str) -> bool {
 
 /// Pages through the chain, keeping matching events, until `limit` match or the scan budget is
 /// spent; `next` is the cursor to continue from (absent at the end of the chain).
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    summary = "Page through the audit chain, filtered (admins)",
+    params(("after" = Option<u64>, Query, description = "Events after this sequence number"), ("limit" = Option<usize>, Query, description = "At most this many (default 100, at most 1,000)"), ("type" = Option<String>, Query, description = "Only events of this type"), ("subject" = Option<String>, Query, description = "Only events mentioning this id")),
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
+)]
 async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -123,6 +132,13 @@ pub async fn verify_stored_chain(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit/verify",
+    tag = "audit",
+    summary = "Verify the organization's audit chain (admins)",
+    responses((status = 200, description = "Done"), (status = 403, description = "Not allowed for this principal"))
+)]
 async fn verify(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

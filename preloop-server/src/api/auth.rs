@@ -4,9 +4,8 @@
 use super::ApiError;
 use crate::http::AppState;
 use crate::tokens::{ACCESS_TTL_SECONDS, TokenKind};
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use axum_extra::extract::WithRejection;
 use chrono::Utc;
 use preloop_core::accounts::{Organization, User, hash_password, verify_password};
@@ -14,12 +13,14 @@ use preloop_core::policy::GovernanceDocument;
 use preloop_core::store::{AccountStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/token", post(token))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/register", post(register))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(refresh))
+        .routes(routes!(register))
 }
 
 fn token_pair(state: &AppState, user: &User) -> Json<Value> {
@@ -31,7 +32,7 @@ fn token_pair(state: &AppState, user: &User) -> Json<Value> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
     email: String,
@@ -45,6 +46,14 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/token",
+    tag = "auth",
+    summary = "Sign in: an access token and a refresh token",
+    request_body = Credentials,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn token(
     State(state): State<AppState>,
     WithRejection(Json(credentials), _): WithRejection<Json<Credentials>, ApiError>,
@@ -63,12 +72,20 @@ async fn token(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    summary = "A new token pair for a refresh token",
+    request_body = RefreshBody,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn refresh(
     State(state): State<AppState>,
     WithRejection(Json(body), _): WithRejection<Json<RefreshBody>, ApiError>,
@@ -87,7 +104,7 @@ async fn refresh(
     Ok(token_pair(&state, &user))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Registration {
     email: String,
@@ -97,6 +114,14 @@ struct Registration {
 }
 
 /// Creates a new organization with the registrant as its admin.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    summary = "Create an organization and its first admin (403 when registration is disabled)",
+    request_body = Registration,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+)]
 async fn register(
     State(state): State<AppState>,
     WithRejection(Json(body), _): WithRejection<Json<Registration>, ApiError>,

@@ -7,18 +7,19 @@ use super::ApiError;
 use super::approvals::{run_if_approved, view};
 use super::extract::{Body, Param, QueryParams};
 use crate::http::AppState;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use preloop_core::approval::VoteDecision;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/approval/{id}/data", get(data))
-        .route("/approval/{id}/decide", post(decide))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(data))
+        .routes(routes!(decide))
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,13 +28,23 @@ struct LinkQuery {
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LinkDecision {
+    /// `approve` or `decline`.
+    #[schema(value_type = String)]
     decision: VoteDecision,
     comment: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/approval/{id}/data",
+    tag = "decision-links",
+    summary = "The request a decision link points at (the token is the credential)",
+    params(("id" = uuid::Uuid, Path, description = "Id"), ("token" = String, Query, description = "The link token")),
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn data(
     State(state): State<AppState>,
     Param(id): Param<Uuid>,
@@ -43,6 +54,15 @@ async fn data(
     Ok(Json(view(&request)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/approval/{id}/decide",
+    tag = "decision-links",
+    summary = "Vote through a decision link",
+    params(("id" = uuid::Uuid, Path, description = "Id"), ("token" = String, Query, description = "The link token")),
+    request_body = LinkDecision,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
+)]
 async fn decide(
     State(state): State<AppState>,
     Param(id): Param<Uuid>,

@@ -8,8 +8,7 @@ use super::extract::{Body, Param, require_role};
 use crate::http::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
 use preloop_core::approval::ApprovalPolicy;
 use preloop_core::audit::{AuditEntry, AuditEventKind};
@@ -20,27 +19,22 @@ use preloop_core::store::PolicyStore;
 use preloop_core::{ClientInfo, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/policy", get(show_document).put(replace_document))
-        .route("/access-rules", get(list_rules).post(create_rule))
-        .route("/access-rules/order", put(reorder_rules))
-        .route("/access-rules/test", post(test))
-        .route(
-            "/access-rules/{id}",
-            get(show_rule).put(replace_rule).delete(delete_rule),
-        )
-        .route(
-            "/approval-policies",
-            get(list_approval_policies).post(create_approval_policy),
-        )
-        .route(
-            "/approval-policies/{name}",
-            get(show_approval_policy)
-                .put(replace_approval_policy)
-                .delete(delete_approval_policy),
-        )
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show_document, replace_document))
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(reorder_rules))
+        .routes(routes!(test))
+        .routes(routes!(show_rule, replace_rule, delete_rule))
+        .routes(routes!(list_approval_policies, create_approval_policy))
+        .routes(routes!(
+            show_approval_policy,
+            replace_approval_policy,
+            delete_approval_policy
+        ))
 }
 
 async fn load(state: &AppState, principal: &Principal) -> Result<GovernanceDocument, ApiError> {
@@ -98,6 +92,13 @@ async fn install(
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/policy",
+    tag = "policy",
+    summary = "The whole governance document (rules and approval policies)",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn show_document(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -105,6 +106,14 @@ async fn show_document(
     Ok(Json(load(&state, &principal).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/policy",
+    tag = "policy",
+    summary = "Replace the whole governance document (admins; 400 names every broken rule)",
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
+)]
 async fn replace_document(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -131,6 +140,13 @@ fn position_of(document: &GovernanceDocument, id: &str) -> Result<usize, ApiErro
         .ok_or_else(|| ApiError::NotFound(format!("no rule `{id}`")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/access-rules",
+    tag = "access-rules",
+    summary = "The rules in order, and the default action",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn list_rules(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -142,6 +158,14 @@ async fn list_rules(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/access-rules/{id}",
+    tag = "access-rules",
+    summary = "One rule",
+    params(("id" = String, Path, description = "Rule id")),
+    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn show_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -163,6 +187,14 @@ struct NewRule {
 }
 
 /// Adds a rule (at `position`, else last); without an id it gets a fresh one.
+#[utoipa::path(
+    post,
+    path = "/access-rules",
+    tag = "access-rules",
+    summary = "Add a rule (at `position`, else last; admins)",
+    request_body = serde_json::Value,
+    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"))
+)]
 async fn create_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -195,6 +227,15 @@ async fn create_rule(
 }
 
 /// Replaces a rule in place; its id may not change.
+#[utoipa::path(
+    put,
+    path = "/access-rules/{id}",
+    tag = "access-rules",
+    summary = "Replace a rule in place (admins)",
+    params(("id" = String, Path, description = "Rule id")),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn replace_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -216,6 +257,14 @@ async fn replace_rule(
     Ok(Json(replaced))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/access-rules/{id}",
+    tag = "access-rules",
+    summary = "Delete a rule (admins)",
+    params(("id" = String, Path, description = "Rule id")),
+    responses((status = 204, description = "Done, nothing to return"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn delete_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -230,7 +279,7 @@ async fn delete_rule(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Order {
     /// Every rule id, in the new order.
@@ -238,6 +287,14 @@ struct Order {
 }
 
 /// Puts the rules in the given order; `ids` must name every rule exactly once.
+#[utoipa::path(
+    put,
+    path = "/access-rules/order",
+    tag = "access-rules",
+    summary = "Reorder the rules: `ids` names every rule once (admins)",
+    request_body = Order,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
+)]
 async fn reorder_rules(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -274,6 +331,13 @@ fn approval_policy_position(document: &GovernanceDocument, name: &str) -> Result
         .ok_or_else(|| ApiError::NotFound(format!("no approval policy `{name}`")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/approval-policies",
+    tag = "approval-policies",
+    summary = "The approval policies",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn list_approval_policies(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -282,6 +346,14 @@ async fn list_approval_policies(
     Ok(Json(json!({"items": document.approval_policies})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/approval-policies/{name}",
+    tag = "approval-policies",
+    summary = "One approval policy",
+    params(("name" = String, Path, description = "Approval policy name")),
+    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn show_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -292,6 +364,14 @@ async fn show_approval_policy(
     Ok(Json(document.approval_policies.swap_remove(position)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/approval-policies",
+    tag = "approval-policies",
+    summary = "Add an approval policy (admins)",
+    request_body = serde_json::Value,
+    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"))
+)]
 async fn create_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -315,6 +395,15 @@ async fn create_approval_policy(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/approval-policies/{name}",
+    tag = "approval-policies",
+    summary = "Replace an approval policy (admins)",
+    params(("name" = String, Path, description = "Approval policy name")),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn replace_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -336,6 +425,14 @@ async fn replace_approval_policy(
 }
 
 /// Deletes an approval policy; refused (400, naming the rules) while rules still use it.
+#[utoipa::path(
+    delete,
+    path = "/approval-policies/{name}",
+    tag = "approval-policies",
+    summary = "Delete an approval policy no rule uses (admins)",
+    params(("name" = String, Path, description = "Approval policy name")),
+    responses((status = 204, description = "Done, nothing to return"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn delete_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -350,7 +447,7 @@ async fn delete_approval_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestBody {
     /// Exposed tool name.
@@ -364,6 +461,14 @@ struct TestBody {
 }
 
 /// Explains the decision for a hypothetical call; nothing runs and nothing is recorded.
+#[utoipa::path(
+    post,
+    path = "/access-rules/test",
+    tag = "access-rules",
+    summary = "Explain the decision for a hypothetical call; nothing runs",
+    request_body = TestBody,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"))
+)]
 async fn test(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -10,8 +10,7 @@ use crate::http::AppState;
 use crate::startup::tool_settings;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
 use preloop_core::Principal;
 use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport, ToolConfiguration};
@@ -21,22 +20,21 @@ use preloop_core::store::DocumentStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// What responses show instead of a credential.
 const REDACTED: &str = "<redacted>";
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/mcp-servers", get(list).post(create))
-        .route("/mcp-servers/{id}", get(show).put(replace).delete(remove))
-        .route("/mcp-servers/{id}/scan", post(scan))
-        .route("/mcp-servers/{id}/tools", get(tools))
-        .route("/tool-configurations", get(list_configurations))
-        .route(
-            "/tool-configurations/{tool}",
-            put(configure).delete(unconfigure).get(show_configuration),
-        )
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, remove))
+        .routes(routes!(scan))
+        .routes(routes!(tools))
+        .routes(routes!(list_configurations))
+        .routes(routes!(show_configuration, configure, unconfigure))
 }
 
 fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
@@ -100,6 +98,13 @@ fn admin(principal: &Principal) -> Result<(), ApiError> {
     require_role(principal, "admin", "manage MCP servers and tools")
 }
 
+#[utoipa::path(
+    get,
+    path = "/mcp-servers",
+    tag = "mcp-servers",
+    summary = "The organization's upstream MCP servers (credentials redacted)",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -113,6 +118,14 @@ async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/mcp-servers/{id}",
+    tag = "mcp-servers",
+    summary = "One server",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn show(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -122,6 +135,14 @@ async fn show(
 }
 
 /// Registers a server and starts discovering its tools in the background.
+#[utoipa::path(
+    post,
+    path = "/mcp-servers",
+    tag = "mcp-servers",
+    summary = "Register an upstream MCP server; its tools are discovered in the background (admins)",
+    request_body = McpServerEntry,
+    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+)]
 async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -157,6 +178,15 @@ fn keep_secrets(new: &mut BTreeMap<String, String>, old: &BTreeMap<String, Strin
 }
 
 /// Replaces a server's settings and restarts it (its tools are rediscovered).
+#[utoipa::path(
+    put,
+    path = "/mcp-servers/{id}",
+    tag = "mcp-servers",
+    summary = "Replace a server's settings and restart it; `<redacted>` keeps a stored credential (admins)",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    request_body = McpServerEntry,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 422, description = "Does not validate"))
+)]
 async fn replace(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -184,6 +214,14 @@ async fn replace(
 }
 
 /// Stops and deletes a server; its tools disappear at once.
+#[utoipa::path(
+    delete,
+    path = "/mcp-servers/{id}",
+    tag = "mcp-servers",
+    summary = "Stop and delete a server; its tools disappear (admins)",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 204, description = "Done, nothing to return"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn remove(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -200,6 +238,14 @@ async fn remove(
 }
 
 /// Rediscovers the server's tools now; 502 when the server cannot be reached.
+#[utoipa::path(
+    post,
+    path = "/mcp-servers/{id}/scan",
+    tag = "mcp-servers",
+    summary = "Rediscover the server's tools now (admins)",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 200, description = "Done"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 502, description = "The upstream server did not answer"))
+)]
 async fn scan(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -220,6 +266,14 @@ async fn scan(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/mcp-servers/{id}/tools",
+    tag = "mcp-servers",
+    summary = "The server's tools as exposed",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn tools(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -235,6 +289,13 @@ async fn tools(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tool-configurations",
+    tag = "tool-configurations",
+    summary = "Tool configurations",
+    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+)]
 async fn list_configurations(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -246,6 +307,14 @@ async fn list_configurations(
     Ok(Json(json!({"items": configurations})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tool-configurations/{tool}",
+    tag = "tool-configurations",
+    summary = "One tool's configuration",
+    params(("tool" = String, Path, description = "Exposed tool name")),
+    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn show_configuration(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -261,12 +330,14 @@ async fn show_configuration(
     .ok_or_else(|| ApiError::NotFound(format!("tool `{tool}` has no configuration")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Configuration {
     #[serde(default = "enabled")]
     enabled: bool,
     #[serde(default)]
+    /// Principal selectors (`role:agent`, an e-mail, `apikey:<name>`); empty: everyone.
+    #[schema(value_type = Vec<String>)]
     visible_to: Vec<PrincipalSelector>,
     description: Option<String>,
     approval_policy: Option<String>,
@@ -277,6 +348,15 @@ fn enabled() -> bool {
 }
 
 /// Sets a tool's configuration (kept across rescans; the tool need not exist yet).
+#[utoipa::path(
+    put,
+    path = "/tool-configurations/{tool}",
+    tag = "tool-configurations",
+    summary = "Enable or disable a tool, restrict who sees it, set its approval policy (admins)",
+    params(("tool" = String, Path, description = "Exposed tool name")),
+    request_body = Configuration,
+    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 422, description = "Does not validate"))
+)]
 async fn configure(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -321,6 +401,14 @@ async fn configure(
 }
 
 /// Removes a tool's configuration: it is enabled for everyone again.
+#[utoipa::path(
+    delete,
+    path = "/tool-configurations/{tool}",
+    tag = "tool-configurations",
+    summary = "Remove a tool's configuration (admins)",
+    params(("tool" = String, Path, description = "Exposed tool name")),
+    responses((status = 204, description = "Done, nothing to return"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+)]
 async fn unconfigure(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
