@@ -40,6 +40,17 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Tells the other replicas that an organization's policy, tools or servers changed, so
+    /// they reload them. A failure is logged: this replica has the change, others get it at
+    /// their next start.
+    pub async fn announce_change(&self, organization_id: &str) {
+        if let Err(error) = self.store.announce_config_change(organization_id).await {
+            tracing::warn!(%error, organization = organization_id, "could not tell other replicas about a configuration change");
+        }
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {

@@ -123,6 +123,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
     spawn_background(&database, &governor, &shutdown).await;
+    follow_config_changes(&database, &governor, &upstreams, &shutdown);
     let state = AppState::new(Shared {
         governor,
         store: database.clone(),
@@ -224,6 +225,71 @@ fn forget_idle_buckets(state: &AppState, shutdown: &CancellationToken) {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = interval.tick() => state.limits.forget_idle(),
+            }
+        }
+    });
+}
+
+/// On PostgreSQL, reloads an organization's policy, tools and servers whenever any replica
+/// announces a change to them. A lost subscription is renewed, and everything reloaded, since
+/// changes in between went unseen.
+fn follow_config_changes(
+    database: &Arc<Database>,
+    governor: &Arc<Governor>,
+    upstreams: &Arc<Upstreams>,
+    shutdown: &CancellationToken,
+) {
+    let (database, governor, upstreams, stop) = (
+        database.clone(),
+        governor.clone(),
+        upstreams.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        let mut resubscribed = false;
+        loop {
+            let mut changes = match database.config_changes().await {
+                Ok(Some(changes)) => changes,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot follow configuration changes; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    }
+                }
+            };
+            if resubscribed
+                && let Err(error) =
+                    crate::startup::load_organizations(&database, &governor, &upstreams).await
+            {
+                tracing::warn!(%error, "reloading the configuration failed");
+            }
+            resubscribed = true;
+            loop {
+                let change = tokio::select! {
+                    () = stop.cancelled() => return,
+                    change = changes.next() => change,
+                };
+                match change {
+                    Some(Ok(organization)) => {
+                        if let Err(error) = crate::startup::reload_organization(
+                            &database,
+                            &governor,
+                            &upstreams,
+                            &organization,
+                        )
+                        .await
+                        {
+                            tracing::warn!(%error, %organization, "reloading an organization failed");
+                        }
+                    }
+                    Some(Err(error)) => tracing::warn!(%error, "bad configuration notification"),
+                    None => {
+                        tracing::warn!("lost the configuration notification connection; renewing");
+                        break;
+                    }
+                }
             }
         }
     });

@@ -3,14 +3,13 @@
 
 use crate::bootstrap::DEFAULT_ORGANIZATION;
 use crate::config::McpServerEntry;
-use crate::serve::StartError;
 use crate::upstreams::Upstreams;
 use chrono::Utc;
 use preloop_core::documents::{McpServer, ToolConfiguration};
 use preloop_core::governor::Governor;
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::ToolSettings;
-use preloop_core::store::{AccountStore, DocumentStore, PolicyStore};
+use preloop_core::store::{AccountStore, DocumentStore, PolicyStore, StoreError};
 use preloop_store::Database;
 use uuid::Uuid;
 
@@ -54,39 +53,46 @@ pub fn tool_settings(configuration: &ToolConfiguration) -> ToolSettings {
     }
 }
 
-/// Puts every organization's stored configuration in force. The default organization's policy
-/// was applied from the file already; an organization without a stored policy gets the empty one.
+/// Puts every organization's stored configuration in force (at start; the default
+/// organization's file policy was stored already).
 pub async fn load_organizations(
     database: &Database,
     governor: &Governor,
     upstreams: &Upstreams,
-) -> Result<(), StartError> {
+) -> Result<(), StoreError> {
     for organization in database.list_organizations().await? {
-        let org = organization.id.as_str();
-        if governor.governance(org).is_none() {
-            let document = database.load_policy(org).await?.unwrap_or_default();
-            if let Err(error) = governor.set_policy(org, &document) {
-                // A stored policy that no longer compiles (e.g. a newer build's stricter checks)
-                // must not keep the server down; the organization falls back to denying.
-                tracing::error!(organization = org, %error, "stored policy does not compile; denying every call until it is fixed");
-                governor
-                    .set_policy(org, &deny_everything())
-                    .map_err(|e| StartError::Policy(e.to_string()))?;
-            }
-        }
-        let configurations: Vec<ToolConfiguration> = database.list_documents(org, None).await?;
-        for configuration in &configurations {
-            governor.registry().configure(
-                Some(org),
-                &configuration.tool,
-                Some(tool_settings(configuration)),
-            );
-        }
-        let servers: Vec<McpServer> = database.list_documents(org, None).await?;
-        for server in servers {
-            upstreams.start(server).await;
-        }
+        reload_organization(database, governor, upstreams, &organization.id).await?;
     }
+    Ok(())
+}
+
+/// Puts one organization's stored policy, tool configurations and upstream servers in force:
+/// at start, and whenever any replica announces that they changed. An organization without a
+/// stored policy gets the empty one; one whose stored policy no longer compiles (a newer build's
+/// stricter checks) denies every call until an admin fixes it, rather than keeping the server
+/// down.
+pub async fn reload_organization(
+    database: &Database,
+    governor: &Governor,
+    upstreams: &Upstreams,
+    organization_id: &str,
+) -> Result<(), StoreError> {
+    let org = organization_id;
+    let document = database.load_policy(org).await?.unwrap_or_default();
+    if let Err(error) = governor.set_policy(org, &document) {
+        tracing::error!(organization = org, %error, "stored policy does not compile; denying every call until it is fixed");
+        governor
+            .set_policy(org, &deny_everything())
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    }
+    let configurations: Vec<ToolConfiguration> = database.list_documents(org, None).await?;
+    let settings = configurations
+        .iter()
+        .map(|c| (c.tool.clone(), tool_settings(c)))
+        .collect();
+    governor.registry().replace_settings(org, settings);
+    let servers: Vec<McpServer> = database.list_documents(org, None).await?;
+    upstreams.sync(org, servers).await;
     Ok(())
 }
 

@@ -60,6 +60,34 @@ impl Upstreams {
         running.insert(id, upstream);
     }
 
+    /// Brings the organization's running servers in line with `servers` (after reloading them
+    /// from the store): new and changed ones start, removed and disabled ones stop, unchanged
+    /// ones keep their connections.
+    pub async fn sync(&self, organization_id: &str, servers: Vec<McpServer>) {
+        let running: Vec<(Uuid, McpServer)> = self
+            .running
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, s)| s.document().organization_id == organization_id)
+            .map(|(id, s)| (*id, s.document().clone()))
+            .collect();
+        for (id, _) in running
+            .iter()
+            .filter(|(id, _)| !servers.iter().any(|s| s.id == *id))
+        {
+            self.stop(organization_id, *id).await;
+        }
+        for server in servers {
+            let unchanged = running
+                .iter()
+                .any(|(id, doc)| *id == server.id && same_settings(doc, &server));
+            if !unchanged {
+                self.start(server).await;
+            }
+        }
+    }
+
     /// Stops the organization's server `id`; returns whether it was running.
     pub async fn stop(&self, organization_id: &str, id: Uuid) -> bool {
         let mut running = self.running.lock().await;
@@ -82,4 +110,12 @@ impl Upstreams {
             .filter(|s| s.document().organization_id == organization_id)
             .cloned()
     }
+}
+
+/// Whether two versions of a server differ only in what does not need a restart.
+fn same_settings(running: &McpServer, stored: &McpServer) -> bool {
+    McpServer {
+        last_scanned_at: stored.last_scanned_at,
+        ..running.clone()
+    } == *stored
 }

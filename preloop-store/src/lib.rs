@@ -33,4 +33,4 @@ mod time;
 
 pub use connect::{Backend, Database};
 pub use error::OpenError;
-pub use notify::{APPROVAL_CHANNEL, ApprovalChanges};
+pub use notify::{APPROVAL_CHANNEL, ApprovalChanges, CONFIG_CHANNEL, Subscription};

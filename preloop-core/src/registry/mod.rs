@@ -340,6 +340,21 @@ impl Registry {
         found
     }
 
+    /// Replaces every setting of `organization` at once (after reloading them from the store):
+    /// tools whose settings disappear get the defaults, so no caller sees a half-applied set.
+    pub fn replace_settings(&self, organization: &str, settings: HashMap<String, ToolSettings>) {
+        let _ = self.update(|tables| {
+            if let Some(tools) = tables.tools.get_mut(organization) {
+                let defaults = ToolSettings::default();
+                for (name, tool) in tools.iter_mut() {
+                    tool.apply(settings.get(name).unwrap_or(&defaults));
+                }
+            }
+            tables.settings.insert(organization.to_owned(), settings);
+            Ok(())
+        });
+    }
+
     /// The tools `principal` may see, sorted by exposed name.
     pub fn visible_to(&self, principal: &Principal) -> Vec<RegisteredTool> {
         let snapshot = self.snapshot();
@@ -584,5 +599,9 @@ mod tests {
                 .all(|t| t.descriptor.name != "ask")
         );
         assert_eq!(registry.visible_to(&Principal::new("1", "p")).len(), 1);
+        // Replacing the organization's settings drops the ones not given.
+        registry.replace_settings("o", HashMap::new());
+        assert!(registry.get("o", "preloop__ask").unwrap().enabled);
+        assert!(registry.get("o", "gh__issue").unwrap().enabled);
     }
 }

@@ -170,5 +170,6 @@ async fn register(
     state
         .governor
         .set_policy(&organization.id, &GovernanceDocument::default())?;
+    state.announce_change(&organization.id).await;
     Ok(token_pair(&state, &user))
 }

@@ -89,6 +89,7 @@ async fn install(
     );
     state.store.save_policy(org, document, vec![change]).await?;
     state.governor.set_policy(org, document)?;
+    state.announce_change(org).await;
     Ok(())
 }
 

@@ -163,6 +163,7 @@ async fn create(
             other => other.into(),
         })?;
     state.upstreams.start(server.clone()).await;
+    state.announce_change(&principal.organization_id).await;
     Ok((StatusCode::CREATED, Json(view(&server))))
 }
 
@@ -210,6 +211,7 @@ async fn replace(
     server.last_scanned_at = old.last_scanned_at;
     state.store.update_document(&server).await?;
     state.upstreams.start(server.clone()).await;
+    state.announce_change(&principal.organization_id).await;
     Ok(Json(view(&server)))
 }
 
@@ -234,6 +236,7 @@ async fn remove(
     DocumentStore::<DiscoveredTool>::replace_children(&*state.store, org, &id.to_string(), &[])
         .await?;
     DocumentStore::<McpServer>::delete_document(&*state.store, org, &server.id.to_string()).await?;
+    state.announce_change(org).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -397,6 +400,7 @@ async fn configure(
         .governor
         .registry()
         .configure(Some(org), &tool, Some(tool_settings(&configuration)));
+    state.announce_change(org).await;
     Ok(Json(configuration))
 }
 
@@ -418,5 +422,6 @@ async fn unconfigure(
     let org = &principal.organization_id;
     DocumentStore::<ToolConfiguration>::delete_document(&*state.store, org, &tool).await?;
     state.governor.registry().configure(Some(org), &tool, None);
+    state.announce_change(org).await;
     Ok(StatusCode::NO_CONTENT)
 }
