@@ -98,6 +98,9 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     config.allowed_hosts = allowed_hosts;
     config.cancellation_token = shutdown;
     config.max_request_body_bytes = MAX_BODY_BYTES;
+    config.session_store = Some(Arc::new(crate::sessions::StoredSessions(
+        state.store.clone(),
+    )));
 
     let mcp = StreamableHttpService::new(
         move || Ok(PreloopMcp::new(governor.clone())),

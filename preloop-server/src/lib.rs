@@ -18,6 +18,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod relay;
 pub mod serve;
+pub mod sessions;
 pub mod startup;
 pub mod tokens;
 pub mod upstream;

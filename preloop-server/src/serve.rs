@@ -7,6 +7,7 @@ use crate::channels::Channels;
 use crate::config::Settings;
 use crate::http::{AppState, Shared, app};
 use crate::limits::RateLimits;
+use crate::sessions::SESSION_RETENTION;
 use crate::tokens::TokenKeys;
 use crate::upstreams::Upstreams;
 use preloop_core::governor::{Governor, GovernorConfig};
@@ -134,7 +135,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         policy_lock: tokio::sync::Mutex::default(),
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
     });
-    forget_idle_buckets(&state, &shutdown);
+    housekeeping(&state, &shutdown);
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
     tracing::info!(address = %local, "preloop listening; MCP endpoint at /mcp/v1");
     println!(
@@ -215,8 +216,9 @@ async fn apply_policy(
     Ok(())
 }
 
-/// Once a minute, drops the rate-limit buckets of idle principals.
-fn forget_idle_buckets(state: &AppState, shutdown: &CancellationToken) {
+/// Once a minute: drops the rate-limit buckets of idle principals and the MCP sessions idle for
+/// longer than [`SESSION_RETENTION`].
+fn housekeeping(state: &AppState, shutdown: &CancellationToken) {
     let state = state.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -224,7 +226,14 @@ fn forget_idle_buckets(state: &AppState, shutdown: &CancellationToken) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = interval.tick() => state.limits.forget_idle(),
+                _ = interval.tick() => {
+                    state.limits.forget_idle();
+                    let cutoff = chrono::Utc::now()
+                        - chrono::Duration::from_std(SESSION_RETENTION).unwrap_or_default();
+                    if let Err(error) = state.store.prune_sessions(cutoff).await {
+                        tracing::warn!(%error, "pruning idle MCP sessions failed");
+                    }
+                }
             }
         }
     });

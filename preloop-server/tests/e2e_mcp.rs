@@ -663,3 +663,21 @@ async fn expired_jwts_and_tokens_for_unknown_users_are_refused() {
         assert!(connect(&server, token).await.is_err(), "{label}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_session_survives_a_restart_of_the_server() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let before = start(data_dir.path());
+    let session = common::raw_session(&format!("{}/mcp/v1", before.url)).await;
+    drop(before);
+    let after = start(data_dir.path());
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, body) =
+        common::raw_post(&format!("{}/mcp/v1", after.url), &session, list.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("request_approval"), "{body}");
+    // A session id nobody issued is still refused.
+    let (status, _) =
+        common::raw_post(&format!("{}/mcp/v1", after.url), "not-a-session", list).await;
+    assert_eq!(status, 404);
+}

@@ -112,6 +112,21 @@ async fn changes_on_one_replica_apply_on_the_other() {
     })
     .await;
 
+    // A session started on A is resumed on B.
+    let session = common::raw_session(&format!("{}/mcp/v1", a.url)).await;
+    let (status, body) = common::raw_post(
+        &format!("{}/mcp/v1", b.url),
+        &session,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // (docs__echo is hidden now: the rule above denies it unconditionally.)
+    assert!(
+        body.contains("docs__progress") && !body.contains("docs__echo"),
+        "{body}"
+    );
+
     // A call blocked on B is released by an approval on A.
     let blocked = tokio::spawn({
         let client_b = std::sync::Arc::new(client_b);

@@ -29,6 +29,7 @@ mod migrate;
 mod notify;
 mod policies;
 mod schema;
+mod sessions;
 mod time;
 
 pub use connect::{Backend, Database};

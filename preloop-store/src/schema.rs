@@ -157,3 +157,11 @@ document_tables!(
     flow_executions,
     hitl_sessions
 );
+
+diesel::table! {
+    mcp_sessions (id) {
+        id -> Text,
+        state -> Text,
+        updated_at -> BigInt,
+    }
+}

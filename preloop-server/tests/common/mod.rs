@@ -198,3 +198,50 @@ async fn wait_for_listing<H: rmcp::ClientHandler>(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Starts an MCP session over plain HTTP (initialize, then `notifications/initialized`) and
+/// returns its id, for tests that take a session somewhere else.
+pub async fn raw_session(mcp_url: &str) -> String {
+    let http = reqwest::Client::new();
+    let response = http
+        .post(mcp_url)
+        .bearer_auth(ADMIN_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "raw-e2e", "version": "1"}}
+        }))
+        .send()
+        .await
+        .expect("initialize is answered");
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .expect("a session id")
+        .to_owned();
+    let initialized = raw_post(
+        mcp_url,
+        &session,
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(initialized.0, 202);
+    session
+}
+
+/// POSTs one JSON-RPC message in session `session`; returns the status and the body text.
+pub async fn raw_post(mcp_url: &str, session: &str, message: Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(mcp_url)
+        .bearer_auth(ADMIN_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&message)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
