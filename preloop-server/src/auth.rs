@@ -1,5 +1,6 @@
 //! Bearer authentication: an API key becomes the principal of the request.
 
+use crate::jwks::Jwks;
 use crate::tokens::{TokenKeys, TokenKind};
 use chrono::{DateTime, Utc};
 use preloop_core::Principal;
@@ -47,6 +48,7 @@ struct Cached {
 pub struct Authenticator {
     accounts: Arc<dyn AccountStore>,
     keys: TokenKeys,
+    jwks: Option<Arc<Jwks>>,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -63,9 +65,17 @@ impl Authenticator {
         Self {
             accounts,
             keys,
+            jwks: None,
             cache: Arc::default(),
             touched: Arc::default(),
         }
+    }
+
+    /// Also accepts RS256/ES256 tokens from the identity provider behind `jwks`.
+    #[must_use]
+    pub fn with_jwks(mut self, jwks: Arc<Jwks>) -> Self {
+        self.jwks = Some(jwks);
+        self
     }
 
     /// Forgets a key at once (after revoking it).
@@ -152,16 +162,27 @@ impl Authenticator {
                 principal.roles.retain(|role| key.scopes.contains(role));
             }
             (principal, Some(key.id), key.expires_at)
-        } else {
-            let claims = self
-                .keys
-                .verify(token, TokenKind::Access)
-                .ok_or(AuthError::Invalid)?;
+        } else if let Some(claims) = self.keys.verify(token, TokenKind::Access) {
             let user = self.enabled_user(&claims.org, &claims.sub).await?;
             (
                 user.principal(),
                 None,
                 DateTime::from_timestamp(claims.exp, 0),
+            )
+        } else {
+            let jwks = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
+            let identity = jwks.verify(token).await.ok_or(AuthError::Invalid)?;
+            let user = self
+                .accounts
+                .find_user_by_email(&identity.email)
+                .await
+                .map_err(unavailable)?
+                .filter(|user| !user.disabled)
+                .ok_or(AuthError::Invalid)?;
+            (
+                user.principal(),
+                None,
+                DateTime::from_timestamp(identity.expires_at, 0),
             )
         };
         {

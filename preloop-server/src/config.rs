@@ -183,6 +183,17 @@ pub struct ConfigFile {
     /// `[channels.*]`: how approvers are reached.
     #[serde(default)]
     pub channels: ChannelsSection,
+    /// `[auth.*]`: external sign-in.
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `[auth.jwks]`: accept RS256/ES256 tokens from an identity provider.
+    pub jwks: Option<crate::jwks::JwksConfig>,
 }
 
 /// `[channels]`.

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod hitl;
 pub mod http;
+pub mod jwks;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;

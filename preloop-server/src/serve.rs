@@ -6,6 +6,7 @@ use crate::builtins;
 use crate::channels::Channels;
 use crate::config::Settings;
 use crate::http::{AppState, Shared, app};
+use crate::jwks::Jwks;
 use crate::limits::RateLimits;
 use crate::sessions::SESSION_RETENTION;
 use crate::tokens::TokenKeys;
@@ -37,6 +38,9 @@ pub enum StartError {
     /// The built-in tools could not be registered.
     #[error(transparent)]
     Registry(#[from] preloop_core::registry::RegistryError),
+    /// External sign-in (`[auth.jwks]`) is misconfigured.
+    #[error("[auth.jwks]: {0}")]
+    Auth(String),
     /// The token signing key is unusable.
     #[error("{0}")]
     Secret(String),
@@ -125,11 +129,16 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     let shutdown = CancellationToken::new();
     spawn_background(&database, &governor, &shutdown).await;
     follow_config_changes(&database, &governor, &upstreams, &shutdown);
+    let mut authenticator = Authenticator::new(database.clone(), tokens.clone());
+    if let Some(config) = settings.file.auth.jwks.clone() {
+        let jwks = Jwks::load(config).await.map_err(StartError::Auth)?;
+        authenticator = authenticator.with_jwks(Arc::new(jwks));
+    }
     let state = AppState::new(Shared {
         governor,
         store: database.clone(),
         upstreams,
-        authenticator: Authenticator::new(database.clone(), tokens.clone()),
+        authenticator,
         tokens,
         registration_enabled: options.registration_enabled,
         policy_lock: tokio::sync::Mutex::default(),

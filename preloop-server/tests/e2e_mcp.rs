@@ -681,3 +681,122 @@ async fn an_mcp_session_survives_a_restart_of_the_server() {
         common::raw_post(&format!("{}/mcp/v1", after.url), "not-a-session", list).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_tokens_signed_rs256_or_es256_sign_users_in() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let config = format!(
+        "[auth.jwks]\nfile = \"{fixtures}/jwks.json\"\nissuer = \"https://idp.example\"\naudience = \"preloop\"\n{CONFIG}"
+    );
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let (status, _) = common::rest(
+        reqwest::Method::POST,
+        &format!("{}/api/v1/users", server.url),
+        Some(ADMIN_KEY),
+        Some(json!({"email": "ann@example.com", "roles": ["agent"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let rsa =
+        EncodingKey::from_rsa_der(&std::fs::read(format!("{fixtures}/jwks_rsa.der")).unwrap());
+    let ec = EncodingKey::from_ec_der(&std::fs::read(format!("{fixtures}/jwks_ec.der")).unwrap());
+    let now = chrono::Utc::now().timestamp();
+    let token = |alg: Algorithm, kid: &str, key: &EncodingKey, claims: Value| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let claims = |iss: &str, aud: &str, email: &str, exp: i64| json!({"iss": iss, "aud": aud, "sub": "idp-user-1", "email": email, "exp": exp, "iat": now});
+    let good = claims(
+        "https://idp.example",
+        "preloop",
+        "Ann@Example.com",
+        now + 600,
+    );
+    let me = format!("{}/api/v1/users/me", server.url);
+    for (label, jwt) in [
+        (
+            "RS256",
+            token(Algorithm::RS256, "test-rsa", &rsa, good.clone()),
+        ),
+        (
+            "ES256",
+            token(Algorithm::ES256, "test-ec", &ec, good.clone()),
+        ),
+    ] {
+        let (status, body) = common::rest(reqwest::Method::GET, &me, Some(&jwt), None).await;
+        assert_eq!(status, 200, "{label}: {body}");
+        assert_eq!(body["email"], "ann@example.com");
+        assert_eq!(body["effective_roles"], json!(["agent"]));
+        assert!(
+            connect(&server, &jwt).await.is_ok(),
+            "{label} opens an MCP session"
+        );
+    }
+    for (label, jwt) in [
+        (
+            "wrong issuer",
+            token(
+                Algorithm::RS256,
+                "test-rsa",
+                &rsa,
+                claims(
+                    "https://evil.example",
+                    "preloop",
+                    "ann@example.com",
+                    now + 600,
+                ),
+            ),
+        ),
+        (
+            "wrong audience",
+            token(
+                Algorithm::RS256,
+                "test-rsa",
+                &rsa,
+                claims("https://idp.example", "other", "ann@example.com", now + 600),
+            ),
+        ),
+        (
+            "expired",
+            token(
+                Algorithm::RS256,
+                "test-rsa",
+                &rsa,
+                claims(
+                    "https://idp.example",
+                    "preloop",
+                    "ann@example.com",
+                    now - 600,
+                ),
+            ),
+        ),
+        (
+            "unknown user",
+            token(
+                Algorithm::RS256,
+                "test-rsa",
+                &rsa,
+                claims(
+                    "https://idp.example",
+                    "preloop",
+                    "eve@example.com",
+                    now + 600,
+                ),
+            ),
+        ),
+        (
+            "unknown key id",
+            token(Algorithm::RS256, "rotated-away", &rsa, good.clone()),
+        ),
+        (
+            "key of another type under this id",
+            token(Algorithm::ES256, "test-rsa", &ec, good.clone()),
+        ),
+    ] {
+        let (status, body) = common::rest(reqwest::Method::GET, &me, Some(&jwt), None).await;
+        assert_eq!(status, 401, "{label}: {body}");
+    }
+}
