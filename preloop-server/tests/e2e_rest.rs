@@ -620,3 +620,75 @@ async fn the_openapi_document_describes_every_route() {
         "{new_user}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organization_sees_nothing_and_unknown_methods_are_json_rpc_errors() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), CONFIG, &[]);
+    let api = |path: &str| format!("{}/api/v1{path}", server.url);
+    // A pending request in the default organization.
+    let client = connect_url(&format!("{}/mcp/v1", server.url), Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    let pending: Value = serde_json::from_str(&text(
+        &call(
+            &client,
+            "request_approval",
+            json!({"operation": "wipe the cache", "approval_policy": "ops"}),
+        )
+        .await,
+    ))
+    .unwrap();
+    let request_id = pending["request_id"].as_str().unwrap().to_owned();
+
+    // Someone who registers gets a new organization and sees none of it.
+    let (status, registered) = rest(
+        Method::POST,
+        &api("/auth/register"),
+        None,
+        Some(json!({"email": "mallory@example.com", "password": "a long enough password"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{registered}");
+    let outsider = registered["access_token"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        (Method::GET, format!("/approval-requests/{request_id}")),
+        (
+            Method::POST,
+            format!("/approval-requests/{request_id}/approve"),
+        ),
+        (
+            Method::POST,
+            format!("/approval-requests/{request_id}/decline"),
+        ),
+    ] {
+        let (status, body) = rest(method.clone(), &api(&path), Some(&outsider), None).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    let (_, listed) = rest(
+        Method::GET,
+        &api("/approval-requests"),
+        Some(&outsider),
+        None,
+    )
+    .await;
+    assert_eq!(listed["items"], json!([]));
+    let (_, users) = rest(Method::GET, &api("/users"), Some(&outsider), None).await;
+    assert_eq!(users["items"].as_array().unwrap().len(), 1, "{users}");
+    let (status, _) = rest(Method::GET, &api("/audit/verify"), Some(&outsider), None).await;
+    assert_eq!(status, 200, "their own (empty) chain verifies");
+    let (_, audit) = rest(Method::GET, &api("/audit"), Some(&outsider), None).await;
+    assert!(!audit.to_string().contains(&request_id), "{audit}");
+
+    // An unknown JSON-RPC method is a JSON-RPC error, not an HTTP failure.
+    let session = common::raw_session(&format!("{}/mcp/v1", server.url)).await;
+    let (status, body) = common::raw_post(
+        &format!("{}/mcp/v1", server.url),
+        &session,
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/frobnicate"}),
+    )
+    .await;
+    assert!(status == 200 || status == 400, "{status}: {body}");
+    assert!(body.contains("-32601") || body.contains("-32600"), "{body}");
+    client.cancel().await.unwrap();
+}
