@@ -231,25 +231,13 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
 /// Shared, growing list of what arrived.
 type Received<T> = std::sync::Arc<std::sync::Mutex<Vec<T>>>;
 
-/// Collects the notifications a client receives: progress (value, total) and log data.
+/// Collects the log messages a client receives.
 #[derive(Clone, Default)]
 struct Recorder {
-    progress: Received<(f64, Option<f64>)>,
     logs: Received<Value>,
 }
 
 impl rmcp::ClientHandler for Recorder {
-    async fn on_progress(
-        &self,
-        params: rmcp::model::ProgressNotificationParam,
-        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
-    ) {
-        self.progress
-            .lock()
-            .unwrap()
-            .push((params.progress, params.total));
-    }
-
     #[allow(deprecated, reason = "MCP logging is deprecated but still relayed")]
     async fn on_logging_message(
         &self,
@@ -273,9 +261,45 @@ async fn upstream_progress_and_logs_reach_the_calling_client() {
     )
     .await
     .unwrap();
-    for tool in ["remote__progress", "local__progress"] {
+    // The call's own response stream, read raw: every step, in order, then the result. (An rmcp
+    // client hands notifications to its handler on separate tasks, so it cannot show order.)
+    let mcp = format!("{}/mcp/v1", server.url);
+    let session = common::raw_session(&mcp).await;
+    for (id, tool) in [(10, "remote__progress"), (11, "local__progress")] {
         common::wait_for_tool_in(&client, tool).await;
-        recorder.progress.lock().unwrap().clear();
+        let (status, body) = common::raw_post(
+            &mcp,
+            &session,
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+                "name": tool, "arguments": {"steps": 3}, "_meta": {"progressToken": "p"}}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let messages: Vec<Value> = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str(data.trim()).ok())
+            .collect();
+        let steps: Vec<(f64, f64)> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .map(|m| {
+                assert_eq!(m["params"]["progressToken"], "p", "the caller's own token");
+                (
+                    m["params"]["progress"].as_f64().unwrap(),
+                    m["params"]["total"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)],
+            "{tool}: {body}"
+        );
+        let last = messages.last().unwrap();
+        assert_eq!(last["id"], id, "the result comes last: {body}");
+        assert_eq!(last["result"]["content"][0]["text"], "3 steps done");
+        // Through the rmcp client too (progress is delivered, in whatever order its tasks run).
         let Value::Object(arguments) = json!({"steps": 3}) else {
             unreachable!()
         };
@@ -284,12 +308,6 @@ async fn upstream_progress_and_logs_reach_the_calling_client() {
             .await
             .unwrap();
         assert_eq!(text(&result), "3 steps done");
-        // Every step arrives on the call's own stream, before its result, in order.
-        assert_eq!(
-            *recorder.progress.lock().unwrap(),
-            [(1.0, Some(3.0)), (2.0, Some(3.0)), (3.0, Some(3.0))],
-            "{tool}"
-        );
     }
     // Log messages travel on the session's stream; they arrive shortly.
     let deadline = Instant::now() + Duration::from_secs(10);
