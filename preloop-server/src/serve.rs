@@ -127,8 +127,16 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     ));
     crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
-    spawn_background(&database, &governor, &shutdown).await;
-    follow_config_changes(&database, &governor, &upstreams, &shutdown);
+    spawn_background(&database, &governor, &shutdown);
+    follow(
+        &database,
+        ConfigReloads {
+            database: database.clone(),
+            governor: governor.clone(),
+            upstreams: upstreams.clone(),
+        },
+        &shutdown,
+    );
     let mut authenticator = Authenticator::new(database.clone(), tokens.clone());
     if let Some(config) = settings.file.auth.jwks.clone() {
         let jwks = Jwks::load(config).await.map_err(StartError::Auth)?;
@@ -248,63 +256,57 @@ fn housekeeping(state: &AppState, shutdown: &CancellationToken) {
     });
 }
 
-/// On PostgreSQL, reloads an organization's policy, tools and servers whenever any replica
-/// announces a change to them. A lost subscription is renewed, and everything reloaded, since
-/// changes in between went unseen.
-fn follow_config_changes(
-    database: &Arc<Database>,
-    governor: &Arc<Governor>,
-    upstreams: &Arc<Upstreams>,
-    shutdown: &CancellationToken,
-) {
-    let (database, governor, upstreams, stop) = (
-        database.clone(),
-        governor.clone(),
-        upstreams.clone(),
-        shutdown.clone(),
-    );
+/// What a replica does with notifications on one PostgreSQL channel.
+trait Follower: Send + Sync + 'static {
+    /// The channel.
+    const CHANNEL: &'static str;
+    /// One notification's payload.
+    fn on_payload(&self, payload: String) -> impl Future<Output = ()> + Send;
+    /// The subscription was renewed: notifications in between went unseen.
+    fn on_renewed(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Follows `F::CHANNEL` until shutdown (nothing to follow on SQLite); a lost or failed
+/// subscription is renewed every 5 s until it works, then `on_renewed` catches up.
+fn follow<F: Follower>(database: &Arc<Database>, follower: F, shutdown: &CancellationToken) {
+    let (database, stop) = (database.clone(), shutdown.clone());
     tokio::spawn(async move {
-        let mut resubscribed = false;
+        let mut renewed = false;
         loop {
-            let mut changes = match database.config_changes().await {
-                Ok(Some(changes)) => changes,
+            let subscription = tokio::select! {
+                () = stop.cancelled() => return,
+                subscription = database.subscribe(F::CHANNEL) => subscription,
+            };
+            let mut subscription = match subscription {
+                Ok(Some(subscription)) => subscription,
                 Ok(None) => return,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot follow configuration changes; retrying");
+                    tracing::warn!(%error, channel = F::CHANNEL, "cannot subscribe; retrying in 5 s");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(5)) => continue,
                     }
                 }
             };
-            if resubscribed
-                && let Err(error) =
-                    crate::startup::load_organizations(&database, &governor, &upstreams).await
-            {
-                tracing::warn!(%error, "reloading the configuration failed");
+            if renewed {
+                follower.on_renewed().await;
             }
-            resubscribed = true;
+            renewed = true;
             loop {
-                let change = tokio::select! {
+                let next = tokio::select! {
                     () = stop.cancelled() => return,
-                    change = changes.next() => change,
+                    next = subscription.next() => next,
                 };
-                match change {
-                    Some(Ok(organization)) => {
-                        if let Err(error) = crate::startup::reload_organization(
-                            &database,
-                            &governor,
-                            &upstreams,
-                            &organization,
-                        )
-                        .await
-                        {
-                            tracing::warn!(%error, %organization, "reloading an organization failed");
-                        }
+                match next {
+                    Some(Ok(payload)) => follower.on_payload(payload).await,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, channel = F::CHANNEL, "bad notification")
                     }
-                    Some(Err(error)) => tracing::warn!(%error, "bad configuration notification"),
                     None => {
-                        tracing::warn!("lost the configuration notification connection; renewing");
+                        tracing::warn!(
+                            channel = F::CHANNEL,
+                            "lost the notification connection; renewing"
+                        );
                         break;
                     }
                 }
@@ -313,8 +315,59 @@ fn follow_config_changes(
     });
 }
 
+/// Decisions made on other replicas wake this replica's blocked calls.
+struct ApprovalWakeups(Arc<Governor>);
+
+impl Follower for ApprovalWakeups {
+    const CHANNEL: &'static str = preloop_store::APPROVAL_CHANNEL;
+
+    async fn on_payload(&self, payload: String) {
+        match uuid::Uuid::parse_str(&payload) {
+            Ok(id) => self.0.wake(id),
+            Err(error) => tracing::warn!(%error, "bad approval notification"),
+        }
+    }
+
+    async fn on_renewed(&self) {
+        self.0.wake_all();
+    }
+}
+
+/// Configuration changed on another replica: reload that organization (everything, after a gap).
+struct ConfigReloads {
+    database: Arc<Database>,
+    governor: Arc<Governor>,
+    upstreams: Arc<Upstreams>,
+}
+
+impl Follower for ConfigReloads {
+    const CHANNEL: &'static str = preloop_store::CONFIG_CHANNEL;
+
+    async fn on_payload(&self, organization: String) {
+        let reloaded = crate::startup::reload_organization(
+            &self.database,
+            &self.governor,
+            &self.upstreams,
+            &organization,
+        )
+        .await;
+        if let Err(error) = reloaded {
+            tracing::warn!(%error, %organization, "reloading an organization failed");
+        }
+    }
+
+    async fn on_renewed(&self) {
+        let reloaded =
+            crate::startup::load_organizations(&self.database, &self.governor, &self.upstreams)
+                .await;
+        if let Err(error) = reloaded {
+            tracing::warn!(%error, "reloading the configuration failed");
+        }
+    }
+}
+
 /// Due-work ticks and, on PostgreSQL, wake-ups from other replicas.
-async fn spawn_background(
+fn spawn_background(
     database: &Arc<Database>,
     governor: &Arc<Governor>,
     shutdown: &CancellationToken,
@@ -334,29 +387,7 @@ async fn spawn_background(
             }
         }
     });
-    match database.approval_changes().await {
-        Ok(Some(mut changes)) => {
-            let waker = governor.clone();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        change = changes.next() => match change {
-                            Some(Ok(id)) => waker.wake(id),
-                            Some(Err(error)) => tracing::warn!(%error, "bad approval notification"),
-                            None => {
-                                tracing::error!("lost the approval notification connection");
-                                return;
-                            }
-                        },
-                    }
-                }
-            });
-        }
-        Ok(None) => {}
-        Err(error) => tracing::warn!(%error, "cross-replica wake-ups unavailable"),
-    }
+    follow(database, ApprovalWakeups(governor.clone()), shutdown);
 }
 
 async fn wait_for_signal() {

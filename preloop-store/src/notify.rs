@@ -85,7 +85,9 @@ impl ApprovalChanges {
 }
 
 impl Database {
-    async fn listen(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
+    /// Subscribes to a notification channel ([`APPROVAL_CHANNEL`], [`CONFIG_CHANNEL`]) on a
+    /// dedicated connection. `None` on SQLite, which serves one process.
+    pub async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
         if let Pools::Sqlite(_) = &*self.pools {
             return Ok(None);
         }
@@ -102,13 +104,13 @@ impl Database {
     /// Subscribes to approval changes on a dedicated connection. `None` on SQLite, whose single
     /// process is woken in-process by the governor.
     pub async fn approval_changes(&self) -> Result<Option<ApprovalChanges>, StoreError> {
-        Ok(self.listen(APPROVAL_CHANNEL).await?.map(ApprovalChanges))
+        Ok(self.subscribe(APPROVAL_CHANNEL).await?.map(ApprovalChanges))
     }
 
     /// Subscribes to configuration changes (payload: the organization). `None` on SQLite, which
     /// serves one process.
     pub async fn config_changes(&self) -> Result<Option<Subscription>, StoreError> {
-        self.listen(CONFIG_CHANNEL).await
+        self.subscribe(CONFIG_CHANNEL).await
     }
 
     /// Tells every replica that `organization_id`'s policy, tools or servers changed (after the

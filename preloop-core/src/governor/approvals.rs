@@ -220,6 +220,12 @@ impl Governor {
         self.wakeups.wake(request_id);
     }
 
+    /// Wakes every blocked caller to re-read its request (after wake-ups may have been missed,
+    /// e.g. while a notification connection was down).
+    pub fn wake_all(&self) {
+        self.wakeups.wake_all();
+    }
+
     /// Waits push-based for a decision until `until`, then returns the call's outcome.
     pub(super) async fn wait(
         &self,

@@ -50,6 +50,18 @@ impl Wakeups {
         }
     }
 
+    /// Wakes every waiter (they re-read their requests, so a spurious wake is harmless).
+    pub(crate) fn wake_all(&self) {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events.retain(|_, event| match event.upgrade() {
+            Some(event) => {
+                event.notify(usize::MAX);
+                true
+            }
+            None => false,
+        });
+    }
+
     pub(crate) fn wake(&self, id: Uuid) {
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         match events.get(&id).and_then(Weak::upgrade) {
@@ -85,5 +97,22 @@ mod tests {
         let subscription = wakeups.subscribe(Uuid::new_v4());
         wakeups.wake(Uuid::new_v4());
         assert!(subscription.woken().now_or_never().is_none());
+    }
+
+    #[test]
+    fn waking_all_reaches_every_waiter_and_drops_dead_entries() {
+        let wakeups = Wakeups::default();
+        let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = wakeups.subscribe(one);
+        let second = wakeups.subscribe(two);
+        drop(wakeups.subscribe(Uuid::new_v4()));
+        wakeups.wake_all();
+        assert!(first.woken().now_or_never().is_some());
+        assert!(second.woken().now_or_never().is_some());
+        assert_eq!(
+            wakeups.events.lock().unwrap().len(),
+            2,
+            "the dropped waiter's entry is gone"
+        );
     }
 }
