@@ -15,7 +15,7 @@ use preloop_core::Principal;
 use preloop_core::approval::{ApprovalRequest, ApprovalState, RequestContext, VoteDecision};
 use preloop_core::documents::HitlSession;
 use preloop_core::governor::{Outcome, ToolCall};
-use preloop_core::store::{ApprovalFilter, DocumentStore, StoreError};
+use preloop_core::store::{ApprovalFilter, DocumentStore};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -107,12 +107,10 @@ async fn register(
         .store
         .insert_document(&session)
         .await
-        .map_err(|e| match e {
-            StoreError::AlreadyExists => {
-                ApiError::Conflict(format!("session `{}` already exists", body.session_id))
-            }
-            other => other.into(),
-        })?;
+        .map_err(ApiError::exists(format!(
+            "session `{}` already exists",
+            body.session_id
+        )))?;
     Ok(Json(json!({
         "success": true,
         "session_id": body.session_id,

@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use preloop_core::Principal;
 use preloop_core::accounts::{ApiKey, User, hash_password};
-use preloop_core::store::{AccountStore, StoreError};
+use preloop_core::store::AccountStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -179,12 +179,13 @@ async fn create_user(
     );
     user.name = body.name;
     user.password_hash = body.password.as_deref().map(checked_password).transpose()?;
-    state.store.create_user(&user).await.map_err(|e| match e {
-        StoreError::AlreadyExists => {
-            ApiError::Conflict("an account with this e-mail address exists".to_owned())
-        }
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_user(&user)
+        .await
+        .map_err(ApiError::exists(
+            "an account with this e-mail address exists",
+        ))?;
     Ok((StatusCode::CREATED, Json(user_view(&user))))
 }
 

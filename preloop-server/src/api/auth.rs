@@ -10,7 +10,7 @@ use axum_extra::extract::WithRejection;
 use chrono::Utc;
 use preloop_core::accounts::{Organization, User, hash_password, verify_password};
 use preloop_core::policy::GovernanceDocument;
-use preloop_core::store::{AccountStore, StoreError};
+use preloop_core::store::AccountStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -160,12 +160,13 @@ async fn register(
         ));
     }
     state.store.create_organization(&organization).await?;
-    state.store.create_user(&user).await.map_err(|e| match e {
-        StoreError::AlreadyExists => {
-            ApiError::Conflict("an account with this e-mail address exists".to_owned())
-        }
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_user(&user)
+        .await
+        .map_err(ApiError::exists(
+            "an account with this e-mail address exists",
+        ))?;
     // A new organization starts with the empty policy (allow, no rules) until an admin writes one.
     state
         .governor

@@ -63,6 +63,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// Maps a store error, naming what already exists: a duplicate becomes a 409 with
+    /// `message`, anything else maps as usual.
+    pub fn exists(message: impl Into<String>) -> impl FnOnce(StoreError) -> Self {
+        move |error| match error {
+            StoreError::AlreadyExists => Self::Conflict(message.into()),
+            other => other.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -156,12 +156,10 @@ async fn create(
         .store
         .insert_document(&server)
         .await
-        .map_err(|e| match e {
-            preloop_core::store::StoreError::AlreadyExists => {
-                ApiError::Conflict(format!("an MCP server `{}` exists", server.name))
-            }
-            other => other.into(),
-        })?;
+        .map_err(ApiError::exists(format!(
+            "an MCP server `{}` exists",
+            server.name
+        )))?;
     state.upstreams.start(server.clone()).await;
     state.announce_change(&principal.organization_id).await;
     Ok((StatusCode::CREATED, Json(view(&server))))
