@@ -1,10 +1,13 @@
 //! The HTTP surface: layers and routes.
 //!
-//! Layer order, outermost first: body size limit, then authentication (on `/mcp`), then the rmcp
-//! streamable HTTP service. `/health` and `/ready` need no authentication.
+//! Layer order, outermost first: body size limit, then authentication (on `/mcp`), then the fast
+//! path for `tools/call` on established sessions ([`crate::fastpath`]), then the rmcp streamable
+//! HTTP service. `/health` and `/ready` need no authentication.
 
 use crate::auth::{AuthError, Authenticator};
+use crate::fastpath::FastPath;
 use crate::mcp::PreloopMcp;
+use crate::sessions::{KnownSessions, StoredSessions};
 use crate::upstreams::Upstreams;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -94,13 +97,20 @@ impl std::fmt::Debug for Shared {
 /// cancelling `shutdown` ends open MCP streams.
 pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationToken) -> Router {
     let governor = state.governor.clone();
+    let sessions = KnownSessions::default();
+    let fast_path = FastPath {
+        governor: governor.clone(),
+        sessions: sessions.clone(),
+        shutdown: shutdown.clone(),
+    };
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = allowed_hosts;
     config.cancellation_token = shutdown;
     config.max_request_body_bytes = MAX_BODY_BYTES;
-    config.session_store = Some(Arc::new(crate::sessions::StoredSessions(
-        state.store.clone(),
-    )));
+    config.session_store = Some(Arc::new(StoredSessions {
+        store: state.store.clone(),
+        known: sessions,
+    }));
 
     let mcp = StreamableHttpService::new(
         move || Ok(PreloopMcp::new(governor.clone())),
@@ -110,6 +120,10 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     let authenticated_mcp = Router::new()
         .nest_service("/mcp/v1", mcp.clone())
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            fast_path,
+            crate::fastpath::serve,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authenticate_mcp,

@@ -1,7 +1,7 @@
 //! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor.
 
 use crate::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
-use crate::relay::relay;
+use crate::relay::{Notify, relay};
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
 use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
@@ -9,8 +9,8 @@ use preloop_core::registry::ToolDescriptor;
 use preloop_core::{ClientInfo, Principal};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressToken, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -165,45 +165,66 @@ impl ServerHandler for PreloopMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = principal(&context)?;
-        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
-        let result = match request.name.as_ref() {
-            GET_APPROVAL_STATUS => self.approval_status(&principal, &arguments).await,
-            name => {
-                let started = std::time::Instant::now();
-                let (events, relay) =
-                    relay(context.peer.clone(), context.meta.get_progress_token());
-                let mut call = ToolCall::new(name, arguments.clone())
-                    .with_client(client(&context))
-                    .with_progress(Arc::new(events.clone()))
-                    .with_observer(Arc::new(events));
-                let governed = async {
-                    if name == REQUEST_APPROVAL {
-                        call.context = ApprovalContext {
-                            operation: string_field(&arguments, "operation"),
-                            context: string_field(&arguments, "context"),
-                            reasoning: string_field(&arguments, "reasoning"),
-                        };
-                        let policy = string_field(&arguments, "approval_policy");
-                        self.governor
-                            .request_approval(&principal, call, policy.as_deref())
-                            .await
-                    } else {
-                        self.governor.call(&principal, call).await
-                    }
-                };
-                match relay.run(governed).await {
-                    Ok(outcome) => {
-                        record(&outcome, started.elapsed());
-                        Ok(outcome_result(&outcome))
-                    }
-                    Err(error) => {
-                        crate::metrics::tool_call("rejected");
-                        protocol_error(error)
-                    }
-                }
-            }
-        };
-        result.map(Into::into)
+        let progress = context.meta.get_progress_token();
+        call_tool(
+            &self.governor,
+            &principal,
+            client(&context),
+            request,
+            progress,
+            Arc::new(context.peer.clone()),
+        )
+        .await
+        .map(Into::into)
+    }
+}
+
+/// One `tools/call`, however it arrived (rmcp's session worker or [`crate::fastpath`]):
+/// built-in tools answered here, every other call governed, with its progress and log messages
+/// sent to `notify` (progress only when the client gave a `progress` token).
+pub async fn call_tool(
+    governor: &Governor,
+    principal: &Principal,
+    client: ClientInfo,
+    request: CallToolRequestParams,
+    progress: Option<ProgressToken>,
+    notify: Arc<dyn Notify>,
+) -> Result<CallToolResult, ErrorData> {
+    let arguments = Value::Object(request.arguments.unwrap_or_default());
+    let name = request.name.as_ref();
+    if name == GET_APPROVAL_STATUS {
+        return approval_status(governor, principal, &arguments).await;
+    }
+    let started = std::time::Instant::now();
+    let (events, relay) = relay(notify, progress);
+    let mut call = ToolCall::new(name, arguments)
+        .with_client(client)
+        .with_progress(Arc::new(events.clone()))
+        .with_observer(Arc::new(events));
+    let governed = async {
+        if name == REQUEST_APPROVAL {
+            call.context = ApprovalContext {
+                operation: string_field(&call.arguments, "operation"),
+                context: string_field(&call.arguments, "context"),
+                reasoning: string_field(&call.arguments, "reasoning"),
+            };
+            let policy = string_field(&call.arguments, "approval_policy");
+            governor
+                .request_approval(principal, call, policy.as_deref())
+                .await
+        } else {
+            governor.call(principal, call).await
+        }
+    };
+    match relay.run(governed).await {
+        Ok(outcome) => {
+            record(&outcome, started.elapsed());
+            Ok(outcome_result(&outcome))
+        }
+        Err(error) => {
+            crate::metrics::tool_call("rejected");
+            protocol_error(error)
+        }
     }
 }
 
@@ -243,37 +264,32 @@ fn string_field(arguments: &Value, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl PreloopMcp {
-    async fn approval_status(
-        &self,
-        principal: &Principal,
-        arguments: &Value,
-    ) -> Result<CallToolResult, ErrorData> {
-        let id = arguments
-            .get("request_id")
-            .and_then(Value::as_str)
-            .and_then(|id| uuid::Uuid::parse_str(id).ok())
-            .ok_or_else(|| {
-                ErrorData::invalid_params(
-                    "request_id must be the UUID of an approval request",
-                    None,
-                )
-            })?;
-        match self.governor.approval_status(principal, id).await {
-            Ok(request) => {
-                let report = builtins::status_report(&request);
-                let outcome = self.governor.outcome(&request);
-                Ok(match outcome {
-                    Outcome::Executed { output, .. } => {
-                        let mut result = to_result(&output);
-                        result.content.insert(0, Content::text(report.to_string()));
-                        result
-                    }
-                    Outcome::PendingApproval { .. } => json_result(&report),
-                    _ => CallToolResult::error(vec![Content::text(report.to_string())]),
-                })
-            }
-            Err(error) => protocol_error(error),
+async fn approval_status(
+    governor: &Governor,
+    principal: &Principal,
+    arguments: &Value,
+) -> Result<CallToolResult, ErrorData> {
+    let id = arguments
+        .get("request_id")
+        .and_then(Value::as_str)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .ok_or_else(|| {
+            ErrorData::invalid_params("request_id must be the UUID of an approval request", None)
+        })?;
+    match governor.approval_status(principal, id).await {
+        Ok(request) => {
+            let report = builtins::status_report(&request);
+            let outcome = governor.outcome(&request);
+            Ok(match outcome {
+                Outcome::Executed { output, .. } => {
+                    let mut result = to_result(&output);
+                    result.content.insert(0, Content::text(report.to_string()));
+                    result
+                }
+                Outcome::PendingApproval { .. } => json_result(&report),
+                _ => CallToolResult::error(vec![Content::text(report.to_string())]),
+            })
         }
+        Err(error) => protocol_error(error),
     }
 }

@@ -16,14 +16,43 @@ use rmcp::RoleServer;
     deprecated,
     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
 )]
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
-use rmcp::model::{ProgressNotificationParam, ProgressToken};
+use rmcp::model::{
+    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam,
+    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
+    ServerNotification,
+};
 use rmcp::service::Peer;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Where a call's notifications go: the rmcp session's peer, or the response stream of a call
+/// served by the fast path ([`crate::fastpath`]).
+#[async_trait::async_trait]
+pub trait Notify: Send + Sync {
+    /// Sends one notification to the calling client.
+    async fn send(&self, notification: ServerNotification) -> Result<(), String>;
+}
+
+#[async_trait::async_trait]
+impl Notify for Peer<RoleServer> {
+    async fn send(&self, notification: ServerNotification) -> Result<(), String> {
+        self.send_notification(notification)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Notify for mpsc::UnboundedSender<ServerJsonRpcMessage> {
+    async fn send(&self, notification: ServerNotification) -> Result<(), String> {
+        mpsc::UnboundedSender::send(self, ServerJsonRpcMessage::notification(notification))
+            .map_err(|_| "the client's response stream is closed".to_owned())
+    }
+}
 
 /// Something to tell the client.
 #[derive(Debug)]
@@ -76,12 +105,19 @@ impl ExecutionObserver for EventSink {
 }
 
 /// Forwards a call's events to its client while the call runs.
-#[derive(Debug)]
 pub struct Relay {
-    peer: Peer<RoleServer>,
+    notify: Arc<dyn Notify>,
     token: Option<ProgressToken>,
     events: mpsc::UnboundedReceiver<Event>,
     progress: Monotonic,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Keeps a token's progress values increasing, as MCP requires: the approval wait and then the
@@ -112,10 +148,10 @@ impl Monotonic {
 
 /// A sink for the call's events and the relay that forwards them; `token` is the client's
 /// progress token (without one, progress is not reported).
-pub fn relay(peer: Peer<RoleServer>, token: Option<ProgressToken>) -> (EventSink, Relay) {
+pub fn relay(notify: Arc<dyn Notify>, token: Option<ProgressToken>) -> (EventSink, Relay) {
     let (sender, events) = mpsc::unbounded_channel();
     let relay = Relay {
-        peer,
+        notify,
         token,
         events,
         progress: Monotonic::default(),
@@ -142,7 +178,7 @@ impl Relay {
     }
 
     async fn forward(&mut self, event: Event) {
-        let sent = match event {
+        let notification = match event {
             Event::Progress {
                 progress,
                 total,
@@ -157,7 +193,7 @@ impl Relay {
                 let mut param = ProgressNotificationParam::new(token, value);
                 param.total = total.map(|t| t + self.progress.shift);
                 param.message = message;
-                self.peer.notify_progress(param).await
+                ServerNotification::ProgressNotification(ProgressNotification::new(param))
             }
             Event::Log {
                 level,
@@ -182,10 +218,12 @@ impl Relay {
                     deprecated,
                     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
                 )]
-                self.peer.notify_logging_message(param).await
+                ServerNotification::LoggingMessageNotification(LoggingMessageNotification::new(
+                    param,
+                ))
             }
         };
-        if let Err(error) = sent {
+        if let Err(error) = self.notify.send(notification).await {
             tracing::debug!(%error, "notification not delivered to the client");
         }
     }

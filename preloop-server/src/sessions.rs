@@ -3,35 +3,91 @@
 //! again.
 
 use chrono::Utc;
+use preloop_core::ClientInfo;
 use preloop_store::Database;
 use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
 };
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// How long an idle session is kept.
 pub const SESSION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The database as rmcp's session store.
+/// Most sessions remembered in memory; past it the memory is cleared and sessions are served
+/// by rmcp (which restores them from the database) until they are remembered again.
+const KNOWN_CAPACITY: usize = 100_000;
+
+/// The sessions this server has seen established or restored, with the client each one
+/// introduced at its handshake: what [`crate::fastpath`] needs to serve a request on a session
+/// without rmcp.
+#[derive(Debug, Clone, Default)]
+pub struct KnownSessions(Arc<RwLock<HashMap<String, ClientInfo>>>);
+
+impl KnownSessions {
+    /// The client of a known session.
+    pub fn client(&self, session_id: &str) -> Option<ClientInfo> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .cloned()
+    }
+
+    fn remember(&self, session_id: &str, state: &SessionState) {
+        let info = &state.initialize_params.client_info;
+        let client = ClientInfo {
+            name: Some(info.name.clone()),
+            version: Some(info.version.clone()),
+        };
+        let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= KNOWN_CAPACITY {
+            known.clear();
+        }
+        known.insert(session_id.to_owned(), client);
+    }
+
+    fn forget(&self, session_id: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(session_id);
+    }
+}
+
+/// The database as rmcp's session store; sessions stored or loaded are also remembered in
+/// [`KnownSessions`].
 #[derive(Debug, Clone)]
-pub struct StoredSessions(pub Arc<Database>);
+pub struct StoredSessions {
+    /// Where sessions are kept.
+    pub store: Arc<Database>,
+    /// The sessions seen by this server.
+    pub known: KnownSessions,
+}
 
 #[async_trait::async_trait]
 impl SessionStore for StoredSessions {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        match self.0.load_session(session_id).await? {
-            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
-            None => Ok(None),
-        }
+        let Some(text) = self.store.load_session(session_id).await? else {
+            return Ok(None);
+        };
+        let state: SessionState = serde_json::from_str(&text)?;
+        self.known.remember(session_id, &state);
+        Ok(Some(state))
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
         let text = serde_json::to_string(state)?;
-        Ok(self.0.save_session(session_id, &text, Utc::now()).await?)
+        self.store
+            .save_session(session_id, &text, Utc::now())
+            .await?;
+        self.known.remember(session_id, state);
+        Ok(())
     }
 
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        Ok(self.0.delete_session(session_id).await?)
+        self.known.forget(session_id);
+        Ok(self.store.delete_session(session_id).await?)
     }
 }

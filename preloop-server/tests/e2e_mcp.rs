@@ -595,13 +595,18 @@ async fn people_register_sign_in_and_use_jwts_and_forged_tokens_fail() {
 /// answer and close before reading the whole body, so write errors are ignored and the status is
 /// read from what came back (an HTTP client library would report the reset instead).
 async fn raw_post_status(base: &str, path: &str, length: usize) -> u16 {
+    raw_post_status_with(base, path, length, "").await
+}
+
+/// [`raw_post_status`] with more header lines (each ending in `\r\n`).
+async fn raw_post_status_with(base: &str, path: &str, length: usize, headers: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\
          Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-         Content-Length: {length}\r\nConnection: close\r\n\r\n"
+         {headers}Content-Length: {length}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let _ = stream.write_all(&vec![b' '; length]).await;
@@ -680,6 +685,103 @@ async fn an_mcp_session_survives_a_restart_of_the_server() {
     let (status, _) =
         common::raw_post(&format!("{}/mcp/v1", after.url), "not-a-session", list).await;
     assert_eq!(status, 404);
+}
+
+/// `tools/call` on an established session is answered by the fast path: one JSON body when the
+/// result is quick; a restored session is served too; bad input keeps its clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_calls_on_a_session_are_answered_as_json_and_bad_ones_still_fail_clearly() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start(data_dir.path());
+    let mcp = format!("{}/mcp/v1", server.url);
+    let session = common::raw_session(&mcp).await;
+    let unknown_request = uuid::Uuid::new_v4().to_string();
+    let status_call = |id: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "get_approval_status", "arguments": {"request_id": unknown_request}}})
+    };
+    let response = reqwest::Client::new()
+        .post(&mcp)
+        .bearer_auth(ADMIN_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&status_call(7))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], 7, "{body}");
+    assert_eq!(
+        body["result"]["isError"], true,
+        "an unknown request id: {body}"
+    );
+
+    // Unknown tools and arguments that break the schema are JSON-RPC errors here too.
+    let unknown_tool = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": {"name": "no_such_tool", "arguments": {}}});
+    let (status, body) = common::raw_post(&mcp, &session, unknown_tool).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_tool"),
+        "{body}"
+    );
+    let wrong_type = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "request_approval", "arguments": {"operation": 42}}});
+    let (_, body) = common::raw_post(&mcp, &session, wrong_type).await;
+    assert!(body.contains("input schema"), "{body}");
+
+    // An oversized body on a known session: 413, as without one.
+    let session_header = format!("Mcp-Session-Id: {session}\r\n");
+    assert_eq!(
+        raw_post_status_with(&server.url, "/mcp/v1", 5 * 1024 * 1024, &session_header).await,
+        413
+    );
+    // A protocol version the server does not know is refused (by rmcp, which this path defers
+    // to for anything it does not interpret).
+    let response = reqwest::Client::new()
+        .post(&mcp)
+        .bearer_auth(ADMIN_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .json(&status_call(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    // After a restart the session is restored from the database, then served here again.
+    drop(server);
+    let server = start(data_dir.path());
+    let mcp = format!("{}/mcp/v1", server.url);
+    for id in [11, 12] {
+        let (status, body) = common::raw_post(&mcp, &session, status_call(id)).await;
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body)
+            .or_else(|_| {
+                // rmcp answers the first (restoring) request as an SSE stream.
+                let data = body
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .find(|data| !data.trim().is_empty())
+                    .unwrap_or("");
+                serde_json::from_str(data.trim())
+            })
+            .unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        assert_eq!(body["id"], id, "{body}");
+    }
+    let (_, body) = common::raw_post(&mcp, &session, status_call(13)).await;
+    let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        body["id"], 13,
+        "the restored session is answered as JSON: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

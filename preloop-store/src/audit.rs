@@ -3,6 +3,7 @@
 use crate::connect::{Database, Pools, SqliteConn, with_connection};
 use crate::error::{TxError, backend, corrupt, unavailable};
 use crate::schema::audit_events;
+use crate::sqlite_runtime::inline;
 use crate::time::from_micros;
 use async_trait::async_trait;
 use diesel::prelude::{ExpressionMethods, Insertable, QueryDsl, SqliteConnection};
@@ -104,8 +105,7 @@ pub(crate) fn chain(sequence: i64, hash: String, entries: Vec<AuditEntry>) -> Ve
         .collect()
 }
 
-/// Inserts event rows: one multi-row statement on PostgreSQL and on a synchronous SQLite
-/// connection; one statement per row through SQLite's async wrapper, which has no batch insert.
+/// Inserts event rows: one multi-row statement on PostgreSQL; one statement per row on SQLite.
 /// `Inserted` is a future on async connections and the result itself on synchronous ones.
 pub(crate) trait InsertEvents {
     type Inserted<'a>
@@ -148,8 +148,15 @@ impl InsertEvents for SqliteConn {
 
 impl InsertEvents for SqliteConnection {
     type Inserted<'a> = diesel::QueryResult<()>;
+    /// One single-row statement per row: its prepared form is cached, where a multi-row
+    /// statement (a different one for each row count) would be parsed anew each time.
     fn insert_events(&mut self, rows: Vec<EventRow>) -> diesel::QueryResult<()> {
-        diesel::RunQueryDsl::execute(diesel::insert_into(audit_events::table).values(rows), self)?;
+        for row in rows {
+            diesel::RunQueryDsl::execute(
+                diesel::insert_into(audit_events::table).values(row),
+                self,
+            )?;
+        }
         Ok(())
     }
 }
@@ -215,15 +222,17 @@ impl AuditStore for Database {
                 .await
                 .map_err(StoreError::from)
             }
-            // The whole transaction in one blocking task: the per-statement hops of the async
-            // wrapper cost more than SQLite's own work on this path, which every call takes.
+            // The whole transaction at once on this thread: every tool call takes this path,
+            // and a hand-off to a blocking thread and back costs several times SQLite's own
+            // work. It holds the only pooled connection, so it waits on no other work here.
             Pools::Sqlite(pool) => {
                 let mut conn = pool.get().await.map_err(unavailable)?;
-                conn.spawn_blocking(move |conn| {
-                    conn.immediate_transaction(|conn| append_audit!(sync conn, entries))
-                })
-                .await
-                .map_err(backend)
+                let appended = inline(|| {
+                    conn.spawn_blocking(move |conn| {
+                        conn.immediate_transaction(|conn| append_audit!(sync conn, entries))
+                    })
+                });
+                appended.await.map_err(backend)
             }
         }
     }

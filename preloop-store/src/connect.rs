@@ -2,6 +2,7 @@
 
 use crate::error::{OpenError, redact};
 use crate::migrate;
+use crate::sqlite_runtime::{Checkpointer, SqliteRuntime};
 use diesel::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
@@ -12,7 +13,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures::FutureExt;
 use std::path::Path;
 
-pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// A pooled SQLite connection; its work runs on tokio's blocking pool, or inline
+/// ([`crate::sqlite_runtime`]).
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection, SqliteRuntime>;
 
 /// Which backend a database runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub(crate) enum Pools {
 pub struct Database {
     pub(crate) pools: std::sync::Arc<Pools>,
     url: String,
+    /// Checkpoints a SQLite file's WAL while any clone of the database is open.
+    _checkpointer: Option<std::sync::Arc<Checkpointer>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -72,6 +77,7 @@ impl Database {
     /// `sqlite://PATH` (relative or absolute; `sqlite::memory:` for a private in-memory database)
     /// or `postgres://...` / `postgresql://...`.
     pub async fn open(url: &str) -> Result<Self, OpenError> {
+        let mut checkpointer = None;
         let pools = if let Some(rest) = url
             .strip_prefix("postgres://")
             .or(url.strip_prefix("postgresql://"))
@@ -99,9 +105,18 @@ impl Database {
             }
             if path != ":memory:" {
                 create_parent(path)?;
+                let started =
+                    Checkpointer::start(path).map_err(|error| OpenError::DataDirectory {
+                        path: path.to_owned(),
+                        message: format!("cannot start the WAL checkpoint thread: {error}"),
+                    })?;
+                checkpointer = Some(std::sync::Arc::new(started));
             }
             let mut config = ManagerConfig::default();
             config.custom_setup = Box::new(|path| open_sqlite(path.to_owned()).boxed());
+            // A checkout verified by a `SELECT 1` would cost a blocking-thread round trip per
+            // operation; a file connection does not go stale like a network one.
+            config.recycling_method = RecyclingMethod::Fast;
             // One connection: SQLite serializes writers anyway, and a single connection never
             // meets SQLITE_BUSY on a lock upgrade. Operations take microseconds.
             let pool = Pool::builder(AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
@@ -120,6 +135,7 @@ impl Database {
         let database = Self {
             pools: std::sync::Arc::new(pools),
             url: url.to_owned(),
+            _checkpointer: checkpointer,
         };
         migrate::run(&database).await?;
         Ok(database)
@@ -169,6 +185,7 @@ async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     connection
         .batch_execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA wal_autocheckpoint = 0; \
              PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
              PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;",
         )

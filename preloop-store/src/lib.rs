@@ -30,6 +30,7 @@ mod notify;
 mod policies;
 mod schema;
 mod sessions;
+mod sqlite_runtime;
 mod time;
 
 pub use connect::{Backend, Database};
