@@ -24,4 +24,5 @@ pub mod sessions;
 pub mod startup;
 pub mod tokens;
 pub mod upstream;
+pub mod upstream_http;
 pub mod upstreams;

@@ -4,6 +4,7 @@
 //! `notifications/tools/list_changed`, and an executor that calls it with a timeout, a
 //! concurrency bound, and a reconnect after a failure.
 
+use crate::upstream_http::{CallError, HttpCaller};
 use chrono::Utc;
 use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport};
 use preloop_core::executor::ExecutionObserver;
@@ -70,6 +71,8 @@ pub struct UpstreamServer {
     registry: Arc<Registry>,
     catalog: ToolCatalog,
     connection: Mutex<Option<Arc<Client>>>,
+    /// Makes tool calls on an HTTP server (rmcp's connection still discovers its tools).
+    caller: Option<HttpCaller>,
     /// Observers of calls in flight, by the progress token rmcp gave each request.
     in_flight: Mutex<HashMap<ProgressToken, Arc<dyn ExecutionObserver>>>,
     permits: Semaphore,
@@ -107,11 +110,19 @@ impl UpstreamServer {
     /// A server whose tools will be registered in `registry` and recorded in `catalog`.
     pub fn new(server: McpServer, registry: Arc<Registry>, catalog: ToolCatalog) -> Arc<Self> {
         let permits = Semaphore::new(server.max_concurrency.max(1) as usize);
+        // Headers that do not parse leave the calls to rmcp, which reports them at connection.
+        let caller = match &server.transport {
+            McpTransport::Http { url, headers } => {
+                HttpCaller::new(http_client(server.keep_alive), url, headers).ok()
+            }
+            McpTransport::Stdio { .. } => None,
+        };
         Arc::new(Self {
             server,
             registry,
             catalog,
             connection: Mutex::new(None),
+            caller,
             in_flight: Mutex::new(HashMap::new()),
             permits,
             stopped: CancellationToken::new(),
@@ -460,6 +471,31 @@ impl Drop for InFlight {
     }
 }
 
+/// Calls `tool` on an HTTP upstream through its [`HttpCaller`].
+async fn call_over_http(
+    caller: &HttpCaller,
+    server: &str,
+    tool: &ToolDescriptor,
+    arguments: &Value,
+    context: &ExecutionContext,
+) -> Result<ToolOutput, ExecutionError> {
+    match caller
+        .call(&tool.name, arguments, context.observer.as_ref())
+        .await
+    {
+        Ok(result) => serde_json::from_value(result)
+            .map_err(|e| ExecutionError::Other(format!("unreadable result from `{server}`: {e}"))),
+        Err(CallError::Refused(message)) => Err(ExecutionError::Other(format!(
+            "`{server}` refused the call: {message}"
+        ))),
+        Err(CallError::Transport(error)) => {
+            // The session is in doubt: the next call opens a new one.
+            caller.reset().await;
+            Err(ExecutionError::Unavailable(format!("`{server}`: {error}")))
+        }
+    }
+}
+
 /// Runs a tool on its upstream server.
 struct UpstreamExecutor {
     server: Arc<UpstreamServer>,
@@ -483,6 +519,9 @@ impl ToolExecutor for UpstreamExecutor {
                     self.server.permits.acquire().await.map_err(|_| {
                         ExecutionError::Unavailable(format!("`{name}` was removed"))
                     })?;
+                if let Some(caller) = &self.server.caller {
+                    return call_over_http(caller, name, tool, &arguments, context).await;
+                }
                 let client = self
                     .server
                     .client()
