@@ -8,67 +8,41 @@ use crate::time::from_micros;
 use async_trait::async_trait;
 use diesel::prelude::{ExpressionMethods, Insertable, QueryDsl, SqliteConnection};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use preloop_core::audit::{AuditEntry, AuditEvent};
+use preloop_core::audit::{AuditEntry, AuditEvent, GENESIS_HASH};
 use preloop_core::store::{AuditStore, StoreError};
 use std::future::Future;
 use std::pin::Pin;
 
 /// Appends `$entries` (a `Vec<AuditEntry>`) to their chains on `$conn`, inside the caller's
 /// transaction; evaluates to `Result<Vec<AuditEvent>, diesel::result::Error>`. Entries are grouped
-/// by organization (keeping their order): per organization one head lock, one insert of the rows
-/// and one head update, however many entries.
+/// by organization (keeping their order): per organization the head is locked once and the rows
+/// inserted, however many entries.
 ///
 /// `append_audit!(conn, entries)` is a future for async connections; `append_audit!(sync conn,
 /// entries)` runs at once on a synchronous connection (SQLite's hot path runs a whole
-/// transaction in one blocking task instead of one task per statement).
+/// transaction in one go instead of one task per statement).
 ///
-/// INVARIANT (one chain, no forks): the head row is locked by an upsert `... RETURNING` before the
-/// next events are chained, so concurrent appenders (on any replica) queue behind each other.
+/// INVARIANT (one chain, no forks): the head is locked ([`ChainHead`]) before the next events
+/// are chained, so concurrent appenders (on any replica) queue behind each other.
 macro_rules! append_audit {
-    (sync $conn:expr, $entries:expr) => {{
-        use diesel::prelude::*;
-        (|| $crate::audit::append_audit!(@chain $conn, $entries, []))()
-    }};
+    (sync $conn:expr, $entries:expr) => {{ (|| $crate::audit::append_audit!(@chain $conn, $entries, []))() }};
     ($conn:expr, $entries:expr) => {
-        async {
-            use diesel::prelude::*;
-            use diesel_async::RunQueryDsl;
-            $crate::audit::append_audit!(@chain $conn, $entries, [.await])
-        }
+        async { $crate::audit::append_audit!(@chain $conn, $entries, [.await]) }
     };
     (@chain $conn:expr, $entries:expr, [$($wait:tt)*]) => {{
-        use $crate::schema::audit_heads;
+        use $crate::audit::{ChainHead, InsertEvents};
         let mut stored = Vec::new();
         for (org, entries) in $crate::audit::group_by_organization($entries) {
-            // Creates the head on first use and locks it in one statement: the no-op update
-            // takes the row lock and RETURNING yields the current head.
-            let (sequence, hash): (i64, String) = diesel::insert_into(audit_heads::table)
-                .values((
-                    audit_heads::organization_id.eq(&org),
-                    audit_heads::sequence.eq(0_i64),
-                    audit_heads::hash.eq(preloop_core::audit::GENESIS_HASH),
-                ))
-                .on_conflict(audit_heads::organization_id)
-                .do_update()
-                .set(audit_heads::sequence.eq(audit_heads::sequence))
-                .returning((audit_heads::sequence, audit_heads::hash))
-                .get_result($conn)
-                $($wait)*?;
+            let (sequence, hash) = $conn.lock_head(&org)$($wait)*?;
             let events = $crate::audit::chain(sequence, hash, entries);
             let rows = events
                 .iter()
                 .map($crate::audit::EventRow::of)
                 .collect::<Result<Vec<_>, _>>()?;
             let head = rows.last().map(|row| (row.sequence, row.hash.clone()));
-            $crate::audit::InsertEvents::insert_events($conn, rows)$($wait)*?;
+            $conn.insert_events(rows)$($wait)*?;
             if let Some((sequence, hash)) = head {
-                diesel::update(audit_heads::table.find(&org))
-                    .set((
-                        audit_heads::sequence.eq(sequence),
-                        audit_heads::hash.eq(hash),
-                    ))
-                    .execute($conn)
-                    $($wait)*?;
+                $conn.move_head(&org, sequence, hash)$($wait)*?;
             }
             stored.extend(events);
         }
@@ -103,6 +77,131 @@ pub(crate) fn chain(sequence: i64, hash: String, entries: Vec<AuditEntry>) -> Ve
             event
         })
         .collect()
+}
+
+/// The head of an organization's chain: the sequence number and hash the next event follows.
+///
+/// PostgreSQL keeps heads in `audit_heads`: `lock_head` creates the row on first use and locks
+/// it in one statement (the no-op upsert takes the row lock, `RETURNING` yields the head), so
+/// concurrent appenders on any replica queue behind each other, and `move_head` advances it.
+/// SQLite has one writer at a time (appends run in `BEGIN IMMEDIATE` transactions), so the head
+/// is simply the organization's last event, and nothing has to be moved: two statements fewer
+/// per append, and the primary key `(organization_id, sequence)` still refuses a fork.
+/// `Locked`/`Moved` are futures on async connections and results on synchronous ones.
+pub(crate) trait ChainHead {
+    type Locked<'a>
+    where
+        Self: 'a;
+    type Moved<'a>
+    where
+        Self: 'a;
+    fn lock_head<'a>(&'a mut self, organization_id: &'a str) -> Self::Locked<'a>;
+    fn move_head<'a>(
+        &'a mut self,
+        organization_id: &'a str,
+        sequence: i64,
+        hash: String,
+    ) -> Self::Moved<'a>;
+}
+
+type HeadFuture<'a> = Pin<Box<dyn Future<Output = diesel::QueryResult<(i64, String)>> + Send + 'a>>;
+
+impl ChainHead for AsyncPgConnection {
+    type Locked<'a> = HeadFuture<'a>;
+    type Moved<'a> = InsertFuture<'a>;
+    fn lock_head<'a>(&'a mut self, organization_id: &'a str) -> HeadFuture<'a> {
+        use crate::schema::audit_heads;
+        Box::pin(diesel_async::RunQueryDsl::get_result(
+            diesel::insert_into(audit_heads::table)
+                .values((
+                    audit_heads::organization_id.eq(organization_id),
+                    audit_heads::sequence.eq(0_i64),
+                    audit_heads::hash.eq(GENESIS_HASH),
+                ))
+                .on_conflict(audit_heads::organization_id)
+                .do_update()
+                .set(audit_heads::sequence.eq(audit_heads::sequence))
+                .returning((audit_heads::sequence, audit_heads::hash)),
+            self,
+        ))
+    }
+    fn move_head<'a>(
+        &'a mut self,
+        organization_id: &'a str,
+        sequence: i64,
+        hash: String,
+    ) -> InsertFuture<'a> {
+        use crate::schema::audit_heads;
+        Box::pin(async move {
+            diesel_async::RunQueryDsl::execute(
+                diesel::update(audit_heads::table.find(organization_id)).set((
+                    audit_heads::sequence.eq(sequence),
+                    audit_heads::hash.eq(hash),
+                )),
+                self,
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// An organization's events, newest first.
+type NewestFirst<'a> = diesel::dsl::Order<
+    diesel::dsl::Filter<
+        audit_events::table,
+        diesel::dsl::Eq<audit_events::organization_id, &'a str>,
+    >,
+    diesel::dsl::Desc<audit_events::sequence>,
+>;
+
+/// The query for an organization's last event, as `(sequence, hash)`.
+type LastEvent<'a> = diesel::dsl::Limit<
+    diesel::dsl::Select<NewestFirst<'a>, (audit_events::sequence, audit_events::hash)>,
+>;
+
+/// The organization's last event, as `(sequence, hash)`.
+fn last_event(organization_id: &str) -> LastEvent<'_> {
+    audit_events::table
+        .filter(audit_events::organization_id.eq(organization_id))
+        .order(audit_events::sequence.desc())
+        .select((audit_events::sequence, audit_events::hash))
+        .limit(1)
+}
+
+/// The head after `last`: the genesis of an organization with no events yet.
+fn head_after(last: Option<(i64, String)>) -> (i64, String) {
+    last.unwrap_or_else(|| (0, GENESIS_HASH.to_owned()))
+}
+
+impl ChainHead for SqliteConn {
+    type Locked<'a> = HeadFuture<'a>;
+    type Moved<'a> = InsertFuture<'a>;
+    fn lock_head<'a>(&'a mut self, organization_id: &'a str) -> HeadFuture<'a> {
+        Box::pin(async move {
+            use diesel::OptionalExtension;
+            let last = diesel_async::RunQueryDsl::get_result(last_event(organization_id), self)
+                .await
+                .optional()?;
+            Ok(head_after(last))
+        })
+    }
+    fn move_head<'a>(&'a mut self, _: &'a str, _: i64, _: String) -> InsertFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl ChainHead for SqliteConnection {
+    type Locked<'a> = diesel::QueryResult<(i64, String)>;
+    type Moved<'a> = diesel::QueryResult<()>;
+    fn lock_head<'a>(&'a mut self, organization_id: &'a str) -> Self::Locked<'a> {
+        use diesel::OptionalExtension;
+        let last = diesel::RunQueryDsl::get_result(last_event(organization_id), self).optional()?;
+        Ok(head_after(last))
+    }
+    fn move_head<'a>(&'a mut self, _: &'a str, _: i64, _: String) -> Self::Moved<'a> {
+        Ok(())
+    }
 }
 
 /// Inserts event rows: one multi-row statement on PostgreSQL; one statement per row on SQLite.
