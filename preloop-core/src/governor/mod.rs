@@ -606,16 +606,12 @@ impl Governor {
         let now = self.clock.now();
         match result {
             Ok(output) => {
-                self.record(
-                    org,
-                    now,
-                    AuditEventKind::Executed {
-                        call_id,
-                        request_id: None,
-                        is_error: output.is_error,
-                    },
-                )
-                .await?;
+                let kind = AuditEventKind::Executed {
+                    call_id,
+                    request_id: None,
+                    is_error: output.is_error,
+                };
+                self.record_outcome(org, now, kind).await;
                 Ok(Outcome::Executed {
                     call_id,
                     request_id: None,
@@ -623,22 +619,27 @@ impl Governor {
                 })
             }
             Err(error) => {
-                self.record(
-                    org,
-                    now,
-                    AuditEventKind::ExecutionFailed {
-                        call_id,
-                        request_id: None,
-                        error: error.to_string(),
-                    },
-                )
-                .await?;
+                let kind = AuditEventKind::ExecutionFailed {
+                    call_id,
+                    request_id: None,
+                    error: error.to_string(),
+                };
+                self.record_outcome(org, now, kind).await;
                 Ok(Outcome::Failed {
                     call_id,
                     request_id: None,
                     error: error.to_string(),
                 })
             }
+        }
+    }
+
+    /// Records how a call that ran ended. The call was made whether or not this succeeds, so a
+    /// failure does not turn the outcome into an error (which would tell the agent it was not
+    /// made): it is logged, and the log keeps the call's decision record.
+    async fn record_outcome(&self, org: &str, at: DateTime<Utc>, kind: AuditEventKind) {
+        if let Err(error) = self.record(org, at, kind).await {
+            tracing::error!(%error, organization = org, "a call ran but its outcome could not be audited");
         }
     }
 

@@ -658,3 +658,77 @@ fn decision_links_vote_once_and_only_with_their_token_until_it_expires() {
         GovernorError::RequestNotFound
     );
 }
+
+/// An audit log that can be switched off, as a database going away would.
+struct SwitchableAudit {
+    inner: MemoryStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl AuditStore for SwitchableAudit {
+    async fn append(
+        &self,
+        entries: Vec<crate::audit::AuditEntry>,
+    ) -> Result<Vec<crate::audit::AuditEvent>, crate::store::StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(crate::store::StoreError::Unavailable("audit down".into()));
+        }
+        self.inner.append(entries).await
+    }
+
+    async fn events(
+        &self,
+        organization_id: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::AuditEvent>, crate::store::StoreError> {
+        self.inner
+            .events(organization_id, from_sequence, limit)
+            .await
+    }
+}
+
+#[test]
+fn a_call_is_not_made_unrecorded_and_a_made_call_is_not_reported_as_unmade() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let registry = Arc::new(Registry::new());
+    let (switch, counter) = (down.clone(), runs.clone());
+    registry
+        .register(RegisteredTool::new(
+            ToolDescriptor::new("fs", "read", ToolSource::Embedded),
+            // The audit log goes away while the tool runs: after the decision was recorded.
+            Arc::new(FnExecutor::new(move |_, _| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                switch.store(true, Ordering::SeqCst);
+                Ok(ToolOutput::text("read"))
+            })),
+        ))
+        .unwrap();
+    let governor = Governor::builder(registry)
+        .store(Arc::new(MemoryStore::new()))
+        .audit(Arc::new(SwitchableAudit {
+            inner: MemoryStore::new(),
+            down: down.clone(),
+        }))
+        .build();
+    governor
+        .set_policy(
+            "acme",
+            &GovernanceDocument::parse(POLICY, Format::Toml).unwrap(),
+        )
+        .unwrap();
+    let outcome = block_on(governor.call(&agent(), ToolCall::new("fs__read", json!({})))).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Executed { ref output, .. } if output.joined_text() == "read"),
+        "the tool ran, so its result is returned: {outcome:?}"
+    );
+    // With the log still down, the next call is refused before the tool runs.
+    let refused = block_on(governor.call(&agent(), ToolCall::new("fs__read", json!({}))));
+    assert!(
+        matches!(refused, Err(GovernorError::Store(_))),
+        "{refused:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
