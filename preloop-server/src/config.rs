@@ -200,6 +200,9 @@ pub struct AuthSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelsSection {
+    /// Key patterns (case-insensitive globs) whose values channels never send; unset: the
+    /// defaults in [`crate::channels::DEFAULT_REDACT_KEYS`].
+    pub redact_keys: Option<Vec<String>>,
     /// `[channels.webhook]`.
     pub webhook: Option<crate::channels::WebhookConfig>,
 }

@@ -3,7 +3,7 @@
 use crate::auth::Authenticator;
 use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
-use crate::channels::Channels;
+use crate::channels::{Channels, Redactor};
 use crate::config::Settings;
 use crate::http::{AppState, Shared, app};
 use crate::jwks::Jwks;
@@ -47,6 +47,9 @@ pub enum StartError {
     /// An `[[mcp_servers]]` entry is incomplete.
     #[error("{0}")]
     Upstream(String),
+    /// `[channels]` is misconfigured.
+    #[error("{0}")]
+    Channels(String),
     /// The address cannot be bound.
     #[error("cannot listen on {address}: {message}")]
     Bind {
@@ -105,6 +108,10 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     if let Some(created) = bootstrap(&*database, admin_api_key).await? {
         print_bootstrap(&settings, &created);
     }
+    let redactor = match &settings.file.channels.redact_keys {
+        Some(keys) => Redactor::new(keys).map_err(StartError::Channels)?,
+        None => Redactor::default(),
+    };
     let registry = Arc::new(Registry::new());
     builtins::register(&registry)?;
     let governor = Arc::new(
@@ -113,6 +120,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
             .notifier(Arc::new(Channels::new(
                 settings.file.channels.webhook.clone(),
                 &settings.public_url,
+                redactor,
             )))
             .config(GovernorConfig::default())
             .build(),

@@ -186,3 +186,25 @@ fn policies_users_keys_and_the_audit_chain_from_the_command_line() {
     let exported = ok(&preloop(data, &["audit", "export"], None));
     assert!(exported.contains("\"policy_changed\""), "{exported}");
 }
+
+#[test]
+fn serve_refuses_a_redaction_pattern_that_is_not_a_glob() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("preloop.toml");
+    std::fs::write(&config, "[channels]\nredact_keys = [\"card_[x\"]\n").unwrap();
+    let error = failed(&preloop(
+        dir.path(),
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        None,
+    ));
+    assert!(
+        error.contains("redact_keys") && error.contains("card_[x"),
+        "{error}"
+    );
+}

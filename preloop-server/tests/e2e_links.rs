@@ -107,7 +107,12 @@ approval_policy = "by-link"
     wait_for_tool(&client, "up__add", true).await;
 
     let pending: Value = serde_json::from_str(&text(
-        &call(&client, "up__add", json!({"a": 200, "b": 1})).await,
+        &call(
+            &client,
+            "up__add",
+            json!({"a": 200, "b": 1, "api_token": "s3cr3t-value"}),
+        )
+        .await,
     ))
     .unwrap();
     assert_eq!(pending["status"], "pending_approval");
@@ -117,7 +122,12 @@ approval_policy = "by-link"
     let requested = next_delivery(&mut received).await;
     assert_eq!(requested["event"], "approval.requested");
     assert_eq!(requested["request"]["id"], request_id);
-    assert_eq!(requested["request"]["arguments"], json!({"a": 200, "b": 1}));
+    // Secret-looking argument values never leave through a channel.
+    assert_eq!(
+        requested["request"]["arguments"],
+        json!({"a": 200, "b": 1, "api_token": "[redacted]"})
+    );
+    assert!(!requested.to_string().contains("s3cr3t-value"));
     assert_eq!(requested["request"]["rule"], "big-sums");
     assert!(!pending.to_string().contains("token="));
     let data_link = requested["links"]["data"].as_str().unwrap().to_owned();

@@ -1,10 +1,13 @@
 //! Approval channels: how approvers hear about requests. The governor calls one [`Notifier`];
 //! [`Channels`] hands each notification to the channels the request's approval policy names.
-//! `web` (the inbox and the REST API) needs no delivery; `webhook` posts signed JSON.
+//! `web` (the inbox and the REST API) needs no delivery; `webhook` posts signed JSON. Arguments
+//! leave through a channel only with secret-looking values redacted ([`Redactor`]).
 //! Delivery runs in the background: a slow or failing channel never holds up a call.
 
+mod redact;
 mod webhook;
 
+pub use redact::{DEFAULT_REDACT_KEYS, REDACTED, Redactor};
 pub use webhook::{WebhookConfig, sign};
 
 use async_trait::async_trait;
@@ -19,10 +22,12 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Channels from the configuration; `public_url` is the base of decision links.
-    pub fn new(webhook: Option<WebhookConfig>, public_url: &str) -> Self {
+    /// Channels from the configuration; `public_url` is the base of decision links; `redactor`
+    /// keeps secrets out of every message.
+    pub fn new(webhook: Option<WebhookConfig>, public_url: &str, redactor: Redactor) -> Self {
         Self {
-            webhook: webhook.map(|config| Arc::new(Webhook::new(config, public_url))),
+            webhook: webhook
+                .map(|config| Arc::new(Webhook::new(config, public_url, redactor.clone()))),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `"{timestamp}.{body}"` (headers `X-Preloop-Timestamp` and `X-Preloop-Signature: v1=<hex>`),
 //! retried with exponential backoff and jitter; every attempt is logged.
 
+use super::Redactor;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -50,10 +51,11 @@ pub(super) struct Webhook {
     config: WebhookConfig,
     public_url: String,
     http: reqwest::Client,
+    redactor: Redactor,
 }
 
 impl Webhook {
-    pub(super) fn new(config: WebhookConfig, public_url: &str) -> Self {
+    pub(super) fn new(config: WebhookConfig, public_url: &str, redactor: Redactor) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -63,6 +65,7 @@ impl Webhook {
             config,
             public_url: public_url.trim_end_matches('/').to_owned(),
             http,
+            redactor,
         }
     }
 
@@ -80,7 +83,7 @@ impl Webhook {
         };
         Some(json!({
             "event": event,
-            "request": summary(request),
+            "request": summary(request, &self.redactor),
             "links": links,
         }))
     }
@@ -147,14 +150,15 @@ impl Webhook {
     }
 }
 
-/// What approvers need to decide, without secrets of the request itself.
-fn summary(request: &ApprovalRequest) -> Value {
+/// What approvers need to decide, without the request's secrets (its decision token, and
+/// argument values `redactor` matches).
+fn summary(request: &ApprovalRequest, redactor: &Redactor) -> Value {
     json!({
         "id": request.id,
         "state": request.state,
         "tool": request.tool.exposed_name,
         "server": request.tool.server,
-        "arguments": request.effective_arguments(),
+        "arguments": redactor.redact(request.effective_arguments()),
         "requester": request.requester.display_name(),
         "rule": request.matched_rule,
         "context": request.context,
