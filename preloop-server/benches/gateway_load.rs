@@ -118,14 +118,19 @@ async fn saturation(clients: &[Arc<Client>], tool: &'static str) -> f64 {
     total as f64 / SATURATION_SECONDS as f64
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A memory figure of `/proc/{pid}/status` (`VmRSS`, `RssAnon`, `RssFile`), in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
 }
 
 /// A blocked `request_approval` call; the time from sending the REST decision to the MCP response.
@@ -276,5 +281,15 @@ action = "deny"
         );
         println!("gateway idle RSS: {:.1} MiB (after discovering the upstream, before load)", idle_rss as f64 / 1024.0);
         println!("gateway RSS after the run: {:.1} MiB", rss_kib(gateway.child.id()) as f64 / 1024.0);
+        // The same load again: memory that keeps growing run after run would be a leak.
+        let again = saturation(&gateway_clients, "up__echo").await;
+        let pid = gateway.child.id();
+        println!(
+            "gateway RSS after a second saturation run ({again:.0} calls/s): {:.1} MiB \
+             (anonymous {:.1} MiB, file-backed {:.1} MiB: SQLite maps the database file)",
+            rss_kib(pid) as f64 / 1024.0,
+            status_kib(pid, "RssAnon") as f64 / 1024.0,
+            status_kib(pid, "RssFile") as f64 / 1024.0,
+        );
     });
 }

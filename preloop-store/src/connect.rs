@@ -179,7 +179,9 @@ fn create_parent(path: &str) -> Result<(), OpenError> {
     })
 }
 
-/// Opens one SQLite connection with the settings every connection needs.
+/// Opens one SQLite connection with the settings every connection needs. Reads go through the
+/// memory-mapped file; the page cache stays at SQLite's default 2 MiB (a 64 MiB cache grew the
+/// server's heap with the database under load, to no measurable gain).
 async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     let mut connection = SqliteConn::establish(&path).await?;
     connection
@@ -187,7 +189,7 @@ async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA wal_autocheckpoint = 0; \
              PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-             PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;",
+             PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -2000;",
         )
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
