@@ -18,7 +18,7 @@
 //! The call runs in its own task, as under rmcp: a client that disconnects does not cut a call
 //! off between its decision and its audit record.
 
-use crate::http::MAX_BODY_BYTES;
+use crate::http::{MAX_BODY_BYTES, json_rpc_error};
 use crate::mcp::call_tool;
 use crate::sessions::KnownSessions;
 use axum::body::{Body, Bytes};
@@ -33,7 +33,6 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest, ErrorData,
     GetMeta, ProgressToken, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
 };
-use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,9 +231,7 @@ fn too_large() -> Response {
     let message = format!("the request body is larger than {MAX_BODY_BYTES} bytes");
     (
         StatusCode::PAYLOAD_TOO_LARGE,
-        axum::Json(
-            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message}}),
-        ),
+        axum::Json(json_rpc_error(-32600, &message)),
     )
         .into_response()
 }

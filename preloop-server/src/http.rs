@@ -234,6 +234,11 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// A JSON-RPC error answering no particular request (the request could not be read).
+pub fn json_rpc_error(code: i32, message: &str) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
+}
+
 /// How an endpoint family shapes its error bodies.
 #[derive(Debug, Clone, Copy)]
 enum ErrorShape {
@@ -246,9 +251,7 @@ enum ErrorShape {
 impl ErrorShape {
     fn body(self, code: &str, message: &str) -> serde_json::Value {
         match self {
-            Self::JsonRpc => {
-                json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": message}})
-            }
+            Self::JsonRpc => json_rpc_error(-32001, message),
             Self::Api => json!({"error": {"code": code, "message": message}}),
         }
     }

@@ -4,7 +4,7 @@
 //! `notifications/tools/list_changed`, and an executor that calls it with a timeout, a
 //! concurrency bound, and a reconnect after a failure.
 
-use crate::upstream_http::{CallError, HttpCaller};
+use crate::upstream_http::{CallError, HttpCaller, parse_headers};
 use chrono::Utc;
 use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport};
 use preloop_core::executor::ExecutionObserver;
@@ -241,17 +241,15 @@ impl UpstreamServer {
             match &self.server.transport {
                 McpTransport::Http { url, headers } => {
                     let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
-                    for (name, value) in headers {
-                        match (
-                            name.eq_ignore_ascii_case("authorization"),
-                            value.strip_prefix("Bearer "),
-                        ) {
-                            (true, Some(token)) => config.auth_header = Some(token.to_owned()),
-                            _ => {
-                                let name =
-                                    name.parse().map_err(|e| format!("header `{name}`: {e}"))?;
-                                let value =
-                                    value.parse().map_err(|e| format!("header value: {e}"))?;
+                    for (name, value) in parse_headers(headers)? {
+                        let Some(name) = name else { continue };
+                        let bearer = (name == reqwest::header::AUTHORIZATION)
+                            .then(|| value.to_str().ok()?.strip_prefix("Bearer "))
+                            .flatten();
+                        match bearer {
+                            // rmcp sends its own `Authorization` from this.
+                            Some(token) => config.auth_header = Some(token.to_owned()),
+                            None => {
                                 config.custom_headers.insert(name, value);
                             }
                         }

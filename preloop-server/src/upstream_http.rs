@@ -26,6 +26,21 @@ const PROTOCOL_VERSION: &str = "2025-06-18";
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// An upstream's configured headers as HTTP headers, values marked sensitive (they may hold
+/// credentials), or the first that does not parse.
+pub fn parse_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name: HeaderName = name.parse().map_err(|e| format!("header `{name}`: {e}"))?;
+        let mut value: HeaderValue = value
+            .parse()
+            .map_err(|e| format!("header `{name}` value: {e}"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -64,15 +79,7 @@ impl HttpCaller {
         url: &str,
         headers: &BTreeMap<String, String>,
     ) -> Result<Self, String> {
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            let name: HeaderName = name.parse().map_err(|e| format!("header `{name}`: {e}"))?;
-            let mut value: HeaderValue = value
-                .parse()
-                .map_err(|e| format!("header `{name}` value: {e}"))?;
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
+        let mut map = parse_headers(headers)?;
         map.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),

@@ -104,11 +104,14 @@ pub(crate) trait ChainHead {
     ) -> Self::Moved<'a>;
 }
 
+/// Statements run for their effect, on an async connection.
+type StatementFuture<'a> = Pin<Box<dyn Future<Output = diesel::QueryResult<()>> + Send + 'a>>;
+/// The head read by [`ChainHead::lock_head`], on an async connection.
 type HeadFuture<'a> = Pin<Box<dyn Future<Output = diesel::QueryResult<(i64, String)>> + Send + 'a>>;
 
 impl ChainHead for AsyncPgConnection {
     type Locked<'a> = HeadFuture<'a>;
-    type Moved<'a> = InsertFuture<'a>;
+    type Moved<'a> = StatementFuture<'a>;
     fn lock_head<'a>(&'a mut self, organization_id: &'a str) -> HeadFuture<'a> {
         use crate::schema::audit_heads;
         Box::pin(diesel_async::RunQueryDsl::get_result(
@@ -130,7 +133,7 @@ impl ChainHead for AsyncPgConnection {
         organization_id: &'a str,
         sequence: i64,
         hash: String,
-    ) -> InsertFuture<'a> {
+    ) -> StatementFuture<'a> {
         use crate::schema::audit_heads;
         Box::pin(async move {
             diesel_async::RunQueryDsl::execute(
@@ -176,7 +179,7 @@ fn head_after(last: Option<(i64, String)>) -> (i64, String) {
 
 impl ChainHead for SqliteConn {
     type Locked<'a> = HeadFuture<'a>;
-    type Moved<'a> = InsertFuture<'a>;
+    type Moved<'a> = StatementFuture<'a>;
     fn lock_head<'a>(&'a mut self, organization_id: &'a str) -> HeadFuture<'a> {
         Box::pin(async move {
             use diesel::OptionalExtension;
@@ -186,7 +189,7 @@ impl ChainHead for SqliteConn {
             Ok(head_after(last))
         })
     }
-    fn move_head<'a>(&'a mut self, _: &'a str, _: i64, _: String) -> InsertFuture<'a> {
+    fn move_head<'a>(&'a mut self, _: &'a str, _: i64, _: String) -> StatementFuture<'a> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -213,11 +216,9 @@ pub(crate) trait InsertEvents {
     fn insert_events(&mut self, rows: Vec<EventRow>) -> Self::Inserted<'_>;
 }
 
-type InsertFuture<'a> = Pin<Box<dyn Future<Output = diesel::QueryResult<()>> + Send + 'a>>;
-
 impl InsertEvents for AsyncPgConnection {
-    type Inserted<'a> = InsertFuture<'a>;
-    fn insert_events(&mut self, rows: Vec<EventRow>) -> InsertFuture<'_> {
+    type Inserted<'a> = StatementFuture<'a>;
+    fn insert_events(&mut self, rows: Vec<EventRow>) -> StatementFuture<'_> {
         Box::pin(async move {
             diesel_async::RunQueryDsl::execute(
                 diesel::insert_into(audit_events::table).values(rows),
@@ -230,8 +231,8 @@ impl InsertEvents for AsyncPgConnection {
 }
 
 impl InsertEvents for SqliteConn {
-    type Inserted<'a> = InsertFuture<'a>;
-    fn insert_events(&mut self, rows: Vec<EventRow>) -> InsertFuture<'_> {
+    type Inserted<'a> = StatementFuture<'a>;
+    fn insert_events(&mut self, rows: Vec<EventRow>) -> StatementFuture<'_> {
         Box::pin(async move {
             for row in rows {
                 diesel_async::RunQueryDsl::execute(
