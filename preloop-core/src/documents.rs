@@ -439,3 +439,71 @@ impl Document for HitlSession {
         self.session_id.clone()
     }
 }
+
+/// Where a channel delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Being sent (or retried).
+    Sending,
+    /// The channel accepted it.
+    Delivered,
+    /// Every attempt failed.
+    Failed,
+}
+
+/// One message an approval channel sent (or tried to send) about a request: the request's channel
+/// history, and what a channel needs to update its message once the request is decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMessage {
+    /// Organization.
+    pub organization_id: String,
+    /// The approval request.
+    pub request_id: Uuid,
+    /// `email`, `slack`, `mattermost`, `telegram`, `webhook`.
+    pub channel: String,
+    /// What was sent: `created`, `escalated-1`, `decided`.
+    pub event: String,
+    /// Who it went to (a channel, a chat, an address); never a secret.
+    pub recipient: String,
+    /// Where the delivery stands.
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The channel's handle on the sent message (a Slack `ts`, a Telegram `message_id`), or a
+    /// hashed callback secret; channel-specific.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub reference: Value,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ChannelMessage {
+    /// The name of the record of `event` sent by `channel` to `recipient`.
+    pub fn key(channel: &str, event: &str, recipient: &str) -> String {
+        format!("{channel}/{event}/{recipient}")
+    }
+}
+
+impl Document for ChannelMessage {
+    const KIND: &'static str = "channel_messages";
+    fn id(&self) -> String {
+        format!(
+            "{}/{}",
+            self.request_id,
+            Self::key(&self.channel, &self.event, &self.recipient)
+        )
+    }
+    fn organization_id(&self) -> &str {
+        &self.organization_id
+    }
+    fn parent_id(&self) -> Option<String> {
+        Some(self.request_id.to_string())
+    }
+    fn name(&self) -> String {
+        Self::key(&self.channel, &self.event, &self.recipient)
+    }
+}

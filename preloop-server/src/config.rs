@@ -205,6 +205,14 @@ pub struct ChannelsSection {
     pub redact_keys: Option<Vec<String>>,
     /// `[channels.webhook]`.
     pub webhook: Option<crate::channels::WebhookConfig>,
+    /// `[channels.email]`.
+    pub email: Option<crate::channels::EmailConfig>,
+    /// `[channels.slack]`.
+    pub slack: Option<crate::channels::SlackConfig>,
+    /// `[channels.mattermost]`.
+    pub mattermost: Option<crate::channels::MattermostConfig>,
+    /// `[channels.telegram]`.
+    pub telegram: Option<crate::channels::TelegramConfig>,
 }
 
 /// Why the configuration cannot be used.

@@ -79,6 +79,8 @@ pub struct Shared {
     pub policy_lock: tokio::sync::Mutex<()>,
     /// Per-principal request rate limits.
     pub limits: crate::limits::RateLimits,
+    /// The approval channels (their callbacks come back through the router).
+    pub channels: Arc<crate::channels::Channels>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -163,6 +165,8 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         .merge(authenticated_mcp)
         .merge(authenticated_api)
         .merge(public_api)
+        .merge(crate::channels::routes())
+        .merge(crate::decision_page::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)

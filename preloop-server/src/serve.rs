@@ -3,7 +3,7 @@
 use crate::auth::Authenticator;
 use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
-use crate::channels::{Channels, Redactor};
+use crate::channels::Channels;
 use crate::config::Settings;
 use crate::http::{AppState, Shared, app};
 use crate::jwks::Jwks;
@@ -108,20 +108,20 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     if let Some(created) = bootstrap(&*database, admin_api_key).await? {
         print_bootstrap(&settings, &created);
     }
-    let redactor = match &settings.file.channels.redact_keys {
-        Some(keys) => Redactor::new(keys).map_err(StartError::Channels)?,
-        None => Redactor::default(),
-    };
+    let channels = Arc::new(
+        Channels::new(
+            &settings.file.channels,
+            &settings.public_url,
+            database.clone(),
+        )
+        .map_err(StartError::Channels)?,
+    );
     let registry = Arc::new(Registry::new());
     builtins::register(&registry)?;
     let governor = Arc::new(
         Governor::builder(registry)
             .store(database.clone())
-            .notifier(Arc::new(Channels::new(
-                settings.file.channels.webhook.clone(),
-                &settings.public_url,
-                redactor,
-            )))
+            .notifier(channels.clone())
             .config(GovernorConfig::default())
             .build(),
     );
@@ -159,7 +159,9 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         registration_enabled: options.registration_enabled,
         policy_lock: tokio::sync::Mutex::default(),
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
+        channels: channels.clone(),
     });
+    channels.start(&state, &shutdown);
     housekeeping(&state, &shutdown);
     let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
     tracing::info!(address = %local, "preloop listening; MCP endpoint at /mcp/v1");

@@ -3,14 +3,14 @@
 use crate::connect::{Database, with_connection};
 use crate::error::{TxError, backend, corrupt};
 use crate::schema::{
-    flow_executions, flows, hitl_sessions, mcp_server_tools, mcp_servers, projects,
-    tool_configurations, trackers,
+    channel_messages, flow_executions, flows, hitl_sessions, mcp_server_tools, mcp_servers,
+    projects, tool_configurations, trackers,
 };
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use preloop_core::documents::{
-    DiscoveredTool, Document, Flow, FlowExecution, HitlSession, McpServer, Project,
+    ChannelMessage, DiscoveredTool, Document, Flow, FlowExecution, HitlSession, McpServer, Project,
     ToolConfiguration, TrackerConfig,
 };
 use preloop_core::store::{DocumentStore, StoreError};
@@ -200,3 +200,4 @@ document_table!(projects, Project);
 document_table!(flows, Flow);
 document_table!(flow_executions, FlowExecution);
 document_table!(hitl_sessions, HitlSession);
+document_table!(channel_messages, ChannelMessage);

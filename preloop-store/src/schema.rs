@@ -155,7 +155,8 @@ document_tables!(
     projects,
     flows,
     flow_executions,
-    hitl_sessions
+    hitl_sessions,
+    channel_messages
 );
 
 diesel::table! {

@@ -75,7 +75,7 @@ async fn list(
     get,
     path = "/approval-requests/{id}",
     tag = "approval-requests",
-    summary = "An approval request",
+    summary = "An approval request, with its channel history (every message sent or tried)",
     params(("id" = uuid::Uuid, Path, description = "Id")),
     responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
 )]
@@ -84,7 +84,14 @@ async fn show(
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(view(&state.governor.request(&principal, id).await?)))
+    let request = state.governor.request(&principal, id).await?;
+    let history = state
+        .channels
+        .history(&principal.organization_id, id)
+        .await?;
+    let mut shown = view(&request);
+    shown["channel_history"] = serde_json::to_value(history).unwrap_or_default();
+    Ok(Json(shown))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -132,7 +139,7 @@ async fn vote(
 
 /// Runs an approved request's call in the background; a blocked caller or a poller may win the
 /// claim instead, and the call still runs exactly once.
-pub(super) fn run_if_approved(state: &AppState, request: &ApprovalRequest) {
+pub(crate) fn run_if_approved(state: &AppState, request: &ApprovalRequest) {
     if request.state != ApprovalState::Approved {
         return;
     }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod approvals;
+pub(crate) use approvals::run_if_approved;
 mod audit;
 mod auth;
 mod error;

@@ -1,46 +1,237 @@
-//! Approval channels: how approvers hear about requests. The governor calls one [`Notifier`];
-//! [`Channels`] hands each notification to the channels the request's approval policy names.
-//! `web` (the inbox and the REST API) needs no delivery; `webhook` posts signed JSON. Arguments
-//! leave through a channel only with secret-looking values redacted ([`Redactor`]).
-//! Delivery runs in the background: a slow or failing channel never holds up a call.
+//! Approval channels: how approvers hear about requests, and how they answer from where they
+//! are. The governor calls one [`Notifier`]; [`Channels`] hands each notification to the channels
+//! the request's approval policy names (and its escalation stages, once reached):
+//!
+//! - `web`: the inbox and the REST API; nothing to deliver.
+//! - `email` ([`email`]): SMTP, text and HTML, with the one-click decision page's link.
+//! - `slack`, `mattermost`, `telegram`: a message with Approve/Decline buttons; the button
+//!   press comes back to an endpoint of ours ([`routes`]) that verifies it came from the platform,
+//!   maps the platform's user to an approver ([`decide`]), votes as that approver, and the
+//!   message is updated to show the outcome.
+//! - `webhook`: signed JSON for the approvers' own systems.
+//!
+//! Arguments leave through a channel only with secret-looking values redacted ([`Redactor`]).
+//! Delivery runs in the background, retried, and every message is recorded
+//! ([`deliveries`]): a slow or failing channel never holds up or loses a request, and its
+//! failures are visible in the request's channel history.
 
+mod decide;
+mod deliveries;
+mod email;
+mod mattermost;
+mod message;
 mod redact;
+mod slack;
+mod telegram;
 mod webhook;
 
+pub use email::EmailConfig;
+pub use mattermost::MattermostConfig;
+pub(crate) use message::outcome as outcome_text;
 pub use redact::{DEFAULT_REDACT_KEYS, REDACTED, Redactor};
+pub use slack::{SlackConfig, slack_signature};
+pub use telegram::{TelegramConfig, TelegramUpdates};
 pub use webhook::{WebhookConfig, sign};
 
+use crate::config::ChannelsSection;
+use crate::http::AppState;
 use async_trait::async_trait;
+use deliveries::Deliveries;
+use preloop_core::approval::ApprovalRequest;
+use preloop_core::documents::ChannelMessage;
 use preloop_core::governor::{Notification, Notifier, NotifyError};
+use preloop_core::store::{AccountStore, DocumentStore, StoreError};
 use std::sync::Arc;
-use webhook::Webhook;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What happened to a request, owned, for delivery in the background.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    /// `created`, `escalated-<stage>`, `decided`.
+    pub(crate) name: String,
+    pub(crate) request: ApprovalRequest,
+    /// The decision-link secret (only when the request was created).
+    pub(crate) token: Option<String>,
+    /// The escalation stage that started (0-based), for `escalated-*`.
+    pub(crate) stage: Option<usize>,
+}
+
+impl Event {
+    fn of(notification: &Notification<'_>) -> Option<Self> {
+        let (name, request) = deliveries::event_of(notification)?;
+        let (token, stage) = match *notification {
+            Notification::Created { token, .. } => (Some(token.to_owned()), None),
+            Notification::Escalated { stage, .. } => (None, Some(stage)),
+            _ => (None, None),
+        };
+        Some(Self {
+            name,
+            request: request.clone(),
+            token,
+            stage,
+        })
+    }
+
+    pub(crate) fn is_decided(&self) -> bool {
+        self.name == "decided"
+    }
+}
+
+/// What every channel shares: the delivery log, redaction, links, one HTTP client.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) deliveries: Deliveries,
+    pub(crate) redactor: Redactor,
+    /// The server's public base URL, without a trailing slash.
+    pub(crate) public_url: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Context {
+    /// The public decision page of a request (the token is the credential).
+    pub(crate) fn decision_page(&self, request_id: Uuid, token: &str) -> String {
+        format!("{}/approval/{request_id}?token={token}", self.public_url)
+    }
+
+    /// An endpoint of ours under `/api/v1/channels/`.
+    pub(crate) fn callback(&self, path: &str) -> String {
+        format!("{}/api/v1/channels/{path}", self.public_url)
+    }
+}
+
+/// A configured channel.
+#[async_trait]
+pub(crate) trait Channel: Send + Sync {
+    /// The name approval policies use.
+    fn name(&self) -> &'static str;
+
+    /// Delivers (and records) what `event` means for this channel; failures are logged and
+    /// recorded, never returned.
+    async fn send(&self, event: &Event);
+}
 
 /// The configured channels.
-#[derive(Debug, Default)]
 pub struct Channels {
-    webhook: Option<Arc<Webhook>>,
+    context: Context,
+    all: Vec<Arc<dyn Channel>>,
+    slack: Option<Arc<slack::Slack>>,
+    mattermost: Option<Arc<mattermost::Mattermost>>,
+    telegram: Option<Arc<telegram::Telegram>>,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.all.iter().map(|c| c.name()))
+            .finish()
+    }
 }
 
 impl Channels {
-    /// Channels from the configuration; `public_url` is the base of decision links; `redactor`
-    /// keeps secrets out of every message.
-    pub fn new(webhook: Option<WebhookConfig>, public_url: &str, redactor: Redactor) -> Self {
-        Self {
-            webhook: webhook
-                .map(|config| Arc::new(Webhook::new(config, public_url, redactor.clone()))),
+    /// Channels from `[channels]`; `public_url` is the base of links and callbacks; `store`
+    /// keeps the delivery log and finds approvers' addresses. The error names what is wrong.
+    pub fn new<S>(
+        section: &ChannelsSection,
+        public_url: &str,
+        store: Arc<S>,
+    ) -> Result<Self, String>
+    where
+        S: DocumentStore<ChannelMessage> + AccountStore + 'static,
+    {
+        let redactor = match &section.redact_keys {
+            Some(keys) => Redactor::new(keys)?,
+            None => Redactor::default(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the channels' HTTP client: {e}"))?;
+        let context = Context {
+            deliveries: Deliveries::new(store.clone()),
+            redactor,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            http,
+        };
+        let mut all: Vec<Arc<dyn Channel>> = Vec::new();
+        if let Some(config) = &section.webhook {
+            all.push(Arc::new(webhook::Webhook::new(
+                config.clone(),
+                context.clone(),
+            )));
         }
+        if let Some(config) = &section.email {
+            all.push(Arc::new(email::Email::new(
+                config.clone(),
+                context.clone(),
+                store,
+            )?));
+        }
+        let slack = match &section.slack {
+            Some(config) => Some(Arc::new(slack::Slack::new(
+                config.clone(),
+                context.clone(),
+            )?)),
+            None => None,
+        };
+        let mattermost = section
+            .mattermost
+            .as_ref()
+            .map(|config| Arc::new(mattermost::Mattermost::new(config.clone(), context.clone())));
+        let telegram = match &section.telegram {
+            Some(config) => Some(Arc::new(telegram::Telegram::new(
+                config.clone(),
+                context.clone(),
+            )?)),
+            None => None,
+        };
+        all.extend(slack.iter().map(|c| c.clone() as Arc<dyn Channel>));
+        all.extend(mattermost.iter().map(|c| c.clone() as Arc<dyn Channel>));
+        all.extend(telegram.iter().map(|c| c.clone() as Arc<dyn Channel>));
+        Ok(Self {
+            context,
+            all,
+            slack,
+            mattermost,
+            telegram,
+        })
+    }
+
+    /// Starts what channels run on their own (Telegram's webhook registration or long polling),
+    /// until `shutdown`.
+    pub fn start(&self, state: &AppState, shutdown: &CancellationToken) {
+        if let Some(telegram) = &self.telegram {
+            telegram.start(state.clone(), shutdown.clone());
+        }
+    }
+
+    /// The redaction every channel applies (the decision page applies it too).
+    pub fn redactor(&self) -> &Redactor {
+        &self.context.redactor
+    }
+
+    /// The request's channel history (every message sent or tried, oldest event first).
+    pub async fn history(
+        &self,
+        organization_id: &str,
+        request_id: Uuid,
+    ) -> Result<Vec<ChannelMessage>, StoreError> {
+        self.context
+            .deliveries
+            .history(organization_id, request_id)
+            .await
     }
 }
 
 #[async_trait]
 impl Notifier for Channels {
     async fn notify(&self, notification: Notification<'_>) -> Result<(), NotifyError> {
-        let request = match notification {
-            Notification::Created { request, .. }
-            | Notification::Escalated { request, .. }
-            | Notification::Decided { request } => request,
-            _ => return Ok(()),
+        let Some(event) = Event::of(&notification) else {
+            return Ok(());
         };
+        let request = &event.request;
         let wants = |channel: &str| {
             request.policy.channels.iter().any(|c| c == channel)
                 || request
@@ -50,17 +241,43 @@ impl Notifier for Channels {
                     .take(request.escalation_stage)
                     .any(|stage| stage.channels.iter().any(|c| c == channel))
         };
-        if wants("webhook") {
-            match &self.webhook {
-                Some(webhook) => webhook.send_in_background(&notification),
-                None => {
-                    return Err(NotifyError(format!(
-                        "approval policy `{}` names the webhook channel, but [channels.webhook] is not configured",
-                        request.policy.name
-                    )));
+        let mut missing = Vec::new();
+        for name in ["webhook", "email", "slack", "mattermost", "telegram"] {
+            if !wants(name) {
+                continue;
+            }
+            match self.all.iter().find(|c| c.name() == name) {
+                Some(channel) => {
+                    let channel = channel.clone();
+                    let event = event.clone();
+                    tokio::spawn(async move { channel.send(&event).await });
                 }
+                None => missing.push(name),
             }
         }
-        Ok(())
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(NotifyError(format!(
+                "approval policy `{}` names channels that are not configured: {}",
+                request.policy.name,
+                missing.join(", ")
+            )))
+        }
     }
+}
+
+/// The endpoints chat platforms call back (public: each verifies the platform's own proof).
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route(
+            "/api/v1/channels/slack/interactions",
+            post(slack::interactions),
+        )
+        .route(
+            "/api/v1/channels/mattermost/actions",
+            post(mattermost::actions),
+        )
+        .route("/api/v1/channels/telegram/webhook", post(telegram::webhook))
 }

@@ -1,17 +1,16 @@
 //! The generic webhook channel: a JSON POST per notification, signed with HMAC-SHA256 over
 //! `"{timestamp}.{body}"` (headers `X-Preloop-Timestamp` and `X-Preloop-Signature: v1=<hex>`),
-//! retried with exponential backoff and jitter; every attempt is logged.
+//! retried with exponential backoff and jitter; every attempt is recorded in the delivery log.
 
-use super::Redactor;
-use backon::{ExponentialBuilder, Retryable};
+use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
+use super::{Channel, Context, Event, Redactor};
+use async_trait::async_trait;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use preloop_core::approval::ApprovalRequest;
-use preloop_core::governor::Notification;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::time::Duration;
 
 /// `[channels.webhook]`.
 #[derive(Clone, Deserialize)]
@@ -49,87 +48,41 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
 #[derive(Debug)]
 pub(super) struct Webhook {
     config: WebhookConfig,
-    public_url: String,
-    http: reqwest::Client,
-    redactor: Redactor,
+    context: Context,
 }
 
 impl Webhook {
-    pub(super) fn new(config: WebhookConfig, public_url: &str, redactor: Redactor) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self {
-            config,
-            public_url: public_url.trim_end_matches('/').to_owned(),
-            http,
-            redactor,
-        }
+    pub(super) fn new(config: WebhookConfig, context: Context) -> Self {
+        Self { config, context }
     }
 
-    /// The JSON body for a notification.
-    fn payload(&self, notification: &Notification<'_>) -> Option<Value> {
-        let (event, request, links) = match *notification {
-            Notification::Created { request, token } => (
-                "approval.requested",
-                request,
-                Some(self.links(request, token)),
-            ),
-            Notification::Escalated { request, .. } => ("approval.escalated", request, None),
-            Notification::Decided { request } => ("approval.decided", request, None),
-            _ => return None,
+    /// The JSON body for an event.
+    fn payload(&self, event: &Event) -> Value {
+        let request = &event.request;
+        let name = match event.stage {
+            Some(_) => "approval.escalated",
+            None if event.is_decided() => "approval.decided",
+            None => "approval.requested",
         };
-        Some(json!({
-            "event": event,
-            "request": summary(request, &self.redactor),
-            "links": links,
-        }))
-    }
-
-    fn links(&self, request: &ApprovalRequest, token: &str) -> Value {
-        let base = format!("{}/api/v1/approval/{}", self.public_url, request.id);
+        let links = event.token.as_deref().map(|token| {
+            let base = format!("{}/api/v1/approval/{}", self.context.public_url, request.id);
+            json!({
+                "page": self.context.decision_page(request.id, token),
+                "data": format!("{base}/data?token={token}"),
+                "decide": format!("{base}/decide?token={token}"),
+            })
+        });
         json!({
-            "data": format!("{base}/data?token={token}"),
-            "decide": format!("{base}/decide?token={token}"),
+            "event": name,
+            "request": summary(request, &self.context.redactor),
+            "links": links,
         })
     }
 
-    /// Posts the notification from a background task, retrying; failures are logged.
-    pub(super) fn send_in_background(self: &std::sync::Arc<Self>, notification: &Notification<'_>) {
-        let Some(payload) = self.payload(notification) else {
-            return;
-        };
-        let webhook = self.clone();
-        tokio::spawn(async move {
-            let body = payload.to_string();
-            let request_id = payload["request"]["id"].clone();
-            let event = payload["event"].clone();
-            let attempts = webhook.config.max_attempts.unwrap_or(5).max(1);
-            let backoff = ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(30))
-                .with_max_times(attempts - 1)
-                .with_jitter();
-            let delivered = (|| webhook.post(&body))
-                .retry(backoff)
-                .notify(|error: &String, wait: Duration| {
-                    tracing::warn!(%error, retry_in = ?wait, %request_id, %event, "webhook delivery failed");
-                })
-                .await;
-            match delivered {
-                Ok(()) => tracing::info!(%request_id, %event, "webhook delivered"),
-                Err(error) => {
-                    tracing::error!(%error, %request_id, %event, attempts, "webhook delivery gave up");
-                }
-            }
-        });
-    }
-
-    async fn post(&self, body: &str) -> Result<(), String> {
+    async fn post(&self, body: &str) -> Result<Value, Failure> {
         let timestamp = Utc::now().timestamp();
         let response = self
+            .context
             .http
             .post(&self.config.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -140,13 +93,36 @@ impl Webhook {
             )
             .body(body.to_owned())
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if response.status().is_success() {
-            Ok(())
+            Ok(Value::Null)
         } else {
-            Err(format!("the receiver answered {}", response.status()))
+            Err(Failure::transient(format!(
+                "the receiver answered {}",
+                response.status()
+            )))
         }
+    }
+}
+
+#[async_trait]
+impl Channel for Webhook {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    async fn send(&self, event: &Event) {
+        let body = self.payload(event).to_string();
+        let envelope = Envelope {
+            channel: "webhook",
+            event: event.name.clone(),
+            recipient: "webhook".to_owned(),
+            attempts: self.config.max_attempts.unwrap_or(DEFAULT_ATTEMPTS),
+        };
+        self.context
+            .deliveries
+            .deliver(&event.request, envelope, Value::Null, || self.post(&body))
+            .await;
     }
 }
 

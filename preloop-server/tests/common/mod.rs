@@ -6,6 +6,8 @@
     reason = "each test binary uses a different subset of the fixtures"
 )]
 
+pub mod fakes;
+
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};
@@ -38,7 +40,12 @@ impl Drop for Process {
 pub fn spawn(command: &mut Command, marker: &str) -> Process {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // `E2E_LOGS=1` shows the children's logs, for debugging a failing test.
+        .stderr(if std::env::var_os("E2E_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("process starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();

@@ -1,0 +1,221 @@
+//! The e-mail channel: one message per approver over SMTP (STARTTLS, implicit TLS, or plain for a
+//! local relay; optional authentication), text and HTML. A new request's message carries the
+//! link to its decision page, which shows the request and decides only on a POST from the page,
+//! so mail scanners that follow links cannot vote. Approvers are the users the approval policy
+//! names at the stage that started (plus `to`); escalation mails go to the newly added ones.
+
+use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
+use super::message::Summary;
+use super::{Channel, Context, Event};
+use async_trait::async_trait;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use maud::{Markup, html};
+use preloop_core::approval::ApprovalRequest;
+use preloop_core::store::AccountStore;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `[channels.email]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The SMTP server: `smtp://user:password@host:587?tls=required` (STARTTLS),
+    /// `smtps://user:password@host:465` (TLS), `smtp://host:25` (plain; local relays only).
+    pub url: String,
+    /// The sender, e.g. `Preloop <preloop@example.com>`.
+    pub from: String,
+    /// Addresses that get every message besides the approvers.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Attempts per message (default 5).
+    pub max_attempts: Option<usize>,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("url", &"<redacted>")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configured e-mail channel.
+pub(super) struct Email {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    attempts: usize,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    context: Context,
+    accounts: Arc<dyn AccountStore>,
+}
+
+impl Email {
+    pub(super) fn new(
+        config: EmailConfig,
+        context: Context,
+        accounts: Arc<dyn AccountStore>,
+    ) -> Result<Self, String> {
+        let mailbox = |address: &str| {
+            address
+                .parse::<Mailbox>()
+                .map_err(|e| format!("[channels.email]: `{address}` is not an e-mail address: {e}"))
+        };
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
+            .map_err(|e| format!("[channels.email] url is not a usable SMTP URL: {e}"))?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        Ok(Self {
+            from: mailbox(&config.from)?,
+            to: config
+                .to
+                .iter()
+                .map(|a| mailbox(a))
+                .collect::<Result<_, _>>()?,
+            attempts: config.max_attempts.unwrap_or(DEFAULT_ATTEMPTS),
+            transport,
+            context,
+            accounts,
+        })
+    }
+
+    /// The approvers to write to: those the policy names at the stage reached, or, for an
+    /// escalation, those the new stage added; plus the configured `to`.
+    async fn recipients(&self, event: &Event) -> Vec<Mailbox> {
+        let request = &event.request;
+        let users = match self.accounts.list_users(&request.organization_id).await {
+            Ok(users) => users,
+            Err(error) => {
+                tracing::error!(%error, request = %request.id, "cannot list approvers for e-mail");
+                Vec::new()
+            }
+        };
+        let reached = request.escalation_stage;
+        let mut recipients: Vec<Mailbox> = users
+            .iter()
+            .filter(|user| !user.disabled)
+            .filter(|user| {
+                let principal = user.principal();
+                let now = request.policy.is_approver(&principal, reached);
+                match event.stage {
+                    Some(stage) => now && !request.policy.is_approver(&principal, stage),
+                    None => now,
+                }
+            })
+            .filter_map(|user| user.email.parse::<Mailbox>().ok())
+            .collect();
+        for extra in &self.to {
+            if !recipients.iter().any(|r| r.email == extra.email) {
+                recipients.push(extra.clone());
+            }
+        }
+        recipients
+    }
+
+    fn message(&self, to: &Mailbox, event: &Event, summary: &Summary) -> Result<Message, String> {
+        let link = event
+            .token
+            .as_deref()
+            .map(|token| self.context.decision_page(event.request.id, token));
+        let subject = match event.stage {
+            Some(_) => format!("Escalated: {}", summary.title()),
+            None => summary.title(),
+        };
+        let mut text = summary.text();
+        text.push_str("\n\n");
+        match &link {
+            Some(link) => text.push_str(&format!("Approve or decline: {link}\n")),
+            None => text.push_str("Sign in to Preloop to approve or decline.\n"),
+        }
+        Message::builder()
+            .from(self.from.clone())
+            .to(to.clone())
+            .subject(subject)
+            .multipart(MultiPart::alternative_plain_html(
+                text,
+                html_body(summary, link.as_deref()).into_string(),
+            ))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn html_body(summary: &Summary, link: Option<&str>) -> Markup {
+    html! {
+        div style="font-family: sans-serif; max-width: 40em" {
+            h2 { (summary.title()) }
+            table style="border-collapse: collapse" {
+                @for (label, value) in summary.fields() {
+                    tr {
+                        th style="text-align: left; padding: 2px 12px 2px 0; vertical-align: top" { (label) }
+                        td style="white-space: pre-wrap" { (value) }
+                    }
+                }
+            }
+            h3 { "Arguments" }
+            pre style="background: #f4f4f4; padding: 8px; overflow-x: auto" { (summary.arguments) }
+            @if let Some(link) = link {
+                p {
+                    a href=(link) style="display: inline-block; padding: 10px 18px; background: #1f6feb; color: #fff; text-decoration: none; border-radius: 6px" {
+                        "Review and decide"
+                    }
+                }
+            } @else {
+                p { "Sign in to Preloop to approve or decline." }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for Email {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    async fn send(&self, event: &Event) {
+        // A mail cannot be updated once sent: decisions are not mailed.
+        if event.is_decided() {
+            return;
+        }
+        let summary = Summary::of(&event.request, &self.context.redactor);
+        let recipients = self.recipients(event).await;
+        if recipients.is_empty() {
+            tracing::warn!(request = %event.request.id, "no e-mail recipients for an approval request");
+        }
+        for to in recipients {
+            let message = match self.message(&to, event, &summary) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::error!(%error, "cannot build an approval e-mail");
+                    continue;
+                }
+            };
+            let envelope = Envelope {
+                channel: "email",
+                event: event.name.clone(),
+                recipient: to.email.to_string(),
+                attempts: self.attempts,
+            };
+            deliver(self, &event.request, envelope, &message).await;
+        }
+    }
+}
+
+async fn deliver(email: &Email, request: &ApprovalRequest, envelope: Envelope, message: &Message) {
+    email
+        .context
+        .deliveries
+        .deliver(request, envelope, Value::Null, || async {
+            match email.transport.send(message.clone()).await {
+                Ok(_) => Ok(Value::Null),
+                // A 5xx refusal (unknown mailbox, rejected sender) will not change.
+                Err(error) if error.is_permanent() => Err(Failure::permanent(error.to_string())),
+                Err(error) => Err(Failure::transient(error.to_string())),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,621 @@
+//! End to end through the chat and e-mail approval channels, each against a local server that
+//! speaks the platform's wire format: the request is delivered, a forged or replayed callback
+//! is refused, an unknown or unauthorised person is refused, the approver's button press (or the
+//! e-mailed page's form) approves the real pending request, the blocked MCP call returns, the
+//! message is updated, and a double click changes nothing.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+mod common;
+
+use common::fakes::{FakePlatform, smtp_sink};
+use common::{
+    ADMIN_KEY, Client, Process, call, connect_url, rest, start_gateway, start_upstream, text,
+    wait_for_tool,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const TELEGRAM_SECRET: &str = "telegram-webhook-secret_1";
+
+/// A gateway whose `up__add` calls with `a > 100` wait for an admin's approval through
+/// `channel`, with a member user (mapped on every platform, but not an approver).
+struct Gateway {
+    server: Process,
+    client: Arc<Client>,
+    _upstream: Process,
+    _data: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn start(channel: &str, channel_config: &str) -> Self {
+        let upstream = start_upstream();
+        let config = format!(
+            r#"
+{channel_config}
+
+[[mcp_servers]]
+name = "up"
+transport = "http"
+url = "{}"
+
+[[approval_policies]]
+name = "chat"
+approvers = ["role:admin"]
+channels = ["{channel}"]
+
+[policy]
+default = "allow"
+
+[[policy.rules]]
+id = "big-sums"
+tools = ["up__add"]
+when = "args.a > 100"
+action = "require_approval"
+approval_policy = "chat"
+"#,
+            upstream.url
+        );
+        let data = tempfile::tempdir().unwrap();
+        let server = start_gateway(data.path(), &config, &[]);
+        let users = format!("{}/api/v1/users", server.url);
+        for (email, role) in [
+            ("member@example.com", "member"),
+            ("agent@example.com", "agent"),
+        ] {
+            let body = json!({"email": email, "roles": [role]});
+            let (status, body) = rest(Method::POST, &users, Some(ADMIN_KEY), Some(body)).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        // The agent is not the approver: nobody approves their own calls.
+        let (_, agent) = rest(Method::GET, &users, Some(ADMIN_KEY), None).await;
+        let agent_id = agent["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "agent@example.com")
+            .unwrap()["id"]
+            .clone();
+        let (status, key) = rest(
+            Method::POST,
+            &format!("{}/api/v1/api-keys", server.url),
+            Some(ADMIN_KEY),
+            Some(json!({"name": "agent", "user_id": agent_id})),
+        )
+        .await;
+        assert_eq!(status, 201, "{key}");
+        let client = connect_url(&format!("{}/mcp/v1", server.url), key["secret"].as_str())
+            .await
+            .unwrap();
+        wait_for_tool(&client, "up__add", true).await;
+        Self {
+            server,
+            client: Arc::new(client),
+            _upstream: upstream,
+            _data: data,
+        }
+    }
+
+    /// Makes a call that needs approval; it returns once decided.
+    fn blocked_call(&self) -> JoinHandle<String> {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            text(
+                &call(
+                    &client,
+                    "up__add",
+                    json!({"a": 200, "b": 1, "password": "hunter2"}),
+                )
+                .await,
+            )
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url)
+    }
+
+    async fn request(&self, id: &str) -> Value {
+        let (status, request) = rest(
+            Method::GET,
+            &self.url(&format!("/api/v1/approval-requests/{id}")),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{request}");
+        request
+    }
+}
+
+/// The blocked call's result, once approved.
+async fn returned(call: JoinHandle<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the blocked call returns once approved")
+        .unwrap()
+}
+
+fn users_table() -> &'static str {
+    r#"users = { "ADMIN" = "admin@localhost", "MEMBER" = "member@example.com" }"#
+}
+
+/// A Slack `block_actions` interaction as Slack sends it (form-encoded `payload`).
+fn slack_press(user: &str, action: &str, request_id: &str, response_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "verification-token-unused",
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0APPROVALS", "is_ephemeral": false},
+        "trigger_id": "123.456.abc",
+        "team": {"id": "T0001", "domain": "example"},
+        "channel": {"id": "C0APPROVALS", "name": "approvals"},
+        "response_url": response_url,
+        "actions": [{
+            "action_id": action, "block_id": "preloop_decision", "type": "button", "style": "primary",
+            "text": {"type": "plain_text", "text": "Approve", "emoji": true},
+            "value": request_id, "action_ts": "1700000001.000200"
+        }]
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+}
+
+async fn post_slack(gateway: &Gateway, body: &str, timestamp: i64, secret: &str) -> u16 {
+    let timestamp = timestamp.to_string();
+    reqwest::Client::new()
+        .post(gateway.url("/api/v1/channels/slack/interactions"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", &timestamp)
+        .header(
+            "x-slack-signature",
+            preloop_server::channels::slack_signature(secret, &timestamp, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_buttons_approve_as_the_mapped_approver_and_forgeries_are_refused() {
+    let mut slack = FakePlatform::start().await;
+    let gateway = Gateway::start(
+        "slack",
+        &format!(
+            "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{}/api\"\n{}",
+            slack.url,
+            users_table()
+        ),
+    )
+    .await;
+    let blocked = gateway.blocked_call();
+
+    let posted = slack.next("/api/chat.postMessage").await;
+    assert_eq!(posted.headers["authorization"], "Bearer xoxb-test");
+    let message = posted.json();
+    assert_eq!(message["channel"], "C0APPROVALS");
+    let shown = message.to_string();
+    assert!(
+        shown.contains("up__add") && shown.contains("big-sums"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("[redacted]") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let buttons = &message["blocks"][3]["elements"];
+    assert_eq!(buttons[0]["action_id"], "approve");
+    let request_id = buttons[0]["value"].as_str().unwrap().to_owned();
+    let respond = format!("{}/response/1", slack.url);
+    let now = chrono::Utc::now().timestamp();
+
+    // Forged: signed with another secret; replayed: a genuine signature from 10 minutes ago.
+    let press = slack_press("ADMIN", "approve", &request_id, &respond);
+    assert_eq!(
+        post_slack(&gateway, &press, now, "not-the-secret").await,
+        401
+    );
+    assert_eq!(
+        post_slack(&gateway, &press, now - 600, SLACK_SECRET).await,
+        401
+    );
+    // Someone Slack knows but Preloop does not, and a member who is not an approver.
+    for (user, reason) in [("STRANGER", "not linked"), ("MEMBER", "not an approver")] {
+        let press = slack_press(user, "approve", &request_id, &respond);
+        assert_eq!(post_slack(&gateway, &press, now, SLACK_SECRET).await, 200);
+        let reply = slack.next("/response/1").await.json();
+        assert_eq!(reply["response_type"], "ephemeral");
+        assert!(reply["text"].as_str().unwrap().contains(reason), "{reply}");
+    }
+    assert_eq!(gateway.request(&request_id).await["state"], "pending");
+
+    assert_eq!(post_slack(&gateway, &press, now, SLACK_SECRET).await, 200);
+    assert_eq!(returned(blocked).await, "201");
+    let rewritten = slack.next("/response/1").await.json();
+    assert_eq!(rewritten["replace_original"], true);
+    assert!(
+        rewritten
+            .to_string()
+            .contains("Approved by admin@localhost"),
+        "{rewritten}"
+    );
+    assert!(
+        !rewritten.to_string().contains("\"actions\""),
+        "buttons are gone"
+    );
+    let updated = slack.next("/api/chat.update").await.json();
+    assert_eq!(
+        (&updated["channel"], &updated["ts"]),
+        (&json!("C0APPROVALS"), &json!("1700000000.000100"))
+    );
+    assert!(
+        updated.to_string().contains("Approved by admin@localhost"),
+        "{updated}"
+    );
+
+    // A double click changes nothing.
+    assert_eq!(post_slack(&gateway, &press, now, SLACK_SECRET).await, 200);
+    slack.next("/response/1").await;
+    let request = gateway.request(&request_id).await;
+    assert_eq!(request["votes"].as_array().unwrap().len(), 1, "{request}");
+    assert_eq!(request["state"], "executed");
+    let history: Vec<(String, String)> = request["channel_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        history.contains(&("created".to_owned(), "delivered".to_owned())),
+        "{history:?}"
+    );
+    assert!(
+        history.contains(&("decided".to_owned(), "delivered".to_owned())),
+        "{history:?}"
+    );
+}
+
+/// A Telegram update carrying a button press, as the Bot API sends it.
+fn telegram_press(update_id: i64, user: i64, data: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "callback_query": {
+            "id": format!("cq-{update_id}"),
+            "from": {"id": user, "is_bot": false, "first_name": "Ann", "username": "ann"},
+            "message": {"message_id": 42, "date": 1_700_000_000, "chat": {"id": -1_001_234_567_890_i64, "type": "supergroup", "title": "Approvals"}},
+            "chat_instance": "-5550000000000000000",
+            "data": data
+        }
+    })
+}
+
+async fn post_telegram(gateway: &Gateway, update: &Value, secret: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(gateway.url("/api/v1/channels/telegram/webhook"))
+        .json(update);
+    if let Some(secret) = secret {
+        request = request.header("x-telegram-bot-api-secret-token", secret);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_buttons_approve_by_webhook_and_the_message_loses_its_keyboard() {
+    let mut telegram = FakePlatform::start().await;
+    let gateway = Gateway::start(
+        "telegram",
+        &format!(
+            "[channels.telegram]\nbot_token = \"123:ABC\"\nchat_id = -1001234567890\nwebhook_secret = \"{TELEGRAM_SECRET}\"\napi_url = \"{}\"\nusers = {{ \"1001\" = \"admin@localhost\", \"1002\" = \"member@example.com\" }}",
+            telegram.url
+        ),
+    )
+    .await;
+    let registered = telegram.next("/bot123:ABC/setWebhook").await.json();
+    assert_eq!(
+        registered["url"],
+        gateway.url("/api/v1/channels/telegram/webhook")
+    );
+    assert_eq!(registered["secret_token"], TELEGRAM_SECRET);
+    let blocked = gateway.blocked_call();
+
+    let sent = telegram.next("/bot123:ABC/sendMessage").await.json();
+    assert_eq!(sent["chat_id"], -1_001_234_567_890_i64);
+    let shown = sent["text"].as_str().unwrap();
+    assert!(
+        shown.contains("up__add") && shown.contains("[redacted]") && !shown.contains("hunter2")
+    );
+    let approve = sent["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        approve.starts_with("approve:") && approve.len() <= 64,
+        "{approve}"
+    );
+    let request_id = uuid::Uuid::parse_str(&approve["approve:".len()..])
+        .unwrap()
+        .to_string();
+
+    let press = telegram_press(1, 1001, &approve);
+    assert_eq!(post_telegram(&gateway, &press, None).await, 401);
+    assert_eq!(post_telegram(&gateway, &press, Some("wrong")).await, 401);
+    for (update_id, user, reason) in [(2, 999, "not linked"), (3, 1002, "not an approver")] {
+        let stranger = telegram_press(update_id, user, &approve);
+        assert_eq!(
+            post_telegram(&gateway, &stranger, Some(TELEGRAM_SECRET)).await,
+            200
+        );
+        let answered = telegram.next("/answerCallbackQuery").await.json();
+        assert_eq!(answered["callback_query_id"], format!("cq-{update_id}"));
+        assert_eq!(answered["show_alert"], true);
+        assert!(
+            answered["text"].as_str().unwrap().contains(reason),
+            "{answered}"
+        );
+    }
+    assert_eq!(gateway.request(&request_id).await["state"], "pending");
+
+    assert_eq!(
+        post_telegram(&gateway, &press, Some(TELEGRAM_SECRET)).await,
+        200
+    );
+    assert_eq!(returned(blocked).await, "201");
+    let answered = telegram.next("/answerCallbackQuery").await.json();
+    assert_eq!(answered["show_alert"], false);
+    assert!(
+        answered["text"]
+            .as_str()
+            .unwrap()
+            .contains("Approved by admin@localhost")
+    );
+    let edited = telegram.next("/editMessageText").await.json();
+    assert_eq!(
+        (&edited["chat_id"], &edited["message_id"]),
+        (&json!(-1_001_234_567_890_i64), &json!(42))
+    );
+    assert!(
+        edited["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Approved by admin@localhost")
+    );
+    assert!(
+        edited.get("reply_markup").is_none(),
+        "the keyboard is removed"
+    );
+
+    // A double click is answered, and changes nothing.
+    assert_eq!(
+        post_telegram(
+            &gateway,
+            &telegram_press(4, 1001, &approve),
+            Some(TELEGRAM_SECRET)
+        )
+        .await,
+        200
+    );
+    telegram.next("/answerCallbackQuery").await;
+    assert_eq!(
+        gateway.request(&request_id).await["votes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_button_presses_arrive_by_long_polling_too() {
+    let mut telegram = FakePlatform::start().await;
+    let gateway = Gateway::start(
+        "telegram",
+        &format!(
+            "[channels.telegram]\nbot_token = \"123:ABC\"\nchat_id = \"@approvals\"\nupdates = \"polling\"\napi_url = \"{}\"\nusers = {{ \"1001\" = \"admin@localhost\" }}",
+            telegram.url
+        ),
+    )
+    .await;
+    let blocked = gateway.blocked_call();
+    let sent = telegram.next("/sendMessage").await.json();
+    assert_eq!(sent["chat_id"], "@approvals");
+    let approve = sent["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    telegram
+        .updates
+        .lock()
+        .unwrap()
+        .push_back(telegram_press(7, 1001, &approve));
+    assert_eq!(returned(blocked).await, "201");
+    assert_eq!(
+        telegram.next("/answerCallbackQuery").await.json()["callback_query_id"],
+        "cq-7"
+    );
+    telegram.next("/editMessageText").await;
+}
+
+async fn post_mattermost(url: &str, user: &str, context: &Value) -> (u16, Value) {
+    rest(
+        Method::POST,
+        url,
+        None,
+        Some(json!({
+            "user_id": user, "user_name": user.to_lowercase(), "channel_id": "ch0001",
+            "team_id": "team0001", "post_id": "post0001", "trigger_id": "trigger0001",
+            "type": "", "data_source": "", "context": context
+        })),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mattermost_buttons_approve_only_with_the_posts_secret() {
+    let mut mattermost = FakePlatform::start().await;
+    let gateway = Gateway::start(
+        "mattermost",
+        &format!(
+            "[channels.mattermost]\nwebhook_url = \"{}/hooks/xyz\"\nchannel = \"approvals\"\n{}",
+            mattermost.url,
+            users_table()
+        ),
+    )
+    .await;
+    let blocked = gateway.blocked_call();
+    let post = mattermost.next("/hooks/xyz").await.json();
+    assert_eq!(post["channel"], "approvals");
+    assert!(!post.to_string().contains("hunter2"));
+    let approve = &post["attachments"][0]["actions"][0];
+    assert_eq!(approve["id"], "approve");
+    let callback = approve["integration"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(callback, gateway.url("/api/v1/channels/mattermost/actions"));
+    let context = approve["integration"]["context"].clone();
+    let request_id = context["request_id"].as_str().unwrap().to_owned();
+
+    let mut forged = context.clone();
+    forged["secret"] = json!("guessed");
+    assert_eq!(post_mattermost(&callback, "ADMIN", &forged).await.0, 401);
+    let (status, _) = rest(
+        Method::POST,
+        &callback,
+        None,
+        Some(json!({"user_id": "ADMIN"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    for (user, reason) in [("STRANGER", "not linked"), ("MEMBER", "not an approver")] {
+        let (status, reply) = post_mattermost(&callback, user, &context).await;
+        assert_eq!(status, 200);
+        assert!(
+            reply["ephemeral_text"].as_str().unwrap().contains(reason),
+            "{reply}"
+        );
+        assert!(reply.get("update").is_none());
+    }
+
+    let (status, reply) = post_mattermost(&callback, "ADMIN", &context).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(returned(blocked).await, "201");
+    let update = reply["update"].to_string();
+    assert!(update.contains("Approved by admin@localhost"), "{update}");
+    assert_eq!(
+        reply["update"]["props"]["attachments"][0]["actions"],
+        json!([])
+    );
+
+    let (status, reply) = post_mattermost(&callback, "ADMIN", &context).await;
+    assert_eq!(status, 200);
+    assert!(reply["ephemeral_text"].is_string());
+    assert_eq!(
+        gateway.request(&request_id).await["votes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reaches_the_approvers_and_its_page_decides_only_on_post() {
+    let (smtp, mut mails) = smtp_sink().await;
+    let gateway = Gateway::start(
+        "email",
+        &format!(
+            "[channels.email]\nurl = \"{smtp}\"\nfrom = \"Preloop <preloop@example.com>\"\nto = [\"oncall@example.com\"]"
+        ),
+    )
+    .await;
+    let blocked = gateway.blocked_call();
+    let mut received = Vec::new();
+    for _ in 0..2 {
+        received.push(
+            tokio::time::timeout(Duration::from_secs(20), mails.recv())
+                .await
+                .expect("a mail arrives")
+                .unwrap(),
+        );
+    }
+    let mut recipients: Vec<String> = received.iter().flat_map(|m| m.to.clone()).collect();
+    recipients.sort();
+    // The admin (the policy's approver) and the configured extra address; not the member.
+    assert_eq!(recipients, ["<admin@localhost>", "<oncall@example.com>"]);
+    let mail = &received[0];
+    assert_eq!(mail.from, "<preloop@example.com>");
+    assert!(
+        mail.data
+            .contains("Subject: Approval needed: up__add requested by agent@example.com")
+    );
+    assert!(mail.data.contains("multipart/alternative") && mail.data.contains("text/html"));
+    assert!(!mail.data.contains("hunter2"));
+    // Both parts are quoted-printable (long lines).
+    let decoded =
+        quoted_printable::decode(&mail.data, quoted_printable::ParseMode::Robust).unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
+    let link = decoded
+        .lines()
+        .find_map(|line| line.strip_prefix("Approve or decline: "))
+        .expect("the text part carries the link")
+        .trim()
+        .to_owned();
+    assert!(link.starts_with(&gateway.url("/approval/")), "{link}");
+
+    // Following the link (as a mail scanner would) shows the request and decides nothing.
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("up__add") && html.contains("[redacted]") && !html.contains("hunter2"));
+    assert!(html.contains(r#"value="approve""#));
+    let request_id = link["/approval/".len() + gateway.url("").len()..]
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(gateway.request(&request_id).await["state"], "pending");
+    let forged = link.replace("token=", "token=x");
+    assert_eq!(reqwest::get(&forged).await.unwrap().status(), 404);
+
+    let form = reqwest::Client::new();
+    let submit = |url: String, decision: &'static str| {
+        let form = form.clone();
+        async move {
+            let response = form
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("decision={decision}&comment=looks+fine"))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(submit(forged.clone(), "approve").await.0, 404);
+    let (status, html) = submit(link.clone(), "approve").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Your decision is recorded"));
+    assert_eq!(returned(blocked).await, "201");
+    // A second submission (a double click) adds no vote; changing one's mind is refused.
+    let (status, _) = submit(link.clone(), "approve").await;
+    assert!(status == 200 || status == 409, "{status}");
+    assert_eq!(submit(link.clone(), "decline").await.0, 409);
+    let request = gateway.request(&request_id).await;
+    assert_eq!(request["votes"].as_array().unwrap().len(), 1);
+    assert_eq!(request["votes"][0]["comment"], "looks fine");
+}
