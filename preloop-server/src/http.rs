@@ -81,6 +81,8 @@ pub struct Shared {
     pub limits: crate::limits::RateLimits,
     /// The approval channels (their callbacks come back through the router).
     pub channels: Arc<crate::channels::Channels>,
+    /// Live events for the WebSocket.
+    pub events: crate::events::EventBus,
 }
 
 impl std::fmt::Debug for AppState {
@@ -107,7 +109,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     };
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = allowed_hosts;
-    config.cancellation_token = shutdown;
+    config.cancellation_token = shutdown.clone();
     config.max_request_body_bytes = MAX_BODY_BYTES;
     config.session_store = Some(Arc::new(StoredSessions {
         store: state.store.clone(),
@@ -167,6 +169,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         .merge(public_api)
         .merge(crate::channels::routes())
         .merge(crate::decision_page::routes())
+        .merge(crate::ws::routes(shutdown))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)

@@ -5,6 +5,7 @@ use crate::bootstrap::{DEFAULT_ORGANIZATION, bootstrap};
 use crate::builtins;
 use crate::channels::Channels;
 use crate::config::Settings;
+use crate::events::{EventBus, PublishingAudit, PublishingNotifier};
 use crate::http::{AppState, Shared, app};
 use crate::jwks::Jwks;
 use crate::limits::RateLimits;
@@ -14,7 +15,7 @@ use crate::upstreams::Upstreams;
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::Registry;
-use preloop_core::store::PolicyStore;
+use preloop_core::store::{ApprovalStore, GroupCommitAudit, PolicyStore};
 use preloop_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,12 +117,20 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         )
         .map_err(StartError::Channels)?,
     );
+    let events = EventBus::default();
     let registry = Arc::new(Registry::new());
     builtins::register(&registry)?;
     let governor = Arc::new(
         Governor::builder(registry)
             .store(database.clone())
-            .notifier(channels.clone())
+            .audit(Arc::new(GroupCommitAudit::new(Arc::new(PublishingAudit {
+                bus: events.clone(),
+                inner: database.clone(),
+            }))))
+            .notifier(Arc::new(PublishingNotifier {
+                bus: events.clone(),
+                inner: channels.clone(),
+            }))
             .config(GovernorConfig::default())
             .build(),
     );
@@ -135,7 +144,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     ));
     crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
-    spawn_background(&database, &governor, &shutdown);
+    spawn_background(&database, &governor, &events, &shutdown);
     follow(
         &database,
         ConfigReloads {
@@ -160,6 +169,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         policy_lock: tokio::sync::Mutex::default(),
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
         channels: channels.clone(),
+        events: events.clone(),
     });
     channels.start(&state, &shutdown);
     housekeeping(&state, &shutdown);
@@ -325,21 +335,35 @@ fn follow<F: Follower>(database: &Arc<Database>, follower: F, shutdown: &Cancell
     });
 }
 
-/// Decisions made on other replicas wake this replica's blocked calls.
-struct ApprovalWakeups(Arc<Governor>);
+/// Decisions made on other replicas wake this replica's blocked calls, and reach this replica's
+/// WebSocket subscribers.
+struct ApprovalWakeups {
+    governor: Arc<Governor>,
+    database: Arc<Database>,
+    events: EventBus,
+}
 
 impl Follower for ApprovalWakeups {
     const CHANNEL: &'static str = preloop_store::APPROVAL_CHANNEL;
 
     async fn on_payload(&self, payload: String) {
-        match uuid::Uuid::parse_str(&payload) {
-            Ok(id) => self.0.wake(id),
-            Err(error) => tracing::warn!(%error, "bad approval notification"),
+        let id = match uuid::Uuid::parse_str(&payload) {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::warn!(%error, "bad approval notification");
+                return;
+            }
+        };
+        self.governor.wake(id);
+        if self.events.has_subscribers()
+            && let Ok(Some(request)) = self.database.find_request(id).await
+        {
+            self.events.approval("changed", &request);
         }
     }
 
     async fn on_renewed(&self) {
-        self.0.wake_all();
+        self.governor.wake_all();
     }
 }
 
@@ -380,6 +404,7 @@ impl Follower for ConfigReloads {
 fn spawn_background(
     database: &Arc<Database>,
     governor: &Arc<Governor>,
+    events: &EventBus,
     shutdown: &CancellationToken,
 ) {
     let ticker = governor.clone();
@@ -397,7 +422,15 @@ fn spawn_background(
             }
         }
     });
-    follow(database, ApprovalWakeups(governor.clone()), shutdown);
+    follow(
+        database,
+        ApprovalWakeups {
+            governor: governor.clone(),
+            database: database.clone(),
+            events: events.clone(),
+        },
+        shutdown,
+    );
 }
 
 async fn wait_for_signal() {

@@ -38,6 +38,11 @@ struct Gateway {
 
 impl Gateway {
     async fn start(channel: &str, channel_config: &str) -> Self {
+        Self::start_with_policy(&format!("channels = [\"{channel}\"]"), channel_config).await
+    }
+
+    /// `policy` is the rest of the `chat` approval policy (channels, timeouts, escalation).
+    async fn start_with_policy(policy: &str, channel_config: &str) -> Self {
         let upstream = start_upstream();
         let config = format!(
             r#"
@@ -51,7 +56,7 @@ url = "{}"
 [[approval_policies]]
 name = "chat"
 approvers = ["role:admin"]
-channels = ["{channel}"]
+{policy}
 
 [policy]
 default = "allow"
@@ -77,23 +82,8 @@ approval_policy = "chat"
             assert_eq!(status, 201, "{body}");
         }
         // The agent is not the approver: nobody approves their own calls.
-        let (_, agent) = rest(Method::GET, &users, Some(ADMIN_KEY), None).await;
-        let agent_id = agent["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == "agent@example.com")
-            .unwrap()["id"]
-            .clone();
-        let (status, key) = rest(
-            Method::POST,
-            &format!("{}/api/v1/api-keys", server.url),
-            Some(ADMIN_KEY),
-            Some(json!({"name": "agent", "user_id": agent_id})),
-        )
-        .await;
-        assert_eq!(status, 201, "{key}");
-        let client = connect_url(&format!("{}/mcp/v1", server.url), key["secret"].as_str())
+        let agent_key = api_key(&server.url, "agent@example.com").await;
+        let client = connect_url(&format!("{}/mcp/v1", server.url), Some(&agent_key))
             .await
             .unwrap();
         wait_for_tool(&client, "up__add", true).await;
@@ -135,6 +125,33 @@ approval_policy = "chat"
         assert_eq!(status, 200, "{request}");
         request
     }
+}
+
+/// A new API key of the user with `email`.
+async fn api_key(server: &str, email: &str) -> String {
+    let (_, users) = rest(
+        Method::GET,
+        &format!("{server}/api/v1/users"),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    let user_id = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == email)
+        .unwrap()["id"]
+        .clone();
+    let (status, key) = rest(
+        Method::POST,
+        &format!("{server}/api/v1/api-keys"),
+        Some(ADMIN_KEY),
+        Some(json!({"name": format!("key of {email}"), "user_id": user_id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    key["secret"].as_str().unwrap().to_owned()
 }
 
 /// The blocked call's result, once approved.
@@ -618,4 +635,210 @@ async fn email_reaches_the_approvers_and_its_page_decides_only_on_post() {
     let request = gateway.request(&request_id).await;
     assert_eq!(request["votes"].as_array().unwrap().len(), 1);
     assert_eq!(request["votes"][0]["comment"], "looks fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_escalates_to_another_channel_then_expires() {
+    let mut slack = FakePlatform::start().await;
+    let policy = "timeout = \"3s\"\nchannels = [\"web\"]\n[[approval_policies.escalation]]\nafter = \"1s\"\napprovers = [\"member@example.com\"]\nchannels = [\"slack\"]";
+    let gateway = Gateway::start_with_policy(
+        policy,
+        &format!(
+            "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{}/api\"\n{}",
+            slack.url,
+            users_table()
+        ),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let blocked = gateway.blocked_call();
+    // Nothing on Slack until the escalation stage starts.
+    assert!(
+        slack
+            .quiet("/api/chat.postMessage", Duration::from_millis(700))
+            .await
+    );
+    let escalated = slack.next("/api/chat.postMessage").await.json();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        escalated["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Escalated: "),
+        "{escalated}"
+    );
+    let request_id = escalated["blocks"][3]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Nobody answers: the request expires, the call returns refused, the message says so.
+    let result = returned(blocked).await;
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(
+        result.to_lowercase().contains("expired") || result.to_lowercase().contains("timed out"),
+        "{result}"
+    );
+    let updated = slack.next("/api/chat.update").await.json();
+    assert!(
+        updated["text"].as_str().unwrap().contains("Expired"),
+        "{updated}"
+    );
+    assert_eq!(gateway.request(&request_id).await["state"], "expired");
+}
+
+mod live {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn open(gateway: &Gateway, bearer: Option<&str>) -> Result<Socket, u16> {
+        let url = gateway
+            .url("/api/v1/ws/unified")
+            .replace("http://", "ws://");
+        let mut request = url.into_client_request().unwrap();
+        if let Some(token) = bearer {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    async fn send(socket: &mut Socket, message: Value) {
+        socket
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON message that is not a heartbeat.
+    async fn next(socket: &mut Socket) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+                .await
+                .expect("a message arrives")
+                .expect("the socket is open")
+                .unwrap();
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                if value["type"] != "heartbeat" {
+                    return value;
+                }
+            }
+        }
+    }
+
+    /// The next event on `topic` whose `data.event` is `event`; messages before it go to `seen`.
+    async fn event(socket: &mut Socket, topic: &str, event: &str, seen: &mut Vec<Value>) -> Value {
+        loop {
+            let message = next(socket).await;
+            if message["type"] == "event"
+                && message["topic"] == topic
+                && message["data"]["event"] == event
+            {
+                return message["data"].clone();
+            }
+            seen.push(message);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_websocket_streams_approvals_live_to_whom_may_see_them() {
+        let gateway = Gateway::start("web", "").await;
+        assert_eq!(open(&gateway, Some("pl_wrong")).await.err(), Some(401));
+
+        // An unauthenticated socket must authenticate first.
+        let mut anonymous = open(&gateway, None).await.unwrap();
+        send(
+            &mut anonymous,
+            json!({"type": "subscribe", "topics": ["approvals"]}),
+        )
+        .await;
+        match anonymous.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4401),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+
+        let mut admin = open(&gateway, Some(ADMIN_KEY)).await.unwrap();
+        assert_eq!(next(&mut admin).await["type"], "welcome");
+        send(
+            &mut admin,
+            json!({"type": "subscribe", "topics": ["approvals", "activity"]}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut admin).await["topics"],
+            json!(["approvals", "activity"])
+        );
+        send(
+            &mut admin,
+            json!({"type": "subscribe", "topics": ["gossip"]}),
+        )
+        .await;
+        assert_eq!(next(&mut admin).await["type"], "error");
+
+        // A member (not an approver) authenticates by message, as browsers do.
+        let member_key = api_key(&gateway.server.url, "member@example.com").await;
+        let mut member = open(&gateway, None).await.unwrap();
+        send(&mut member, json!({"type": "auth", "token": member_key})).await;
+        assert_eq!(next(&mut member).await["user"], "member@example.com");
+        send(
+            &mut member,
+            json!({"type": "subscribe", "topics": ["approvals", "activity"]}),
+        )
+        .await;
+        next(&mut member).await;
+
+        let blocked = gateway.blocked_call();
+        let mut seen = Vec::new();
+        let created = event(&mut admin, "approvals", "created", &mut seen).await;
+        assert_eq!(
+            (created["tool"].as_str(), created["state"].as_str()),
+            (Some("up__add"), Some("pending"))
+        );
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (status, _) = rest(
+            Method::POST,
+            &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let decided = event(&mut admin, "approvals", "decided", &mut seen).await;
+        assert_eq!(
+            (decided["id"].as_str(), decided["state"].as_str()),
+            (Some(id.as_str()), Some("approved"))
+        );
+        assert_eq!(returned(blocked).await, "201");
+        // The audit trail streams too (admins only), for the admin's organization.
+        let (_, me) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/users/me"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        let activity: Vec<&Value> = seen.iter().filter(|m| m["topic"] == "activity").collect();
+        assert!(!activity.is_empty(), "{seen:?}");
+        assert!(
+            activity
+                .iter()
+                .all(|m| m["data"]["organization_id"] == me["organization_id"])
+        );
+        // The member saw none of it; their socket is alive and answers.
+        send(&mut member, json!({"type": "ping"})).await;
+        assert_eq!(next(&mut member).await["type"], "pong");
+    }
 }

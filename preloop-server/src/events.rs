@@ -1,0 +1,194 @@
+//! The server's live events, for the unified WebSocket ([`crate::ws`]): one in-process broadcast
+//! bus with four topics. `approvals` hears every request opened, escalated or decided (from the
+//! governor's notifications here, and from other replicas through the database's approval
+//! notifications); `activity` hears every audit event as it is appended; `system` hears the
+//! server's own state changes; `flow_executions` is reserved for flow runs, which nothing in this
+//! server starts yet. Each event names its organization; delivery is filtered per subscriber.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use preloop_core::Principal;
+use preloop_core::approval::ApprovalRequest;
+use preloop_core::audit::{AuditEntry, AuditEvent};
+use preloop_core::governor::{Notification, Notifier, NotifyError};
+use preloop_core::store::{AuditStore, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Events a slow subscriber may fall behind by before it misses some (it is told so).
+const BACKLOG: usize = 1024;
+
+/// A topic subscribers choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// Approval requests opened, escalated, decided.
+    Approvals,
+    /// Audit events: every governed call and administrative change.
+    Activity,
+    /// Flow runs.
+    FlowExecutions,
+    /// The server's own state.
+    System,
+}
+
+/// One event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Its topic.
+    pub topic: Topic,
+    /// The organization it belongs to (`None`: every organization's).
+    pub organization_id: Option<String>,
+    /// For approval events: the requester, who may see their own requests.
+    pub requester_id: Option<String>,
+    /// The event's JSON.
+    pub data: Value,
+}
+
+impl Event {
+    /// Whether `principal` may receive it: their organization's, and for approvals an approver,
+    /// an admin or the requester; activity (the audit trail) for admins only.
+    pub fn visible_to(&self, principal: &Principal) -> bool {
+        if self
+            .organization_id
+            .as_ref()
+            .is_some_and(|org| *org != principal.organization_id)
+        {
+            return false;
+        }
+        match self.topic {
+            Topic::Approvals => {
+                principal.has_role("admin")
+                    || principal.has_role("approver")
+                    || self.requester_id.as_deref() == Some(principal.id.as_str())
+            }
+            Topic::Activity => principal.has_role("admin"),
+            Topic::FlowExecutions | Topic::System => true,
+        }
+    }
+}
+
+/// The bus; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(BACKLOG).0,
+        }
+    }
+}
+
+impl EventBus {
+    /// Whether anyone listens (so publishers can skip building events nobody reads).
+    pub fn has_subscribers(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    /// Publishes an event to every current subscriber.
+    pub fn publish(&self, event: Event) {
+        // No receivers is not an error: nobody is watching.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    /// A new subscription, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+
+    /// Publishes what an approval request is now.
+    pub fn approval(&self, event: &str, request: &ApprovalRequest) {
+        if !self.has_subscribers() {
+            return;
+        }
+        self.publish(Event {
+            topic: Topic::Approvals,
+            organization_id: Some(request.organization_id.clone()),
+            requester_id: Some(request.requester.id.clone()),
+            data: json!({
+                "event": event,
+                "id": request.id,
+                "state": request.state,
+                "tool": request.tool.exposed_name,
+                "requester": request.requester.display_name(),
+                "created_at": request.created_at,
+                "expires_at": request.expires_at,
+            }),
+        });
+    }
+
+    /// Publishes a server state change to everyone.
+    pub fn system(&self, data: Value) {
+        self.publish(Event {
+            topic: Topic::System,
+            organization_id: None,
+            requester_id: None,
+            data: json!({"at": Utc::now(), "event": data}),
+        });
+    }
+}
+
+/// Publishes approval notifications on the bus, then hands them to the channels.
+#[derive(Debug)]
+pub struct PublishingNotifier<N> {
+    /// The bus.
+    pub bus: EventBus,
+    /// The channels.
+    pub inner: Arc<N>,
+}
+
+#[async_trait]
+impl<N: Notifier + 'static> Notifier for PublishingNotifier<N> {
+    async fn notify(&self, notification: Notification<'_>) -> Result<(), NotifyError> {
+        match notification {
+            Notification::Created { request, .. } => self.bus.approval("created", request),
+            Notification::Escalated { request, .. } => self.bus.approval("escalated", request),
+            Notification::Decided { request } => self.bus.approval("decided", request),
+            _ => {}
+        }
+        self.inner.notify(notification).await
+    }
+}
+
+/// Publishes every appended audit event on the `activity` topic.
+#[derive(Debug)]
+pub struct PublishingAudit<S> {
+    /// The bus.
+    pub bus: EventBus,
+    /// The audit store.
+    pub inner: Arc<S>,
+}
+
+#[async_trait]
+impl<S: AuditStore + 'static> AuditStore for PublishingAudit<S> {
+    async fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditEvent>, StoreError> {
+        let events = self.inner.append(entries).await?;
+        if self.bus.has_subscribers() {
+            for event in &events {
+                self.bus.publish(Event {
+                    topic: Topic::Activity,
+                    organization_id: Some(event.organization_id.clone()),
+                    requester_id: None,
+                    data: serde_json::to_value(event).unwrap_or(Value::Null),
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    async fn events(
+        &self,
+        organization_id: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner
+            .events(organization_id, from_sequence, limit)
+            .await
+    }
+}
