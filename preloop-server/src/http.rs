@@ -169,6 +169,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         .merge(public_api)
         .merge(crate::channels::routes())
         .merge(crate::decision_page::routes())
+        .merge(crate::console::routes())
         .merge(crate::ws::routes(shutdown))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_requests))

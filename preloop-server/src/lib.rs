@@ -11,6 +11,7 @@ pub mod builtins;
 pub mod channels;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod decision_page;
 pub mod events;
 pub mod fastpath;

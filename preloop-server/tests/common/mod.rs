@@ -7,6 +7,7 @@
 )]
 
 pub mod fakes;
+pub mod gateway;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
