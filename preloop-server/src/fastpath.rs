@@ -20,7 +20,7 @@
 
 use crate::http::{MAX_BODY_BYTES, json_rpc_error};
 use crate::mcp::call_tool;
-use crate::sessions::KnownSessions;
+use crate::sessions::{KnownClient, KnownSessions};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -72,12 +72,18 @@ struct Call {
 
 /// Middleware: answers `tools/call` on a known session, passes everything else on to rmcp.
 pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -> Response {
-    let Some(client) = servable(&fast.sessions, &request) else {
+    let Some(known) = servable(&fast.sessions, &request) else {
         return next.run(request).await;
     };
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         return next.run(request).await;
     };
+    // A client that can be asked inline, in an organization whose approvals may ask it: only
+    // rmcp's session can send it the question and route its answer back.
+    if known.elicits && asks_inline(&fast.governor, &principal.organization_id) {
+        return next.run(request).await;
+    }
+    let client = known.client;
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return too_large();
@@ -90,8 +96,27 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
     answer(fast, principal, client, call).await
 }
 
-/// The client of the request's session, if this layer may answer the request.
-fn servable(sessions: &KnownSessions, request: &Request) -> Option<ClientInfo> {
+/// Whether an approval policy of the organization uses the elicitation channel.
+fn asks_inline(governor: &Governor, organization_id: &str) -> bool {
+    governor
+        .governance(organization_id)
+        .is_some_and(|governance| {
+            governance
+                .document()
+                .approval_policies
+                .iter()
+                .any(|policy| {
+                    policy
+                        .channels
+                        .iter()
+                        .chain(policy.escalation.iter().flat_map(|s| s.channels.iter()))
+                        .any(|c| c == crate::elicitation::CHANNEL)
+                })
+        })
+}
+
+/// The session's client, if this layer may answer the request.
+fn servable(sessions: &KnownSessions, request: &Request) -> Option<KnownClient> {
     let headers = request.headers();
     if request.method() != Method::POST
         || !is_json(headers)
@@ -172,6 +197,7 @@ async fn answer(fast: FastPath, principal: Principal, client: ClientInfo, call: 
             call.params,
             call.progress,
             notify,
+            None,
         )
         .await;
         let _ = sender.send(final_message(result, call.id));

@@ -1,6 +1,7 @@
 //! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor.
 
 use crate::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
+use crate::elicitation::Elicitation;
 use crate::relay::{Notify, relay};
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
@@ -12,7 +13,7 @@ use rmcp::model::{
     Implementation, ListToolsResult, PaginatedRequestParams, ProgressToken, ServerCapabilities,
     ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -166,6 +167,7 @@ impl ServerHandler for PreloopMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = principal(&context)?;
         let progress = context.meta.get_progress_token();
+        let elicit = crate::elicitation::supported(&context.peer).then(|| context.peer.clone());
         call_tool(
             &self.governor,
             &principal,
@@ -173,6 +175,7 @@ impl ServerHandler for PreloopMcp {
             request,
             progress,
             Arc::new(context.peer.clone()),
+            elicit,
         )
         .await
         .map(Into::into)
@@ -181,14 +184,16 @@ impl ServerHandler for PreloopMcp {
 
 /// One `tools/call`, however it arrived (rmcp's session worker or [`crate::fastpath`]):
 /// built-in tools answered here, every other call governed, with its progress and log messages
-/// sent to `notify` (progress only when the client gave a `progress` token).
+/// sent to `notify` (progress only when the client gave a `progress` token). `elicit` is the
+/// client's peer when it can be asked inline ([`crate::elicitation`]).
 pub async fn call_tool(
-    governor: &Governor,
+    governor: &Arc<Governor>,
     principal: &Principal,
     client: ClientInfo,
     request: CallToolRequestParams,
     progress: Option<ProgressToken>,
     notify: Arc<dyn Notify>,
+    elicit: Option<Peer<RoleServer>>,
 ) -> Result<CallToolResult, ErrorData> {
     let arguments = Value::Object(request.arguments.unwrap_or_default());
     let name = request.name.as_ref();
@@ -199,7 +204,15 @@ pub async fn call_tool(
     let (events, relay) = relay(notify, progress);
     let mut call = ToolCall::new(name, arguments)
         .with_client(client)
-        .with_progress(Arc::new(events.clone()))
+        .with_progress(match elicit {
+            Some(peer) => Arc::new(Elicitation::new(
+                events.clone(),
+                peer,
+                governor.clone(),
+                principal.clone(),
+            )),
+            None => Arc::new(events.clone()),
+        })
         .with_observer(Arc::new(events));
     let governed = async {
         if name == REQUEST_APPROVAL {

@@ -23,11 +23,20 @@ const KNOWN_CAPACITY: usize = 100_000;
 /// introduced at its handshake: what [`crate::fastpath`] needs to serve a request on a session
 /// without rmcp.
 #[derive(Debug, Clone, Default)]
-pub struct KnownSessions(Arc<RwLock<HashMap<String, ClientInfo>>>);
+pub struct KnownSessions(Arc<RwLock<HashMap<String, KnownClient>>>);
+
+/// What is known of a session's client.
+#[derive(Debug, Clone)]
+pub struct KnownClient {
+    /// Its name and version.
+    pub client: ClientInfo,
+    /// Whether it declared the elicitation capability.
+    pub elicits: bool,
+}
 
 impl KnownSessions {
     /// The client of a known session.
-    pub fn client(&self, session_id: &str) -> Option<ClientInfo> {
+    pub fn client(&self, session_id: &str) -> Option<KnownClient> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -36,10 +45,13 @@ impl KnownSessions {
     }
 
     fn remember(&self, session_id: &str, state: &SessionState) {
-        let info = &state.initialize_params.client_info;
-        let client = ClientInfo {
-            name: Some(info.name.clone()),
-            version: Some(info.version.clone()),
+        let params = &state.initialize_params;
+        let client = KnownClient {
+            client: ClientInfo {
+                name: Some(params.client_info.name.clone()),
+                version: Some(params.client_info.version.clone()),
+            },
+            elicits: params.capabilities.elicitation.is_some(),
         };
         let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
         if known.len() >= KNOWN_CAPACITY {

@@ -703,3 +703,205 @@ mod live {
         assert_eq!(next(&mut member).await["type"], "pong");
     }
 }
+
+mod elicitation {
+    use super::*;
+    use common::connect_with;
+    use rmcp::model::{
+        ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability,
+    };
+    use rmcp::service::RequestContext;
+    use rmcp::{ClientHandler, ErrorData, RoleClient};
+    use std::sync::{Arc, Mutex};
+
+    /// A client that can be asked, and answers every question with `answer`.
+    #[derive(Clone)]
+    struct Asked {
+        answer: (ElicitationAction, Value),
+        questions: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ClientHandler for Asked {
+        fn get_info(&self) -> rmcp::model::ClientConfig {
+            let mut info = rmcp::model::ClientConfig::default();
+            info.capabilities.elicitation = Some(ElicitationCapability::new());
+            info
+        }
+
+        async fn create_elicitation(
+            &self,
+            request: ElicitRequestParams,
+            _context: RequestContext<RoleClient>,
+        ) -> Result<ElicitResult, ErrorData> {
+            if let ElicitRequestParams::FormElicitationParams {
+                message,
+                requested_schema,
+                ..
+            } = request
+            {
+                assert_eq!(requested_schema.required, Some(vec!["decision".to_owned()]));
+                self.questions.lock().unwrap().push(message);
+            }
+            let (action, content) = self.answer.clone();
+            let mut result = ElicitResult::new(action);
+            result.content = Some(content);
+            Ok(result)
+        }
+    }
+
+    async fn asked_client(
+        gateway: &Gateway,
+        action: ElicitationAction,
+        content: Value,
+    ) -> (
+        rmcp::service::RunningService<RoleClient, Asked>,
+        Arc<Mutex<Vec<String>>>,
+    ) {
+        let questions = Arc::new(Mutex::new(Vec::new()));
+        let handler = Asked {
+            answer: (action, content),
+            questions: questions.clone(),
+        };
+        let client = connect_with(&gateway.url("/mcp/v1"), Some(&gateway.agent_key), handler)
+            .await
+            .unwrap();
+        (client, questions)
+    }
+
+    async fn add(client: &rmcp::service::RunningService<RoleClient, Asked>) -> String {
+        let Value::Object(arguments) = json!({"a": 300, "b": 1}) else {
+            unreachable!()
+        };
+        let result = client
+            .call_tool(rmcp::model::CallToolRequestParams::new("up__add").with_arguments(arguments))
+            .await
+            .unwrap();
+        let texts: Vec<String> = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        texts.join("\n")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_requesters_own_client_is_asked_inline_when_the_policy_allows_it() {
+        let gateway = Gateway::start_with_policy(
+            "approvers = [\"role:admin\", \"role:agent\"]\nallow_self_approval = true\nchannels = [\"elicitation\", \"web\"]",
+            "",
+        )
+        .await;
+        // Approved inline: the call runs, the vote is the requester's, with their comment.
+        let (client, questions) = asked_client(
+            &gateway,
+            ElicitationAction::Accept,
+            json!({"decision": "approve", "comment": "yes, mine"}),
+        )
+        .await;
+        assert_eq!(add(&client).await, "301");
+        let question = questions.lock().unwrap()[0].clone();
+        assert!(
+            question.contains("up__add") && question.contains("big-sums"),
+            "{question}"
+        );
+        let (_, requests) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/approval-requests?status=executed"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        let vote = &requests["items"][0]["votes"][0];
+        assert_eq!(
+            (vote["approver_email"].as_str(), vote["comment"].as_str()),
+            (Some("agent@example.com"), Some("yes, mine"))
+        );
+        client.cancel().await.unwrap();
+
+        // Declined inline: the call is refused.
+        let (client, _) = asked_client(&gateway, ElicitationAction::Decline, Value::Null).await;
+        assert!(add(&client).await.to_lowercase().contains("declined"));
+        client.cancel().await.unwrap();
+
+        // Dismissed: the other channels decide (an admin, here).
+        let (client, questions) =
+            asked_client(&gateway, ElicitationAction::Cancel, Value::Null).await;
+        let client = Arc::new(client);
+        let waiting = {
+            let client = client.clone();
+            tokio::spawn(async move { add(&client).await })
+        };
+        let id = loop {
+            let (_, pending) = rest(
+                Method::GET,
+                &gateway.url("/api/v1/approval-requests?status=pending"),
+                Some(ADMIN_KEY),
+                None,
+            )
+            .await;
+            if let Some(id) = pending["items"][0]["id"].as_str() {
+                break id.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        while questions.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, _) = rest(
+            Method::POST,
+            &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(returned(waiting).await, "301");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nobody_is_asked_inline_when_the_policy_does_not_allow_self_approval() {
+        let gateway = Gateway::start_with_policy(
+            "approvers = [\"role:admin\", \"role:agent\"]\nchannels = [\"elicitation\", \"web\"]",
+            "",
+        )
+        .await;
+        let (client, questions) = asked_client(
+            &gateway,
+            ElicitationAction::Accept,
+            json!({"decision": "approve"}),
+        )
+        .await;
+        let client = Arc::new(client);
+        let waiting = {
+            let client = client.clone();
+            tokio::spawn(async move { add(&client).await })
+        };
+        let id = loop {
+            let (_, pending) = rest(
+                Method::GET,
+                &gateway.url("/api/v1/approval-requests?status=pending"),
+                Some(ADMIN_KEY),
+                None,
+            )
+            .await;
+            if let Some(id) = pending["items"][0]["id"].as_str() {
+                break id.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            questions.lock().unwrap().is_empty(),
+            "the requester was asked"
+        );
+        let (status, _) = rest(
+            Method::POST,
+            &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(returned(waiting).await, "301");
+    }
+}

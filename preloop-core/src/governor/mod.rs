@@ -36,6 +36,12 @@ use wakeups::Wakeups;
 pub trait ProgressSink: Send + Sync {
     /// Reports that the call is still waiting, `elapsed` after it started.
     fn waiting(&self, request: &ApprovalRequest, elapsed: Duration);
+
+    /// The call was just held for `request` and is about to wait for it (once per call; e.g.
+    /// to ask the caller's own user inline). The default does nothing.
+    fn held(&self, request: &ApprovalRequest) {
+        let _ = request;
+    }
 }
 
 /// One tool call to govern.
@@ -517,6 +523,9 @@ impl Governor {
             _ if call.no_wait => Ok(Outcome::of_request(&request, self.config.poll_after)),
             ApprovalMode::Async => Ok(Outcome::of_request(&request, self.config.poll_after)),
             ApprovalMode::Blocking => {
+                if let Some(progress) = &call.progress {
+                    progress.held(&request);
+                }
                 let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
                 self.wait(org, request.id, until, call.progress.as_deref())
                     .await

@@ -1,7 +1,8 @@
 //! The e-mail channel: one message per approver over SMTP (STARTTLS, implicit TLS, or plain for a
 //! local relay; optional authentication), text and HTML. A new request's message carries the
 //! link to its decision page, which shows the request and decides only on a POST from the page,
-//! so mail scanners that follow links cannot vote. Approvers are the users the approval policy
+//! so mail scanners that follow links cannot vote; an escalation's message links to the request
+//! in the console. Approvers are the users the approval policy
 //! names at the stage that started (plus `to`); escalation mails go to the newly added ones.
 
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
@@ -117,33 +118,32 @@ impl Email {
     }
 
     fn message(&self, to: &Mailbox, event: &Event, summary: &Summary) -> Result<Message, String> {
-        let link = event
-            .token
-            .as_deref()
-            .map(|token| self.context.decision_page(event.request.id, token));
+        // The token exists only when the request is opened; later mails (escalations) link to
+        // the request in the console, where the approver signs in.
+        let link = match event.token.as_deref() {
+            Some(token) => self.context.decision_page(event.request.id, token),
+            None => self.context.console_page(event.request.id),
+        };
         let subject = match event.stage {
             Some(_) => format!("Escalated: {}", summary.title()),
             None => summary.title(),
         };
         let mut text = summary.text();
         text.push_str("\n\n");
-        match &link {
-            Some(link) => text.push_str(&format!("Approve or decline: {link}\n")),
-            None => text.push_str("Sign in to Preloop to approve or decline.\n"),
-        }
+        text.push_str(&format!("Approve or decline: {link}\n"));
         Message::builder()
             .from(self.from.clone())
             .to(to.clone())
             .subject(subject)
             .multipart(MultiPart::alternative_plain_html(
                 text,
-                html_body(summary, link.as_deref()).into_string(),
+                html_body(summary, &link).into_string(),
             ))
             .map_err(|e| e.to_string())
     }
 }
 
-fn html_body(summary: &Summary, link: Option<&str>) -> Markup {
+fn html_body(summary: &Summary, link: &str) -> Markup {
     html! {
         div style="font-family: sans-serif; max-width: 40em" {
             h2 { (summary.title()) }
@@ -157,14 +157,10 @@ fn html_body(summary: &Summary, link: Option<&str>) -> Markup {
             }
             h3 { "Arguments" }
             pre style="background: #f4f4f4; padding: 8px; overflow-x: auto" { (summary.arguments) }
-            @if let Some(link) = link {
-                p {
-                    a href=(link) style="display: inline-block; padding: 10px 18px; background: #1f6feb; color: #fff; text-decoration: none; border-radius: 6px" {
-                        "Review and decide"
-                    }
+            p {
+                a href=(link) style="display: inline-block; padding: 10px 18px; background: #1f6feb; color: #fff; text-decoration: none; border-radius: 6px" {
+                    "Review and decide"
                 }
-            } @else {
-                p { "Sign in to Preloop to approve or decline." }
             }
         }
     }

@@ -95,6 +95,11 @@ impl Context {
         format!("{}/approval/{request_id}?token={token}", self.public_url)
     }
 
+    /// The request in the console (for approvers who sign in).
+    pub(crate) fn console_page(&self, request_id: Uuid) -> String {
+        format!("{}/console/#/approvals/{request_id}", self.public_url)
+    }
+
     /// An endpoint of ours under `/api/v1/channels/`.
     pub(crate) fn callback(&self, path: &str) -> String {
         format!("{}/api/v1/channels/{path}", self.public_url)

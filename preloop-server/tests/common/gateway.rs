@@ -18,6 +18,8 @@ pub struct Gateway {
     pub server: Process,
     /// An MCP session of the agent user.
     pub client: Arc<Client>,
+    /// The agent user's API key.
+    pub agent_key: String,
     _upstream: Process,
     _data: tempfile::TempDir,
 }
@@ -31,6 +33,12 @@ impl Gateway {
     /// `policy` is the rest of the `chat` approval policy (channels, timeouts, escalation).
     pub async fn start_with_policy(policy: &str, channel_config: &str) -> Self {
         let upstream = start_upstream();
+        // The admins approve, unless `policy` names its own approvers first.
+        let approvers = if policy.starts_with("approvers") {
+            ""
+        } else {
+            "approvers = [\"role:admin\"]"
+        };
         let config = format!(
             r#"
 {channel_config}
@@ -42,7 +50,7 @@ url = "{}"
 
 [[approval_policies]]
 name = "chat"
-approvers = ["role:admin"]
+{approvers}
 {policy}
 
 [policy]
@@ -77,6 +85,7 @@ approval_policy = "chat"
         Self {
             server,
             client: Arc::new(client),
+            agent_key,
             _upstream: upstream,
             _data: data,
         }
