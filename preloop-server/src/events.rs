@@ -1,9 +1,10 @@
 //! The server's live events, for the unified WebSocket ([`crate::ws`]): one in-process broadcast
 //! bus with four topics. `approvals` hears every request opened, escalated or decided (from the
 //! governor's notifications here, and from other replicas through the database's approval
-//! notifications); `activity` hears every audit event as it is appended; `system` hears the
-//! server's own state changes; `flow_executions` is reserved for flow runs, which nothing in this
-//! server starts yet. Each event names its organization; delivery is filtered per subscriber.
+//! notifications); `activity` hears every audit event as it is appended; `system` hears state
+//! changes of upstream servers (tools registered after a scan, a server unavailable) and of the
+//! server itself (shutting down); `flow_executions` is reserved for flow runs, which nothing in
+//! this server starts yet. Each event names its organization; delivery is filtered per subscriber.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -122,13 +123,21 @@ impl EventBus {
         });
     }
 
-    /// Publishes a server state change to everyone.
-    pub fn system(&self, data: Value) {
+    /// Publishes a state change of the server (or, with an organization, of one of its
+    /// upstream servers): `event` names it, `details` add to it.
+    pub fn system(&self, organization_id: Option<&str>, event: &str, details: Value) {
+        if !self.has_subscribers() {
+            return;
+        }
+        let mut data = json!({"event": event, "at": Utc::now()});
+        if let (Some(data), Value::Object(details)) = (data.as_object_mut(), details) {
+            data.extend(details);
+        }
         self.publish(Event {
             topic: Topic::System,
-            organization_id: None,
+            organization_id: organization_id.map(str::to_owned),
             requester_id: None,
-            data: json!({"at": Utc::now(), "event": data}),
+            data,
         });
     }
 }

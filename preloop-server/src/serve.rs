@@ -141,6 +141,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     let upstreams = Arc::new(Upstreams::new(
         governor.registry().clone(),
         database.clone(),
+        events.clone(),
     ));
     crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
@@ -180,6 +181,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         settings.public_url
     );
     let stop = shutdown.clone();
+    let shutting_down = events.clone();
     // No Nagle delay: otherwise the end of each SSE response waits for the client's delayed ACK
     // (about 40 ms) whenever a client keeps its connection open between calls.
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
@@ -191,6 +193,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
+            shutting_down.system(None, "shutting_down", serde_json::Value::Null);
             stop.cancel();
         })
         .await

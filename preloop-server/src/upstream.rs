@@ -4,6 +4,7 @@
 //! `notifications/tools/list_changed`, and an executor that calls it with a timeout, a
 //! concurrency bound, and a reconnect after a failure.
 
+use crate::events::EventBus;
 use crate::upstream_http::{CallError, HttpCaller, parse_headers};
 use chrono::Utc;
 use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport};
@@ -23,7 +24,7 @@ use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess, Transport};
 use rmcp::{ClientHandler, ServiceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -70,6 +71,8 @@ pub struct UpstreamServer {
     server: McpServer,
     registry: Arc<Registry>,
     catalog: ToolCatalog,
+    /// Where its state changes are published.
+    events: EventBus,
     connection: Mutex<Option<Arc<Client>>>,
     /// Makes tool calls on an HTTP server (rmcp's connection still discovers its tools).
     caller: Option<HttpCaller>,
@@ -108,7 +111,12 @@ impl ClientHandler for UpstreamHandler {
 
 impl UpstreamServer {
     /// A server whose tools will be registered in `registry` and recorded in `catalog`.
-    pub fn new(server: McpServer, registry: Arc<Registry>, catalog: ToolCatalog) -> Arc<Self> {
+    pub fn new(
+        server: McpServer,
+        registry: Arc<Registry>,
+        catalog: ToolCatalog,
+        events: EventBus,
+    ) -> Arc<Self> {
         let permits = Semaphore::new(server.max_concurrency.max(1) as usize);
         // Headers that do not parse leave the calls to rmcp, which reports them at connection.
         let caller = match &server.transport {
@@ -121,6 +129,7 @@ impl UpstreamServer {
             server,
             registry,
             catalog,
+            events,
             connection: Mutex::new(None),
             caller,
             in_flight: Mutex::new(HashMap::new()),
@@ -371,6 +380,11 @@ impl UpstreamServer {
             tracing::warn!(server = %self.server.name, %error, "cannot record discovered tools");
         }
         tracing::info!(server = %self.server.name, tools = count, "upstream tools registered");
+        self.events.system(
+            Some(&self.server.organization_id),
+            "upstream_tools_registered",
+            json!({"server": self.server.name, "tools": count}),
+        );
         Ok(count)
     }
 
@@ -387,6 +401,11 @@ impl UpstreamServer {
                 };
                 let Err(error) = attempt else { return };
                 tracing::warn!(server = %server.server.name, %error, retry_in = ?delay, "upstream unavailable");
+                server.events.system(
+                    Some(&server.server.organization_id),
+                    "upstream_unavailable",
+                    json!({"server": server.server.name, "error": error, "retry_in_seconds": delay.as_secs()}),
+                );
                 tokio::select! {
                     () = server.stopped.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}

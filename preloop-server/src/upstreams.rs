@@ -1,6 +1,7 @@
 //! The running upstream servers of every organization: started at boot and whenever the API
 //! creates or changes one, stopped when it is deleted or disabled.
 
+use crate::events::EventBus;
 use crate::upstream::{ToolCatalog, UpstreamServer};
 use preloop_core::documents::McpServer;
 use preloop_core::registry::Registry;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 pub struct Upstreams {
     registry: Arc<Registry>,
     catalog: ToolCatalog,
+    events: EventBus,
     running: Mutex<HashMap<Uuid, Arc<UpstreamServer>>>,
 }
 
@@ -24,10 +26,12 @@ impl std::fmt::Debug for Upstreams {
 
 impl Upstreams {
     /// No server running yet; tools go to `registry`, discovered tools to `catalog`.
-    pub fn new(registry: Arc<Registry>, catalog: ToolCatalog) -> Self {
+    /// Their state changes are published on `events`.
+    pub fn new(registry: Arc<Registry>, catalog: ToolCatalog, events: EventBus) -> Self {
         Self {
             registry,
             catalog,
+            events,
             running: Mutex::new(HashMap::new()),
         }
     }
@@ -52,7 +56,12 @@ impl Upstreams {
                 Vec::new()
             });
         let id = server.id;
-        let upstream = UpstreamServer::new(server, self.registry.clone(), self.catalog.clone());
+        let upstream = UpstreamServer::new(
+            server,
+            self.registry.clone(),
+            self.catalog.clone(),
+            self.events.clone(),
+        );
         if let Err(error) = upstream.register_known(known) {
             tracing::warn!(server = %upstream.document().name, %error, "cannot register the tools found earlier");
         }

@@ -4,8 +4,9 @@
 //! message within 10 s; then it subscribes to topics (`approvals`, `activity`,
 //! `flow_executions`, `system`) with `{"type":"subscribe","topics":[...]}` and receives
 //! `{"type":"event","topic":...,"data":...}` for its own organization only, as its roles allow
-//! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s and answers
-//! `{"type":"ping"}`; malformed messages get an error message, not a dropped connection.
+//! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s (and closes the
+//! socket once its credential is revoked or expired) and answers `{"type":"ping"}`; malformed
+//! messages get an error message, not a dropped connection.
 
 use crate::api::ApiError;
 use crate::events::Topic;
@@ -47,16 +48,19 @@ async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let principal = match headers.get(header::AUTHORIZATION) {
-        Some(value) => match state.authenticator.authenticate(value.to_str().ok()).await {
-            Ok(principal) => Some(principal),
-            Err(error) => return ApiError::Unauthorized(error.to_string()).into_response(),
-        },
+    let signed_in = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let credential = value.to_str().unwrap_or_default().to_owned();
+            match state.authenticator.authenticate(Some(&credential)).await {
+                Ok(principal) => Some((principal, credential)),
+                Err(error) => return ApiError::Unauthorized(error.to_string()).into_response(),
+            }
+        }
         None => None,
     };
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(state, socket, principal, shutdown))
+        .on_upgrade(move |socket| connection(state, socket, signed_in, shutdown))
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,8 +85,8 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         .await;
 }
 
-/// Waits for `{"type":"auth"}` as the first message.
-async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<Principal> {
+/// Waits for `{"type":"auth"}` as the first message; the principal and its credential.
+async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<(Principal, String)> {
     let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv())
         .await
         .ok()??
@@ -93,21 +97,23 @@ async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<Princi
     let Ok(ClientMessage::Auth { token }) = serde_json::from_str(first.as_str()) else {
         return None;
     };
-    state
+    let credential = format!("Bearer {token}");
+    let principal = state
         .authenticator
-        .authenticate(Some(&format!("Bearer {token}")))
+        .authenticate(Some(&credential))
         .await
-        .ok()
+        .ok()?;
+    Some((principal, credential))
 }
 
 async fn connection(
     state: AppState,
     mut socket: WebSocket,
-    principal: Option<Principal>,
+    signed_in: Option<(Principal, String)>,
     shutdown: CancellationToken,
 ) {
-    let principal = match principal {
-        Some(principal) => principal,
+    let (principal, credential) = match signed_in {
+        Some(signed_in) => signed_in,
         None => match authenticate(&state, &mut socket).await {
             Some(principal) => principal,
             None => {
@@ -136,7 +142,14 @@ async fn connection(
                 close(&mut socket, 1001, "server shutting down").await;
                 return;
             }
-            _ = heartbeat.tick() => json!({"type": "heartbeat", "at": Utc::now()}),
+            _ = heartbeat.tick() => {
+                // A revoked key or an expired token ends the stream.
+                if state.authenticator.authenticate(Some(&credential)).await.is_err() {
+                    close(&mut socket, CLOSE_UNAUTHORIZED, "credential no longer valid").await;
+                    return;
+                }
+                json!({"type": "heartbeat", "at": Utc::now()})
+            }
             received = socket.recv() => match received {
                 Some(Ok(Message::Text(message))) => answer(message.as_str(), &mut topics),
                 Some(Ok(Message::Binary(_))) => json!({"type": "error", "message": "send JSON text messages"}),

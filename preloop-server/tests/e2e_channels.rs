@@ -701,6 +701,34 @@ mod live {
         // The member saw none of it; their socket is alive and answers.
         send(&mut member, json!({"type": "ping"})).await;
         assert_eq!(next(&mut member).await["type"], "pong");
+
+        // Upstream servers' state changes come on `system`.
+        send(
+            &mut admin,
+            json!({"type": "subscribe", "topics": ["system"]}),
+        )
+        .await;
+        let (_, servers) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/mcp-servers"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        let scan = format!(
+            "/api/v1/mcp-servers/{}/scan",
+            servers["items"][0]["id"].as_str().unwrap()
+        );
+        let (status, _) = rest(Method::POST, &gateway.url(&scan), Some(ADMIN_KEY), None).await;
+        assert_eq!(status, 200);
+        let scanned = event(&mut admin, "system", "upstream_tools_registered", &mut seen).await;
+        assert_eq!(
+            (
+                scanned["server"].as_str(),
+                scanned["tools"].as_u64().is_some()
+            ),
+            (Some("up"), true)
+        );
     }
 }
 
@@ -904,4 +932,62 @@ mod elicitation {
         assert_eq!(status, 200);
         assert_eq!(returned(waiting).await, "301");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_channel_is_retried_recorded_and_loses_nothing() {
+    // Nothing listens where Slack's API should be.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gateway = Gateway::start(
+        "slack",
+        &format!(
+            "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{nowhere}/api\"\nmax_attempts = 2"
+        ),
+    )
+    .await;
+    let blocked = gateway.blocked_call();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (id, delivery) = loop {
+        let (_, pending) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/approval-requests?status=pending"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        if let Some(id) = pending["items"][0]["id"].as_str() {
+            let request = gateway.request(id).await;
+            let delivery = request["channel_history"][0].clone();
+            if delivery["status"] == "failed" {
+                break (id.to_owned(), delivery);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never gave up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (delivery["channel"].as_str(), delivery["attempts"].as_u64()),
+        (Some("slack"), Some(2))
+    );
+    assert!(
+        delivery["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{delivery}"
+    );
+    // The request is still there, and another way of deciding still works.
+    let (status, _) = rest(
+        Method::POST,
+        &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(returned(blocked).await, "201");
 }
