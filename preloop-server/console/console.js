@@ -129,10 +129,17 @@ const live = {
       }
       if (data.type === "event") for (const listener of this.listeners) listener(data);
     };
-    socket.onclose = () => {
+    socket.onclose = async (closed) => {
       setLive(false);
       if (this.socket !== socket) return;
       this.socket = null;
+      // 4401: the access token expired (or was revoked); a refreshed one reconnects at once.
+      if (closed.code === 4401 && session.refresh) {
+        if (await refreshTokens()) return;
+        session.clear();
+        location.hash = "#/signin";
+        return;
+      }
       if (session.access) setTimeout(() => this.start(), this.retry);
       this.retry = Math.min(this.retry * 2, 30000);
     };

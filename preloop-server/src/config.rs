@@ -203,6 +203,10 @@ pub struct ChannelsSection {
     /// Key patterns (case-insensitive globs) whose values channels never send; unset: the
     /// defaults in [`crate::channels::DEFAULT_REDACT_KEYS`].
     pub redact_keys: Option<Vec<String>>,
+    /// Organizations whose requests the channels carry (ids; `"*"`: every organization);
+    /// default: the default organization only, so self-registered organizations cannot post
+    /// into the operator's channels.
+    pub organizations: Option<Vec<String>>,
     /// `[channels.webhook]`.
     pub webhook: Option<crate::channels::WebhookConfig>,
     /// `[channels.email]`.

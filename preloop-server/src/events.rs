@@ -1,7 +1,8 @@
 //! The server's live events, for the unified WebSocket ([`crate::ws`]): one in-process broadcast
 //! bus with four topics. `approvals` hears every request opened, escalated or decided (from the
 //! governor's notifications here, and from other replicas through the database's approval
-//! notifications); `activity` hears every audit event as it is appended; `system` hears state
+//! notifications); `activity` hears the audit events of governed calls (decisions, executions)
+//! as they are appended (approval state changes come on `approvals`); `system` hears state
 //! changes of upstream servers (tools registered after a scan, a server unavailable) and of the
 //! server itself (shutting down); `flow_executions` is reserved for flow runs, which nothing in
 //! this server starts yet. Each event names its organization; delivery is filtered per subscriber.
@@ -42,15 +43,17 @@ pub struct Event {
     pub topic: Topic,
     /// The organization it belongs to (`None`: every organization's).
     pub organization_id: Option<String>,
-    /// For approval events: the requester, who may see their own requests.
-    pub requester_id: Option<String>,
+    /// For approval events: the request, whose requester, eligible approvers and admins may
+    /// see it (as over REST).
+    pub request: Option<Arc<ApprovalRequest>>,
     /// The event's JSON.
     pub data: Value,
 }
 
 impl Event {
-    /// Whether `principal` may receive it: their organization's, and for approvals an approver,
-    /// an admin or the requester; activity (the audit trail) for admins only.
+    /// Whether `principal` may receive it: their organization's, and for approvals the
+    /// requester, an eligible approver of the request or an admin; activity (the audit trail)
+    /// and an organization's system events (upstream errors) for admins only.
     pub fn visible_to(&self, principal: &Principal) -> bool {
         if self
             .organization_id
@@ -62,11 +65,16 @@ impl Event {
         match self.topic {
             Topic::Approvals => {
                 principal.has_role("admin")
-                    || principal.has_role("approver")
-                    || self.requester_id.as_deref() == Some(principal.id.as_str())
+                    || self.request.as_ref().is_some_and(|request| {
+                        request.requester.id == principal.id
+                            || request
+                                .policy
+                                .is_approver(principal, request.escalation_stage)
+                    })
             }
             Topic::Activity => principal.has_role("admin"),
-            Topic::FlowExecutions | Topic::System => true,
+            Topic::System => self.organization_id.is_none() || principal.has_role("admin"),
+            Topic::FlowExecutions => true,
         }
     }
 }
@@ -110,7 +118,7 @@ impl EventBus {
         self.publish(Event {
             topic: Topic::Approvals,
             organization_id: Some(request.organization_id.clone()),
-            requester_id: Some(request.requester.id.clone()),
+            request: Some(Arc::new(request.clone())),
             data: json!({
                 "event": event,
                 "id": request.id,
@@ -136,7 +144,7 @@ impl EventBus {
         self.publish(Event {
             topic: Topic::System,
             organization_id: organization_id.map(str::to_owned),
-            requester_id: None,
+            request: None,
             data,
         });
     }
@@ -182,7 +190,7 @@ impl<S: AuditStore + 'static> AuditStore for PublishingAudit<S> {
                 self.bus.publish(Event {
                     topic: Topic::Activity,
                     organization_id: Some(event.organization_id.clone()),
-                    requester_id: None,
+                    request: None,
                     data: serde_json::to_value(event).unwrap_or(Value::Null),
                 });
             }

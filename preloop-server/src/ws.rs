@@ -4,11 +4,12 @@
 //! message within 10 s; then it subscribes to topics (`approvals`, `activity`,
 //! `flow_executions`, `system`) with `{"type":"subscribe","topics":[...]}` and receives
 //! `{"type":"event","topic":...,"data":...}` for its own organization only, as its roles allow
-//! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s (and closes the
-//! socket once its credential is revoked or expired) and answers `{"type":"ping"}`; malformed
+//! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s, re-checking
+//! the credential (a revoked or expired one closes the socket with 4401; changed roles apply) and answers `{"type":"ping"}`; malformed
 //! messages get an error message, not a dropped connection.
 
 use crate::api::ApiError;
+use crate::auth::AuthError;
 use crate::events::Topic;
 use crate::http::AppState;
 use axum::Router;
@@ -112,7 +113,7 @@ async fn connection(
     signed_in: Option<(Principal, String)>,
     shutdown: CancellationToken,
 ) {
-    let (principal, credential) = match signed_in {
+    let (mut principal, credential) = match signed_in {
         Some(signed_in) => signed_in,
         None => match authenticate(&state, &mut socket).await {
             Some(principal) => principal,
@@ -143,10 +144,15 @@ async fn connection(
                 return;
             }
             _ = heartbeat.tick() => {
-                // A revoked key or an expired token ends the stream.
-                if state.authenticator.authenticate(Some(&credential)).await.is_err() {
-                    close(&mut socket, CLOSE_UNAUTHORIZED, "credential no longer valid").await;
-                    return;
+                // A revoked key or an expired token ends the stream; changed roles apply from
+                // now on; a store outage is no reason to drop anyone.
+                match state.authenticator.authenticate(Some(&credential)).await {
+                    Ok(fresh) if fresh.organization_id == principal.organization_id => principal = fresh,
+                    Err(AuthError::Unavailable) => {}
+                    Ok(_) | Err(_) => {
+                        close(&mut socket, CLOSE_UNAUTHORIZED, "credential no longer valid").await;
+                        return;
+                    }
                 }
                 json!({"type": "heartbeat", "at": Utc::now()})
             }

@@ -434,7 +434,23 @@ async fn email_reaches_the_approvers_and_its_page_decides_only_on_post() {
     recipients.sort();
     // The admin (the policy's approver) and the configured extra address; not the member.
     assert_eq!(recipients, ["<admin@localhost>", "<oncall@example.com>"]);
-    let mail = &received[0];
+    // The extra address is not an approver: it gets the console link, not the decision link.
+    let decode = |data: &str| {
+        String::from_utf8(
+            quoted_printable::decode(data, quoted_printable::ParseMode::Robust).unwrap(),
+        )
+        .unwrap()
+    };
+    let oncall = received
+        .iter()
+        .find(|m| m.to == ["<oncall@example.com>"])
+        .unwrap();
+    let oncall_text = decode(&oncall.data);
+    assert!(oncall_text.contains("/console/#/approvals/") && !oncall_text.contains("token="));
+    let mail = received
+        .iter()
+        .find(|m| m.to == ["<admin@localhost>"])
+        .unwrap();
     assert_eq!(mail.from, "<preloop@example.com>");
     assert!(
         mail.data
@@ -443,9 +459,7 @@ async fn email_reaches_the_approvers_and_its_page_decides_only_on_post() {
     assert!(mail.data.contains("multipart/alternative") && mail.data.contains("text/html"));
     assert!(!mail.data.contains("hunter2"));
     // Both parts are quoted-printable (long lines).
-    let decoded =
-        quoted_printable::decode(&mail.data, quoted_printable::ParseMode::Robust).unwrap();
-    let decoded = String::from_utf8(decoded).unwrap();
+    let decoded = decode(&mail.data);
     let link = decoded
         .lines()
         .find_map(|line| line.strip_prefix("Approve or decline: "))

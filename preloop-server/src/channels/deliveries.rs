@@ -61,7 +61,8 @@ impl Failure {
 
 impl From<reqwest::Error> for Failure {
     fn from(error: reqwest::Error) -> Self {
-        Self::transient(error.to_string())
+        // Without the URL: webhook URLs carry their secret, and the error is stored and shown.
+        Self::transient(error.without_url().to_string())
     }
 }
 

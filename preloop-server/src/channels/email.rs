@@ -1,8 +1,9 @@
 //! The e-mail channel: one message per approver over SMTP (STARTTLS, implicit TLS, or plain for a
 //! local relay; optional authentication), text and HTML. A new request's message carries the
 //! link to its decision page, which shows the request and decides only on a POST from the page,
-//! so mail scanners that follow links cannot vote; an escalation's message links to the request
-//! in the console. Approvers are the users the approval policy
+//! so mail scanners that follow links cannot vote; an escalation's message, and messages to the
+//! extra `to` addresses, link to the request in the console instead. A requester who may not
+//! approve their own call is not mailed their request's link. Approvers are the users the approval policy
 //! names at the stage that started (plus `to`); escalation mails go to the newly added ones.
 
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
@@ -84,9 +85,11 @@ impl Email {
         })
     }
 
-    /// The approvers to write to: those the policy names at the stage reached, or, for an
-    /// escalation, those the new stage added; plus the configured `to`.
-    async fn recipients(&self, event: &Event) -> Vec<Mailbox> {
+    /// Who to write to, and whether they get the decision link: the approvers the policy names
+    /// at the stage reached (for an escalation, those the new stage added) do, except the
+    /// requester when they may not approve their own call (they are not written to at all);
+    /// the configured `to` addresses get the console link (the decision link is a credential).
+    async fn recipients(&self, event: &Event) -> Vec<(Mailbox, bool)> {
         let request = &event.request;
         let users = match self.accounts.list_users(&request.organization_id).await {
             Ok(users) => users,
@@ -96,7 +99,7 @@ impl Email {
             }
         };
         let reached = request.escalation_stage;
-        let mut recipients: Vec<Mailbox> = users
+        let mut recipients: Vec<(Mailbox, bool)> = users
             .iter()
             .filter(|user| !user.disabled)
             .filter(|user| {
@@ -107,20 +110,28 @@ impl Email {
                     None => now,
                 }
             })
+            .filter(|user| user.id != request.requester.id || request.policy.allow_self_approval)
             .filter_map(|user| user.email.parse::<Mailbox>().ok())
+            .map(|mailbox| (mailbox, true))
             .collect();
         for extra in &self.to {
-            if !recipients.iter().any(|r| r.email == extra.email) {
-                recipients.push(extra.clone());
+            if !recipients.iter().any(|(r, _)| r.email == extra.email) {
+                recipients.push((extra.clone(), false));
             }
         }
         recipients
     }
 
-    fn message(&self, to: &Mailbox, event: &Event, summary: &Summary) -> Result<Message, String> {
-        // The token exists only when the request is opened; later mails (escalations) link to
-        // the request in the console, where the approver signs in.
-        let link = match event.token.as_deref() {
+    fn message(
+        &self,
+        to: &Mailbox,
+        with_decision_link: bool,
+        event: &Event,
+        summary: &Summary,
+    ) -> Result<Message, String> {
+        // The token exists only when the request is opened; later mails (escalations), and mails
+        // to non-approvers, link to the request in the console, where the approver signs in.
+        let link = match event.token.as_deref().filter(|_| with_decision_link) {
             Some(token) => self.context.decision_page(event.request.id, token),
             None => self.context.console_page(event.request.id),
         };
@@ -182,8 +193,8 @@ impl Channel for Email {
         if recipients.is_empty() {
             tracing::warn!(request = %event.request.id, "no e-mail recipients for an approval request");
         }
-        for to in recipients {
-            let message = match self.message(&to, event, &summary) {
+        for (to, with_decision_link) in recipients {
+            let message = match self.message(&to, with_decision_link, event, &summary) {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::error!(%error, "cannot build an approval e-mail");

@@ -5,7 +5,10 @@
 //! Mattermost user is mapped to an approver who votes. The answer updates the post to show the
 //! outcome without buttons (incoming webhooks return no post id, so posts are updated by the
 //! button press that decides, not when a request is decided elsewhere; a later press is told
-//! the outcome).
+//! the outcome). Mattermost's action calls carry no signature of their own: the user id in the
+//! call is taken as given once the post's secret matches, so anyone who sees a callback's
+//! secret (a Mattermost administrator, a logging proxy) could vote as any mapped user of that
+//! post. Agent-supplied text is escaped so it cannot render Markdown (links, images).
 
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
@@ -64,6 +67,26 @@ impl Mattermost {
     }
 }
 
+/// Markdown's special characters in agent-supplied text, escaped, so it cannot render links,
+/// images or formatting in the approvers' channel.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\`*_{}[]()<>#+-.!|~".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// `text` in a code block whose fence is longer than any run of backticks inside it.
+fn code_block(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}\n{text}\n{fence}")
+}
+
 /// The post's attachment: the facts and arguments, then buttons or the outcome.
 fn attachment(
     summary: &Summary,
@@ -74,11 +97,11 @@ fn attachment(
     let fields: Vec<Value> = summary
         .fields()
         .into_iter()
-        .map(|(label, value)| json!({"short": true, "title": label, "value": value}))
+        .map(|(label, value)| json!({"short": true, "title": label, "value": escape(&value)}))
         .collect();
-    let mut text = format!("```\n{}\n```", summary.arguments);
+    let mut text = code_block(&summary.arguments);
     if let Some(outcome) = outcome {
-        text.push_str(&format!("\n**{outcome}**"));
+        text.push_str(&format!("\n**{}**", escape(outcome)));
     }
     json!({
         "fallback": title,
@@ -253,4 +276,23 @@ pub(super) async fn actions(State(state): State<AppState>, body: axum::body::Byt
         });
     }
     Json(reply).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_text_cannot_render_markdown_or_leave_its_code_block() {
+        assert_eq!(
+            escape("[Approve](https://evil) ![x](y)"),
+            r"\[Approve\]\(https://evil\) \!\[x\]\(y\)"
+        );
+        let block = code_block("a ``` b ````` c");
+        assert!(
+            block.starts_with("``````\n") && block.ends_with("\n``````"),
+            "{block}"
+        );
+        assert!(code_block("plain").starts_with("```\n"));
+    }
 }

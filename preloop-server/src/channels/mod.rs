@@ -41,8 +41,10 @@ use preloop_core::approval::ApprovalRequest;
 use preloop_core::documents::ChannelMessage;
 use preloop_core::governor::{Notification, Notifier, NotifyError};
 use preloop_core::store::{AccountStore, DocumentStore, StoreError};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -117,9 +119,36 @@ pub(crate) trait Channel: Send + Sync {
     async fn send(&self, event: &Event);
 }
 
+/// Keeps each request's deliveries on a channel in order: an event's task waits for the task of
+/// the request's previous event on that channel (a decision's update must find the first message
+/// sent). The chain ends with the decision, so only undecided requests have an entry.
+#[derive(Debug, Default)]
+struct InOrder(std::sync::Mutex<HashMap<(Uuid, &'static str), oneshot::Receiver<()>>>);
+
+impl InOrder {
+    /// The previous event's completion (if any), and the sender this event's task signals.
+    fn next(
+        &self,
+        request: Uuid,
+        channel: &'static str,
+        last: bool,
+    ) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let mut chains = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = chains.remove(&(request, channel));
+        let (done, finished) = oneshot::channel();
+        if !last {
+            chains.insert((request, channel), finished);
+        }
+        (previous, done)
+    }
+}
+
 /// The configured channels.
 pub struct Channels {
     context: Context,
+    /// Organizations whose requests the channels carry (`*`: all).
+    organizations: Vec<String>,
+    in_order: InOrder,
     all: Vec<Arc<dyn Channel>>,
     slack: Option<Arc<slack::Slack>>,
     mattermost: Option<Arc<mattermost::Mattermost>>,
@@ -197,6 +226,11 @@ impl Channels {
         all.extend(telegram.iter().map(|c| c.clone() as Arc<dyn Channel>));
         Ok(Self {
             context,
+            organizations: section
+                .organizations
+                .clone()
+                .unwrap_or_else(|| vec![crate::bootstrap::DEFAULT_ORGANIZATION.to_owned()]),
+            in_order: InOrder::default(),
             all,
             slack,
             mattermost,
@@ -237,6 +271,16 @@ impl Notifier for Channels {
             return Ok(());
         };
         let request = &event.request;
+        // The channels are the server operator's: other organizations (e.g. self-registered
+        // ones) do not post into them unless listed.
+        if !self
+            .organizations
+            .iter()
+            .any(|org| org == "*" || *org == request.organization_id)
+        {
+            tracing::debug!(organization = %request.organization_id, "channels do not serve this organization");
+            return Ok(());
+        }
         let wants = |channel: &str| {
             request.policy.channels.iter().any(|c| c == channel)
                 || request
@@ -253,9 +297,19 @@ impl Notifier for Channels {
             }
             match self.all.iter().find(|c| c.name() == name) {
                 Some(channel) => {
+                    let (previous, done) =
+                        self.in_order
+                            .next(request.id, channel.name(), event.is_decided());
                     let channel = channel.clone();
                     let event = event.clone();
-                    tokio::spawn(async move { channel.send(&event).await });
+                    tokio::spawn(async move {
+                        if let Some(previous) = previous {
+                            // Sent or given up (or its task ended): either way, go on.
+                            let _ = previous.await;
+                        }
+                        channel.send(&event).await;
+                        let _ = done.send(());
+                    });
                 }
                 None => missing.push(name),
             }
@@ -285,4 +339,62 @@ pub fn routes() -> axum::Router<AppState> {
             post(mattermost::actions),
         )
         .route("/api/v1/channels/telegram/webhook", post(telegram::webhook))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use preloop_core::store::MemoryStore;
+    use serde_json::json;
+
+    fn request(organization_id: &str) -> ApprovalRequest {
+        serde_json::from_value(json!({
+            "id": Uuid::new_v4(), "organization_id": organization_id, "call_id": Uuid::new_v4(),
+            "requester": {"id": "u", "organization_id": organization_id, "roles": []},
+            "tool": {"exposed_name": "t", "server": "s", "name": "t", "input_schema": {}},
+            "original_arguments": {}, "arguments_version": 0,
+            "policy": {"name": "ops", "channels": ["webhook"]},
+            "state": "pending", "votes": [], "created_at": chrono::Utc::now(),
+            "expires_at": chrono::Utc::now(), "escalation_stage": 0, "version": 0
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn channels_carry_only_the_organizations_they_serve() {
+        let section: ChannelsSection = toml::from_str(
+            "[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\nmax_attempts = 1",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let store = Arc::new(MemoryStore::new());
+        let channels = Channels::new(&section, "http://localhost", store)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let (ours, theirs) = (request("default"), request("self-registered"));
+        for request in [&ours, &theirs] {
+            let notified = channels.notify(Notification::Decided { request }).await;
+            assert_eq!(notified, Ok(()));
+        }
+        // The default organization's request was attempted (and failed: nothing listens).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let history = channels
+                .history("default", ours.id)
+                .await
+                .unwrap_or_default();
+            if history
+                .iter()
+                .any(|m| m.status == preloop_core::documents::DeliveryStatus::Failed)
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{history:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let history = channels.history("self-registered", theirs.id).await;
+        assert_eq!(
+            history.map(|h| h.len()),
+            Ok(0),
+            "nothing was sent for another organization"
+        );
+    }
 }

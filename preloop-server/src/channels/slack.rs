@@ -8,7 +8,7 @@
 
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
-use super::message::{Summary, outcome};
+use super::message::{Summary, outcome, truncate};
 use super::{Channel, Context, Event};
 use crate::api::ApiError;
 use crate::http::AppState;
@@ -105,7 +105,7 @@ fn verify(signing_secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> R
     let seconds: i64 = timestamp
         .parse()
         .map_err(|_| "malformed X-Slack-Request-Timestamp header")?;
-    if (now - seconds).abs() > MAX_SKEW_SECONDS {
+    if now.abs_diff(seconds) > MAX_SKEW_SECONDS.unsigned_abs() {
         return Err("the request timestamp is more than 5 minutes away (a replay?)".to_owned());
     }
     let signature = header("x-slack-signature")
@@ -289,12 +289,20 @@ fn title(summary: &Summary, event: &Event) -> String {
     }
 }
 
-/// Slack's three control characters in text.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+/// Slack's three control characters in text, escaped, then cut to `max` characters (escaping
+/// lengthens the text, and Slack refuses a whole message over a block's limit).
+fn escape(text: &str, max: usize) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('>', "&gt;")
+        .replace('>', "&gt;");
+    truncate(&escaped, max)
 }
+
+/// Under Slack's 2,000 characters per section field and 3,000 per section text, with room for
+/// the cut marker and the markup around the text.
+const FIELD_CHARS: usize = 1_900;
+const TEXT_CHARS: usize = 2_900;
 
 /// The message's Block Kit blocks: the facts, the arguments, then the buttons, or the outcome
 /// once decided.
@@ -304,18 +312,18 @@ fn blocks(summary: &Summary, event: &Event, outcome: Option<&str>) -> Value {
         .into_iter()
         .take(10)
         .map(|(label, value)| {
-            json!({"type": "mrkdwn", "text": format!("*{label}*\n{}", escape(&value))})
+            json!({"type": "mrkdwn", "text": format!("*{label}*\n{}", escape(&value, FIELD_CHARS))})
         })
         .collect();
     let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&title(summary, event)))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&title(summary, event), TEXT_CHARS))}}),
         json!({"type": "section", "fields": fields}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&summary.arguments))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&summary.arguments, TEXT_CHARS))}}),
     ];
     match outcome {
         Some(outcome) => blocks.push(json!({
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": format!("*{}*", escape(outcome))}],
+            "elements": [{"type": "mrkdwn", "text": format!("*{}*", escape(outcome, TEXT_CHARS))}],
         })),
         None => blocks.push(json!({
             "type": "actions",
@@ -430,6 +438,50 @@ fn decided_message(slack: &Slack, request: &ApprovalRequest) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_stay_within_slacks_limits_whatever_the_agent_writes() {
+        let long = "a && b > c < d ".repeat(400);
+        let summary = Summary {
+            id: uuid::Uuid::nil(),
+            tool: "tool".to_owned(),
+            server: "server".to_owned(),
+            requester: "agent@example.com".to_owned(),
+            arguments: long.chars().take(2_500).collect(),
+            rule: Some("rule".to_owned()),
+            reason: Some(long.clone()),
+            policy: "ops".to_owned(),
+            expires_at: chrono::Utc::now(),
+        };
+        let request: ApprovalRequest = serde_json::from_value(json!({
+            "id": uuid::Uuid::nil(), "organization_id": "o", "call_id": uuid::Uuid::nil(),
+            "requester": {"id": "u", "organization_id": "o", "roles": []},
+            "tool": {"exposed_name": "tool", "server": "server", "name": "tool", "input_schema": {}},
+            "original_arguments": {}, "arguments_version": 0, "policy": {"name": "ops"},
+            "state": "pending", "votes": [], "created_at": chrono::Utc::now(),
+            "expires_at": chrono::Utc::now(), "escalation_stage": 0, "version": 0
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let event = Event {
+            name: "created".to_owned(),
+            request,
+            token: None,
+            stage: None,
+        };
+        for block in blocks(&summary, &event, None)
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(text) = block["text"]["text"].as_str() {
+                assert!(text.chars().count() <= 3_000, "{}", text.len());
+            }
+            for field in block["fields"].as_array().into_iter().flatten() {
+                let text = field["text"].as_str().unwrap_or_default();
+                assert!(text.chars().count() <= 2_000, "{}", text.len());
+            }
+        }
+    }
 
     fn headers(timestamp: &str, signature: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

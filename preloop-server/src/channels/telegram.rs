@@ -274,6 +274,13 @@ impl Telegram {
     }
 
     async fn poll(&self, state: &AppState) {
+        // Telegram refuses getUpdates while a webhook is set (e.g. by an earlier configuration).
+        if let Err(failure) = self
+            .api("deleteWebhook", &json!({}), Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!(error = %failure.message, "cannot remove a Telegram webhook before polling");
+        }
         let mut offset: i64 = 0;
         let mut pause = Duration::from_millis(500);
         loop {
@@ -329,7 +336,8 @@ impl Telegram {
         };
         let reply = json!({
             "callback_query_id": query_id,
-            "text": truncate(&answer.reply(), 190),
+            // Telegram shows at most 200 characters (the cut marker adds about 40).
+            "text": truncate(&answer.reply(), 150),
             "show_alert": matches!(answer, Answer::Refused(_)),
         });
         if let Err(failure) = self
