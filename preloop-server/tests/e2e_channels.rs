@@ -683,14 +683,7 @@ mod live {
             (Some("up__add"), Some("pending"))
         );
         let id = created["id"].as_str().unwrap().to_owned();
-        let (status, _) = rest(
-            Method::POST,
-            &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200);
+        gateway.approve(&id).await;
         let decided = event(&mut admin, "approvals", "decided", &mut seen).await;
         assert_eq!(
             (decided["id"].as_str(), decided["state"].as_str()),
@@ -868,35 +861,12 @@ mod elicitation {
         // Dismissed: the other channels decide (an admin, here).
         let (client, questions) =
             asked_client(&gateway, ElicitationAction::Cancel, Value::Null).await;
-        let client = Arc::new(client);
-        let waiting = {
-            let client = client.clone();
-            tokio::spawn(async move { add(&client).await })
-        };
-        let id = loop {
-            let (_, pending) = rest(
-                Method::GET,
-                &gateway.url("/api/v1/approval-requests?status=pending"),
-                Some(ADMIN_KEY),
-                None,
-            )
-            .await;
-            if let Some(id) = pending["items"][0]["id"].as_str() {
-                break id.to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let waiting = tokio::spawn(async move { add(&client).await });
+        let id = gateway.pending_request_id().await;
         while questions.lock().unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (status, _) = rest(
-            Method::POST,
-            &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200);
+        gateway.approve(&id).await;
         assert_eq!(returned(waiting).await, "301");
     }
 
@@ -913,37 +883,14 @@ mod elicitation {
             json!({"decision": "approve"}),
         )
         .await;
-        let client = Arc::new(client);
-        let waiting = {
-            let client = client.clone();
-            tokio::spawn(async move { add(&client).await })
-        };
-        let id = loop {
-            let (_, pending) = rest(
-                Method::GET,
-                &gateway.url("/api/v1/approval-requests?status=pending"),
-                Some(ADMIN_KEY),
-                None,
-            )
-            .await;
-            if let Some(id) = pending["items"][0]["id"].as_str() {
-                break id.to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let waiting = tokio::spawn(async move { add(&client).await });
+        let id = gateway.pending_request_id().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             questions.lock().unwrap().is_empty(),
             "the requester was asked"
         );
-        let (status, _) = rest(
-            Method::POST,
-            &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200);
+        gateway.approve(&id).await;
         assert_eq!(returned(waiting).await, "301");
     }
 }
@@ -995,13 +942,6 @@ async fn a_failing_channel_is_retried_recorded_and_loses_nothing() {
         "{delivery}"
     );
     // The request is still there, and another way of deciding still works.
-    let (status, _) = rest(
-        Method::POST,
-        &gateway.url(&format!("/api/v1/approval-requests/{id}/approve")),
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    gateway.approve(&id).await;
     assert_eq!(returned(blocked).await, "201");
 }

@@ -66,6 +66,27 @@ impl From<reqwest::Error> for Failure {
     }
 }
 
+/// POSTs `body` as JSON to an incoming webhook (`what` names it in errors): a 2xx delivers it;
+/// a 4xx other than 429 will not change by retrying.
+pub(crate) async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    what: &str,
+) -> Result<Value, Failure> {
+    let response = http.post(url).json(body).send().await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Value::Null);
+    }
+    let message = format!("{what} answered {status}");
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(Failure::permanent(message))
+    } else {
+        Err(Failure::transient(message))
+    }
+}
+
 /// Writes and reads delivery records.
 #[derive(Clone)]
 pub(crate) struct Deliveries {

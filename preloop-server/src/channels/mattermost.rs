@@ -11,7 +11,7 @@
 //! post. Agent-supplied text is escaped so it cannot render Markdown (links, images).
 
 use super::decide::{Answer, decide_as};
-use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
+use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, post_json};
 use super::message::{Summary, outcome};
 use super::{Channel, Context, Event};
 use crate::api::ApiError;
@@ -22,7 +22,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use preloop_core::approval::{ApprovalState, DecisionToken, VoteDecision, verify_secret};
 use preloop_core::documents::ChannelMessage;
-use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -178,27 +177,13 @@ impl Channel for Mattermost {
                 request,
                 envelope,
                 json!({"secret_hash": secret.hash}),
-                || async {
-                    let response = self
-                        .context
-                        .http
-                        .post(&self.config.webhook_url)
-                        .json(&post)
-                        .send()
-                        .await
-                        .map_err(|e| Failure::transient(e.without_url().to_string()))?;
-                    let status = response.status();
-                    if status.is_success() {
-                        Ok(Value::Null)
-                    } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-                        Err(Failure::permanent(format!(
-                            "the Mattermost webhook answered {status}"
-                        )))
-                    } else {
-                        Err(Failure::transient(format!(
-                            "the Mattermost webhook answered {status}"
-                        )))
-                    }
+                || {
+                    post_json(
+                        &self.context.http,
+                        &self.config.webhook_url,
+                        &post,
+                        "the Mattermost webhook",
+                    )
                 },
             )
             .await;

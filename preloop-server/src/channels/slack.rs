@@ -7,7 +7,7 @@
 //! as them, answers at once, and rewrites the message through the interaction's `response_url`.
 
 use super::decide::{Answer, decide_as};
-use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
+use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure, post_json};
 use super::message::{Summary, outcome, truncate};
 use super::{Channel, Context, Event};
 use crate::api::ApiError;
@@ -188,23 +188,6 @@ impl Slack {
         }
     }
 
-    /// Posts to the incoming webhook.
-    async fn post_webhook(&self, url: &str, body: &Value) -> Result<Value, Failure> {
-        let response = self.context.http.post(url).json(body).send().await?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(Value::Null)
-        } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-            Err(Failure::permanent(format!(
-                "the Slack webhook answered {status}"
-            )))
-        } else {
-            Err(Failure::transient(format!(
-                "the Slack webhook answered {status}"
-            )))
-        }
-    }
-
     async fn post_request(&self, event: &Event) {
         let summary = Summary::of(&event.request, &self.context.redactor);
         let mut message = json!({
@@ -217,7 +200,7 @@ impl Slack {
                 self.context
                     .deliveries
                     .deliver(&event.request, envelope, Value::Null, || {
-                        self.post_webhook(url, &message)
+                        post_json(&self.context.http, url, &message, "the Slack webhook")
                     })
                     .await;
             }

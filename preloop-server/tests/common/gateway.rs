@@ -111,6 +111,40 @@ approval_policy = "chat"
         format!("{}{path}", self.server.url)
     }
 
+    /// The id of the first pending approval request, once there is one.
+    pub async fn pending_request_id(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, pending) = rest(
+                Method::GET,
+                &self.url("/api/v1/approval-requests?status=pending"),
+                Some(ADMIN_KEY),
+                None,
+            )
+            .await;
+            if let Some(id) = pending["items"][0]["id"].as_str() {
+                return id.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request is pending"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Approves a request as the admin.
+    pub async fn approve(&self, id: &str) {
+        let (status, body) = rest(
+            Method::POST,
+            &self.url(&format!("/api/v1/approval-requests/{id}/approve")),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// An approval request as the admin sees it.
     pub async fn request(&self, id: &str) -> Value {
         let (status, request) = rest(
