@@ -27,6 +27,14 @@ fn users_table() -> &'static str {
     r#"users = { "ADMIN" = "admin@localhost", "MEMBER" = "member@example.com" }"#
 }
 
+/// `[channels.slack]` for a bot posting through the Web API at `api` (a stand-in's URL), with
+/// `extra` lines.
+fn slack_config(api: &str, extra: &str) -> String {
+    format!(
+        "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{api}/api\"\n{extra}"
+    )
+}
+
 /// A Slack `block_actions` interaction as Slack sends it (form-encoded `payload`).
 fn slack_press(user: &str, action: &str, request_id: &str, response_url: &str) -> String {
     let payload = json!({
@@ -69,15 +77,7 @@ async fn post_slack(gateway: &Gateway, body: &str, timestamp: i64, secret: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_buttons_approve_as_the_mapped_approver_and_forgeries_are_refused() {
     let mut slack = FakePlatform::start().await;
-    let gateway = Gateway::start(
-        "slack",
-        &format!(
-            "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{}/api\"\n{}",
-            slack.url,
-            users_table()
-        ),
-    )
-    .await;
+    let gateway = Gateway::start("slack", &slack_config(&slack.url, users_table())).await;
     let blocked = gateway.blocked_call();
 
     let posted = slack.next("/api/chat.postMessage").await;
@@ -516,15 +516,8 @@ async fn email_reaches_the_approvers_and_its_page_decides_only_on_post() {
 async fn an_unanswered_request_escalates_to_another_channel_then_expires() {
     let mut slack = FakePlatform::start().await;
     let policy = "timeout = \"3s\"\nchannels = [\"web\"]\n[[approval_policies.escalation]]\nafter = \"1s\"\napprovers = [\"member@example.com\"]\nchannels = [\"slack\"]";
-    let gateway = Gateway::start_with_policy(
-        policy,
-        &format!(
-            "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{}/api\"\n{}",
-            slack.url,
-            users_table()
-        ),
-    )
-    .await;
+    let gateway =
+        Gateway::start_with_policy(policy, &slack_config(&slack.url, users_table())).await;
     let started = std::time::Instant::now();
     let blocked = gateway.blocked_call();
     // Nothing on Slack until the escalation stage starts.
@@ -901,13 +894,7 @@ async fn a_failing_channel_is_retried_recorded_and_loses_nothing() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let gateway = Gateway::start(
-        "slack",
-        &format!(
-            "[channels.slack]\nbot_token = \"xoxb-test\"\nchannel = \"C0APPROVALS\"\nsigning_secret = \"{SLACK_SECRET}\"\napi_url = \"{nowhere}/api\"\nmax_attempts = 2"
-        ),
-    )
-    .await;
+    let gateway = Gateway::start("slack", &slack_config(&nowhere, "max_attempts = 2")).await;
     let blocked = gateway.blocked_call();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let (id, delivery) = loop {
