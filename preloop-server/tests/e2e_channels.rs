@@ -698,6 +698,27 @@ mod live {
                 .iter()
                 .all(|m| m["data"]["organization_id"] == me["organization_id"])
         );
+        // Nor does the member see it over REST: listings show what the detail would.
+        let (_, listed) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/approval-requests"),
+            Some(&member_key),
+            None,
+        )
+        .await;
+        assert_eq!(listed["items"], json!([]), "{listed}");
+        let (_, listed) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/approval-requests"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert!(
+            listed["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+        );
         // The member saw none of it; their socket is alive and answers.
         send(&mut member, json!({"type": "ping"})).await;
         assert_eq!(next(&mut member).await["type"], "pong");

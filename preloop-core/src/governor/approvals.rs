@@ -151,16 +151,19 @@ impl Governor {
         Outcome::of_request(request, self.config.poll_after)
     }
 
-    /// Requests of the principal's organization.
+    /// Requests of the principal's organization that the principal may see (as
+    /// [`Governor::request`]: their own, those they may vote on, and all of them for admins).
     pub async fn list_requests(
         &self,
         principal: &Principal,
         filter: &ApprovalFilter,
     ) -> Result<Vec<ApprovalRequest>, GovernorError> {
-        Ok(self
+        let mut requests = self
             .approvals
             .list_requests(&principal.organization_id, filter)
-            .await?)
+            .await?;
+        requests.retain(|request| may_see(principal, request));
+        Ok(requests)
     }
 
     /// Runs an approved request's call if nobody has claimed it yet, and returns the request.
@@ -310,12 +313,7 @@ impl Governor {
         request_id: Uuid,
     ) -> Result<ApprovalRequest, GovernorError> {
         let request = self.stored(&principal.organization_id, request_id).await?;
-        let may_see = request.requester.id == principal.id
-            || principal.has_role("admin")
-            || request
-                .policy
-                .is_approver(principal, request.escalation_stage);
-        if may_see {
+        if may_see(principal, &request) {
             Ok(request)
         } else {
             Err(GovernorError::RequestNotFound)
@@ -459,4 +457,14 @@ fn audit_entries(transition: &Transition, now: DateTime<Utc>) -> Vec<AuditEntry>
             }
         })
         .collect()
+}
+
+/// Whether `principal` may see `request`: its requester, an approver at its current stage, or an
+/// admin (of its organization: callers have already scoped the lookup).
+fn may_see(principal: &Principal, request: &ApprovalRequest) -> bool {
+    request.requester.id == principal.id
+        || principal.has_role("admin")
+        || request
+            .policy
+            .is_approver(principal, request.escalation_stage)
 }
