@@ -28,6 +28,9 @@ pub struct ServerSection {
     pub requests_per_second: Option<u32>,
     /// Requests a principal may make at once above the steady rate (default 2,000).
     pub burst: Option<u32>,
+    /// Seconds between WebSocket heartbeats, which also re-check each socket's credential
+    /// (default 25).
+    pub websocket_heartbeat_seconds: Option<u64>,
 }
 
 /// `[database]`.
@@ -335,6 +338,8 @@ pub struct Settings {
     pub requests_per_second: u32,
     /// Burst per principal.
     pub burst: u32,
+    /// Between WebSocket heartbeats.
+    pub websocket_heartbeat: std::time::Duration,
     /// The file's declarative content.
     pub file: ConfigFile,
 }
@@ -391,6 +396,11 @@ impl Settings {
                 .requests_per_second
                 .unwrap_or(crate::limits::DEFAULT_REQUESTS_PER_SECOND),
             burst: file.server.burst.unwrap_or(crate::limits::DEFAULT_BURST),
+            websocket_heartbeat: file
+                .server
+                .websocket_heartbeat_seconds
+                .filter(|&seconds| seconds > 0)
+                .map_or(crate::ws::DEFAULT_HEARTBEAT, std::time::Duration::from_secs),
             file,
         })
     }

@@ -83,6 +83,8 @@ pub struct Shared {
     pub channels: Arc<crate::channels::Channels>,
     /// Live events for the WebSocket.
     pub events: crate::events::EventBus,
+    /// Between WebSocket heartbeats.
+    pub websocket_heartbeat: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -170,7 +172,10 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         .merge(crate::channels::routes())
         .merge(crate::decision_page::routes())
         .merge(crate::console::routes())
-        .merge(crate::ws::routes(shutdown))
+        .merge(crate::ws::routes(crate::ws::Lifetime {
+            heartbeat: state.websocket_heartbeat,
+            shutdown,
+        }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)

@@ -171,6 +171,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
         channels: channels.clone(),
         events: events.clone(),
+        websocket_heartbeat: settings.websocket_heartbeat,
     });
     channels.start(&state, &shutdown);
     housekeeping(&state, &shutdown);

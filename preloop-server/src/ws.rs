@@ -4,7 +4,7 @@
 //! message within 10 s; then it subscribes to topics (`approvals`, `activity`,
 //! `flow_executions`, `system`) with `{"type":"subscribe","topics":[...]}` and receives
 //! `{"type":"event","topic":...,"data":...}` for its own organization only, as its roles allow
-//! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s, re-checking
+//! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s (`[server] websocket_heartbeat_seconds`), re-checking
 //! the credential (a revoked or expired one closes the socket with 4401; changed roles apply) and answers `{"type":"ping"}`; malformed
 //! messages get an error message, not a dropped connection.
 
@@ -27,8 +27,8 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-/// How often the server says it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(25);
+/// How often the server says it is alive (and re-checks the credential), by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
 /// How long a connection may stay unauthenticated.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message a client may send.
@@ -36,16 +36,25 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Close code for a missing or invalid credential (application range, like HTTP 401).
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 
-/// The route; connections end when `shutdown` is cancelled.
-pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
+/// How a connection lives: its heartbeat, and when it must end.
+#[derive(Debug, Clone)]
+pub struct Lifetime {
+    /// Between heartbeats (each re-checks the credential).
+    pub heartbeat: Duration,
+    /// Cancelled at shutdown: every connection closes.
+    pub shutdown: CancellationToken,
+}
+
+/// The route.
+pub fn routes(lifetime: Lifetime) -> Router<AppState> {
     Router::new()
         .route("/api/v1/ws/unified", get(upgrade))
-        .layer(Extension(shutdown))
+        .layer(Extension(lifetime))
 }
 
 async fn upgrade(
     State(state): State<AppState>,
-    Extension(shutdown): Extension<CancellationToken>,
+    Extension(lifetime): Extension<Lifetime>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -61,7 +70,7 @@ async fn upgrade(
     };
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(state, socket, signed_in, shutdown))
+        .on_upgrade(move |socket| connection(state, socket, signed_in, lifetime))
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,7 +120,7 @@ async fn connection(
     state: AppState,
     mut socket: WebSocket,
     signed_in: Option<(Principal, String)>,
-    shutdown: CancellationToken,
+    lifetime: Lifetime,
 ) {
     let (mut principal, credential) = match signed_in {
         Some(signed_in) => signed_in,
@@ -130,16 +139,16 @@ async fn connection(
         "user": principal.display_name(),
         "organization_id": principal.organization_id,
         "topics": [Topic::Approvals, Topic::Activity, Topic::FlowExecutions, Topic::System],
-        "heartbeat_seconds": HEARTBEAT.as_secs(),
+        "heartbeat_seconds": lifetime.heartbeat.as_secs(),
     });
     if socket.send(text(&welcome)).await.is_err() {
         return;
     }
-    let mut heartbeat =
-        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let every = lifetime.heartbeat;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let outgoing = tokio::select! {
-            () = shutdown.cancelled() => {
+            () = lifetime.shutdown.cancelled() => {
                 close(&mut socket, 1001, "server shutting down").await;
                 return;
             }

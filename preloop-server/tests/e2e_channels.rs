@@ -622,6 +622,51 @@ mod live {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoked_key_ends_its_websocket_at_the_next_heartbeat() {
+        let gateway = Gateway::start("web", "[server]\nwebsocket_heartbeat_seconds = 1").await;
+        let member_key = api_key(&gateway.server.url, "member@example.com").await;
+        let mut socket = open(&gateway, Some(&member_key)).await.unwrap();
+        assert_eq!(next(&mut socket).await["heartbeat_seconds"], 1);
+        let (_, keys) = rest(
+            Method::GET,
+            &gateway.url("/api/v1/api-keys"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        let id = keys["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == "key of member@example.com")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, _) = rest(
+            Method::DELETE,
+            &gateway.url(&format!("/api/v1/api-keys/{id}")),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 204);
+        // Verified credentials are trusted for up to 5 s; then the next heartbeat closes.
+        let closed = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                    Some(Ok(_)) => continue,
+                    other => panic!("the socket ended without a close frame: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("the socket closes");
+        assert_eq!(closed, 4401);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_websocket_streams_approvals_live_to_whom_may_see_them() {
         let gateway = Gateway::start("web", "").await;
         assert_eq!(open(&gateway, Some("pl_wrong")).await.err(), Some(401));
