@@ -1,5 +1,7 @@
-//! The public decision page, for approvers without an account: `GET /approval/{id}?token=`
-//! shows the request (the link's token is the credential) and, while it is pending, a form;
+//! The public decision page behind e-mailed links: `GET /approval/{id}?token=` shows the request
+//! (the token is the credential: a personal link, whose votes are its approver's under the
+//! policy's rules — quorum, self-approval — or the request's own link, one vote for whoever
+//! holds it) and, while it is pending, a form;
 //! only the form's `POST` votes, so mail scanners and link previews that follow the link cannot.
 //! Argument values under secret-looking keys are hidden, as in every channel (the link travels
 //! by e-mail). The page sends no referrer (the token is in its URL), cannot be framed, and is
@@ -15,9 +17,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
-use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteDecision};
+use preloop_core::Principal;
+use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteCast, VoteDecision};
 use preloop_core::governor::GovernorError;
+use preloop_core::store::AccountStore;
 use serde::Deserialize;
+use uuid::Uuid;
 
 /// The page's routes (public: the token is the credential).
 pub fn routes() -> Router<AppState> {
@@ -37,6 +42,40 @@ struct DecisionForm {
     comment: String,
 }
 
+/// Who a link speaks for.
+enum Credential {
+    /// A personal link (e-mailed to one approver): votes are that user's, under the policy's rules.
+    Approver(Principal),
+    /// The request's own link (sent to systems such as a webhook receiver): one vote, the link's.
+    Link,
+}
+
+/// The credential `token` is for request `id`: a valid personal link names an enabled user;
+/// anything else is tried as the request's own link.
+async fn credential(state: &AppState, id: Uuid, token: &str) -> Result<Credential, Response> {
+    let Some(claims) = state.tokens.verify_approver(token, id) else {
+        return Ok(Credential::Link);
+    };
+    match state.store.get_user(&claims.org, &claims.sub).await {
+        Ok(Some(user)) if !user.disabled => Ok(Credential::Approver(user.principal())),
+        Ok(_) => Err(not_found()),
+        Err(error) => Err(unavailable(&error.into())),
+    }
+}
+
+/// The request as the credential may see it.
+async fn read(
+    state: &AppState,
+    id: Uuid,
+    token: &str,
+    credential: &Credential,
+) -> Result<ApprovalRequest, GovernorError> {
+    match credential {
+        Credential::Approver(principal) => state.governor.request(principal, id).await,
+        Credential::Link => state.governor.request_by_link(id, token).await,
+    }
+}
+
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -45,7 +84,11 @@ async fn show(
     let Ok(id) = id.parse() else {
         return not_found();
     };
-    match state.governor.request_by_link(id, &query.token).await {
+    let credential = match credential(&state, id, &query.token).await {
+        Ok(credential) => credential,
+        Err(response) => return response,
+    };
+    match read(&state, id, &query.token, &credential).await {
         Ok(request) => page(
             StatusCode::OK,
             &request,
@@ -74,13 +117,31 @@ async fn decide(
             "The form was incomplete: choose Approve or Decline.",
         );
     };
+    let credential = match credential(&state, id, &query.token).await {
+        Ok(credential) => credential,
+        Err(response) => return response,
+    };
     let comment = Some(form.comment.trim().to_owned()).filter(|c| !c.is_empty());
     let redactor = state.channels.redactor();
-    match state
-        .governor
-        .decide_by_link(id, &query.token, form.decision, comment)
-        .await
-    {
+    let decided = match &credential {
+        Credential::Approver(approver) => {
+            let vote = VoteCast {
+                comment,
+                ..match form.decision {
+                    VoteDecision::Approve => VoteCast::approve(approver.clone()),
+                    VoteDecision::Decline => VoteCast::decline(approver.clone()),
+                }
+            };
+            state.governor.decide(approver, id, vote).await
+        }
+        Credential::Link => {
+            state
+                .governor
+                .decide_by_link(id, &query.token, form.decision, comment)
+                .await
+        }
+    };
+    match decided {
         Ok(request) => {
             run_if_approved(&state, &request);
             page(
@@ -93,7 +154,7 @@ async fn decide(
         }
         Err(GovernorError::RequestNotFound) => not_found(),
         Err(error @ (GovernorError::Transition(_) | GovernorError::Forbidden(_))) => {
-            match state.governor.request_by_link(id, &query.token).await {
+            match read(&state, id, &query.token, &credential).await {
                 Ok(request) => page(
                     StatusCode::CONFLICT,
                     &request,

@@ -114,6 +114,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
             &settings.file.channels,
             &settings.public_url,
             database.clone(),
+            tokens.clone(),
         )
         .map_err(StartError::Channels)?,
     );

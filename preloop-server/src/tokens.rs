@@ -38,6 +38,22 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// What a personal decision link says: this user may vote on this request until `exp`. It is a
+/// JWT signed like access tokens, but with other claims, so neither kind passes for the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproverClaims {
+    /// User id.
+    pub sub: String,
+    /// Organization.
+    pub org: String,
+    /// The approval request.
+    pub req: uuid::Uuid,
+    /// Issued at (seconds).
+    pub iat: i64,
+    /// Expires at (seconds).
+    pub exp: i64,
+}
+
 /// Signs and verifies tokens.
 #[derive(Clone)]
 pub struct TokenKeys {
@@ -128,6 +144,35 @@ impl TokenKeys {
             .unwrap_or_default()
     }
 
+    /// A personal decision link's token: `user_id` may vote on `request_id` until `expires_at`.
+    pub fn issue_approver(
+        &self,
+        user_id: &str,
+        organization_id: &str,
+        request_id: uuid::Uuid,
+        expires_at: chrono::DateTime<Utc>,
+    ) -> String {
+        let claims = ApproverClaims {
+            sub: user_id.to_owned(),
+            org: organization_id.to_owned(),
+            req: request_id,
+            iat: Utc::now().timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.0)
+            .unwrap_or_default()
+    }
+
+    /// The claims of a valid, unexpired personal decision link token for `request_id`.
+    pub fn verify_approver(&self, token: &str, request_id: uuid::Uuid) -> Option<ApproverClaims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<ApproverClaims>(token, &self.keys.1, &validation)
+            .ok()?
+            .claims;
+        (claims.req == request_id).then_some(claims)
+    }
+
     /// The claims of a valid, unexpired token of `kind` (signature checked, only HS256 accepted).
     pub fn verify(&self, token: &str, kind: TokenKind) -> Option<Claims> {
         let mut validation = Validation::new(Algorithm::HS256);
@@ -183,6 +228,38 @@ mod tests {
             TokenKeys::from_secret("short"),
             Err(KeyError::TooShort)
         ));
+    }
+
+    #[test]
+    fn personal_decision_links_are_neither_access_tokens_nor_transferable() {
+        let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
+        let request = uuid::Uuid::new_v4();
+        let later = Utc::now() + chrono::Duration::minutes(10);
+        let link = keys.issue_approver("u1", "acme", request, later);
+        let claims = keys.verify_approver(&link, request).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.org.as_str()), ("u1", "acme"));
+        assert!(
+            keys.verify_approver(&link, uuid::Uuid::new_v4()).is_none(),
+            "another request"
+        );
+        assert!(
+            keys.verify(&link, TokenKind::Access).is_none(),
+            "not an access token"
+        );
+        let access = keys.issue("u1", "acme", TokenKind::Access);
+        assert!(
+            keys.verify_approver(&access, request).is_none(),
+            "not a link"
+        );
+        let expired = keys.issue_approver(
+            "u1",
+            "acme",
+            request,
+            Utc::now() - chrono::Duration::seconds(5),
+        );
+        assert!(keys.verify_approver(&expired, request).is_none());
+        let other = TokenKeys::from_secret(&"x".repeat(40)).unwrap();
+        assert!(other.verify_approver(&link, request).is_none());
     }
 
     #[test]

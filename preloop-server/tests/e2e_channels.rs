@@ -510,6 +510,8 @@ async fn email_reaches_the_approvers_and_its_page_decides_only_on_post() {
     let request = gateway.request(&request_id).await;
     assert_eq!(request["votes"].as_array().unwrap().len(), 1);
     assert_eq!(request["votes"][0]["comment"], "looks fine");
+    // The link was personal: the vote is the approver's own, as if cast in the console.
+    assert_eq!(request["votes"][0]["approver_email"], "admin@localhost");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,12 @@
 //! The e-mail channel: one message per approver over SMTP (STARTTLS, implicit TLS, or plain for a
-//! local relay; optional authentication), text and HTML. A new request's message carries the
-//! link to its decision page, which shows the request and decides only on a POST from the page,
-//! so mail scanners that follow links cannot vote; an escalation's message, and messages to the
-//! extra `to` addresses, link to the request in the console instead. A requester who may not
-//! approve their own call is not mailed their request's link. Approvers are the users the approval policy
-//! names at the stage that started (plus `to`); escalation mails go to the newly added ones.
+//! local relay; optional authentication), text and HTML. Each approver's message carries a
+//! personal link to the request's decision page ([`crate::decision_page`]): a signed token saying
+//! this user may vote on this request until it expires, so the vote is theirs (quorum and
+//! self-approval rules apply) and the audit log names them. The page decides only on a POST from
+//! its form, so mail scanners that follow links cannot vote. Approvers are the users the approval
+//! policy names at the stage reached (escalation mails go to the newly added ones), except a
+//! requester who may not approve their own call; the extra `to` addresses get a link to the
+//! request in the console instead.
 
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
 use super::message::Summary;
@@ -85,11 +87,11 @@ impl Email {
         })
     }
 
-    /// Who to write to, and whether they get the decision link: the approvers the policy names
-    /// at the stage reached (for an escalation, those the new stage added) do, except the
-    /// requester when they may not approve their own call (they are not written to at all);
-    /// the configured `to` addresses get the console link (the decision link is a credential).
-    async fn recipients(&self, event: &Event) -> Vec<(Mailbox, bool)> {
+    /// Who to write to, with the user a personal decision link is for: the approvers the
+    /// policy names at the stage reached (for an escalation, those the new stage added), except
+    /// the requester when they may not approve their own call; then the configured `to`
+    /// addresses, without a personal link (they get the console's).
+    async fn recipients(&self, event: &Event) -> Vec<(Mailbox, Option<String>)> {
         let request = &event.request;
         let users = match self.accounts.list_users(&request.organization_id).await {
             Ok(users) => users,
@@ -99,7 +101,7 @@ impl Email {
             }
         };
         let reached = request.escalation_stage;
-        let mut recipients: Vec<(Mailbox, bool)> = users
+        let mut recipients: Vec<(Mailbox, Option<String>)> = users
             .iter()
             .filter(|user| !user.disabled)
             .filter(|user| {
@@ -111,12 +113,14 @@ impl Email {
                 }
             })
             .filter(|user| user.id != request.requester.id || request.policy.allow_self_approval)
-            .filter_map(|user| user.email.parse::<Mailbox>().ok())
-            .map(|mailbox| (mailbox, true))
+            .filter_map(|user| {
+                let mailbox = user.email.parse::<Mailbox>().ok()?;
+                Some((mailbox, Some(user.id.clone())))
+            })
             .collect();
         for extra in &self.to {
             if !recipients.iter().any(|(r, _)| r.email == extra.email) {
-                recipients.push((extra.clone(), false));
+                recipients.push((extra.clone(), None));
             }
         }
         recipients
@@ -125,14 +129,14 @@ impl Email {
     fn message(
         &self,
         to: &Mailbox,
-        with_decision_link: bool,
+        approver: Option<&str>,
         event: &Event,
         summary: &Summary,
     ) -> Result<Message, String> {
-        // The token exists only when the request is opened; later mails (escalations), and mails
-        // to non-approvers, link to the request in the console, where the approver signs in.
-        let link = match event.token.as_deref().filter(|_| with_decision_link) {
-            Some(token) => self.context.decision_page(event.request.id, token),
+        // Approvers get a personal link (their vote, under the policy's rules); other addresses
+        // the request in the console, where they would have to sign in.
+        let link = match approver {
+            Some(user_id) => self.context.approver_page(&event.request, user_id),
             None => self.context.console_page(event.request.id),
         };
         let subject = match event.stage {
@@ -193,8 +197,8 @@ impl Channel for Email {
         if recipients.is_empty() {
             tracing::warn!(request = %event.request.id, "no e-mail recipients for an approval request");
         }
-        for (to, with_decision_link) in recipients {
-            let message = match self.message(&to, with_decision_link, event, &summary) {
+        for (to, approver) in recipients {
+            let message = match self.message(&to, approver.as_deref(), event, &summary) {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::error!(%error, "cannot build an approval e-mail");

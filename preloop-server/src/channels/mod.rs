@@ -35,6 +35,7 @@ pub use webhook::{WebhookConfig, sign};
 
 use crate::config::ChannelsSection;
 use crate::http::AppState;
+use crate::tokens::TokenKeys;
 use async_trait::async_trait;
 use deliveries::Deliveries;
 use preloop_core::approval::ApprovalRequest;
@@ -89,12 +90,25 @@ pub(crate) struct Context {
     /// The server's public base URL, without a trailing slash.
     pub(crate) public_url: String,
     pub(crate) http: reqwest::Client,
+    /// Signs personal decision links.
+    pub(crate) tokens: TokenKeys,
 }
 
 impl Context {
     /// The public decision page of a request (the token is the credential).
     pub(crate) fn decision_page(&self, request_id: Uuid, token: &str) -> String {
         format!("{}/approval/{request_id}?token={token}", self.public_url)
+    }
+
+    /// The decision page with a personal link for `user_id`, valid until the request expires.
+    pub(crate) fn approver_page(&self, request: &ApprovalRequest, user_id: &str) -> String {
+        let token = self.tokens.issue_approver(
+            user_id,
+            &request.organization_id,
+            request.id,
+            request.expires_at,
+        );
+        self.decision_page(request.id, &token)
     }
 
     /// The request in the console (for approvers who sign in).
@@ -165,11 +179,13 @@ impl std::fmt::Debug for Channels {
 
 impl Channels {
     /// Channels from `[channels]`; `public_url` is the base of links and callbacks; `store`
-    /// keeps the delivery log and finds approvers' addresses. The error names what is wrong.
+    /// keeps the delivery log and finds approvers' addresses; `tokens` signs personal decision
+    /// links. The error names what is wrong.
     pub fn new<S>(
         section: &ChannelsSection,
         public_url: &str,
         store: Arc<S>,
+        tokens: TokenKeys,
     ) -> Result<Self, String>
     where
         S: DocumentStore<ChannelMessage> + AccountStore + 'static,
@@ -188,6 +204,7 @@ impl Channels {
             redactor,
             public_url: public_url.trim_end_matches('/').to_owned(),
             http,
+            tokens,
         };
         let mut all: Vec<Arc<dyn Channel>> = Vec::new();
         if let Some(config) = &section.webhook {
@@ -367,7 +384,9 @@ mod tests {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         let store = Arc::new(MemoryStore::new());
-        let channels = Channels::new(&section, "http://localhost", store)
+        let tokens =
+            TokenKeys::from_secret(&"k".repeat(40)).unwrap_or_else(|e| unreachable!("{e}"));
+        let channels = Channels::new(&section, "http://localhost", store, tokens)
             .unwrap_or_else(|e| unreachable!("{e}"));
         let (ours, theirs) = (request("default"), request("self-registered"));
         for request in [&ours, &theirs] {
