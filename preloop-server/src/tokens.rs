@@ -165,22 +165,23 @@ impl TokenKeys {
 
     /// The claims of a valid, unexpired personal decision link token for `request_id`.
     pub fn verify_approver(&self, token: &str, request_id: uuid::Uuid) -> Option<ApproverClaims> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        let claims = jsonwebtoken::decode::<ApproverClaims>(token, &self.keys.1, &validation)
-            .ok()?
-            .claims;
+        let claims: ApproverClaims = self.claims(token)?;
         (claims.req == request_id).then_some(claims)
     }
 
     /// The claims of a valid, unexpired token of `kind` (signature checked, only HS256 accepted).
     pub fn verify(&self, token: &str, kind: TokenKind) -> Option<Claims> {
+        let claims: Claims = self.claims(token)?;
+        (claims.typ == kind).then_some(claims)
+    }
+
+    /// The claims of a token signed with these keys (HS256 only), unexpired, without leeway.
+    fn claims<C: serde::de::DeserializeOwned>(&self, token: &str) -> Option<C> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.keys.1, &validation)
-            .ok()?
-            .claims;
-        (claims.typ == kind).then_some(claims)
+        jsonwebtoken::decode::<C>(token, &self.keys.1, &validation)
+            .ok()
+            .map(|data| data.claims)
     }
 }
 
