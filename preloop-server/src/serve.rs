@@ -182,6 +182,10 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         "preloop listening on http://{local} (MCP endpoint: {}/mcp/v1)",
         settings.public_url
     );
+    println!(
+        "Console: {}/console/ (give yourself a sign-in: `preloop user create EMAIL --role admin --password-stdin`)",
+        settings.public_url
+    );
     let stop = shutdown.clone();
     let shutting_down = events.clone();
     // No Nagle delay: otherwise the end of each SSE response waits for the client's delayed ACK
