@@ -127,10 +127,7 @@ async fn decide(
         Credential::Approver(approver) => {
             let vote = VoteCast {
                 comment,
-                ..match form.decision {
-                    VoteDecision::Approve => VoteCast::approve(approver.clone()),
-                    VoteDecision::Decline => VoteCast::decline(approver.clone()),
-                }
+                ..VoteCast::new(approver.clone(), form.decision)
             };
             state.governor.decide(approver, id, vote).await
         }

@@ -8,7 +8,7 @@
 
 use crate::relay::EventSink;
 use preloop_core::Principal;
-use preloop_core::approval::{ApprovalRequest, VoteCast};
+use preloop_core::approval::{ApprovalRequest, VoteCast, VoteDecision};
 use preloop_core::governor::{Governor, ProgressSink};
 use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema};
 use rmcp::service::{Peer, RoleServer};
@@ -155,28 +155,24 @@ async fn ask(
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(str::to_owned);
-    let approve = match answer.action {
+    let decision = match answer.action {
         ElicitationAction::Accept => match content["decision"].as_str() {
-            Some("approve") => true,
-            Some("decline") => false,
+            Some("approve") => VoteDecision::Approve,
+            Some("decline") => VoteDecision::Decline,
             _ => {
                 tracing::warn!(request = %request.id, "elicitation answer without a decision ignored");
                 return;
             }
         },
-        ElicitationAction::Decline => false,
+        ElicitationAction::Decline => VoteDecision::Decline,
         _ => return,
     };
     let vote = VoteCast {
         comment,
-        ..if approve {
-            VoteCast::approve(requester.clone())
-        } else {
-            VoteCast::decline(requester.clone())
-        }
+        ..VoteCast::new(requester.clone(), decision)
     };
     match governor.decide(&requester, request.id, vote).await {
-        Ok(_) => tracing::info!(request = %request.id, approve, "decided inline by elicitation"),
+        Ok(_) => tracing::info!(request = %request.id, ?decision, "decided inline by elicitation"),
         Err(error) => {
             tracing::warn!(%error, request = %request.id, "the elicitation answer was not recorded");
         }

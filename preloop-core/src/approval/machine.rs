@@ -42,8 +42,13 @@ impl VoteCast {
 
     /// A plain decline.
     pub fn decline(approver: Principal) -> Self {
+        Self::new(approver, VoteDecision::Decline)
+    }
+
+    /// A plain vote of `decision`.
+    pub fn new(approver: Principal, decision: VoteDecision) -> Self {
         Self {
-            decision: VoteDecision::Decline,
+            decision,
             ..Self::approve(approver)
         }
     }

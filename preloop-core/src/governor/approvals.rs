@@ -81,10 +81,7 @@ impl Governor {
         link.email = Some("decision link".to_owned());
         let vote = VoteCast {
             comment,
-            ..match decision {
-                VoteDecision::Approve => VoteCast::approve(link),
-                VoteDecision::Decline => VoteCast::decline(link),
-            }
+            ..VoteCast::new(link, decision)
         };
         self.apply(&request.organization_id, request_id, || {
             ApprovalEvent::LinkVote(vote.clone())

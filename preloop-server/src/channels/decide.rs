@@ -64,10 +64,7 @@ pub(crate) async fn decide_as(
         }
     };
     let approver = user.principal();
-    let vote = match decision {
-        VoteDecision::Approve => VoteCast::approve(approver.clone()),
-        VoteDecision::Decline => VoteCast::decline(approver.clone()),
-    };
+    let vote = VoteCast::new(approver.clone(), decision);
     match state.governor.decide(&approver, request_id, vote).await {
         Ok(request) => {
             tracing::info!(platform, approver = %user.email, request = %request_id, ?decision, "vote recorded from a chat platform");
