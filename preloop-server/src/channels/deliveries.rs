@@ -7,7 +7,6 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use preloop_core::approval::ApprovalRequest;
 use preloop_core::documents::{ChannelMessage, DeliveryStatus};
-use preloop_core::governor::Notification;
 use preloop_core::store::DocumentStore;
 use serde_json::Value;
 use std::sync::Arc;
@@ -18,21 +17,6 @@ pub(crate) const DEFAULT_ATTEMPTS: usize = 5;
 
 /// How long an update waits for the original message's delivery to settle.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The notification's event name and request: `created`, `escalated-<stage>` (1-based) or
-/// `decided`.
-pub(crate) fn event_of<'a>(
-    notification: &Notification<'a>,
-) -> Option<(String, &'a ApprovalRequest)> {
-    match *notification {
-        Notification::Created { request, .. } => Some(("created".to_owned(), request)),
-        Notification::Escalated { request, stage } => {
-            Some((format!("escalated-{}", stage + 1), request))
-        }
-        Notification::Decided { request } => Some(("decided".to_owned(), request)),
-        _ => None,
-    }
-}
 
 /// Why an attempt failed, and whether trying again can help.
 #[derive(Debug, Clone)]

@@ -139,10 +139,7 @@ impl Email {
             Some(user_id) => self.context.approver_page(&event.request, user_id),
             None => self.context.console_page(event.request.id),
         };
-        let subject = match event.stage {
-            Some(_) => format!("Escalated: {}", summary.title()),
-            None => summary.title(),
-        };
+        let subject = summary.title();
         let mut text = summary.text();
         text.push_str("\n\n");
         text.push_str(&format!("Approve or decline: {link}\n"));
@@ -192,7 +189,7 @@ impl Channel for Email {
         if event.is_decided() {
             return;
         }
-        let summary = Summary::of(&event.request, &self.context.redactor);
+        let summary = event.summary(&self.context.redactor);
         let recipients = self.recipients(event).await;
         if recipients.is_empty() {
             tracing::warn!(request = %event.request.id, "no e-mail recipients for an approval request");

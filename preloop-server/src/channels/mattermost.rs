@@ -123,11 +123,8 @@ impl Channel for Mattermost {
             return;
         }
         let request = &event.request;
-        let summary = Summary::of(request, &self.context.redactor);
-        let title = match event.stage {
-            Some(_) => format!("Escalated: {}", summary.title()),
-            None => summary.title(),
-        };
+        let summary = event.summary(&self.context.redactor);
+        let title = summary.title();
         let recipient = self
             .config
             .channel

@@ -24,6 +24,8 @@ pub(crate) struct Summary {
     pub(crate) reason: Option<String>,
     pub(crate) policy: String,
     pub(crate) expires_at: DateTime<Utc>,
+    /// Sent because an escalation stage started (the title says so).
+    pub(crate) escalated: bool,
 }
 
 impl Summary {
@@ -47,13 +49,15 @@ impl Summary {
             reason: (!reason.is_empty()).then(|| reason.join("\n")),
             policy: request.policy.name.clone(),
             expires_at: request.expires_at,
+            escalated: false,
         }
     }
 
     /// A subject line.
     pub(crate) fn title(&self) -> String {
+        let escalated = if self.escalated { "Escalated: " } else { "" };
         format!(
-            "Approval needed: {} requested by {}",
+            "{escalated}Approval needed: {} requested by {}",
             self.tool, self.requester
         )
     }

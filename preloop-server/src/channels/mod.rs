@@ -63,11 +63,18 @@ pub(crate) struct Event {
 
 impl Event {
     fn of(notification: &Notification<'_>) -> Option<Self> {
-        let (name, request) = deliveries::event_of(notification)?;
-        let (token, stage) = match *notification {
-            Notification::Created { token, .. } => (Some(token.to_owned()), None),
-            Notification::Escalated { stage, .. } => (None, Some(stage)),
-            _ => (None, None),
+        let (name, request, token, stage) = match *notification {
+            Notification::Created { request, token } => {
+                ("created".to_owned(), request, Some(token.to_owned()), None)
+            }
+            Notification::Escalated { request, stage } => (
+                format!("escalated-{}", stage + 1),
+                request,
+                None,
+                Some(stage),
+            ),
+            Notification::Decided { request } => ("decided".to_owned(), request, None, None),
+            _ => return None,
         };
         Some(Self {
             name,
@@ -79,6 +86,14 @@ impl Event {
 
     pub(crate) fn is_decided(&self) -> bool {
         self.name == "decided"
+    }
+
+    /// What channels say about it (an escalation's title says so).
+    pub(crate) fn summary(&self, redactor: &Redactor) -> message::Summary {
+        message::Summary {
+            escalated: self.stage.is_some(),
+            ..message::Summary::of(&self.request, redactor)
+        }
     }
 }
 

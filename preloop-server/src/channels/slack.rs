@@ -9,7 +9,7 @@
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure, post_json};
 use super::message::{Summary, outcome, truncate};
-use super::{Channel, Context, Event};
+use super::{Channel, Context, Event, Redactor};
 use crate::api::ApiError;
 use crate::http::AppState;
 use async_trait::async_trait;
@@ -189,10 +189,10 @@ impl Slack {
     }
 
     async fn post_request(&self, event: &Event) {
-        let summary = Summary::of(&event.request, &self.context.redactor);
+        let summary = event.summary(&self.context.redactor);
         let mut message = json!({
-            "text": title(&summary, event),
-            "blocks": blocks(&summary, event, None),
+            "text": summary.title(),
+            "blocks": blocks(&summary, None),
         });
         match (&self.config.webhook_url, &self.config.channel) {
             (Some(url), _) => {
@@ -224,8 +224,6 @@ impl Slack {
         if self.config.bot_token.is_none() {
             return;
         }
-        let summary = Summary::of(&event.request, &self.context.redactor);
-        let outcome = outcome(&event.request);
         for sent in self.context.deliveries.sent(&event.request, "slack").await {
             let (Some(channel), Some(ts)) = (
                 sent.reference["channel"].as_str(),
@@ -233,12 +231,9 @@ impl Slack {
             ) else {
                 continue;
             };
-            let update = json!({
-                "channel": channel,
-                "ts": ts,
-                "text": format!("{}: {outcome}", summary.title()),
-                "blocks": blocks(&summary, event, Some(&outcome)),
-            });
+            let mut update = decided_message(&event.request, &self.context.redactor);
+            update["channel"] = json!(channel);
+            update["ts"] = json!(ts);
             let envelope = self.envelope(event, format!("{channel}@{ts}"));
             self.context
                 .deliveries
@@ -265,13 +260,6 @@ impl Channel for Slack {
     }
 }
 
-fn title(summary: &Summary, event: &Event) -> String {
-    match event.stage {
-        Some(_) => format!("Escalated: {}", summary.title()),
-        None => summary.title(),
-    }
-}
-
 /// Slack's three control characters in text, escaped, then cut to `max` characters (escaping
 /// lengthens the text, and Slack refuses a whole message over a block's limit).
 fn escape(text: &str, max: usize) -> String {
@@ -289,7 +277,7 @@ const TEXT_CHARS: usize = 2_900;
 
 /// The message's Block Kit blocks: the facts, the arguments, then the buttons, or the outcome
 /// once decided.
-fn blocks(summary: &Summary, event: &Event, outcome: Option<&str>) -> Value {
+fn blocks(summary: &Summary, outcome: Option<&str>) -> Value {
     let fields: Vec<Value> = summary
         .fields()
         .into_iter()
@@ -299,7 +287,7 @@ fn blocks(summary: &Summary, event: &Event, outcome: Option<&str>) -> Value {
         })
         .collect();
     let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&title(summary, event), TEXT_CHARS))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&summary.title(), TEXT_CHARS))}}),
         json!({"type": "section", "fields": fields}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&summary.arguments, TEXT_CHARS))}}),
     ];
@@ -392,7 +380,9 @@ pub(super) async fn interactions(
 fn reply(slack: &Slack, answer: &Answer) -> Value {
     match answer {
         Answer::Recorded(request) if request.state != ApprovalState::Pending => {
-            decided_message(slack, request)
+            let mut message = decided_message(request, &slack.context.redactor);
+            message["replace_original"] = json!(true);
+            message
         }
         _ => json!({
             "response_type": "ephemeral",
@@ -402,19 +392,13 @@ fn reply(slack: &Slack, answer: &Answer) -> Value {
     }
 }
 
-fn decided_message(slack: &Slack, request: &ApprovalRequest) -> Value {
-    let summary = Summary::of(request, &slack.context.redactor);
+/// A decided request's message: the facts and the outcome, without buttons.
+fn decided_message(request: &ApprovalRequest, redactor: &Redactor) -> Value {
+    let summary = Summary::of(request, redactor);
     let outcome = outcome(request);
-    let event = Event {
-        name: "decided".to_owned(),
-        request: request.clone(),
-        token: None,
-        stage: None,
-    };
     json!({
-        "replace_original": true,
         "text": format!("{}: {outcome}", summary.title()),
-        "blocks": blocks(&summary, &event, Some(&outcome)),
+        "blocks": blocks(&summary, Some(&outcome)),
     })
 }
 
@@ -435,27 +419,9 @@ mod tests {
             reason: Some(long.clone()),
             policy: "ops".to_owned(),
             expires_at: chrono::Utc::now(),
+            escalated: true,
         };
-        let request: ApprovalRequest = serde_json::from_value(json!({
-            "id": uuid::Uuid::nil(), "organization_id": "o", "call_id": uuid::Uuid::nil(),
-            "requester": {"id": "u", "organization_id": "o", "roles": []},
-            "tool": {"exposed_name": "tool", "server": "server", "name": "tool", "input_schema": {}},
-            "original_arguments": {}, "arguments_version": 0, "policy": {"name": "ops"},
-            "state": "pending", "votes": [], "created_at": chrono::Utc::now(),
-            "expires_at": chrono::Utc::now(), "escalation_stage": 0, "version": 0
-        }))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let event = Event {
-            name: "created".to_owned(),
-            request,
-            token: None,
-            stage: None,
-        };
-        for block in blocks(&summary, &event, None)
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for block in blocks(&summary, None).as_array().into_iter().flatten() {
             if let Some(text) = block["text"]["text"].as_str() {
                 assert!(text.chars().count() <= 3_000, "{}", text.len());
             }

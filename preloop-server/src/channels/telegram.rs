@@ -164,11 +164,7 @@ impl Telegram {
     }
 
     async fn post_request(&self, event: &Event) {
-        let summary = Summary::of(&event.request, &self.context.redactor);
-        let mut text = summary.text();
-        if event.stage.is_some() {
-            text = format!("Escalated: {text}");
-        }
+        let text = event.summary(&self.context.redactor).text();
         let id = event.request.id.simple();
         let message = json!({
             "chat_id": self.config.chat_id,
