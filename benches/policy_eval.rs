@@ -256,5 +256,64 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Conditions a hostile tenant might write, on inputs that make them as slow as they can be:
+/// each runs until the evaluation budget stops it (the bench prints the decision). The time is
+/// what one such call costs the server at most.
+fn hostile(c: &mut Criterion) {
+    let principal = Principal::new("agent-1", "acme").with_role("agent");
+    let client = ClientInfo::named("claude-code");
+    let tool = ToolDescriptor::new("s", "t", ToolSource::Upstream);
+    let list: Vec<i64> = (0..2000).collect();
+    let big = "x".repeat(1 << 20);
+    let cases = [
+        (
+            "nested-comprehensions",
+            "args.l.all(x, args.l.all(y, x + y >= 0))".to_owned(),
+            json!({"l": list}),
+        ),
+        (
+            "concatenation",
+            format!("size({}) > 0", vec!["args.s"; 60].join(" + ")),
+            json!({"s": big}),
+        ),
+        (
+            "membership-scans",
+            vec!["-1 in args.l"; 100].join(" || "),
+            json!({"l": (0..200_000).collect::<Vec<i64>>()}),
+        ),
+        (
+            "string-scans",
+            vec!["args.s.contains(\"y\")"; 150].join(" || "),
+            json!({"s": big}),
+        ),
+    ];
+    let mut group = c.benchmark_group("policy_budget");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    for (label, condition, args) in cases {
+        let mut rule = RuleSpec::new(ActionKind::Allow, ["*"]);
+        rule.when = Some(condition);
+        let document = PolicyDocument {
+            rules: vec![rule],
+            ..PolicyDocument::default()
+        };
+        let set = PolicySet::compile(&document).expect("the hostile policy compiles");
+        let input = EvaluationInput {
+            tool: &tool,
+            args: &args,
+            principal: &principal,
+            client: &client,
+            now: Utc::now(),
+        };
+        println!("{label}: {}", set.evaluate(&input).explanation());
+        group.bench_with_input(BenchmarkId::new("exhausted", label), &input, |b, input| {
+            b.iter(|| black_box(set.evaluate(black_box(input))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, hostile);
 criterion_main!(benches);

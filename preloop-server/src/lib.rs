@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod console;
 pub mod decision_page;
+pub mod decisions;
 pub mod elicitation;
 pub mod events;
 pub mod fastpath;

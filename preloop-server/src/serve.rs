@@ -132,6 +132,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
                 bus: events.clone(),
                 inner: channels.clone(),
             }))
+            .decisions(Arc::new(crate::decisions::PooledDecisions::default()))
             .config(GovernorConfig::default())
             .build(),
     );

@@ -6,10 +6,12 @@
 //! never lets a call through.
 
 mod approvals;
+mod decisions;
 mod notifier;
 mod outcome;
 mod wakeups;
 
+pub use decisions::{DecisionJob, DecisionRunner, InlineDecisions};
 pub use notifier::{NoNotifier, Notification, Notifier, NotifyError};
 pub use outcome::{GovernorError, Outcome};
 
@@ -160,6 +162,7 @@ pub struct GovernorBuilder {
     audit: Option<Arc<dyn AuditStore>>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
+    decisions: Arc<dyn DecisionRunner>,
     config: GovernorConfig,
 }
 
@@ -207,6 +210,13 @@ impl GovernorBuilder {
         self
     }
 
+    /// Sets where costly policy decisions run (default: [`InlineDecisions`]).
+    #[must_use]
+    pub fn decisions(mut self, decisions: Arc<dyn DecisionRunner>) -> Self {
+        self.decisions = decisions;
+        self
+    }
+
     /// Sets the timing configuration.
     #[must_use]
     pub fn config(mut self, config: GovernorConfig) -> Self {
@@ -225,6 +235,7 @@ impl GovernorBuilder {
             audit: self.audit.unwrap_or(memory),
             notifier: self.notifier,
             clock: self.clock,
+            decisions: self.decisions,
             config: self.config,
             governance: RwLock::new(HashMap::new()),
             fallback: empty.ok().map(Arc::new),
@@ -241,6 +252,7 @@ pub struct Governor {
     audit: Arc<dyn AuditStore>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
+    decisions: Arc<dyn DecisionRunner>,
     config: GovernorConfig,
     governance: RwLock<HashMap<String, Arc<Governance>>>,
     fallback: Option<Arc<Governance>>,
@@ -266,6 +278,7 @@ impl Governor {
             audit: None,
             notifier: Arc::new(NoNotifier),
             clock: Arc::new(SystemClock),
+            decisions: Arc::new(InlineDecisions),
             config: GovernorConfig::default(),
         }
     }
@@ -361,13 +374,9 @@ impl Governor {
             }
         };
         let governance = self.governance_or_fail(principal)?;
-        let decision = governance.policy().evaluate(&EvaluationInput {
-            tool: &tool.descriptor,
-            args: &arguments,
-            principal,
-            client: &call.client,
-            now,
-        });
+        let decision = self
+            .policy_decision(&governance, &tool, &arguments, principal, &call.client, now)
+            .await?;
         self.audit
             .append(vec![
                 AuditEntry::new(
@@ -406,6 +415,50 @@ impl Governor {
                     .await
             }
         }
+    }
+
+    /// The policy's decision on a call: at once, or through the [`DecisionRunner`] when the
+    /// tool's candidate rules include a costly condition.
+    async fn policy_decision(
+        &self,
+        governance: &Arc<Governance>,
+        tool: &RegisteredTool,
+        arguments: &Value,
+        principal: &Principal,
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, GovernorError> {
+        if !governance.policy().is_costly(&tool.descriptor) {
+            return Ok(governance.policy().evaluate(&EvaluationInput {
+                tool: &tool.descriptor,
+                args: arguments,
+                principal,
+                client,
+                now,
+            }));
+        }
+        let (governance, descriptor, arguments, principal_owned, client) = (
+            Arc::clone(governance),
+            tool.descriptor.clone(),
+            arguments.clone(),
+            principal.clone(),
+            client.clone(),
+        );
+        self.decisions
+            .run(
+                &principal.organization_id,
+                Box::new(move || {
+                    governance.policy().evaluate(&EvaluationInput {
+                        tool: &descriptor,
+                        args: &arguments,
+                        principal: &principal_owned,
+                        client: &client,
+                        now,
+                    })
+                }),
+            )
+            .await
+            .ok_or(GovernorError::DecisionUnavailable)
     }
 
     /// Asks humans to approve a call of `call.tool` whatever the policy says (the agent asked for

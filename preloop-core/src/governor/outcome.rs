@@ -184,6 +184,9 @@ pub enum GovernorError {
     /// The store failed; the call fails closed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The policy decision could not be made (its runner failed); the call fails closed.
+    #[error("the policy decision could not be made; the call is refused")]
+    DecisionUnavailable,
     /// Concurrent updates kept winning; try again.
     #[error("the approval request is being changed concurrently; try again")]
     Contended,

@@ -732,3 +732,73 @@ fn a_call_is_not_made_unrecorded_and_a_made_call_is_not_reported_as_unmade() {
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// Counts the decisions it is handed, and runs them (or refuses to).
+struct CountingRunner {
+    runs: AtomicUsize,
+    refuse: bool,
+}
+
+#[async_trait::async_trait]
+impl DecisionRunner for CountingRunner {
+    async fn run(&self, _organization_id: &str, decide: DecisionJob) -> Option<Decision> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        (!self.refuse).then(decide)
+    }
+}
+
+#[test]
+fn costly_decisions_go_to_the_runner_and_fail_closed_without_it() {
+    for refuse in [false, true] {
+        let registry = Arc::new(Registry::new());
+        registry
+            .register(RegisteredTool::new(
+                ToolDescriptor::new("fs", "read", ToolSource::Embedded),
+                Arc::new(FnExecutor::new(|_, _| Ok(ToolOutput::text("read")))),
+            ))
+            .unwrap();
+        let runner = Arc::new(CountingRunner {
+            runs: AtomicUsize::new(0),
+            refuse,
+        });
+        let governor = Governor::builder(registry)
+            .decisions(runner.clone())
+            .build();
+        let policy = r#"
+[[policy.rules]]
+tools = ["fs__read"]
+when = 'has(args.paths) && args.paths.exists(p, p.startsWith("/etc"))'
+action = "deny"
+"#;
+        governor
+            .set_policy(
+                "acme",
+                &GovernanceDocument::parse(policy, Format::Toml).unwrap(),
+            )
+            .unwrap();
+        let outcome = block_on(governor.call(
+            &agent(),
+            ToolCall::new("fs__read", json!({"paths": ["/etc/passwd"]})),
+        ));
+        assert_eq!(runner.runs.load(Ordering::SeqCst), 1);
+        match (refuse, outcome) {
+            (false, Ok(Outcome::Denied { .. })) => {}
+            (true, Err(GovernorError::DecisionUnavailable)) => {}
+            (refuse, other) => panic!("refuse={refuse}: {other:?}"),
+        }
+        // A cheap rule is decided on the spot.
+        governor
+            .set_policy(
+                "acme",
+                &GovernanceDocument::parse(
+                    "[[policy.rules]]\ntools=[\"fs__read\"]\nwhen='args.n > 1'\naction=\"deny\"\n",
+                    Format::Toml,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let outcome = block_on(governor.call(&agent(), ToolCall::new("fs__read", json!({"n": 5}))));
+        assert!(matches!(outcome, Ok(Outcome::Denied { .. })), "{outcome:?}");
+        assert_eq!(runner.runs.load(Ordering::SeqCst), 1);
+    }
+}

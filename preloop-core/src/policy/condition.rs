@@ -6,6 +6,7 @@
 //! arguments rather than copied. The `tool` value depends only on the tool, so the policy index
 //! builds it once per tool and every later evaluation borrows it.
 
+use super::cost;
 use super::fast::FastExpr;
 use crate::principal::{ClientInfo, Principal};
 use crate::registry::ToolDescriptor;
@@ -16,7 +17,7 @@ use cel::common::types::{
 };
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
-use cel::{Context, Env, Program, Value as CelValue};
+use cel::{Context, Env, Value as CelValue};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,16 @@ pub struct PolicyLimits {
     pub max_expression_length: usize,
     /// Deepest accepted nesting of parentheses, brackets and braces.
     pub max_nesting_depth: usize,
+    /// Deepest accepted parsed expression: operator chains, field paths and calls each add a
+    /// level (`1 + 1 + 1` is three deep).
+    pub max_expression_depth: usize,
+    /// Highest accepted static cost estimate of one condition (see [`crate::policy::ASSUMED_ITEMS`]);
+    /// by default the evaluation budget: a condition that would exhaust it at the sizes the
+    /// estimate assumes is refused when it is saved.
+    pub max_estimated_cost: u64,
+    /// What evaluating a call's conditions may spend, all rules together; past it the
+    /// evaluation fails, and failures fail closed.
+    pub evaluation_budget: u64,
     /// Most rules in one policy set.
     pub max_rules: usize,
 }
@@ -41,6 +52,9 @@ impl Default for PolicyLimits {
         Self {
             max_expression_length: 4096,
             max_nesting_depth: 24,
+            max_expression_depth: 64,
+            max_estimated_cost: 10_000_000,
+            evaluation_budget: 10_000_000,
             max_rules: 10_000,
         }
     }
@@ -78,6 +92,29 @@ pub enum ConditionError {
         /// The limit.
         limit: usize,
     },
+    /// The parsed expression is deeper than the limit.
+    #[error(
+        "CEL condition is {depth} operations deep at column {column} (chained operators, fields and calls each add one); the limit is {limit}"
+    )]
+    ExpressionTooDeep {
+        /// How deep it is, or at least.
+        depth: usize,
+        /// Where the limit was passed (1-based; 0 when unknown).
+        column: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The expression may cost more than a rule may spend.
+    #[error(
+        "CEL condition may cost about {estimate} units per call (comprehensions over collections of {assumed} items); the limit is {limit}: nest fewer comprehensions",
+        assumed = super::cost::ASSUMED_ITEMS
+    )]
+    TooCostly {
+        /// The static estimate.
+        estimate: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The expression reads a variable that does not exist.
     #[error(
         "CEL condition reads unknown variable `{name}`; conditions may read tool, args, user, client and now"
@@ -92,8 +129,10 @@ pub enum ConditionError {
 #[derive(Debug)]
 pub(crate) struct Condition {
     source: Arc<str>,
-    program: Program,
+    /// The expression with its metering calls (see [`super::cost::meter`]).
+    metered: IdedExpr,
     fast: Option<FastExpr>,
+    estimate: u64,
 }
 
 impl Condition {
@@ -110,23 +149,40 @@ impl Condition {
             });
         }
         check_nesting(source, limits.max_nesting_depth)?;
-        let program = env.compile(source).map_err(|errors| {
-            let first = errors.errors.first();
-            let (line, column) = first.map_or((0, 0), |e| {
-                (
-                    usize::try_from(e.pos.0).unwrap_or(0),
-                    usize::try_from(e.pos.1).unwrap_or(0) + 1,
-                )
-            });
-            ConditionError::Syntax {
-                line,
+        let (expression, source_info) =
+            env.parser()
+                .parse_with_source_info(source)
+                .map_err(|errors| {
+                    let first = errors.errors.first();
+                    let (line, column) = first.map_or((0, 0), |e| {
+                        (
+                            usize::try_from(e.pos.0).unwrap_or(0),
+                            usize::try_from(e.pos.1).unwrap_or(0) + 1,
+                        )
+                    });
+                    ConditionError::Syntax {
+                        line,
+                        column,
+                        message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+                    }
+                })?;
+        // Before anything walks the tree recursively.
+        cost::check_depth(&expression, limits.max_expression_depth).map_err(|node| {
+            let column = source_info
+                .offset_for(node)
+                .and_then(|(start, _)| usize::try_from(start).ok())
+                .map_or(0, |start| {
+                    source[..start.min(source.len())].chars().count() + 1
+                });
+            ConditionError::ExpressionTooDeep {
+                depth: limits.max_expression_depth + 1,
                 column,
-                message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+                limit: limits.max_expression_depth,
             }
         })?;
         let mut bound = HashSet::new();
-        comprehension_variables(program.expression(), &mut bound);
-        let references = program.references();
+        comprehension_variables(&expression, &mut bound);
+        let references = expression.references();
         let mut unknown: Vec<&str> = references
             .variables()
             .into_iter()
@@ -138,11 +194,27 @@ impl Condition {
                 name: (*name).to_owned(),
             });
         }
+        let estimate = cost::estimate(&expression);
+        if estimate > limits.max_estimated_cost {
+            return Err(ConditionError::TooCostly {
+                estimate,
+                limit: limits.max_estimated_cost,
+            });
+        }
+        let fast = FastExpr::compile(&expression);
+        let mut metered = expression;
+        cost::meter(&mut metered);
         Ok(Self {
             source: source.into(),
-            fast: FastExpr::compile(program.expression()),
-            program,
+            metered,
+            fast,
+            estimate,
         })
+    }
+
+    /// The static cost estimate.
+    pub(crate) fn estimate(&self) -> u64 {
+        self.estimate
     }
 
     /// The expression as written.
@@ -180,12 +252,18 @@ impl Condition {
     ) -> Result<bool, String> {
         let mut context = Context::with_env(Arc::clone(env));
         context.set_variable_resolver(activation);
-        match self.program.execute(&context) {
+        match CelValue::resolve(&self.metered, &context) {
             Ok(CelValue::Bool(value)) => Ok(value),
             Ok(other) => Err(format!(
                 "condition evaluated to {} instead of a boolean",
                 other.type_of()
             )),
+            // The metering functions' own errors (the budget ran out) speak for themselves.
+            Err(cel::ExecutionError::FunctionError { function, message })
+                if function.starts_with('@') =>
+            {
+                Err(message)
+            }
             Err(error) => Err(error.to_string()),
         }
     }

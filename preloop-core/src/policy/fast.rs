@@ -11,6 +11,7 @@
 //! it gives against the interpreter.
 
 use super::condition::EvaluationInput;
+use super::cost::{charge, elements_cost, text_cost};
 use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
 use serde_json::Value;
 
@@ -217,6 +218,8 @@ impl FastExpr {
                         _ => return None,
                     },
                     Val::List(items) => {
+                        // Out of budget: defer, and the interpreter reports it.
+                        charge(elements_cost(items.len())).then_some(())?;
                         let mut found = false;
                         for item in items {
                             found |= compare(needle, json(item)?)?.is_eq();
@@ -224,7 +227,10 @@ impl FastExpr {
                         found
                     }
                     Val::Strings(items) => match needle {
-                        Val::Str(needle) => items.iter().any(|item| item == needle),
+                        Val::Str(needle) => {
+                            charge(elements_cost(items.len())).then_some(())?;
+                            items.iter().any(|item| item == needle)
+                        }
                         _ => return None,
                     },
                     _ => return None,
@@ -233,17 +239,23 @@ impl FastExpr {
             }
             Self::String(test, target, argument) => {
                 match (target.value(input)?, argument.value(input)?) {
-                    (Val::Str(s), Val::Str(arg)) => Some(Val::Bool(match test {
-                        StringTest::StartsWith => s.starts_with(arg),
-                        StringTest::EndsWith => s.ends_with(arg),
-                        StringTest::Contains => s.contains(arg),
-                    })),
+                    (Val::Str(s), Val::Str(arg)) => {
+                        charge(text_cost(s.len())).then_some(())?;
+                        Some(Val::Bool(match test {
+                            StringTest::StartsWith => s.starts_with(arg),
+                            StringTest::EndsWith => s.ends_with(arg),
+                            StringTest::Contains => s.contains(arg),
+                        }))
+                    }
                     _ => None,
                 }
             }
             Self::Size(inner) => {
                 let size = match inner.value(input)? {
-                    Val::Str(s) => s.chars().count(),
+                    Val::Str(s) => {
+                        charge(text_cost(s.len())).then_some(())?;
+                        s.chars().count()
+                    }
                     Val::List(items) => items.len(),
                     Val::Map(map) => map.len(),
                     Val::Strings(items) => items.len(),
@@ -277,14 +289,17 @@ fn path(expr: &IdedExpr) -> Option<(Root, Vec<Box<str>>)> {
     }
 }
 
-/// Compares same-type scalars; anything else defers.
+/// Compares same-type scalars; anything else (or an exhausted budget) defers.
 fn compare(left: Val<'_>, right: Val<'_>) -> Option<std::cmp::Ordering> {
     match (left, right) {
         (Val::Bool(a), Val::Bool(b)) => Some(a.cmp(&b)),
         (Val::Int(a), Val::Int(b)) => Some(a.cmp(&b)),
         (Val::UInt(a), Val::UInt(b)) => Some(a.cmp(&b)),
         (Val::Double(a), Val::Double(b)) => a.partial_cmp(&b),
-        (Val::Str(a), Val::Str(b)) => Some(a.cmp(b)),
+        (Val::Str(a), Val::Str(b)) => {
+            charge(text_cost(a.len().min(b.len()))).then_some(())?;
+            Some(a.cmp(b))
+        }
         (Val::Null, Val::Null) => Some(std::cmp::Ordering::Equal),
         _ => None,
     }

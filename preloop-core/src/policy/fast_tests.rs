@@ -149,14 +149,14 @@ proptest! {
     /// interpreter fails, so does the condition (the fast path deferred).
     #[test]
     fn the_fast_path_agrees_with_the_interpreter(source in expression()) {
-        let env = Arc::new(Env::stdlib());
+        let env = Arc::new(super::cost::environment());
         check(&source, &env);
     }
 }
 
 #[test]
 fn common_conditions_take_the_fast_path() {
-    let env = Env::stdlib();
+    let env = super::cost::environment();
     for source in [
         r#"args.target_timezone == "Asia/Tokyo""#,
         r#"has(args.amount) && args.amount > 1000"#,
@@ -180,7 +180,7 @@ fn common_conditions_take_the_fast_path() {
 
 #[test]
 fn the_fast_path_answers_common_cases_and_defers_anomalies() {
-    let env = Arc::new(Env::stdlib());
+    let env = Arc::new(super::cost::environment());
     assert_eq!(
         check(r#"args.s == "Asia/Tokyo" && args.i > 5"#, &env),
         Some(true)

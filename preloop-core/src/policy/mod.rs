@@ -38,6 +38,7 @@
 //! `allow`. Conditions that may meet missing arguments should test them with `has(args.x)`.
 
 mod condition;
+mod cost;
 mod decision;
 mod document;
 mod fast;
@@ -46,13 +47,14 @@ mod pattern;
 mod set;
 
 pub use condition::{ConditionError, EvaluationInput, PolicyLimits, VARIABLES};
+pub use cost::ASSUMED_ITEMS;
 pub use decision::{Decision, Effect, Reason, RuleInfo, ShadowDecision};
 pub use document::{
     ActionKind, Format, GovernanceDocument, OnError, PolicyDocument, RuleMode, RuleSpec,
     SyntaxError,
 };
 pub use governance::{Governance, GovernanceError};
-pub use set::{PolicyError, PolicySet, RuleError, RuleProblem};
+pub use set::{COSTLY_CONDITION, PolicyError, PolicySet, RuleError, RuleProblem};
 
 #[cfg(test)]
 mod fast_tests;

@@ -70,7 +70,15 @@ pub enum PolicyError {
         /// The limit.
         limit: usize,
     },
+    /// The compiler's thread could not be started (the process is out of threads or memory).
+    #[error("the policy compiler could not start: {0}")]
+    CompilerUnavailable(String),
 }
+
+/// Stack of the thread policies compile on: the CEL parser recurses once per operator, and a
+/// 4 KiB expression of chained comparisons needs more than 1 MiB before its depth can be
+/// checked (measured in a debug build: 1 MiB overflows, 2 MiB does not).
+const COMPILER_STACK_BYTES: usize = 32 << 20;
 
 fn join_lines(errors: &[RuleError]) -> String {
     errors
@@ -208,8 +216,13 @@ pub struct PolicySet {
     on_error: OnError,
     index: RuleIndex,
     env: Arc<Env>,
+    budget: u64,
     document: PolicyDocument,
 }
+
+/// Estimated cost (budget units) above which a condition is costly: evaluating it may take
+/// long enough that a server should run it away from the threads serving other requests.
+pub const COSTLY_CONDITION: u64 = 10_000;
 
 impl std::fmt::Debug for PolicySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,17 +242,35 @@ impl PolicySet {
     }
 
     /// Compiles `document`, reporting every invalid rule.
+    ///
+    /// Compilation runs on a thread of its own with a large stack ([`COMPILER_STACK_BYTES`]), so
+    /// that no expression, however hostile, can overflow the caller's: what is accepted is
+    /// bounded in depth ([`PolicyLimits::max_expression_depth`]) and safe to evaluate anywhere.
     pub fn compile_with_limits(
         document: &PolicyDocument,
         limits: &PolicyLimits,
     ) -> Result<Self, PolicyError> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("preloop-policy-compiler".to_owned())
+                .stack_size(COMPILER_STACK_BYTES)
+                .spawn_scoped(scope, || Self::compile_here(document, limits))
+                .map_err(|error| PolicyError::CompilerUnavailable(error.to_string()))?
+                .join()
+                .map_err(|_| {
+                    PolicyError::CompilerUnavailable("the compiler thread failed".to_owned())
+                })?
+        })
+    }
+
+    fn compile_here(document: &PolicyDocument, limits: &PolicyLimits) -> Result<Self, PolicyError> {
         if document.rules.len() > limits.max_rules {
             return Err(PolicyError::TooManyRules {
                 count: document.rules.len(),
                 limit: limits.max_rules,
             });
         }
-        let env = Arc::new(Env::stdlib());
+        let env = Arc::new(super::cost::environment());
         let shadow_set = document.mode == RuleMode::Shadow;
         let mut errors = Vec::new();
         let mut rules = Vec::new();
@@ -348,6 +379,7 @@ impl PolicySet {
             on_error: document.on_error,
             index: RuleIndex::new(tool_patterns, server_patterns),
             env,
+            budget: limits.evaluation_budget,
             document: document.clone(),
         })
     }
@@ -367,8 +399,26 @@ impl PolicySet {
         })
     }
 
-    /// Decides one call. Never fails: an evaluation error fails closed into the decision.
+    /// Whether deciding a call of `tool` may run a costly condition (one estimated above
+    /// [`COSTLY_CONDITION`]): such decisions are bounded by the evaluation budget, but may still
+    /// take milliseconds, so servers run them apart from their request threads.
+    pub fn is_costly(&self, tool: &ToolDescriptor) -> bool {
+        self.index.candidates(tool).rules.iter().any(|&index| {
+            self.rules
+                .get(index as usize)
+                .and_then(|rule| rule.condition.as_ref())
+                .is_some_and(|condition| condition.estimate() > COSTLY_CONDITION)
+        })
+    }
+
+    /// Decides one call. Never fails: an evaluation error fails closed into the decision, and
+    /// so does running out of the evaluation budget ([`PolicyLimits::evaluation_budget`]), which
+    /// all of the call's conditions share.
     pub fn evaluate(&self, input: &EvaluationInput<'_>) -> Decision {
+        super::cost::with_budget(self.budget, || self.evaluate_within_budget(input))
+    }
+
+    fn evaluate_within_budget(&self, input: &EvaluationInput<'_>) -> Decision {
         let candidates = self.index.candidates(input.tool);
         let activation = Activation::new(input, &candidates.tool_value);
         let mut shadow: Option<ShadowDecision> = None;

@@ -523,7 +523,7 @@ fn hostile_expressions_hit_limits_instead_of_the_stack() {
 
 #[test]
 fn long_flat_expressions_within_the_limit_compile_and_evaluate() {
-    let chain = vec!["args.a == 1"; 250].join(" || ");
+    let chain = vec!["args.a == 1"; 120].join(" || ");
     assert!(chain.len() < 4096);
     let set = compile(&format!(
         "[[policy.rules]]\ntools=[\"*\"]\nwhen='{chain}'\naction=\"deny\"\n"
@@ -532,6 +532,156 @@ fn long_flat_expressions_within_the_limit_compile_and_evaluate() {
         decide(&set, &tool("a", "b"), json!({"a": 1})).effect,
         Effect::Deny { .. }
     ));
+}
+
+fn rule_when(condition: &str) -> String {
+    format!("[[policy.rules]]\ntools=[\"*\"]\nwhen='{condition}'\naction=\"allow\"\n")
+}
+
+/// `prefix` then `unit` repeated as long as the length limit allows, then `1 == 1`.
+fn longest(prefix: &str, unit: &str) -> String {
+    let mut source = prefix.to_owned();
+    while source.len() + unit.len() + 8 < 4096 {
+        source.push_str(unit);
+    }
+    source.push_str("1 == 1");
+    source
+}
+
+#[test]
+fn expressions_too_deep_to_evaluate_are_refused_when_they_compile() {
+    // The review's crash: a chain of 2,000 additions fit the length limit, compiled, and
+    // overflowed a worker's stack when evaluated.
+    let chain = format!("{} == 0", vec!["1"; 2000].join("+"));
+    let error = compile_error(&rule_when(&chain));
+    assert!(error.contains("operations deep"), "{error}");
+    assert!(error.contains("the limit is 64"), "{error}");
+    // Every shape the parser recurses on, at the longest the length limit allows. The parser
+    // runs on the compiler's own thread, so none can overflow this one; each is refused as too
+    // deep or as a syntax error, except `&&` and `||` chains, which the parser balances.
+    let too_deep = [
+        ("", "1+"),
+        ("", "1<"),
+        ("", "2*"),
+        ("", "1 in "),
+        ("", "-1-"),
+        ("args", "[0]"),
+        ("args", ".f()"),
+        ("", "args.a ? 1 : "),
+    ];
+    for (prefix, unit) in too_deep {
+        let error = compile_error(&rule_when(&longest(prefix, unit)));
+        assert!(
+            error.contains("operations deep") || error.contains("syntax"),
+            "{unit}: {error}"
+        );
+    }
+    for unit in ["args.a && ", "args.a || "] {
+        compile(&rule_when(&longest("", unit)));
+    }
+}
+
+#[test]
+fn the_deepest_accepted_expression_evaluates_on_a_small_stack() {
+    // 64 levels: the limit. Metering wraps operands, so evaluation is about twice as deep.
+    let chain = format!("{} > 0", vec!["args.n"; 61].join(" + "));
+    let set = compile(&rule_when(&chain));
+    let decision = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || decide(&set, &tool("a", "b"), json!({"n": 1})))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(decision.effect, Effect::Allow, "{decision:?}");
+}
+
+#[test]
+fn comprehensions_nested_too_deep_are_refused_when_they_compile() {
+    // The review's stall: three nested `all()` over 200 items took 3 s per call.
+    let three = "args.l.all(x, args.l.all(y, args.l.all(z, x + y + z >= 0)))";
+    let error = compile_error(&rule_when(three));
+    assert!(error.contains("may cost about"), "{error}");
+    assert!(error.contains("nest fewer comprehensions"), "{error}");
+    // Two deep are fine at the sizes rules usually see.
+    let set = compile(&rule_when("args.l.all(x, args.l.all(y, x + y >= 0))"));
+    let items: Vec<i64> = (0..50).collect();
+    let decision = decide(&set, &tool("a", "b"), json!({"l": items}));
+    assert_eq!(decision.effect, Effect::Allow, "{decision:?}");
+}
+
+fn assert_exhausted(decision: &Decision) {
+    assert!(
+        matches!(decision.effect, Effect::Deny { .. }),
+        "the budget fails closed: {decision:?}"
+    );
+    assert!(
+        matches!(&decision.reason, Reason::RuleError { error, .. } if error.contains("budget exhausted")),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn work_past_the_evaluation_budget_fails_closed() {
+    // Two nested comprehensions over a long list: accepted, but 4,000,000 iterations is more
+    // than one call may spend.
+    let set = compile(&rule_when("args.l.all(x, args.l.all(y, x + y >= 0))"));
+    let items: Vec<i64> = (0..2000).collect();
+    assert_exhausted(&decide(&set, &tool("a", "b"), json!({"l": items})));
+
+    // Sixty concatenations of a megabyte string (each copies everything before it).
+    let concat = format!("size({}) > 0", vec!["args.s"; 60].join(" + "));
+    let set = compile(&rule_when(&concat));
+    let big = "x".repeat(1 << 20);
+    assert_exhausted(&decide(&set, &tool("a", "b"), json!({"s": big})));
+
+    // Scans the native fast path answers: membership over a long list, many times.
+    let scans = vec!["-1 in args.l"; 100].join(" || ");
+    let set = compile(&rule_when(&scans));
+    let items: Vec<i64> = (0..200_000).collect();
+    assert_exhausted(&decide(&set, &tool("a", "b"), json!({"l": items})));
+    // ... and string tests over a long string.
+    let tests = vec!["args.s.contains(\"y\")"; 150].join(" || ");
+    let set = compile(&rule_when(&tests));
+    assert_exhausted(&decide(
+        &set,
+        &tool("a", "b"),
+        json!({"s": "x".repeat(1 << 20)}),
+    ));
+
+    // Comparisons against a list literal of the same big value.
+    let literal = format!("args.s in [{}]", vec!["args.s + \"\""; 100].join(", "));
+    let set = compile(&rule_when(&literal));
+    assert_exhausted(&decide(
+        &set,
+        &tool("a", "b"),
+        json!({"s": "x".repeat(1 << 20)}),
+    ));
+
+    // The budget is per call: the next call starts afresh.
+    let set = compile(&rule_when("args.l.all(x, x >= 0)"));
+    for _ in 0..3 {
+        let decision = decide(&set, &tool("a", "b"), json!({"l": [1, 2, 3]}));
+        assert_eq!(decision.effect, Effect::Allow);
+    }
+}
+
+#[test]
+fn costly_conditions_are_known_before_they_run() {
+    let set = compile(
+        r#"
+[[policy.rules]]
+tools = ["slow"]
+when = 'args.l.exists(x, x == "a")'
+action = "deny"
+[[policy.rules]]
+tools = ["fast"]
+when = 'args.n > 1 && "admin" in user.roles'
+action = "deny"
+"#,
+    );
+    assert!(set.is_costly(&tool("s", "slow")));
+    assert!(!set.is_costly(&tool("s", "fast")));
+    assert!(!set.is_costly(&tool("s", "other")));
 }
 
 #[test]
