@@ -89,6 +89,7 @@ impl User {
             id: self.id.clone(),
             email: Some(self.email.clone()),
             roles: self.roles.clone(),
+            api_key_id: None,
             api_key_name: None,
             organization_id: self.organization_id.clone(),
         }
@@ -129,7 +130,7 @@ pub struct ApiKey {
     pub organization_id: String,
     /// The user the key acts as.
     pub user_id: String,
-    /// A name for people (and for `apikey:<name>` selectors).
+    /// A name for people (selectors use the id: names are not unique).
     pub name: String,
     /// The first characters of the secret, to tell keys apart in listings.
     pub prefix: String,
@@ -211,9 +212,12 @@ impl ApiKey {
 
     /// Whether the key may authenticate `secret` at `now` (hash compared in constant time).
     pub fn accepts(&self, secret: &str, now: DateTime<Utc>) -> bool {
-        !self.revoked
-            && self.expires_at.is_none_or(|e| now < e)
-            && verify_secret(secret, &self.hash)
+        self.accepts_at(now) && verify_secret(secret, &self.hash)
+    }
+
+    /// Whether the key works at `now`: not revoked, not expired.
+    pub fn accepts_at(&self, now: DateTime<Utc>) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|e| now < e)
     }
 }
 

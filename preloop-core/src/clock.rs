@@ -8,6 +8,77 @@ use event_listener::Event;
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// Longest duration a policy, an approval or a grant may name: one year. Parsing refuses
+/// longer ones ([`bounded_duration`]), so time arithmetic on them never overflows.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// `at` plus `duration`, saturating at the latest representable time instead of overflowing
+/// (the one way to add a duration to a time in this crate: `DateTime + Duration` panics on
+/// overflow).
+pub fn later(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|delta| at.checked_add_signed(delta))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Serde for durations written like `"10m"` or `"1h 30m"` (humantime), refusing any longer
+/// than [`MAX_DURATION`].
+pub mod bounded_duration {
+    use super::MAX_DURATION;
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Parses a duration and checks its bound.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let duration = humantime_serde::deserialize::<Duration, D>(deserializer)?;
+        check(duration).map_err(serde::de::Error::custom)
+    }
+
+    /// Writes a duration as humantime does.
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(duration, serializer)
+    }
+
+    /// `duration` if it is within [`MAX_DURATION`], else what is wrong with it.
+    pub fn check(duration: Duration) -> Result<Duration, String> {
+        if duration > MAX_DURATION {
+            Err(format!(
+                "`{}` is longer than the limit of {}",
+                humantime::format_duration(duration),
+                humantime::format_duration(MAX_DURATION)
+            ))
+        } else {
+            Ok(duration)
+        }
+    }
+
+    /// The same for optional durations.
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+        use std::time::Duration;
+
+        /// Parses an optional duration and checks its bound.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            let duration = humantime_serde::option::deserialize::<Duration, D>(deserializer)?;
+            duration
+                .map(super::check)
+                .transpose()
+                .map_err(serde::de::Error::custom)
+        }
+
+        /// Writes an optional duration as humantime does.
+        pub fn serialize<S: Serializer>(
+            duration: &Option<Duration>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            humantime_serde::option::serialize(duration, serializer)
+        }
+    }
+}
+
 /// A source of the current time that can also sleep until a deadline.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time.
@@ -78,6 +149,23 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adding_a_duration_saturates_instead_of_overflowing() {
+        let now = Utc::now();
+        assert_eq!(
+            later(now, std::time::Duration::MAX),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            later(DateTime::<Utc>::MAX_UTC, std::time::Duration::from_secs(1)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            later(now, std::time::Duration::from_secs(60)),
+            now + chrono::Duration::seconds(60)
+        );
+    }
     use futures::FutureExt;
 
     #[test]

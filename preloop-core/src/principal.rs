@@ -18,7 +18,12 @@ pub struct Principal {
     /// Roles such as `admin`, `approver`, `member`, `agent`.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Name of the API key the request was authenticated with, if any.
+    /// Id of the API key the request was authenticated with, if any: what `apikey:` selectors
+    /// and `user.api_key` in conditions see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// Name of that API key, for people to read (chosen by the key's holder and not unique,
+    /// so never used to decide anything).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_name: Option<String>,
     /// Organization every query made for this principal is scoped to.
@@ -32,6 +37,7 @@ impl Principal {
             id: id.into(),
             email: None,
             roles: Vec::new(),
+            api_key_id: None,
             api_key_name: None,
             organization_id: organization_id.into(),
         }
@@ -51,9 +57,10 @@ impl Principal {
         self
     }
 
-    /// Sets the API key name.
+    /// Sets the API key the principal authenticated with: its id and its name.
     #[must_use]
-    pub fn with_api_key_name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_api_key(mut self, id: impl Into<String>, name: impl Into<String>) -> Self {
+        self.api_key_id = Some(id.into());
         self.api_key_name = Some(name.into());
         self
     }
@@ -92,15 +99,16 @@ impl ClientInfo {
 
 /// Names a set of principals in rules and approval policies.
 ///
-/// Written as strings: `*` (everyone), `role:<role>`, `apikey:<name>`, `user:<id or email>`, or a
-/// bare id or e-mail address.
+/// Written as strings: `*` (everyone), `role:<role>`, `apikey:<key id>`, `user:<id or email>`,
+/// or a bare id or e-mail address. API keys are selected by id: their names are chosen by
+/// whoever holds them and are not unique, so a name would let any member impersonate a bot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PrincipalSelector {
     /// Every principal.
     Anyone,
     /// Principals holding the role.
     Role(String),
-    /// Principals authenticated with the named API key.
+    /// Principals authenticated with the API key of this id.
     ApiKey(String),
     /// The principal with this id or e-mail address.
     User(String),
@@ -122,7 +130,7 @@ impl PrincipalSelector {
         match self {
             Self::Anyone => true,
             Self::Role(role) => principal.has_role(role),
-            Self::ApiKey(name) => principal.api_key_name.as_deref() == Some(name.as_str()),
+            Self::ApiKey(id) => principal.api_key_id.as_deref() == Some(id.as_str()),
             Self::User(user) => {
                 principal.id == *user
                     || principal
@@ -130,6 +138,22 @@ impl PrincipalSelector {
                         .as_deref()
                         .is_some_and(|email| email.eq_ignore_ascii_case(user))
             }
+        }
+    }
+}
+
+impl PrincipalSelector {
+    /// Refuses an `apikey:` selector that names a key instead of giving its id. Parsing
+    /// accepts names, so documents stored before keys were selected by id still load (and
+    /// match nothing until they are migrated); compiling a policy and saving settings refuse
+    /// them.
+    pub fn require_key_id(&self) -> Result<(), SelectorError> {
+        match self {
+            Self::ApiKey(value) if uuid::Uuid::parse_str(value).is_err() => Err(SelectorError {
+                selector: self.to_string(),
+                reason: "API keys are selected by id (`apikey:<key id>`, as `GET /api/v1/api-keys` shows it): key names are chosen by their holders and are not unique",
+            }),
+            _ => Ok(()),
         }
     }
 }
@@ -200,7 +224,7 @@ mod tests {
         Principal::new("u1", "org")
             .with_email("Alice@Example.com")
             .with_role("admin")
-            .with_api_key_name("ci")
+            .with_api_key(KEY, "ci")
     }
 
     #[test]
@@ -209,7 +233,9 @@ mod tests {
             ("*", true),
             ("role:admin", true),
             ("role:agent", false),
-            ("apikey:ci", true),
+            (&format!("apikey:{KEY}") as &str, true),
+            // A key's name is not its identity: anyone can name a key `ci`.
+            ("apikey:ci", false),
             ("apikey:other", false),
             ("user:u1", true),
             ("alice@example.com", true),
@@ -219,6 +245,21 @@ mod tests {
             let selector: PrincipalSelector = text.parse().unwrap();
             assert_eq!(selector.matches(&alice()), expected, "{text}");
         }
+    }
+
+    const KEY: &str = "2f0e2a49-3a2c-4f0c-9d55-6b1f6b8f3c11";
+
+    #[test]
+    fn api_keys_are_selected_by_id_only() {
+        let by_id: PrincipalSelector = format!("apikey:{KEY}").parse().unwrap();
+        assert!(by_id.require_key_id().is_ok());
+        let by_name: PrincipalSelector = "apikey:release-bot".parse().unwrap();
+        let error = by_name.require_key_id().unwrap_err().to_string();
+        assert!(error.contains("selected by id"), "{error}");
+        // Someone who names their key like the bot's is not the bot.
+        let impostor = Principal::new("u2", "org")
+            .with_api_key(uuid::Uuid::new_v4().to_string(), "release-bot");
+        assert!(!by_name.matches(&impostor));
     }
 
     #[test]

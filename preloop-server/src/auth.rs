@@ -37,10 +37,52 @@ const CACHE_CAPACITY: usize = 10_000;
 
 struct Cached {
     principal: Principal,
-    /// The API key, for keys (JWTs have none).
-    key_id: Option<Uuid>,
+    credential: Credential,
     expires_at: Option<DateTime<Utc>>,
     verified: Instant,
+}
+
+/// How a request's principal proved who it is. Handlers that change credentials ask for it:
+/// an API key (above all a scoped one, which carries fewer roles than its user) may not turn
+/// itself into a password or a wider key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An API key.
+    ApiKey {
+        /// The key.
+        id: Uuid,
+        /// Whether its scopes narrow its user's roles.
+        scoped: bool,
+    },
+    /// An access token from signing in with a password.
+    Session,
+    /// A token of the configured identity provider.
+    IdentityProvider,
+}
+
+impl Credential {
+    /// Whether a person signed in to get it (a password or the identity provider), as opposed
+    /// to a key a program holds.
+    pub fn is_interactive(self) -> bool {
+        matches!(self, Self::Session | Self::IdentityProvider)
+    }
+
+    /// The API key, for keys.
+    pub fn key_id(self) -> Option<Uuid> {
+        match self {
+            Self::ApiKey { id, .. } => Some(id),
+            Self::Session | Self::IdentityProvider => None,
+        }
+    }
+}
+
+/// A verified request: who, and how they proved it.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who is calling.
+    pub principal: Principal,
+    /// With what.
+    pub credential: Credential,
 }
 
 /// Verifies bearer tokens (API keys and JWT access tokens), caching verified ones briefly.
@@ -83,7 +125,7 @@ impl Authenticator {
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, c| c.key_id != Some(key_id));
+            .retain(|_, c| c.credential.key_id() != Some(key_id));
     }
 
     /// Forgets every cached credential of a user at once (after disabling them or changing
@@ -95,12 +137,15 @@ impl Authenticator {
             .retain(|_, c| c.principal.id != user_id);
     }
 
-    fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<(Principal, Option<Uuid>)> {
+    fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<Authenticated> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = cache.get(hash)?;
         let fresh =
             entry.verified.elapsed() < CACHE_TTL && entry.expires_at.is_none_or(|e| now < e);
-        fresh.then(|| (entry.principal.clone(), entry.key_id))
+        fresh.then(|| Authenticated {
+            principal: entry.principal.clone(),
+            credential: entry.credential,
+        })
     }
 
     /// Records a key's use, at most once per [`TOUCH_INTERVAL`].
@@ -125,6 +170,11 @@ impl Authenticator {
 
     /// The principal of an `Authorization` header value.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        self.verify(header).await.map(|verified| verified.principal)
+    }
+
+    /// The principal of an `Authorization` header value, and the credential it used.
+    pub async fn verify(&self, header: Option<&str>) -> Result<Authenticated, AuthError> {
         let token = header
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -139,13 +189,13 @@ impl Authenticator {
         };
         let now = Utc::now();
         let hash = hash_secret(token);
-        if let Some((principal, key_id)) = self.cached(&hash, now) {
-            if let Some(key_id) = key_id {
+        if let Some(verified) = self.cached(&hash, now) {
+            if let Some(key_id) = verified.credential.key_id() {
                 self.touch(key_id, now).await;
             }
-            return Ok(principal);
+            return Ok(verified);
         }
-        let (principal, key_id, expires_at) = if token.starts_with(API_KEY_PREFIX) {
+        let (principal, credential, expires_at) = if token.starts_with(API_KEY_PREFIX) {
             let key = self
                 .accounts
                 .find_api_key_by_hash(&hash)
@@ -156,17 +206,28 @@ impl Authenticator {
             let user = self
                 .enabled_user(&key.organization_id, &key.user_id)
                 .await?;
-            let mut principal = user.principal().with_api_key_name(key.name.clone());
+            let mut principal = user
+                .principal()
+                .with_api_key(key.id.to_string(), key.name.clone());
             // A scoped key acts with only the scoped roles the user still holds.
             if !key.scopes.is_empty() {
                 principal.roles.retain(|role| key.scopes.contains(role));
             }
-            (principal, Some(key.id), key.expires_at)
+            let scoped = principal.roles.len() < user.roles.len();
+            (
+                principal,
+                Credential::ApiKey { id: key.id, scoped },
+                key.expires_at,
+            )
         } else if let Some(claims) = self.keys.verify(token, TokenKind::Access) {
             let user = self.enabled_user(&claims.org, &claims.sub).await?;
+            // A token issued before the user's password changed is retired.
+            if !claims.is_current_for(&user) {
+                return Err(AuthError::Invalid);
+            }
             (
                 user.principal(),
-                None,
+                Credential::Session,
                 DateTime::from_timestamp(claims.exp, 0),
             )
         } else {
@@ -181,7 +242,7 @@ impl Authenticator {
                 .ok_or(AuthError::Invalid)?;
             (
                 user.principal(),
-                None,
+                Credential::IdentityProvider,
                 DateTime::from_timestamp(identity.expires_at, 0),
             )
         };
@@ -194,16 +255,19 @@ impl Authenticator {
                 hash,
                 Cached {
                     principal: principal.clone(),
-                    key_id,
+                    credential,
                     expires_at,
                     verified: Instant::now(),
                 },
             );
         }
-        if let Some(key_id) = key_id {
+        if let Some(key_id) = credential.key_id() {
             self.touch(key_id, now).await;
         }
-        Ok(principal)
+        Ok(Authenticated {
+            principal,
+            credential,
+        })
     }
 
     /// The user a credential belongs to, if it exists and is enabled.
@@ -236,6 +300,7 @@ mod tests {
         let principal = auth.authenticate(Some(&header)).await.unwrap();
         assert!(principal.has_role("admin"));
         assert_eq!(principal.api_key_name.as_deref(), Some("admin"));
+        assert!(principal.api_key_id.is_some());
         assert_eq!(auth.authenticate(None).await, Err(AuthError::Missing));
         assert_eq!(
             auth.authenticate(Some("Basic abc")).await,
@@ -251,22 +316,20 @@ mod tests {
         assert!(auth.authenticate(Some(&header)).await.is_ok());
         auth.forget(key.id);
         // A JWT for the same user authenticates; one signed with another key does not.
-        let jwt = keys.issue(&admin.admin.id, "default", TokenKind::Access);
+        let jwt = keys.issue(&admin.admin, TokenKind::Access);
         assert!(
             auth.authenticate(Some(&format!("Bearer {jwt}")))
                 .await
                 .is_ok()
         );
-        let forged = TokenKeys::from_secret(&"x".repeat(40)).unwrap().issue(
-            &admin.admin.id,
-            "default",
-            TokenKind::Access,
-        );
+        let forged = TokenKeys::from_secret(&"x".repeat(40))
+            .unwrap()
+            .issue(&admin.admin, TokenKind::Access);
         assert_eq!(
             auth.authenticate(Some(&format!("Bearer {forged}"))).await,
             Err(AuthError::Invalid)
         );
-        let refresh = keys.issue(&admin.admin.id, "default", TokenKind::Refresh);
+        let refresh = keys.issue(&admin.admin, TokenKind::Refresh);
         assert_eq!(
             auth.authenticate(Some(&format!("Bearer {refresh}"))).await,
             Err(AuthError::Invalid)

@@ -197,8 +197,7 @@ pub async fn apikey_create(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user with e-mail {email}"))?;
     let now = Utc::now();
-    let expires_at =
-        expires_in.map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+    let expires_at = expires_in.map(|d| preloop_core::clock::later(now, d));
     let issued = ApiKey::issue(&user, name, Vec::new(), expires_at, now);
     database
         .insert_api_key(&issued.key)

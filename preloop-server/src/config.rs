@@ -74,6 +74,13 @@ pub struct McpServerEntry {
     pub keep_alive: Option<bool>,
 }
 
+/// Longest WebSocket heartbeat interval (longer settings are cut to it).
+const MAX_HEARTBEAT_SECONDS: u64 = 3600;
+/// Longest per-call timeout of an upstream server: one day.
+pub const MAX_UPSTREAM_TIMEOUT_SECONDS: u64 = 24 * 3600;
+/// Most concurrent calls an upstream server may be given.
+pub const MAX_UPSTREAM_CONCURRENCY: u32 = 10_000;
+
 /// Default per-call timeout of an upstream server.
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECONDS: u64 = 60;
 /// Default concurrency bound of an upstream server.
@@ -133,9 +140,11 @@ impl McpServerEntry {
             .timeout_seconds
             .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECONDS);
         let max_concurrency = self.max_concurrency.unwrap_or(DEFAULT_UPSTREAM_CONCURRENCY);
-        if timeout_seconds == 0 || max_concurrency == 0 {
+        if !(1..=MAX_UPSTREAM_TIMEOUT_SECONDS).contains(&timeout_seconds)
+            || !(1..=MAX_UPSTREAM_CONCURRENCY).contains(&max_concurrency)
+        {
             return Err(format!(
-                "mcp server `{name}`: `timeout_seconds` and `max_concurrency` must be at least 1"
+                "mcp server `{name}`: `timeout_seconds` must be 1 to {MAX_UPSTREAM_TIMEOUT_SECONDS} and `max_concurrency` 1 to {MAX_UPSTREAM_CONCURRENCY}"
             ));
         }
         Ok(McpServer {
@@ -189,6 +198,9 @@ pub struct ConfigFile {
     /// `[auth.*]`: external sign-in.
     #[serde(default)]
     pub auth: AuthSection,
+    /// `[security]`: what other organizations' upstream servers may run and reach.
+    #[serde(default)]
+    pub security: crate::egress::SecuritySection,
 }
 
 /// `[auth]`.
@@ -400,7 +412,9 @@ impl Settings {
                 .server
                 .websocket_heartbeat_seconds
                 .filter(|&seconds| seconds > 0)
-                .map_or(crate::ws::DEFAULT_HEARTBEAT, std::time::Duration::from_secs),
+                .map_or(crate::ws::DEFAULT_HEARTBEAT, |seconds| {
+                    std::time::Duration::from_secs(seconds.min(MAX_HEARTBEAT_SECONDS))
+                }),
             file,
         })
     }

@@ -50,6 +50,14 @@ enum Credential {
     Link,
 }
 
+impl Credential {
+    /// Whether the page shows the request's details: to an approver always (the console would
+    /// too); through the request's own link only while it waits for a decision.
+    fn sees(&self, request: &ApprovalRequest) -> bool {
+        matches!(self, Self::Approver(_)) || request.state == ApprovalState::Pending
+    }
+}
+
 /// The credential `token` is for request `id`: a valid personal link names an enabled user;
 /// anything else is tried as the request's own link.
 async fn credential(state: &AppState, id: Uuid, token: &str) -> Result<Credential, Response> {
@@ -94,6 +102,7 @@ async fn show(
             &request,
             state.channels.redactor(),
             &query.token,
+            credential.sees(&request),
             None,
         ),
         Err(GovernorError::RequestNotFound) => not_found(),
@@ -146,6 +155,7 @@ async fn decide(
                 &request,
                 redactor,
                 &query.token,
+                credential.sees(&request),
                 Some("Your decision is recorded."),
             )
         }
@@ -157,6 +167,7 @@ async fn decide(
                     &request,
                     redactor,
                     &query.token,
+                    credential.sees(&request),
                     Some(&format!("Not recorded: {error}.")),
                 ),
                 Err(_) => not_found(),
@@ -200,6 +211,7 @@ fn page(
     request: &ApprovalRequest,
     redactor: &Redactor,
     token: &str,
+    details: bool,
     notice: Option<&str>,
 ) -> Response {
     let arguments = serde_json::to_string_pretty(&redactor.redact(request.effective_arguments()))
@@ -209,6 +221,9 @@ fn page(
         @if let Some(notice) = notice {
             p.notice role="status" { (notice) }
         }
+        @if !details {
+            p.state id="state" { (crate::channels::outcome_text(request)) }
+        } @else {
         table {
             tr { th { "State" } td.state id="state" { (crate::channels::outcome_text(request)) } }
             tr { th { "Server" } td { (request.tool.server) } }
@@ -230,6 +245,7 @@ fn page(
                     button.decline type="submit" name="decision" value="decline" { "Decline" }
                 }
             }
+        }
         }
     };
     respond(status, layout("Approval request", body))

@@ -85,6 +85,8 @@ pub struct Shared {
     pub events: crate::events::EventBus,
     /// Between WebSocket heartbeats.
     pub websocket_heartbeat: std::time::Duration,
+    /// Throttles of sign-in and registration.
+    pub throttles: crate::throttle::Throttles,
 }
 
 impl std::fmt::Debug for AppState {
@@ -288,12 +290,8 @@ async fn authenticate(
             .and_then(|v| v.to_str().ok())
             .map(|key| format!("Bearer {key}")),
     };
-    let principal = match state
-        .authenticator
-        .authenticate(header_value.as_deref())
-        .await
-    {
-        Ok(principal) => principal,
+    let verified = match state.authenticator.verify(header_value.as_deref()).await {
+        Ok(verified) => verified,
         Err(error) => {
             let (status, code) = match error {
                 AuthError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -309,6 +307,7 @@ async fn authenticate(
             return response;
         }
     };
+    let principal = verified.principal;
     if let Err(wait) = state.limits.check(&principal) {
         let seconds = wait.as_secs() + 1;
         let message = format!("rate limit exceeded; retry in {seconds} s");
@@ -323,6 +322,7 @@ async fn authenticate(
         return response;
     }
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(verified.credential);
     next.run(request).await
 }
 

@@ -51,6 +51,9 @@ pub enum StartError {
     /// `[channels]` is misconfigured.
     #[error("{0}")]
     Channels(String),
+    /// `[security]` is misconfigured.
+    #[error("{0}")]
+    Security(String),
     /// The address cannot be bound.
     #[error("cannot listen on {address}: {message}")]
     Bind {
@@ -140,10 +143,13 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     crate::startup::record_configured_servers(&settings.file.mcp_servers, &database)
         .await
         .map_err(StartError::Upstream)?;
+    let egress =
+        crate::egress::Egress::new(&settings.file.security).map_err(StartError::Security)?;
     let upstreams = Arc::new(Upstreams::new(
         governor.registry().clone(),
         database.clone(),
         events.clone(),
+        egress,
     ));
     crate::startup::load_organizations(&database, &governor, &upstreams).await?;
     let shutdown = CancellationToken::new();
@@ -174,6 +180,7 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         channels: channels.clone(),
         events: events.clone(),
         websocket_heartbeat: settings.websocket_heartbeat,
+        throttles: crate::throttle::Throttles::default(),
     });
     channels.start(&state, &shutdown);
     housekeeping(&state, &shutdown);
@@ -196,18 +203,21 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            shutting_down.system(None, "shutting_down", serde_json::Value::Null);
-            stop.cancel();
-        })
-        .await
-        .map_err(|e| StartError::Bind {
-            address: local.to_string(),
-            message: e.to_string(),
-        })
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutting_down.system(None, "shutting_down", serde_json::Value::Null);
+        stop.cancel();
+    })
+    .await
+    .map_err(|e| StartError::Bind {
+        address: local.to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn print_bootstrap(settings: &Settings, created: &crate::bootstrap::Bootstrapped) {
@@ -275,6 +285,7 @@ fn housekeeping(state: &AppState, shutdown: &CancellationToken) {
                 () = stop.cancelled() => return,
                 _ = interval.tick() => {
                     state.limits.forget_idle();
+                    state.throttles.forget_idle();
                     let cutoff = chrono::Utc::now()
                         - chrono::Duration::from_std(SESSION_RETENTION).unwrap_or_default();
                     if let Err(error) = state.store.prune_sessions(cutoff).await {

@@ -5,9 +5,11 @@ use crate::bootstrap::DEFAULT_ORGANIZATION;
 use crate::config::McpServerEntry;
 use crate::upstreams::Upstreams;
 use chrono::Utc;
+use preloop_core::audit::{AuditEntry, AuditEventKind};
 use preloop_core::documents::{McpServer, ToolConfiguration};
 use preloop_core::governor::Governor;
 use preloop_core::policy::GovernanceDocument;
+use preloop_core::principal::PrincipalSelector;
 use preloop_core::registry::ToolSettings;
 use preloop_core::store::{AccountStore, DocumentStore, PolicyStore, StoreError};
 use preloop_store::Database;
@@ -61,9 +63,103 @@ pub async fn load_organizations(
     upstreams: &Upstreams,
 ) -> Result<(), StoreError> {
     for organization in database.list_organizations().await? {
+        migrate_key_selectors(database, &organization.id).await?;
         reload_organization(database, governor, upstreams, &organization.id).await?;
     }
     Ok(())
+}
+
+/// Rewrites the `apikey:<name>` selectors of documents stored before keys were selected by id
+/// (in rules, approval policies and tool visibility) to `apikey:<id>`, where the organization
+/// has exactly one usable key of that name. Idempotent: run at every start. A name no key or
+/// several keys carry is left as it is and logged: in a policy it fails to compile, so the
+/// organization denies every call until an admin fixes it; in a tool's visibility it matches
+/// nobody. Both fail closed.
+pub async fn migrate_key_selectors(
+    database: &Database,
+    organization_id: &str,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let keys = database.list_api_keys(organization_id).await?;
+    let resolve = |selector: &str| -> Option<String> {
+        let name = selector.strip_prefix("apikey:")?;
+        if Uuid::parse_str(name).is_ok() {
+            return None;
+        }
+        let mut matching = keys
+            .iter()
+            .filter(|key| key.name == name && key.accepts_at(now));
+        match (matching.next(), matching.next()) {
+            (Some(key), None) => {
+                tracing::warn!(organization = organization_id, selector, key = %key.id, user = %key.user_id, "API key selected by name rewritten to its id; check that this is the key meant");
+                Some(format!("apikey:{}", key.id))
+            }
+            _ => {
+                tracing::error!(
+                    organization = organization_id,
+                    selector,
+                    "API key selector names no single key; select the key by id (apikey:<id>)"
+                );
+                None
+            }
+        }
+    };
+    if let Some(mut document) = database.load_policy(organization_id).await? {
+        let mut changed = 0;
+        for rule in &mut document.policy.rules {
+            for selector in &mut rule.principals {
+                if let Some(by_id) = resolve(selector) {
+                    *selector = by_id;
+                    changed += 1;
+                }
+            }
+        }
+        for policy in &mut document.approval_policies {
+            let stages = policy
+                .escalation
+                .iter_mut()
+                .map(|stage| &mut stage.approvers);
+            for approvers in std::iter::once(&mut policy.approvers).chain(stages) {
+                changed += migrate_selectors(approvers, &resolve);
+            }
+        }
+        if changed > 0 {
+            let entry = AuditEntry::new(
+                organization_id,
+                now,
+                AuditEventKind::PolicyChanged {
+                    changed_by: "migration: API keys selected by id".to_owned(),
+                    rules: document.policy.rules.len(),
+                },
+            );
+            database
+                .save_policy(organization_id, &document, vec![entry])
+                .await?;
+        }
+    }
+    let configurations: Vec<ToolConfiguration> =
+        database.list_documents(organization_id, None).await?;
+    for mut configuration in configurations {
+        if migrate_selectors(&mut configuration.visible_to, &resolve) > 0 {
+            database.update_document(&configuration).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the selectors `resolve` knows a replacement for; returns how many.
+fn migrate_selectors(
+    selectors: &mut [PrincipalSelector],
+    resolve: &impl Fn(&str) -> Option<String>,
+) -> usize {
+    let mut changed = 0;
+    for selector in selectors {
+        if let Some(Ok(by_id)) = resolve(&selector.to_string()).map(|text| text.parse()) {
+            *selector = by_id;
+            changed += 1;
+        }
+    }
+    changed
 }
 
 /// Puts one organization's stored policy, tool configurations and upstream servers in force:

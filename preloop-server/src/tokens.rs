@@ -2,9 +2,12 @@
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use preloop_core::accounts::User;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Lifetime of an access token.
 pub const ACCESS_TTL_SECONDS: i64 = 15 * 60;
@@ -36,6 +39,29 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (seconds).
     pub exp: i64,
+    /// The user's credentials when the token was issued ([`credentials_stamp`]); a token whose
+    /// stamp is not the user's current one was issued before a password change.
+    #[serde(default)]
+    pub pwd: String,
+}
+
+impl Claims {
+    /// Whether the token was issued under `user`'s current credentials.
+    pub fn is_current_for(&self, user: &User) -> bool {
+        bool::from(
+            self.pwd
+                .as_bytes()
+                .ct_eq(credentials_stamp(user).as_bytes()),
+        )
+    }
+}
+
+/// A short digest of `user`'s password hash: it changes whenever the password does, so tokens
+/// carrying the old one stop working. (A digest of a salted hash, cut short: it reveals
+/// nothing of the password.)
+pub fn credentials_stamp(user: &User) -> String {
+    let digest = Sha256::digest(user.password_hash.as_deref().unwrap_or_default().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// What a personal decision link says: this user may vote on this request until `exp`. It is a
@@ -125,19 +151,20 @@ impl TokenKeys {
         Self::from_secret(&secret)
     }
 
-    /// Issues a token of `kind` for a user.
-    pub fn issue(&self, user_id: &str, organization_id: &str, kind: TokenKind) -> String {
+    /// Issues a token of `kind` for `user`, valid until its password changes.
+    pub fn issue(&self, user: &User, kind: TokenKind) -> String {
         let now = Utc::now().timestamp();
         let ttl = match kind {
             TokenKind::Access => ACCESS_TTL_SECONDS,
             TokenKind::Refresh => REFRESH_TTL_SECONDS,
         };
         let claims = Claims {
-            sub: user_id.to_owned(),
-            org: organization_id.to_owned(),
+            sub: user.id.clone(),
+            org: user.organization_id.clone(),
             typ: kind,
             iat: now,
             exp: now + ttl,
+            pwd: credentials_stamp(user),
         };
         // HS256 signing of a serializable struct cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.0)
@@ -206,10 +233,16 @@ fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn user(id: &str, organization_id: &str) -> User {
+        let mut user = User::new(organization_id, "u@example.com", Vec::new(), Utc::now());
+        user.id = id.to_owned();
+        user
+    }
+
     #[test]
     fn tokens_verify_only_with_the_key_and_kind_they_were_made_for() {
         let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
-        let access = keys.issue("u1", "acme", TokenKind::Access);
+        let access = keys.issue(&user("u1", "acme"), TokenKind::Access);
         let claims = keys.verify(&access, TokenKind::Access).unwrap();
         assert_eq!((claims.sub.as_str(), claims.org.as_str()), ("u1", "acme"));
         assert!(
@@ -247,7 +280,7 @@ mod tests {
             keys.verify(&link, TokenKind::Access).is_none(),
             "not an access token"
         );
-        let access = keys.issue("u1", "acme", TokenKind::Access);
+        let access = keys.issue(&user("u1", "acme"), TokenKind::Access);
         assert!(
             keys.verify_approver(&access, request).is_none(),
             "not a link"
@@ -264,6 +297,23 @@ mod tests {
     }
 
     #[test]
+    fn a_password_change_retires_the_tokens_issued_before() {
+        let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
+        let mut alice = user("u1", "acme");
+        alice.password_hash = Some("$argon2id$old".to_owned());
+        let token = keys.issue(&alice, TokenKind::Refresh);
+        let claims = keys.verify(&token, TokenKind::Refresh).unwrap();
+        assert!(claims.is_current_for(&alice));
+        alice.password_hash = Some("$argon2id$new".to_owned());
+        assert!(!claims.is_current_for(&alice));
+        assert!(
+            keys.verify(&keys.issue(&alice, TokenKind::Refresh), TokenKind::Refresh)
+                .unwrap()
+                .is_current_for(&alice)
+        );
+    }
+
+    #[test]
     fn expired_tokens_are_refused() {
         let keys = TokenKeys::from_secret(&"k".repeat(40)).unwrap();
         let claims = Claims {
@@ -272,6 +322,7 @@ mod tests {
             typ: TokenKind::Access,
             iat: 0,
             exp: 1,
+            pwd: String::new(),
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.keys.0).unwrap();
@@ -282,7 +333,7 @@ mod tests {
     fn a_generated_key_persists_in_the_data_directory() {
         let dir = tempfile::tempdir().unwrap();
         let first = TokenKeys::load(None, dir.path()).unwrap();
-        let token = first.issue("u", "o", TokenKind::Access);
+        let token = first.issue(&user("u", "o"), TokenKind::Access);
         let again = TokenKeys::load(None, dir.path()).unwrap();
         assert!(again.verify(&token, TokenKind::Access).is_some());
     }

@@ -4,6 +4,7 @@
 //! `notifications/tools/list_changed`, and an executor that calls it with a timeout, a
 //! concurrency bound, and a reconnect after a failure.
 
+use crate::egress::{Egress, child_environment};
 use crate::events::EventBus;
 use crate::upstream_http::{CallError, HttpCaller, parse_headers};
 use chrono::Utc;
@@ -26,7 +27,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess, Transpor
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -38,29 +39,22 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 type Client = RunningService<RoleClient, UpstreamHandler>;
 
-/// The HTTP client of upstream connections: no Nagle delay, and no redirects (a redirect could
-/// replay an upstream's credentials to another origin). With `keep_alive` connections are pooled;
-/// otherwise each call opens one, as rmcp's default client does: a server that does not set
-/// `TCP_NODELAY` holds the end of each response until the client's delayed ACK (about 40 ms),
-/// and a pooled connection is only free again after that.
-fn http_client(keep_alive: bool) -> reqwest::Client {
-    static POOLED: OnceLock<reqwest::Client> = OnceLock::new();
-    static FRESH: OnceLock<reqwest::Client> = OnceLock::new();
-    let (cell, idle) = if keep_alive {
-        (&POOLED, usize::MAX)
-    } else {
-        (&FRESH, 0)
-    };
-    cell.get_or_init(|| {
-        reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(idle)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default()
-    })
-    .clone()
+/// An upstream error as callers may see it: an HTTP error's status, never the body that came
+/// with it (it could be an internal service's page, echoed to whoever asked for the scan).
+pub fn without_response_body(error: impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    match text.find("HTTP ") {
+        Some(at) => {
+            let rest = &text[at + 5..];
+            let status: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if status.len() == 3 {
+                format!("{}HTTP {status}", &text[..at])
+            } else {
+                text
+            }
+        }
+        None => text,
+    }
 }
 
 /// Where discovered tools are kept.
@@ -73,6 +67,8 @@ pub struct UpstreamServer {
     catalog: ToolCatalog,
     /// Where its state changes are published.
     events: EventBus,
+    /// Its HTTP client (for its organization: see [`Egress::http_client`]).
+    http: reqwest::Client,
     connection: Mutex<Option<Arc<Client>>>,
     /// Makes tool calls on an HTTP server (rmcp's connection still discovers its tools).
     caller: Option<HttpCaller>,
@@ -116,13 +112,13 @@ impl UpstreamServer {
         registry: Arc<Registry>,
         catalog: ToolCatalog,
         events: EventBus,
+        egress: &Egress,
     ) -> Arc<Self> {
+        let http = egress.http_client(&server.organization_id, server.keep_alive);
         let permits = Semaphore::new(server.max_concurrency.max(1) as usize);
         // Headers that do not parse leave the calls to rmcp, which reports them at connection.
         let caller = match &server.transport {
-            McpTransport::Http { url, headers } => {
-                HttpCaller::new(http_client(server.keep_alive), url, headers).ok()
-            }
+            McpTransport::Http { url, headers } => HttpCaller::new(http.clone(), url, headers).ok(),
             McpTransport::Stdio { .. } => None,
         };
         Arc::new(Self {
@@ -130,6 +126,7 @@ impl UpstreamServer {
             registry,
             catalog,
             events,
+            http,
             connection: Mutex::new(None),
             caller,
             in_flight: Mutex::new(HashMap::new()),
@@ -200,7 +197,10 @@ impl UpstreamServer {
         context: &ExecutionContext,
     ) -> Result<CallToolResult, String> {
         let Some(observer) = context.observer.clone() else {
-            return client.call_tool(params).await.map_err(|e| e.to_string());
+            return client
+                .call_tool(params)
+                .await
+                .map_err(without_response_body);
         };
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let handle = {
@@ -209,7 +209,7 @@ impl UpstreamServer {
                 .peer()
                 .send_request_with_option(request, PeerRequestOptions::no_options())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(without_response_body)?;
             in_flight.insert(handle.progress_token.clone(), observer);
             handle
         };
@@ -220,7 +220,7 @@ impl UpstreamServer {
         };
         let response = handle.await_response().await;
         drop(registration);
-        match response.map_err(|e| e.to_string())? {
+        match response.map_err(without_response_body)? {
             ServerResult::CallToolResult(result) => Ok(result),
             _ => Err(
                 "the upstream asked for interactive input or a task, which Preloop does not relay"
@@ -263,24 +263,24 @@ impl UpstreamServer {
                             }
                         }
                     }
-                    let transport = StreamableHttpClientTransport::with_client(
-                        http_client(self.server.keep_alive),
-                        config,
-                    );
+                    let transport =
+                        StreamableHttpClientTransport::with_client(self.http.clone(), config);
                     handler
                         .serve(Observed::new(transport, self))
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(without_response_body)
                 }
                 McpTransport::Stdio { command, args, env } => {
                     let mut process = tokio::process::Command::new(command);
-                    process.args(args).envs(env);
+                    // INVARIANT (no secret reaches a child): the server's own environment
+                    // holds SECRET_KEY; children get exactly their configuration's.
+                    process.args(args).env_clear().envs(child_environment(env));
                     let transport = TokioChildProcess::new(process)
                         .map_err(|e| format!("cannot start `{command}`: {e}"))?;
                     handler
                         .serve(Observed::new(transport, self))
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(without_response_body)
                 }
             }
         };
@@ -320,7 +320,7 @@ impl UpstreamServer {
                 &self.server.name,
                 registered,
             )
-            .map_err(|e| e.to_string())
+            .map_err(without_response_body)
     }
 
     /// Discovers the server's tools and replaces its registered tools with them; tools the
@@ -331,7 +331,7 @@ impl UpstreamServer {
             Ok(Ok(tools)) => tools,
             Ok(Err(error)) => {
                 self.reset().await;
-                return Err(error.to_string());
+                return Err(without_response_body(error));
             }
             Err(_) => return Err("listing tools timed out".to_owned()),
         };
@@ -574,5 +574,24 @@ impl ToolExecutor for UpstreamExecutor {
         };
         crate::metrics::upstream_call(name, label, started.elapsed());
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_response_body;
+
+    #[test]
+    fn upstream_errors_keep_the_status_and_lose_the_body() {
+        assert_eq!(
+            without_response_body(
+                "Transport error: unexpected server response: HTTP 500: <html>internal</html>"
+            ),
+            "Transport error: unexpected server response: HTTP 500"
+        );
+        assert_eq!(
+            without_response_body("connection refused"),
+            "connection refused"
+        );
     }
 }

@@ -183,7 +183,9 @@ impl HttpCaller {
         let version = answer["result"]["protocolVersion"]
             .as_str()
             .and_then(|v| HeaderValue::from_str(v).ok())
-            .ok_or_else(|| format!("the upstream did not initialize: {answer}"))?;
+            .ok_or_else(|| {
+                "the upstream did not initialize: its answer has no protocol version".to_owned()
+            })?;
         let session = Session { id, version };
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let response = self.post(&session, &initialized).await?;
@@ -220,8 +222,8 @@ impl HttpCaller {
     ) -> Result<Value, String> {
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("the upstream answered {status}: {body}"));
+            // The body is not passed on: it could be an internal service's page.
+            return Err(format!("the upstream answered {status}"));
         }
         let is_sse = response
             .headers()

@@ -1,6 +1,7 @@
 //! The running upstream servers of every organization: started at boot and whenever the API
 //! creates or changes one, stopped when it is deleted or disabled.
 
+use crate::egress::Egress;
 use crate::events::EventBus;
 use crate::upstream::{ToolCatalog, UpstreamServer};
 use preloop_core::documents::McpServer;
@@ -15,6 +16,7 @@ pub struct Upstreams {
     registry: Arc<Registry>,
     catalog: ToolCatalog,
     events: EventBus,
+    egress: Egress,
     running: Mutex<HashMap<Uuid, Arc<UpstreamServer>>>,
 }
 
@@ -26,12 +28,19 @@ impl std::fmt::Debug for Upstreams {
 
 impl Upstreams {
     /// No server running yet; tools go to `registry`, discovered tools to `catalog`.
-    /// Their state changes are published on `events`.
-    pub fn new(registry: Arc<Registry>, catalog: ToolCatalog, events: EventBus) -> Self {
+    /// Their state changes are published on `events`; `egress` says what each organization's
+    /// servers may run and reach.
+    pub fn new(
+        registry: Arc<Registry>,
+        catalog: ToolCatalog,
+        events: EventBus,
+        egress: Egress,
+    ) -> Self {
         Self {
             registry,
             catalog,
             events,
+            egress,
             running: Mutex::new(HashMap::new()),
         }
     }
@@ -45,6 +54,12 @@ impl Upstreams {
             previous.stop().await;
         }
         if !server.enabled {
+            return;
+        }
+        // INVARIANT (tenants start no programs): checked here as well as where servers are
+        // registered, so a server stored before a rule tightened does not start either.
+        if let Err(error) = self.egress.check(&server) {
+            tracing::error!(server = %server.name, organization = %server.organization_id, %error, "upstream server refused");
             return;
         }
         let known = self
@@ -61,6 +76,7 @@ impl Upstreams {
             self.registry.clone(),
             self.catalog.clone(),
             self.events.clone(),
+            &self.egress,
         );
         if let Err(error) = upstream.register_known(known) {
             tracing::warn!(server = %upstream.document().name, %error, "cannot register the tools found earlier");
@@ -108,6 +124,11 @@ impl Upstreams {
             }
             _ => false,
         }
+    }
+
+    /// What each organization's servers may run and reach.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
     }
 
     /// The organization's running server `id`.

@@ -12,7 +12,8 @@
 mod common;
 
 use common::{
-    ADMIN_KEY, call, connect_url, rest, start_gateway, start_upstream, text, wait_for_tool,
+    ADMIN_KEY, call, connect_url, register, rest, start_gateway, start_upstream, text,
+    wait_for_tool,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -642,15 +643,7 @@ async fn another_organization_sees_nothing_and_unknown_methods_are_json_rpc_erro
     let request_id = pending["request_id"].as_str().unwrap().to_owned();
 
     // Someone who registers gets a new organization and sees none of it.
-    let (status, registered) = rest(
-        Method::POST,
-        &api("/auth/register"),
-        None,
-        Some(json!({"email": "mallory@example.com", "password": "a long enough password"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{registered}");
-    let outsider = registered["access_token"].as_str().unwrap().to_owned();
+    let outsider = register(&server.url, "mallory@example.com").await;
     for (method, path) in [
         (Method::GET, format!("/approval-requests/{request_id}")),
         (

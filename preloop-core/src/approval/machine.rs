@@ -5,7 +5,7 @@
 //! win a transition.
 
 use super::policy::OnTimeout;
-use super::request::{ApprovalRequest, ApprovalState, Vote, VoteDecision, to_chrono};
+use super::request::{ApprovalRequest, ApprovalState, Vote, VoteDecision};
 use super::schema::validate_arguments;
 use crate::executor::ToolOutput;
 use crate::principal::Principal;
@@ -338,7 +338,7 @@ fn advance_time(
         return;
     }
     while let Some(stage) = request.policy.escalation.get(request.escalation_stage) {
-        if now < request.created_at + to_chrono(stage.after) {
+        if now < crate::clock::later(request.created_at, stage.after) {
             break;
         }
         start_stage(request, effects);
@@ -358,7 +358,7 @@ fn advance_time(
         OnTimeout::Escalate => {
             if request.escalation_stage < request.policy.escalation.len() {
                 start_stage(request, effects);
-                request.expires_at = now + to_chrono(request.policy.timeout);
+                request.expires_at = crate::clock::later(now, request.policy.timeout);
             } else {
                 request.resolution = Some("timed out after the last escalation stage".to_owned());
                 decide(request, ApprovalState::Expired, now, effects);

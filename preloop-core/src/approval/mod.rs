@@ -19,7 +19,6 @@ pub use policy::{
     ApprovalMode, ApprovalPolicy, ApprovalPolicyError, CHANNELS, EscalationStage, GrantOptions,
     OnTimeout,
 };
-pub(crate) use request::to_chrono;
 pub use request::{
     ApprovalRequest, ApprovalState, NewApprovalRequest, RequestContext, RequestedTool, Vote,
     VoteDecision,

@@ -44,7 +44,7 @@ pub enum ApprovalMode {
 #[serde(deny_unknown_fields)]
 pub struct EscalationStage {
     /// Delay from the request's creation.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::clock::bounded_duration")]
     pub after: Duration,
     /// Approvers added at this stage.
     #[serde(default)]
@@ -61,7 +61,7 @@ pub struct GrantOptions {
     /// Longest grant an approver may give; `None` disables grants.
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "crate::clock::bounded_duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_duration: Option<Duration>,
@@ -101,7 +101,7 @@ pub struct ApprovalPolicy {
     #[serde(default = "one")]
     pub declines_required: u32,
     /// How long the request stays open.
-    #[serde(default = "ten_minutes", with = "humantime_serde")]
+    #[serde(default = "ten_minutes", with = "crate::clock::bounded_duration")]
     pub timeout: Duration,
     /// What happens at the timeout.
     #[serde(default)]
@@ -196,6 +196,16 @@ impl ApprovalPolicy {
                 "on_timeout = \"escalate\" needs at least one escalation stage".to_owned(),
             );
         }
+        let selectors = self.approvers.iter().chain(
+            self.escalation
+                .iter()
+                .flat_map(|stage| stage.approvers.iter()),
+        );
+        for selector in selectors {
+            if let Err(error) = selector.require_key_id() {
+                return fail(error.to_string());
+            }
+        }
         if self.escalation.windows(2).any(|w| w[0].after >= w[1].after) {
             return fail(
                 "escalation stages must be in strictly increasing `after` order".to_owned(),
@@ -236,6 +246,23 @@ impl ApprovalPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_past_a_year_are_refused_when_parsed() {
+        for text in [
+            "name = \"ops\"\ntimeout = \"1000000years\"\n",
+            "name = \"ops\"\ngrant = { max_duration = \"400days\" }\n",
+            "name = \"ops\"\n[[escalation]]\nafter = \"1000000years\"\n",
+        ] {
+            let error = toml::from_str::<ApprovalPolicy>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("longer than the limit"), "{text}: {error}");
+        }
+        let fine: ApprovalPolicy =
+            toml::from_str("name = \"ops\"\ntimeout = \"366days\"\n").unwrap();
+        assert_eq!(fine.timeout, crate::clock::MAX_DURATION);
+    }
 
     #[test]
     fn defaults_fill_in_from_a_minimal_toml_policy() {

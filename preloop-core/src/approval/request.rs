@@ -94,7 +94,7 @@ pub struct Vote {
     /// A standing grant the approver gave with the approval.
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "crate::clock::bounded_duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub grant: Option<std::time::Duration>,
@@ -211,7 +211,7 @@ pub struct NewApprovalRequest {
 impl ApprovalRequest {
     /// Opens a pending request at `now`.
     pub fn open(new: NewApprovalRequest, now: DateTime<Utc>) -> Self {
-        let expires_at = now + to_chrono(new.policy.timeout);
+        let expires_at = crate::clock::later(now, new.policy.timeout);
         Self {
             id: Uuid::new_v4(),
             organization_id: new.requester.organization_id.clone(),
@@ -274,12 +274,7 @@ impl ApprovalRequest {
             .policy
             .escalation
             .get(self.escalation_stage)
-            .map(|s| self.created_at + to_chrono(s.after));
+            .map(|s| crate::clock::later(self.created_at, s.after));
         Some(stage.map_or(self.expires_at, |s| s.min(self.expires_at)))
     }
-}
-
-/// Converts a std duration to chrono, saturating at chrono's maximum.
-pub(crate) fn to_chrono(duration: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }

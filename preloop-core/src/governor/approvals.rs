@@ -5,7 +5,7 @@ use super::notifier::Notification;
 use super::{Governor, GovernorError, Outcome, ProgressSink};
 use crate::approval::{
     ApprovalEffect, ApprovalEvent, ApprovalRequest, ApprovalState, Grant, Transition,
-    TransitionError, VoteCast, VoteDecision, to_chrono, transition, verify_secret,
+    TransitionError, VoteCast, VoteDecision, transition, verify_secret,
 };
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::principal::Principal;
@@ -235,7 +235,7 @@ impl Governor {
         progress: Option<&dyn ProgressSink>,
     ) -> Result<Outcome, GovernorError> {
         let started = self.clock.now();
-        let mut next_progress = started + to_chrono(self.config.progress_interval);
+        let mut next_progress = crate::clock::later(started, self.config.progress_interval);
         loop {
             // Subscribe before reading, so a decision landing in between still wakes us.
             let subscription = self.wakeups.subscribe(request_id);
@@ -253,7 +253,7 @@ impl Governor {
             }
             if let Some(progress) = progress.filter(|_| now >= next_progress) {
                 progress.waiting(&request, (now - started).to_std().unwrap_or_default());
-                next_progress = now + to_chrono(self.config.progress_interval);
+                next_progress = crate::clock::later(now, self.config.progress_interval);
             }
             let mut wake_at = until;
             if let Some(deadline) = request.next_deadline() {
@@ -380,7 +380,7 @@ impl Governor {
                         granted_by: granted_by.clone(),
                         request_id: request.id,
                         created_at: now,
-                        expires_at: now + to_chrono(*duration),
+                        expires_at: crate::clock::later(now, *duration),
                         revoked: false,
                     };
                     let entry = AuditEntry::new(

@@ -579,7 +579,7 @@ impl Governor {
                 if let Some(progress) = &call.progress {
                     progress.held(&request);
                 }
-                let until = now + crate::approval::to_chrono(self.config.blocking_timeout);
+                let until = crate::clock::later(now, self.config.blocking_timeout);
                 self.wait(org, request.id, until, call.progress.as_deref())
                     .await
             }

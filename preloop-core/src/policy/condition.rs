@@ -505,10 +505,7 @@ fn user_value(principal: &Principal) -> BoxedVal<'_> {
         ("id", string(&principal.id)),
         ("email", optional_string(principal.email.as_deref())),
         ("roles", Box::new(CelList::from(roles)) as BoxedVal<'_>),
-        (
-            "api_key",
-            optional_string(principal.api_key_name.as_deref()),
-        ),
+        ("api_key", optional_string(principal.api_key_id.as_deref())),
         ("organization_id", string(&principal.organization_id)),
     ])
 }

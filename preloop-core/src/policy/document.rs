@@ -62,7 +62,7 @@ pub struct RuleSpec {
     /// Glob patterns over the server name; empty means any server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<String>,
-    /// Principal selectors (`role:agent`, `apikey:ci`, an e-mail); empty means anyone.
+    /// Principal selectors (`role:agent`, `apikey:<key id>`, an e-mail); empty means anyone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<String>,
     /// A CEL condition; the rule matches only when it is true.

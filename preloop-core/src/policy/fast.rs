@@ -365,7 +365,7 @@ fn resolve<'a>(input: &EvaluationInput<'a>, root: Root, fields: &[Box<str>]) -> 
                     "id" => Some(Val::Str(&user.id)),
                     "email" => Some(optional(user.email.as_deref())),
                     "roles" => Some(Val::Strings(&user.roles)),
-                    "api_key" => Some(optional(user.api_key_name.as_deref())),
+                    "api_key" => Some(optional(user.api_key_id.as_deref())),
                     "organization_id" => Some(Val::Str(&user.organization_id)),
                     _ => None,
                 },

@@ -310,7 +310,8 @@ impl PolicySet {
                 .principals
                 .iter()
                 .filter_map(|p| {
-                    p.parse()
+                    p.parse::<PrincipalSelector>()
+                        .and_then(|selector| selector.require_key_id().map(|()| selector))
                         .map_err(|e| problems.push(RuleProblem::Principal(e)))
                         .ok()
                 })

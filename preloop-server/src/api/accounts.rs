@@ -4,13 +4,14 @@
 
 use super::ApiError;
 use super::extract::{Body, Param, require_role};
+use crate::auth::Credential;
 use crate::http::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use preloop_core::Principal;
-use preloop_core::accounts::{ApiKey, User, hash_password};
+use preloop_core::accounts::{ApiKey, User, hash_password, verify_password};
 use preloop_core::store::AccountStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -195,7 +196,11 @@ struct UserChange {
     name: Option<String>,
     roles: Option<Vec<String>>,
     disabled: Option<bool>,
+    /// A new password; needs a signed-in session (not an API key), and for one's own password
+    /// `current_password` as well.
     password: Option<String>,
+    /// The password being replaced (when changing one's own).
+    current_password: Option<String>,
 }
 
 /// Admins change anything but may not lock themselves out; users change their own name and
@@ -212,6 +217,7 @@ struct UserChange {
 async fn update_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(credential): Extension<Credential>,
     Param(id): Param<String>,
     Body(change): Body<UserChange>,
 ) -> Result<Json<Value>, ApiError> {
@@ -242,6 +248,25 @@ async fn update_user(
         user.name = Some(name);
     }
     if let Some(password) = change.password {
+        // INVARIANT (keys do not become passwords): a program's key, scoped or not, cannot set
+        // a password and sign in with everything its user may do; a person must.
+        if !credential.is_interactive() {
+            return Err(ApiError::Forbidden(
+                "passwords are changed by a signed-in person (an access token from `POST /api/v1/auth/token`), not with an API key".to_owned(),
+            ));
+        }
+        if own {
+            let current = change.current_password.as_deref().unwrap_or_default();
+            let matches = user
+                .password_hash
+                .as_deref()
+                .is_none_or(|hash| verify_password(current, hash));
+            if !matches {
+                return Err(ApiError::Forbidden(
+                    "`current_password` is missing or wrong".to_owned(),
+                ));
+            }
+        }
         user.password_hash = Some(checked_password(&password)?);
     }
     state.store.update_user(&user).await?;
@@ -299,16 +324,32 @@ async fn create_key(
     Body(body): Body<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user_id = body.user_id.unwrap_or_else(|| principal.id.clone());
-    if user_id != principal.id {
+    let own = user_id == principal.id;
+    if !own {
         require_role(&principal, "admin", "issue keys for other users")?;
     }
     let user = user_of(&state, &principal, &user_id).await?;
-    if let Some(scope) = body.scopes.iter().find(|s| !user.roles.contains(s)) {
+    // INVARIANT (keys only narrow): one's own new key carries at most the roles the caller
+    // acts with now, so a scoped key cannot mint a wider one.
+    let grantable: &[String] = if own { &principal.roles } else { &user.roles };
+    if let Some(scope) = body.scopes.iter().find(|s| !grantable.contains(s)) {
         return Err(ApiError::Unprocessable(format!(
-            "scope `{scope}` is not one of the user's roles ({})",
-            user.roles.join(", ")
+            "scope `{scope}` is not one of the roles this key may carry ({})",
+            grantable.join(", ")
         )));
     }
+    let narrower = grantable.len() < user.roles.len();
+    let scopes = if body.scopes.is_empty() && narrower {
+        // Unscoped would mean every role of the user: give the caller's instead.
+        if grantable.is_empty() {
+            return Err(ApiError::Forbidden(
+                "this credential carries none of its user's roles and cannot issue keys".to_owned(),
+            ));
+        }
+        grantable.to_vec()
+    } else {
+        body.scopes
+    };
     let now = Utc::now();
     if body.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::Unprocessable(
@@ -319,7 +360,7 @@ async fn create_key(
     if name.is_empty() {
         return Err(ApiError::Unprocessable("a key needs a name".to_owned()));
     }
-    let issued = ApiKey::issue(&user, name, body.scopes, body.expires_at, now);
+    let issued = ApiKey::issue(&user, name, scopes, body.expires_at, now);
     state.store.insert_api_key(&issued.key).await?;
     let mut view = key_view(&issued.key);
     view["secret"] = json!(issued.secret);

@@ -2,15 +2,18 @@
 //! only ones under `/api/v1` that need no bearer token.
 
 use super::ApiError;
+use super::extract::ClientAddress;
 use crate::http::AppState;
+use crate::throttle::Throttles;
 use crate::tokens::{ACCESS_TTL_SECONDS, TokenKind};
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum_extra::extract::WithRejection;
 use chrono::Utc;
 use preloop_core::accounts::{Organization, User, hash_password, verify_password};
 use preloop_core::policy::GovernanceDocument;
-use preloop_core::store::AccountStore;
+use preloop_core::store::{AccountStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -25,8 +28,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 fn token_pair(state: &AppState, user: &User) -> Json<Value> {
     Json(json!({
-        "access_token": state.tokens.issue(&user.id, &user.organization_id, TokenKind::Access),
-        "refresh_token": state.tokens.issue(&user.id, &user.organization_id, TokenKind::Refresh),
+        "access_token": state.tokens.issue(user, TokenKind::Access),
+        "refresh_token": state.tokens.issue(user, TokenKind::Refresh),
         "token_type": "bearer",
         "expires_in": ACCESS_TTL_SECONDS,
     }))
@@ -56,8 +59,19 @@ fn decoy_hash() -> &'static str {
 )]
 async fn token(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     WithRejection(Json(credentials), _): WithRejection<Json<Credentials>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
+    let throttles = &state.throttles;
+    let (by_address, by_account) = Throttles::sign_in_keys(address, &credentials.email);
+    // A blocked key answers 429 before the password is even looked at, right or wrong.
+    if let Some(wait) = throttles
+        .sign_in_account
+        .blocked(&by_account)
+        .or_else(|| throttles.sign_in_address.blocked(&by_address))
+    {
+        return Err(ApiError::TooManyRequests(wait));
+    }
     let user = state.store.find_user_by_email(&credentials.email).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = verify_password(
@@ -66,9 +80,15 @@ async fn token(
     );
     match user {
         Some(user) if matches && hash.is_some() && !user.disabled => Ok(token_pair(&state, &user)),
-        _ => Err(ApiError::Unauthorized(
-            "wrong e-mail address or password".to_owned(),
-        )),
+        _ => {
+            // Failures spend both buckets; the next attempt past either is blocked.
+            let account = throttles.sign_in_account.spend(&by_account);
+            let address = throttles.sign_in_address.spend(&by_address);
+            account.and(address).map_err(ApiError::TooManyRequests)?;
+            Err(ApiError::Unauthorized(
+                "wrong e-mail address or password".to_owned(),
+            ))
+        }
     }
 }
 
@@ -99,7 +119,7 @@ async fn refresh(
         .store
         .get_user(&claims.org, &claims.sub)
         .await?
-        .filter(|u| !u.disabled)
+        .filter(|u| !u.disabled && claims.is_current_for(u))
         .ok_or_else(invalid)?;
     Ok(token_pair(&state, &user))
 }
@@ -113,19 +133,25 @@ struct Registration {
     organization: Option<String>,
 }
 
-/// Creates a new organization with the registrant as its admin.
+/// What registration answers, whether or not the address was new: an answer that differed
+/// would tell anyone which addresses have accounts.
+const REGISTRATION_ACCEPTED: &str = "if this e-mail address had no account, an organization was created with it as its admin: sign in with POST /api/v1/auth/token";
+
+/// Creates a new organization with the registrant as its admin. The answer is the same
+/// whether or not the address already had an account (no tokens: the registrant signs in).
 #[utoipa::path(
     post,
     path = "/auth/register",
     tag = "auth",
-    summary = "Create an organization and its first admin (403 when registration is disabled)",
+    summary = "Create an organization and its first admin, then sign in (403 when registration is disabled)",
     request_body = Registration,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+    responses((status = 202, description = "Accepted: sign in with the password given"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 422, description = "Does not validate"), (status = 429, description = "Too many registrations from this address"))
 )]
 async fn register(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     WithRejection(Json(body), _): WithRejection<Json<Registration>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !state.registration_enabled {
         return Err(ApiError::Forbidden(
             "registration is disabled on this server".to_owned(),
@@ -142,6 +168,15 @@ async fn register(
             "passwords must have at least 12 characters".to_owned(),
         ));
     }
+    state
+        .throttles
+        .registration
+        .spend(&address.to_string())
+        .map_err(ApiError::TooManyRequests)?;
+    let accepted = (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "accepted", "message": REGISTRATION_ACCEPTED})),
+    );
     let now = Utc::now();
     let organization = Organization {
         id: uuid::Uuid::new_v4().to_string(),
@@ -152,25 +187,22 @@ async fn register(
     };
     let mut user = User::new(&organization.id, &body.email, vec!["admin".to_owned()], now);
     user.name = body.name;
+    // Hashed whether or not the address is new, so both answers take as long.
     user.password_hash =
         Some(hash_password(&body.password).map_err(|e| ApiError::Unprocessable(e.to_string()))?);
     if state.store.find_user_by_email(&user.email).await?.is_some() {
-        return Err(ApiError::Conflict(
-            "an account with this e-mail address exists".to_owned(),
-        ));
+        return Ok(accepted);
     }
     state.store.create_organization(&organization).await?;
-    state
-        .store
-        .create_user(&user)
-        .await
-        .map_err(ApiError::exists(
-            "an account with this e-mail address exists",
-        ))?;
+    match state.store.create_user(&user).await {
+        // Registered concurrently: the same answer.
+        Err(StoreError::AlreadyExists) => return Ok(accepted),
+        other => other?,
+    }
     // A new organization starts with the empty policy (allow, no rules) until an admin writes one.
     state
         .governor
         .set_policy(&organization.id, &GovernanceDocument::default())?;
     state.announce_change(&organization.id).await;
-    Ok(token_pair(&state, &user))
+    Ok(accepted)
 }

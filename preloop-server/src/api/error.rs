@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The arguments or policy do not validate (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// Too many attempts; retry after this long (429 with `Retry-After`).
+    #[error("too many attempts; retry in {} s", .0.as_secs() + 1)]
+    TooManyRequests(std::time::Duration),
     /// An upstream server failed to answer (502).
     #[error("{0}")]
     BadGateway(String),
@@ -46,6 +49,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -55,11 +59,19 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        (
+        let mut response = (
             status,
             axum::Json(json!({"error": {"code": code, "message": self.to_string()}})),
         )
-            .into_response()
+            .into_response();
+        if let Self::TooManyRequests(wait) = self
+            && let Ok(value) = axum::http::HeaderValue::from_str(&(wait.as_secs() + 1).to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

@@ -55,3 +55,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
         Ok(Self(value))
     }
 }
+
+/// The address of the connecting client (the unspecified address when the server was not
+/// started with connection information, as in tests that call the router directly).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(
+                std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                |info| info.0.ip(),
+            );
+        Ok(Self(address))
+    }
+}

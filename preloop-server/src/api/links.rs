@@ -4,13 +4,15 @@
 //! A wrong token and an unknown id both answer 404, so links cannot be probed.
 
 use super::ApiError;
-use super::approvals::{run_if_approved, view};
+use super::approvals::run_if_approved;
 use super::extract::{Body, Param, QueryParams};
+use crate::channels::Redactor;
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
-use preloop_core::approval::VoteDecision;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteDecision};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -37,21 +39,84 @@ struct LinkDecision {
     comment: Option<String>,
 }
 
+/// What a decision link shows: what a decider needs, nothing more. Arguments are redacted as
+/// the channels redact them; the requester is a name (no roles); the tool's output, the votes
+/// and the policy are not shown. Once the request is decided, only its outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LinkView {
+    id: Uuid,
+    /// `pending`, `approved`, ...
+    #[schema(value_type = String)]
+    state: ApprovalState,
+    /// What happened, in words.
+    outcome: String,
+    /// Absent once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<PendingView>,
+}
+
+/// The part of a [`LinkView`] shown while the request waits.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PendingView {
+    tool: String,
+    server: String,
+    requested_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<String>,
+    /// Redacted.
+    #[schema(value_type = Object)]
+    arguments: Value,
+    require_reason: bool,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl LinkView {
+    /// `request` as a link shows it.
+    pub fn of(request: &ApprovalRequest, redactor: &Redactor) -> Self {
+        let pending = (request.state == ApprovalState::Pending).then(|| PendingView {
+            tool: request.tool.exposed_name.clone(),
+            server: request.tool.server.clone(),
+            requested_by: request.requester.display_name(),
+            rule: request.matched_rule.clone(),
+            operation: request.context.operation.clone(),
+            context: request.context.context.clone(),
+            reasoning: request.context.reasoning.clone(),
+            arguments: redactor.redact(request.effective_arguments()),
+            require_reason: request.policy.require_reason,
+            created_at: request.created_at,
+            expires_at: request.expires_at,
+        });
+        Self {
+            id: request.id,
+            state: request.state,
+            outcome: crate::channels::outcome_text(request),
+            pending,
+        }
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/approval/{id}/data",
     tag = "decision-links",
     summary = "The request a decision link points at (the token is the credential)",
     params(("id" = uuid::Uuid, Path, description = "Id"), ("token" = String, Query, description = "The link token")),
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = LinkView), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn data(
     State(state): State<AppState>,
     Param(id): Param<Uuid>,
     QueryParams(query): QueryParams<LinkQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkView>, ApiError> {
     let request = state.governor.request_by_link(id, &query.token).await?;
-    Ok(Json(view(&request)))
+    Ok(Json(LinkView::of(&request, state.channels.redactor())))
 }
 
 #[utoipa::path(
@@ -61,18 +126,27 @@ async fn data(
     summary = "Vote through a decision link",
     params(("id" = uuid::Uuid, Path, description = "Id"), ("token" = String, Query, description = "The link token")),
     request_body = LinkDecision,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
+    responses((status = 200, description = "Done", body = LinkView), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
 )]
 async fn decide(
     State(state): State<AppState>,
     Param(id): Param<Uuid>,
     QueryParams(query): QueryParams<LinkQuery>,
     Body(body): Body<LinkDecision>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkView>, ApiError> {
+    // INVARIANT (a link votes once, while the request waits): a decided request's link is
+    // shown its outcome and nothing more, and votes no longer.
+    let current = state.governor.request_by_link(id, &query.token).await?;
+    if current.state != ApprovalState::Pending {
+        return Err(ApiError::Conflict(format!(
+            "this request was already decided ({}); the link no longer votes",
+            crate::channels::outcome_text(&current)
+        )));
+    }
     let request = state
         .governor
         .decide_by_link(id, &query.token, body.decision, body.comment)
         .await?;
     run_if_approved(&state, &request);
-    Ok(Json(view(&request)))
+    Ok(Json(LinkView::of(&request, state.channels.redactor())))
 }

@@ -94,6 +94,15 @@ async fn server_of(
     .ok_or_else(|| ApiError::NotFound(format!("no MCP server `{id}`")))
 }
 
+/// Refuses a server its organization may not run or reach (see [`crate::egress`]).
+fn permitted(state: &AppState, server: &McpServer) -> Result<(), ApiError> {
+    state
+        .upstreams
+        .egress()
+        .check(server)
+        .map_err(|error| ApiError::Forbidden(error.to_string()))
+}
+
 fn admin(principal: &Principal) -> Result<(), ApiError> {
     require_role(principal, "admin", "manage MCP servers and tools")
 }
@@ -152,6 +161,7 @@ async fn create(
     let server = entry
         .to_document(&principal.organization_id, Uuid::new_v4(), Utc::now())
         .map_err(ApiError::Unprocessable)?;
+    permitted(&state, &server)?;
     state
         .store
         .insert_document(&server)
@@ -207,6 +217,7 @@ async fn replace(
         _ => {}
     }
     server.last_scanned_at = old.last_scanned_at;
+    permitted(&state, &server)?;
     state.store.update_document(&server).await?;
     state.upstreams.start(server.clone()).await;
     state.announce_change(&principal.organization_id).await;
@@ -337,7 +348,7 @@ struct Configuration {
     #[serde(default = "enabled")]
     enabled: bool,
     #[serde(default)]
-    /// Principal selectors (`role:agent`, an e-mail, `apikey:<name>`); empty: everyone.
+    /// Principal selectors (`role:agent`, an e-mail, `apikey:<key id>`); empty: everyone.
     #[schema(value_type = Vec<String>)]
     visible_to: Vec<PrincipalSelector>,
     description: Option<String>,
@@ -366,6 +377,11 @@ async fn configure(
 ) -> Result<Json<ToolConfiguration>, ApiError> {
     admin(&principal)?;
     let org = &principal.organization_id;
+    for selector in &body.visible_to {
+        selector
+            .require_key_id()
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    }
     if let Some(name) = &body.approval_policy {
         let known = state
             .governor

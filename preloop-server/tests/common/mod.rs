@@ -169,6 +169,35 @@ pub async fn rest(
     (status, value)
 }
 
+/// The password [`register`] gives new organizations' admins.
+pub const TENANT_PASSWORD: &str = "a long enough password";
+
+/// Registers a new organization on the gateway at `base` with `email` as its admin, signs in,
+/// and returns the admin's access token.
+pub async fn register(base: &str, email: &str) -> String {
+    let body = serde_json::json!({"email": email, "password": TENANT_PASSWORD});
+    let (status, answer) = rest(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/auth/register"),
+        None,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, tokens) = rest(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/auth/token"),
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
 /// Waits until `tool` is (or, with `present: false`, is no longer) listed to `client`.
 pub async fn wait_for_tool(client: &Client, tool: &str, present: bool) {
     wait_for_listing(client, tool, present).await;
