@@ -87,7 +87,23 @@ pub struct ClientInfo {
     pub version: Option<String>,
 }
 
+/// Longest client name or version kept, in characters (clients choose them).
+pub const MAX_CLIENT_FIELD_CHARS: usize = 256;
+
 impl ClientInfo {
+    /// A client as it introduced itself, each field cut to [`MAX_CLIENT_FIELD_CHARS`].
+    pub fn introduced(name: &str, version: &str) -> Self {
+        let cut = |text: &str| {
+            text.chars()
+                .take(MAX_CLIENT_FIELD_CHARS)
+                .collect::<String>()
+        };
+        Self {
+            name: Some(cut(name)),
+            version: Some(cut(version)),
+        }
+    }
+
     /// A client with a name and no version.
     pub fn named(name: impl Into<String>) -> Self {
         Self {

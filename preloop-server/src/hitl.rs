@@ -6,6 +6,7 @@
 //! errors use the REST API's JSON shape.
 
 use crate::api::ApiError;
+use crate::api::bounds;
 use crate::builtins::REQUEST_APPROVAL;
 use crate::http::AppState;
 use axum::extract::State;
@@ -63,6 +64,8 @@ struct Registration {
     telegram_id: Option<i64>,
 }
 
+/// The session, if the caller registered it or is an admin: a session belongs to whoever
+/// registered it, not to everyone in the organization (others are told it does not exist).
 async fn session_of(
     state: &AppState,
     principal: &Principal,
@@ -74,6 +77,7 @@ async fn session_of(
         session_id,
     )
     .await?
+    .filter(|session| session.registered_by == principal.id || principal.has_role("admin"))
     .ok_or_else(|| ApiError::NotFound(format!("session `{session_id}` not found")))
 }
 
@@ -94,6 +98,8 @@ async fn register(
         ("session_id", &body.session_id),
         ("client_id", &body.client_id),
     ])?;
+    bounds::text("session_id", &body.session_id, bounds::ID)?;
+    bounds::text("client_id", &body.client_id, bounds::ID)?;
     let session = HitlSession {
         organization_id: principal.organization_id.clone(),
         session_id: body.session_id.clone(),
@@ -207,6 +213,17 @@ async fn request(
         ("client_id", &body.client_id),
         ("message", &body.message),
     ])?;
+    bounds::text("session_id", &body.session_id, bounds::ID)?;
+    bounds::text("client_id", &body.client_id, bounds::ID)?;
+    bounds::text("message", &body.message, bounds::TEXT)?;
+    bounds::optional("request_type", body.request_type.as_deref(), bounds::ID)?;
+    bounds::optional("callback_url", body.callback_url.as_deref(), bounds::URL)?;
+    bounds::list("options", &body.options, bounds::OPTIONS, bounds::NAME)?;
+    bounds::json(
+        "metadata",
+        &Value::Object(body.metadata.clone()),
+        bounds::METADATA_BYTES,
+    )?;
     let session = session_of(&state, &principal, &body.session_id).await?;
     if !session.active {
         return Err(ApiError::BadRequest("session is not active".to_owned()));

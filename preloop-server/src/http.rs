@@ -1,13 +1,15 @@
 //! The HTTP surface: layers and routes.
 //!
-//! Layer order, outermost first: body size limit, then authentication (on `/mcp`), then the fast
-//! path for `tools/call` on established sessions ([`crate::fastpath`]), then the rmcp streamable
-//! HTTP service. `/health` and `/ready` need no authentication.
+//! Layer order, outermost first: request counting, the body size limit, then on `/mcp` the
+//! `Host` check against DNS rebinding ([`crate::hosts`]), authentication, session ownership
+//! ([`crate::sessions::bind`]), the fast path for `tools/call` on established sessions
+//! ([`crate::fastpath`]), then the rmcp streamable HTTP service. `/health` and `/ready` need no
+//! authentication; `/metrics` needs an operator's.
 
 use crate::auth::{AuthError, Authenticator};
 use crate::fastpath::FastPath;
 use crate::mcp::PreloopMcp;
-use crate::sessions::{KnownSessions, StoredSessions};
+use crate::sessions::{KnownSessions, SessionOwners, StoredSessions};
 use crate::upstreams::Upstreams;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -111,6 +113,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         sessions: sessions.clone(),
         shutdown: shutdown.clone(),
     };
+    let hosts = crate::hosts::AllowedHosts::new(&allowed_hosts);
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = allowed_hosts;
     config.cancellation_token = shutdown.clone();
@@ -120,8 +123,10 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         known: sessions,
     }));
 
+    let listeners = crate::listeners::ToolListeners::default();
+    listeners.follow(governor.registry().clone(), shutdown.clone());
     let mcp = StreamableHttpService::new(
-        move || Ok(PreloopMcp::new(governor.clone())),
+        move || Ok(PreloopMcp::new(governor.clone(), listeners.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -133,9 +138,14 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
             crate::fastpath::serve,
         ))
         .layer(middleware::from_fn_with_state(
+            SessionOwners::new(state.store.clone()),
+            crate::sessions::bind,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             authenticate_mcp,
-        ));
+        ))
+        .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard));
     let (authenticated_api, mut openapi) =
         OpenApiRouter::with_openapi(crate::api::ApiDoc::openapi())
             .nest("/api/v1", crate::api::routes())
@@ -196,7 +206,39 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// The Prometheus metrics, for the operator: an admin of the default organization (the
+/// metrics are the whole server's, every organization's together).
+async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    let header_value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state.authenticator.authenticate(header_value).await {
+        Ok(principal)
+            if principal.has_role("admin")
+                && crate::egress::Egress::is_operator(&principal.organization_id) => {}
+        Ok(_) => {
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(ErrorShape::Api.body(
+                    "forbidden",
+                    "metrics are for the operator: an admin of the default organization",
+                )),
+            )
+                .into_response();
+        }
+        Err(error) => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(ErrorShape::Api.body("unauthorized", &error.to_string())),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
     match state.store.count_pending().await {
         Ok(count) => crate::metrics::pending_approvals(count),
         Err(error) => tracing::warn!(%error, "cannot count pending approvals for /metrics"),
@@ -205,6 +247,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),
     )
+        .into_response()
 }
 
 /// Counts requests by route template (never the raw path, which would explode label cardinality)
@@ -235,9 +278,22 @@ async fn health() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
+/// Ready once the database answers and the operator's upstream servers have been scanned
+/// (or [`crate::upstreams::READY_WAIT`] has passed since start).
 async fn ready(State(state): State<AppState>) -> Response {
     match state.store.count_users().await {
-        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(_) => {
+            let awaited = state.upstreams.awaited().await;
+            if awaited.is_empty() {
+                axum::Json(json!({"status": "ready"})).into_response()
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"status": "starting", "waiting_for": awaited})),
+                )
+                    .into_response()
+            }
+        }
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             (

@@ -2,6 +2,7 @@
 
 use crate::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::elicitation::Elicitation;
+use crate::listeners::ToolListeners;
 use crate::relay::{Notify, relay};
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
@@ -23,6 +24,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct PreloopMcp {
     governor: Arc<Governor>,
+    listeners: ToolListeners,
 }
 
 impl std::fmt::Debug for PreloopMcp {
@@ -32,9 +34,27 @@ impl std::fmt::Debug for PreloopMcp {
 }
 
 impl PreloopMcp {
-    /// A handler over the governor.
-    pub fn new(governor: Arc<Governor>) -> Self {
-        Self { governor }
+    /// A handler over the governor; the session is told of tool list changes through
+    /// `listeners`.
+    pub fn new(governor: Arc<Governor>, listeners: ToolListeners) -> Self {
+        Self {
+            governor,
+            listeners,
+        }
+    }
+
+    /// Remembers this session to tell it when its tools change.
+    fn listen(&self, extensions: &rmcp::model::Extensions, peer: &Peer<RoleServer>) {
+        let Some(parts) = extensions.get::<axum::http::request::Parts>() else {
+            return;
+        };
+        let session = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        if let (Some(principal), Some(session)) = (parts.extensions.get::<Principal>(), session) {
+            self.listeners.listen(principal, session, peer.clone());
+        }
     }
 }
 
@@ -52,9 +72,8 @@ fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
     context
         .peer
         .peer_info()
-        .map_or_else(ClientInfo::default, |info| ClientInfo {
-            name: Some(info.client_info.name.clone()),
-            version: Some(info.client_info.version.clone()),
+        .map_or_else(ClientInfo::default, |info| {
+            ClientInfo::introduced(&info.client_info.name, &info.client_info.version)
         })
 }
 
@@ -134,6 +153,7 @@ impl ServerHandler for PreloopMcp {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .enable_logging()
                 .build(),
         )
@@ -144,12 +164,17 @@ impl ServerHandler for PreloopMcp {
             )
     }
 
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.listen(&context.extensions, &context.peer);
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let principal = principal(&context)?;
+        self.listen(&context.extensions, &context.peer);
         let mut tools: Vec<Tool> = self
             .governor
             .list_tools(&principal)

@@ -2,8 +2,13 @@
 //! one replica, or before a restart, is resumed transparently instead of having to initialize
 //! again.
 
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use preloop_core::ClientInfo;
+use preloop_core::store::StoreError;
+use preloop_core::{ClientInfo, Principal};
 use preloop_store::Database;
 use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
@@ -11,6 +16,9 @@ use rmcp::transport::streamable_http_server::session::store::{
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+/// The header carrying the MCP session id.
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// How long an idle session is kept.
 pub const SESSION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -47,10 +55,7 @@ impl KnownSessions {
     fn remember(&self, session_id: &str, state: &SessionState) {
         let params = &state.initialize_params;
         let client = KnownClient {
-            client: ClientInfo {
-                name: Some(params.client_info.name.clone()),
-                version: Some(params.client_info.version.clone()),
-            },
+            client: ClientInfo::introduced(&params.client_info.name, &params.client_info.version),
             elicits: params.capabilities.elicitation.is_some(),
         };
         let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
@@ -102,4 +107,139 @@ impl SessionStore for StoredSessions {
         self.known.forget(session_id);
         Ok(self.store.delete_session(session_id).await?)
     }
+}
+
+/// Longest MCP session id accepted (the server issues UUIDs; anything longer is not one).
+pub const MAX_SESSION_ID_LENGTH: usize = 128;
+
+/// Most session owners remembered in memory; past it the memory is cleared and owners are
+/// read from the database again.
+const OWNERS_CAPACITY: usize = 100_000;
+
+/// Who opened each MCP session. A session belongs to the user (in their organization) whose
+/// credential initialized it: a request on it from anyone else, even with the session id, is
+/// answered as if the session did not exist.
+#[derive(Debug, Clone)]
+pub struct SessionOwners {
+    store: Arc<Database>,
+    known: Arc<RwLock<HashMap<String, String>>>,
+}
+
+impl SessionOwners {
+    /// Owners kept in `store`.
+    pub fn new(store: Arc<Database>) -> Self {
+        Self {
+            store,
+            known: Arc::default(),
+        }
+    }
+
+    /// How an owner is written.
+    fn key(principal: &Principal) -> String {
+        format!("{}/{}", principal.organization_id, principal.id)
+    }
+
+    async fn owner(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        if let Some(owner) = self
+            .known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+        {
+            return Ok(Some(owner.clone()));
+        }
+        let owner = self.store.session_owner(session_id).await?;
+        if let Some(owner) = &owner {
+            self.remember(session_id, owner);
+        }
+        Ok(owner)
+    }
+
+    fn remember(&self, session_id: &str, owner: &str) {
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= OWNERS_CAPACITY {
+            known.clear();
+        }
+        known.insert(session_id.to_owned(), owner.to_owned());
+    }
+
+    fn forget(&self, session_id: &str) {
+        self.known
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(session_id);
+    }
+}
+
+/// An MCP session id as a client sent it, if it could be one of ours.
+fn plausible_session_id(value: &HeaderValue) -> Option<&str> {
+    let id = value.to_str().ok()?;
+    (!id.is_empty()
+        && id.len() <= MAX_SESSION_ID_LENGTH
+        && id.bytes().all(|b| b.is_ascii_graphic()))
+    .then_some(id)
+}
+
+/// Middleware (inside authentication): a request on a session must come from the session's
+/// owner; a request that opens a session makes its caller the owner.
+pub async fn bind(State(owners): State<SessionOwners>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>() else {
+        return next.run(request).await;
+    };
+    let caller = SessionOwners::key(principal);
+    let Some(value) = request.headers().get(SESSION_HEADER).cloned() else {
+        let response = next.run(request).await;
+        if let Some(id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(plausible_session_id)
+        {
+            // Recorded before the client learns the id, so no request can come first.
+            match owners
+                .store
+                .set_session_owner(id, &caller, Utc::now())
+                .await
+            {
+                Ok(()) => owners.remember(id, &caller),
+                Err(error) => {
+                    tracing::error!(%error, "cannot record who opened an MCP session; it will not be usable");
+                }
+            }
+        }
+        return response;
+    };
+    let Some(id) = plausible_session_id(&value) else {
+        return session_not_found();
+    };
+    match owners.owner(id).await {
+        Ok(Some(owner)) if owner == caller => {}
+        Ok(_) => return session_not_found(),
+        Err(error) => {
+            tracing::error!(%error, "cannot check an MCP session's owner");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(crate::http::json_rpc_error(
+                    -32603,
+                    "sessions are unavailable",
+                )),
+            )
+                .into_response();
+        }
+    }
+    let id = id.to_owned();
+    let ends = request.method() == Method::DELETE;
+    let response = next.run(request).await;
+    if ends && response.status().is_success() {
+        owners.forget(&id);
+    }
+    response
+}
+
+/// What an unknown session gets (the client initializes a new one).
+fn session_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(crate::http::json_rpc_error(-32001, "session not found")),
+    )
+        .into_response()
 }

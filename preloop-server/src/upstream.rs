@@ -76,6 +76,8 @@ pub struct UpstreamServer {
     in_flight: Mutex<HashMap<ProgressToken, Arc<dyn ExecutionObserver>>>,
     permits: Semaphore,
     stopped: CancellationToken,
+    /// Cancelled once the first scan has been tried (successful or not).
+    first_scan: CancellationToken,
 }
 
 impl std::fmt::Debug for UpstreamServer {
@@ -132,12 +134,18 @@ impl UpstreamServer {
             in_flight: Mutex::new(HashMap::new()),
             permits,
             stopped: CancellationToken::new(),
+            first_scan: CancellationToken::new(),
         })
     }
 
     /// The stored server this runs.
     pub fn document(&self) -> &McpServer {
         &self.server
+    }
+
+    /// Whether its first scan has been tried.
+    pub fn first_scan_tried(&self) -> bool {
+        self.first_scan.is_cancelled()
     }
 
     fn timeout(&self) -> Duration {
@@ -399,6 +407,7 @@ impl UpstreamServer {
                     () = server.stopped.cancelled() => return,
                     attempt = server.scan() => attempt,
                 };
+                server.first_scan.cancel();
                 let Err(error) = attempt else { return };
                 tracing::warn!(server = %server.server.name, %error, retry_in = ?delay, "upstream unavailable");
                 server.events.system(

@@ -18,7 +18,11 @@ pub struct Upstreams {
     events: EventBus,
     egress: Egress,
     running: Mutex<HashMap<Uuid, Arc<UpstreamServer>>>,
+    created: std::time::Instant,
 }
+
+/// How long after start `/ready` waits for the operator's servers' first scans.
+pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,6 +46,7 @@ impl Upstreams {
             events,
             egress,
             running: Mutex::new(HashMap::new()),
+            created: std::time::Instant::now(),
         }
     }
 
@@ -124,6 +129,25 @@ impl Upstreams {
             }
             _ => false,
         }
+    }
+
+    /// The operator's servers whose first scan has not been tried yet, while the server is
+    /// younger than [`READY_WAIT`] (after that nothing is waited for): until then a client
+    /// that connects might find their tools missing.
+    pub async fn awaited(&self) -> Vec<String> {
+        if self.created.elapsed() > READY_WAIT {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = self
+            .running
+            .lock()
+            .await
+            .values()
+            .filter(|s| Egress::is_operator(&s.document().organization_id) && !s.first_scan_tried())
+            .map(|s| s.document().name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// What each organization's servers may run and reach.

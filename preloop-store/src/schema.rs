@@ -166,3 +166,13 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    mcp_session_owners (id) {
+        id -> Text,
+        owner -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(mcp_sessions, mcp_session_owners);

@@ -39,6 +39,9 @@ pub enum ApprovalMode {
     Async,
 }
 
+/// Longest approval policy name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
 /// An escalation stage: after a delay from creation, more approvers and channels join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +184,11 @@ impl ApprovalPolicy {
         };
         if self.name.trim().is_empty() {
             return fail("the name is empty".to_owned());
+        }
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return fail(format!(
+                "the name is longer than {MAX_NAME_CHARS} characters"
+            ));
         }
         if self.quorum == 0 {
             return fail("quorum must be at least 1".to_owned());

@@ -15,6 +15,18 @@ use futures::future::{Either, select};
 use std::pin::pin;
 use uuid::Uuid;
 
+/// Longest comment a vote may carry, in characters.
+pub const MAX_COMMENT_CHARS: usize = 4096;
+
+fn check_comment(comment: Option<&str>) -> Result<(), GovernorError> {
+    match comment.map(|c| c.chars().count()) {
+        Some(length) if length > MAX_COMMENT_CHARS => Err(GovernorError::InvalidArguments(
+            format!("the comment has {length} characters; the limit is {MAX_COMMENT_CHARS}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Governor {
     /// Records `vote` on a request of the approver's organization. Approval does not run the call
     /// by itself: the blocked caller, the next status poll, or [`Governor::execute_approved`]
@@ -32,6 +44,7 @@ impl Governor {
                 "a vote must be cast by the authenticated approver".to_owned(),
             ));
         }
+        check_comment(vote.comment.as_deref())?;
         self.apply(&approver.organization_id, request_id, || {
             ApprovalEvent::Vote(vote.clone())
         })
@@ -73,6 +86,7 @@ impl Governor {
         decision: VoteDecision,
         comment: Option<String>,
     ) -> Result<ApprovalRequest, GovernorError> {
+        check_comment(comment.as_deref())?;
         let request = self.request_by_link(request_id, token).await?;
         let mut link = Principal::new(
             format!("decision-link:{request_id}"),

@@ -304,6 +304,8 @@ impl Governor {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(organization_id.to_owned(), compiled);
+        // A policy can hide tools (those it denies outright).
+        self.registry.note_change(Some(organization_id));
         Ok(())
     }
 

@@ -35,6 +35,16 @@ pub enum RuleProblem {
     /// `tools` is empty, so the rule could never match.
     #[error("`tools` is empty, so the rule can never match; use [\"*\"] for every tool")]
     NoTools,
+    /// The id or description is longer than allowed.
+    #[error("the {field} has {length} characters; the limit is {limit}")]
+    TooLong {
+        /// `id` or `description`.
+        field: &'static str,
+        /// Its length.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The named approval policy does not exist.
     #[error("approval policy `{name}` is not defined")]
     UnknownApprovalPolicy {
@@ -74,6 +84,11 @@ pub enum PolicyError {
     #[error("the policy compiler could not start: {0}")]
     CompilerUnavailable(String),
 }
+
+/// Longest rule id, in characters.
+pub const MAX_RULE_ID_CHARS: usize = 128;
+/// Longest rule description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4096;
 
 /// Stack of the thread policies compile on: the CEL parser recurses once per operator, and a
 /// 4 KiB expression of chained comparisons needs more than 1 MiB before its depth can be
@@ -283,6 +298,23 @@ impl PolicySet {
                 .clone()
                 .unwrap_or_else(|| format!("rule-{}", index + 1));
             let mut problems = Vec::new();
+            for (field, text, limit) in [
+                ("id", Some(id.as_str()), MAX_RULE_ID_CHARS),
+                (
+                    "description",
+                    spec.description.as_deref(),
+                    MAX_DESCRIPTION_CHARS,
+                ),
+            ] {
+                let length = text.map_or(0, |t| t.chars().count());
+                if length > limit {
+                    problems.push(RuleProblem::TooLong {
+                        field,
+                        length,
+                        limit,
+                    });
+                }
+            }
             if !seen_ids.insert(id.clone()) {
                 problems.push(RuleProblem::DuplicateId);
             }

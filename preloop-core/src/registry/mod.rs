@@ -8,6 +8,10 @@ mod tool;
 
 pub use tool::{EXPOSED_NAME_SEPARATOR, ToolAnnotations, ToolDescriptor, ToolSource, exposed_name};
 
+mod changes;
+
+pub use changes::ToolChanges;
+
 use crate::approval::ArgumentSchema;
 use crate::executor::ToolExecutor;
 use crate::principal::{Principal, PrincipalSelector};
@@ -242,6 +246,7 @@ impl Tables {
 #[derive(Debug, Default)]
 pub struct Registry {
     tables: RwLock<Arc<Tables>>,
+    changes: changes::ChangeFeed,
 }
 
 impl Registry {
@@ -272,7 +277,8 @@ impl Registry {
     /// Registers one tool, refusing an exposed name another server already uses. Registering the
     /// same exposed name from the same server replaces the previous registration.
     pub fn register(&self, tool: RegisteredTool) -> Result<(), RegistryError> {
-        self.update(|tables| tables.insert(tool))
+        let scope = tool.organization.clone();
+        self.update(scope.as_deref(), |tables| tables.insert(tool))
     }
 
     /// Replaces every tool of `server` (in `organization`, or shared) with `tools` at once (a
@@ -284,7 +290,7 @@ impl Registry {
         server: &str,
         tools: Vec<RegisteredTool>,
     ) -> Result<(), RegistryError> {
-        self.update(|tables| {
+        self.update(organization, |tables| {
             tables.remove_server(organization, server);
             tools.into_iter().try_for_each(|tool| {
                 tables.insert(RegisteredTool {
@@ -298,7 +304,7 @@ impl Registry {
     /// Removes every tool of `server` (in `organization`, or shared).
     pub fn remove_server(&self, organization: Option<&str>, server: &str) {
         // Removing cannot collide, so the update cannot fail.
-        let _ = self.update(|tables| {
+        let _ = self.update(organization, |tables| {
             tables.remove_server(organization, server);
             Ok(())
         });
@@ -315,7 +321,7 @@ impl Registry {
         settings: Option<ToolSettings>,
     ) -> bool {
         let mut found = false;
-        let _ = self.update(|tables| {
+        let _ = self.update(organization, |tables| {
             let scope = Tables::scope(organization).to_owned();
             // A shared tool takes an organization's settings when that organization looks it up.
             found = tables
@@ -343,7 +349,7 @@ impl Registry {
     /// Replaces every setting of `organization` at once (after reloading them from the store):
     /// tools whose settings disappear get the defaults, so no caller sees a half-applied set.
     pub fn replace_settings(&self, organization: &str, settings: HashMap<String, ToolSettings>) {
-        let _ = self.update(|tables| {
+        let _ = self.update(Some(organization), |tables| {
             if let Some(tools) = tables.tools.get_mut(organization) {
                 let defaults = ToolSettings::default();
                 for (name, tool) in tools.iter_mut() {
@@ -404,16 +410,32 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Copy-on-write update: builds the new tables aside and publishes them only if `change`
-    /// succeeds.
+    /// Notes that what `organization` (or, with `None`, everyone) may see changed for a reason
+    /// outside the registry, such as a new policy hiding tools.
+    pub fn note_change(&self, organization: Option<&str>) {
+        self.changes.note(organization);
+    }
+
+    /// Waits until some organization's tools change, and says whose (everything since the last
+    /// call). One task should take them: each change is handed out once.
+    pub async fn changes(&self) -> ToolChanges {
+        self.changes.next().await
+    }
+
+    /// Copy-on-write update of `scope`'s tools (`None`: the shared ones): builds the new tables
+    /// aside and publishes them only if `change` succeeds.
     fn update(
         &self,
+        scope: Option<&str>,
         change: impl FnOnce(&mut Tables) -> Result<(), RegistryError>,
     ) -> Result<(), RegistryError> {
-        let mut guard = self.tables.write().unwrap_or_else(PoisonError::into_inner);
-        let mut next = Tables::clone(&guard);
-        change(&mut next)?;
-        *guard = Arc::new(next);
+        {
+            let mut guard = self.tables.write().unwrap_or_else(PoisonError::into_inner);
+            let mut next = Tables::clone(&guard);
+            change(&mut next)?;
+            *guard = Arc::new(next);
+        }
+        self.changes.note(scope);
         Ok(())
     }
 }

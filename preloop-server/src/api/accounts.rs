@@ -2,8 +2,8 @@
 //! Admins manage users; everyone manages their own API keys (admins every key). A key's secret
 //! is shown once, in the creation response.
 
-use super::ApiError;
 use super::extract::{Body, Param, require_role};
+use super::{ApiError, bounds};
 use crate::auth::Credential;
 use crate::http::AppState;
 use axum::extract::State;
@@ -165,6 +165,9 @@ async fn create_user(
     Body(body): Body<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_role(&principal, "admin", "create users")?;
+    bounds::text("email", &body.email, bounds::EMAIL)?;
+    bounds::optional("name", body.name.as_deref(), bounds::NAME)?;
+    bounds::optional("password", body.password.as_deref(), bounds::PASSWORD)?;
     if !body.email.contains('@') {
         return Err(ApiError::Unprocessable(format!(
             "`{}` is not an e-mail address",
@@ -221,6 +224,8 @@ async fn update_user(
     Param(id): Param<String>,
     Body(change): Body<UserChange>,
 ) -> Result<Json<Value>, ApiError> {
+    bounds::optional("name", change.name.as_deref(), bounds::NAME)?;
+    bounds::optional("password", change.password.as_deref(), bounds::PASSWORD)?;
     let is_admin = principal.has_role("admin");
     let own = id == principal.id;
     if !is_admin && (!own || change.roles.is_some() || change.disabled.is_some()) {
@@ -357,6 +362,7 @@ async fn create_key(
         ));
     }
     let name = body.name.trim();
+    bounds::text("name", name, bounds::NAME)?;
     if name.is_empty() {
         return Err(ApiError::Unprocessable("a key needs a name".to_owned()));
     }

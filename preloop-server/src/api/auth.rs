@@ -1,8 +1,8 @@
 //! `/api/v1/auth`: password sign-in for tokens, refresh, and registration. These routes are the
 //! only ones under `/api/v1` that need no bearer token.
 
-use super::ApiError;
 use super::extract::ClientAddress;
+use super::{ApiError, bounds};
 use crate::http::AppState;
 use crate::throttle::Throttles;
 use crate::tokens::{ACCESS_TTL_SECONDS, TokenKind};
@@ -62,6 +62,8 @@ async fn token(
     ClientAddress(address): ClientAddress,
     WithRejection(Json(credentials), _): WithRejection<Json<Credentials>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
+    bounds::text("email", &credentials.email, bounds::EMAIL)?;
+    bounds::text("password", &credentials.password, bounds::PASSWORD)?;
     let throttles = &state.throttles;
     let (by_address, by_account) = Throttles::sign_in_keys(address, &credentials.email);
     // A blocked key answers 429 before the password is even looked at, right or wrong.
@@ -157,6 +159,10 @@ async fn register(
             "registration is disabled on this server".to_owned(),
         ));
     }
+    bounds::text("email", &body.email, bounds::EMAIL)?;
+    bounds::text("password", &body.password, bounds::PASSWORD)?;
+    bounds::optional("name", body.name.as_deref(), bounds::NAME)?;
+    bounds::optional("organization", body.organization.as_deref(), bounds::NAME)?;
     if !body.email.contains('@') {
         return Err(ApiError::Unprocessable(format!(
             "`{}` is not an e-mail address",

@@ -6,6 +6,7 @@ mod approvals;
 pub(crate) use approvals::run_if_approved;
 mod audit;
 mod auth;
+pub(crate) mod bounds;
 mod error;
 mod extract;
 mod links;

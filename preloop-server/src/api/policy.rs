@@ -37,7 +37,10 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         ))
 }
 
+/// The organization's document, for its admins (rules say who is watched and how: not for
+/// agents or members to read).
 async fn load(state: &AppState, principal: &Principal) -> Result<GovernanceDocument, ApiError> {
+    require_role(principal, "admin", "read the policy")?;
     let mut document = state
         .store
         .load_policy(&principal.organization_id)
@@ -475,6 +478,7 @@ async fn test(
     Extension(principal): Extension<Principal>,
     Body(body): Body<TestBody>,
 ) -> Result<Json<Value>, ApiError> {
+    require_role(&principal, "admin", "test the policy")?;
     let mut caller = principal.clone();
     if let Some(roles) = body.roles {
         caller.roles = roles;

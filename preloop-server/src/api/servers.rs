@@ -3,8 +3,8 @@
 //! description and approval policy). Credentials in headers and environment variables are
 //! write-only: responses show their names, never their values.
 
-use super::ApiError;
 use super::extract::{Body, Param, require_role};
+use super::{ApiError, bounds};
 use crate::config::McpServerEntry;
 use crate::http::AppState;
 use crate::startup::tool_settings;
@@ -103,8 +103,9 @@ fn permitted(state: &AppState, server: &McpServer) -> Result<(), ApiError> {
         .map_err(|error| ApiError::Forbidden(error.to_string()))
 }
 
+/// Servers (their commands, arguments and internal URLs) and tool settings are for admins.
 fn admin(principal: &Principal) -> Result<(), ApiError> {
-    require_role(principal, "admin", "manage MCP servers and tools")
+    require_role(principal, "admin", "see or manage MCP servers and tools")
 }
 
 #[utoipa::path(
@@ -118,6 +119,7 @@ async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
     let servers: Vec<McpServer> = state
         .store
         .list_documents(&principal.organization_id, None)
@@ -140,6 +142,7 @@ async fn show(
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
     Ok(Json(view(&server_of(&state, &principal, id).await?)))
 }
 
@@ -291,6 +294,7 @@ async fn tools(
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
     let server = server_of(&state, &principal, id).await?;
     let tools = state
         .governor
@@ -312,6 +316,7 @@ async fn list_configurations(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
     let configurations: Vec<ToolConfiguration> = state
         .store
         .list_documents(&principal.organization_id, None)
@@ -332,6 +337,7 @@ async fn show_configuration(
     Extension(principal): Extension<Principal>,
     Param(tool): Param<String>,
 ) -> Result<Json<ToolConfiguration>, ApiError> {
+    admin(&principal)?;
     DocumentStore::<ToolConfiguration>::get_document(
         &*state.store,
         &principal.organization_id,
@@ -376,6 +382,8 @@ async fn configure(
     Body(body): Body<Configuration>,
 ) -> Result<Json<ToolConfiguration>, ApiError> {
     admin(&principal)?;
+    bounds::text("tool", &tool, bounds::NAME)?;
+    bounds::optional("description", body.description.as_deref(), bounds::TEXT)?;
     let org = &principal.organization_id;
     for selector in &body.visible_to {
         selector
