@@ -203,6 +203,38 @@ impl Egress {
         }
     }
 
+    /// Resolves a tenant's HTTP server's host now and refuses it if none of its addresses is
+    /// permitted: the same answer the guarded resolver gives, with a message people can read
+    /// (connection errors bury it). Connections still resolve through the guard.
+    pub async fn check_resolved(&self, server: &McpServer) -> Result<(), EgressError> {
+        self.check(server)?;
+        let McpTransport::Http { url, .. } = &server.transport else {
+            return Ok(());
+        };
+        if Self::is_operator(&server.organization_id) {
+            return Ok(());
+        }
+        let Some(host) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        let Ok(addresses) = tokio::net::lookup_host((host.as_str(), 0)).await else {
+            // Unresolvable: the connection fails and says so.
+            return Ok(());
+        };
+        let addresses: Vec<SocketAddr> = addresses.collect();
+        if !addresses.is_empty()
+            && !addresses
+                .iter()
+                .any(|a| permitted(a.ip(), &self.allowed_networks))
+        {
+            return Err(EgressError::AddressNotAllowed { host });
+        }
+        Ok(())
+    }
+
     /// Refuses a URL whose host is a literal address that is not permitted (names are checked
     /// when they resolve).
     fn check_url(&self, url: &str) -> Result<(), EgressError> {

@@ -240,35 +240,35 @@ fn print_bootstrap(settings: &Settings, created: &crate::bootstrap::Bootstrapped
     );
 }
 
-/// Applies the file's policy and approval policies (idempotently), or loads the stored ones.
+/// Applies the file's policy and approval policies (idempotently). Approval policies without a
+/// `[policy]` would be read and silently not applied: that is an error.
 async fn apply_policy(
     settings: &Settings,
     database: &Database,
     governor: &Governor,
 ) -> Result<(), StartError> {
     let file = &settings.file;
-    let document = match &file.policy {
-        Some(policy) => {
-            let document = GovernanceDocument {
-                policy: policy.clone(),
-                approval_policies: file.approval_policies.clone(),
-            };
-            governor
-                .set_policy(DEFAULT_ORGANIZATION, &document)
-                .map_err(|e| StartError::Policy(e.to_string()))?;
-            if database.load_policy(DEFAULT_ORGANIZATION).await?.as_ref() != Some(&document) {
-                database
-                    .save_policy(DEFAULT_ORGANIZATION, &document, Vec::new())
-                    .await?;
-            }
-            return Ok(());
+    // Without a policy in the file, the stored one is put in force with every other
+    // organization's (`startup::load_organizations`), migrated and failing closed if invalid.
+    let Some(policy) = &file.policy else {
+        if !file.approval_policies.is_empty() {
+            return Err(StartError::Policy(
+                "[[approval_policies]] are applied together with a [policy] section, and the file has none: add one (`[policy]` with `default = \"allow\"` keeps the default)".to_owned(),
+            ));
         }
-        None => database.load_policy(DEFAULT_ORGANIZATION).await?,
+        return Ok(());
     };
-    if let Some(document) = document {
-        governor
-            .set_policy(DEFAULT_ORGANIZATION, &document)
-            .map_err(|e| StartError::Policy(e.to_string()))?;
+    let document = GovernanceDocument {
+        policy: policy.clone(),
+        approval_policies: file.approval_policies.clone(),
+    };
+    governor
+        .set_policy(DEFAULT_ORGANIZATION, &document)
+        .map_err(|e| StartError::Policy(e.to_string()))?;
+    if database.load_policy(DEFAULT_ORGANIZATION).await?.as_ref() != Some(&document) {
+        database
+            .save_policy(DEFAULT_ORGANIZATION, &document, Vec::new())
+            .await?;
     }
     Ok(())
 }

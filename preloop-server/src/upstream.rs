@@ -40,9 +40,20 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 type Client = RunningService<RoleClient, UpstreamHandler>;
 
 /// An upstream error as callers may see it: an HTTP error's status, never the body that came
-/// with it (it could be an internal service's page, echoed to whoever asked for the scan).
+/// with it (it could be an internal service's page, echoed to whoever asked for the scan), and
+/// without the Rust type names rmcp puts in brackets.
 pub fn without_response_body(error: impl std::fmt::Display) -> String {
-    let text = error.to_string();
+    let mut text = error.to_string();
+    while let Some(start) = text.find('[') {
+        let Some(length) = text[start..].find(']') else {
+            break;
+        };
+        if !text[start..start + length].contains("::") {
+            break;
+        }
+        text.replace_range(start..=start + length, "");
+    }
+    let text = text.replace("  ", " ");
     match text.find("HTTP ") {
         Some(at) => {
             let rest = &text[at + 5..];
@@ -69,6 +80,8 @@ pub struct UpstreamServer {
     events: EventBus,
     /// Its HTTP client (for its organization: see [`Egress::http_client`]).
     http: reqwest::Client,
+    /// What its organization may reach.
+    egress: Egress,
     connection: Mutex<Option<Arc<Client>>>,
     /// Makes tool calls on an HTTP server (rmcp's connection still discovers its tools).
     caller: Option<HttpCaller>,
@@ -129,6 +142,7 @@ impl UpstreamServer {
             catalog,
             events,
             http,
+            egress: egress.clone(),
             connection: Mutex::new(None),
             caller,
             in_flight: Mutex::new(HashMap::new()),
@@ -251,6 +265,10 @@ impl UpstreamServer {
         if let Some(client) = connection.as_ref().filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
+        self.egress
+            .check_resolved(&self.server)
+            .await
+            .map_err(|e| e.to_string())?;
         let handler = UpstreamHandler {
             server: Arc::downgrade(self),
         };
@@ -601,6 +619,10 @@ mod tests {
         assert_eq!(
             without_response_body("connection refused"),
             "connection refused"
+        );
+        assert_eq!(
+            without_response_body("Transport [a::B<c::D>] error: refused"),
+            "Transport error: refused"
         );
     }
 }

@@ -135,8 +135,28 @@ approval_policy = "by-link"
 
     let (status, shown) = rest(Method::GET, &data_link, None, None).await;
     assert_eq!(status, 200, "{shown}");
-    assert_eq!(shown["tool"]["exposed_name"], "up__add");
-    assert!(shown.get("token_hash").is_none());
+    // What a decider needs, and no more: the arguments redacted as channels redact them, the
+    // requester by name (no roles), no output, no votes, no policy, no token hash.
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(shown["pending"]["tool"], "up__add");
+    assert_eq!(
+        shown["pending"]["arguments"],
+        json!({"a": 200, "b": 1, "api_token": "[redacted]"})
+    );
+    assert!(!shown.to_string().contains("s3cr3t-value"));
+    for hidden in [
+        "token_hash",
+        "output",
+        "votes",
+        "policy",
+        "requester",
+        "roles",
+    ] {
+        assert!(
+            !shown.to_string().contains(&format!("\"{hidden}\"")),
+            "{hidden}: {shown}"
+        );
+    }
     // A wrong token and another request's id look the same: not found.
     let forged = data_link.replace("token=", "token=x");
     assert_eq!(rest(Method::GET, &forged, None, None).await.0, 404);
@@ -162,7 +182,8 @@ approval_policy = "by-link"
     .await;
     assert_eq!(status, 400);
 
-    // Approve by link; a second click is the same vote; changing one's mind is refused.
+    // Approve by link; once decided, the link votes no more (not even the same vote) and shows
+    // only the outcome.
     let (status, decided) = rest(
         Method::POST,
         &decide_link,
@@ -172,22 +193,21 @@ approval_policy = "by-link"
     .await;
     assert_eq!(status, 200, "{decided}");
     assert_eq!(decided["state"], "approved");
-    let (status, again) = rest(
-        Method::POST,
-        &decide_link,
-        None,
-        Some(json!({"decision": "approve"})),
-    )
-    .await;
-    assert_eq!((status, again["votes"].as_array().unwrap().len()), (200, 1));
-    let (status, _) = rest(
-        Method::POST,
-        &decide_link,
-        None,
-        Some(json!({"decision": "decline"})),
-    )
-    .await;
-    assert_eq!(status, 409);
+    assert!(decided.get("pending").is_none(), "{decided}");
+    for decision in ["approve", "decline"] {
+        let (status, refused) = rest(
+            Method::POST,
+            &decide_link,
+            None,
+            Some(json!({"decision": decision})),
+        )
+        .await;
+        assert_eq!(status, 409, "{refused}");
+    }
+    let (status, after) = rest(Method::GET, &data_link, None, None).await;
+    assert_eq!(status, 200, "{after}");
+    assert!(after.get("pending").is_none(), "{after}");
+    assert!(!after.to_string().contains("\"a\":200"), "{after}");
 
     // The approved call runs once; the agent reads its result by polling.
     let deadline = Instant::now() + Duration::from_secs(20);

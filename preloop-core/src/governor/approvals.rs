@@ -88,6 +88,14 @@ impl Governor {
     ) -> Result<ApprovalRequest, GovernorError> {
         check_comment(comment.as_deref())?;
         let request = self.request_by_link(request_id, token).await?;
+        // INVARIANT (a link votes only while the request waits): once decided, even the same
+        // vote again is refused, so a leaked link is worth nothing afterwards.
+        if request.state != ApprovalState::Pending {
+            return Err(TransitionError::NotPending {
+                state: request.state,
+            }
+            .into());
+        }
         let mut link = Principal::new(
             format!("decision-link:{request_id}"),
             request.organization_id.clone(),

@@ -134,15 +134,7 @@ async fn decide(
     QueryParams(query): QueryParams<LinkQuery>,
     Body(body): Body<LinkDecision>,
 ) -> Result<Json<LinkView>, ApiError> {
-    // INVARIANT (a link votes once, while the request waits): a decided request's link is
-    // shown its outcome and nothing more, and votes no longer.
-    let current = state.governor.request_by_link(id, &query.token).await?;
-    if current.state != ApprovalState::Pending {
-        return Err(ApiError::Conflict(format!(
-            "this request was already decided ({}); the link no longer votes",
-            crate::channels::outcome_text(&current)
-        )));
-    }
+    // A decided request's link votes no longer (409; the governor refuses it).
     let request = state
         .governor
         .decide_by_link(id, &query.token, body.decision, body.comment)

@@ -80,7 +80,19 @@ impl ServerHandler for TestUpstream {
                 "progress",
                 "Report steps of progress",
                 json!({"steps": {"type": "integer"}}),
+                read_only.clone(),
+            ),
+            tool(
+                "environment",
+                "The names of the environment variables this server runs with",
+                json!({}),
                 read_only,
+            ),
+            tool(
+                "record",
+                "Append id to the file named by PRELOOP_TEST_RECORD (one line per execution)",
+                json!({"id": {"type": "string"}}),
+                json!({}),
             ),
             tool(
                 "delete_file",
@@ -136,6 +148,20 @@ impl ServerHandler for TestUpstream {
                 text(format!("{steps} steps done"))
             }
             "crash" => std::process::exit(3),
+            "environment" => {
+                let mut names: Vec<String> = std::env::vars_os()
+                    .map(|(name, _)| name.to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                text(json!(names).to_string())
+            }
+            "record" => {
+                let id = arguments.get("id").and_then(Value::as_str).unwrap_or("?");
+                match record(id) {
+                    Ok(()) => text(format!("recorded {id}")),
+                    Err(error) => Ok(CallToolResult::error(vec![ContentBlock::text(error)]).into()),
+                }
+            }
             "delete_file" => text(format!(
                 "deleted {}",
                 arguments.get("path").and_then(Value::as_str).unwrap_or("?")
@@ -146,6 +172,21 @@ impl ServerHandler for TestUpstream {
             )),
         }
     }
+}
+
+/// Appends `id` as a line to the file named by `PRELOOP_TEST_RECORD`, durably (the fault tests
+/// kill the gateway, not this server, but read the file right after).
+fn record(id: &str) -> Result<(), String> {
+    use std::io::Write;
+    let path =
+        std::env::var("PRELOOP_TEST_RECORD").map_err(|_| "PRELOOP_TEST_RECORD is not set")?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    writeln!(file, "{id}").map_err(|e| e.to_string())?;
+    file.sync_data().map_err(|e| e.to_string())
 }
 
 async fn run(args: Vec<String>) -> Result<(), String> {
