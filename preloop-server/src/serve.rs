@@ -86,12 +86,25 @@ impl std::fmt::Debug for ServeOptions {
     }
 }
 
+/// The server, assembled and running its background work, but not listening yet.
+pub struct Assembled {
+    /// The routes, over the shared state.
+    pub router: axum::Router,
+    /// The shared state.
+    pub state: AppState,
+    /// Cancelling it ends background work and open MCP streams.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Assembled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Assembled")
+    }
+}
+
 /// Runs the server until SIGINT/SIGTERM. In-flight requests finish; pending approvals stay
 /// pending in the store.
 pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), StartError> {
-    let tokens = TokenKeys::load(options.secret_key, &settings.data_dir)
-        .map_err(|e| StartError::Secret(e.to_string()))?;
-    let admin_api_key = options.admin_api_key;
     // Bound first: a port in use fails fast, and a port chosen by the OS (`:0`) is known before
     // anything builds links with it.
     let listener = tokio::net::TcpListener::bind(settings.bind)
@@ -107,10 +120,57 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     if settings.file.server.public_url.is_none() {
         settings.public_url = format!("http://{local}");
     }
+    let Assembled {
+        router,
+        state,
+        shutdown,
+    } = assemble(&settings, options).await?;
+    tracing::info!(address = %local, "preloop listening; MCP endpoint at /mcp/v1");
+    println!(
+        "preloop listening on http://{local} (MCP endpoint: {}/mcp/v1)",
+        settings.public_url
+    );
+    println!(
+        "Console: {}/console/ (give yourself a sign-in: `preloop user create EMAIL --role admin --password-stdin`)",
+        settings.public_url
+    );
+    let stop = shutdown.clone();
+    let shutting_down = state.events.clone();
+    // No Nagle delay: otherwise the end of each SSE response waits for the client's delayed ACK
+    // (about 40 ms) whenever a client keeps its connection open between calls.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutting_down.system(None, "shutting_down", serde_json::Value::Null);
+        stop.cancel();
+    })
+    .await
+    .map_err(|e| StartError::Bind {
+        address: local.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Opens the store, bootstraps it, loads every organization's configuration, starts the
+/// upstream servers, channels and background work, and builds the routes: everything but
+/// listening (tests and fuzz targets drive the router in process).
+pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Assembled, StartError> {
+    let tokens = TokenKeys::load(options.secret_key, &settings.data_dir)
+        .map_err(|e| StartError::Secret(e.to_string()))?;
+    let admin_api_key = options.admin_api_key;
     let database = Arc::new(Database::open(&settings.database_url).await?);
     tracing::info!(database = %database.redacted_url(), "database ready");
     if let Some(created) = bootstrap(&*database, admin_api_key).await? {
-        print_bootstrap(&settings, &created);
+        print_bootstrap(settings, &created);
     }
     let channels = Arc::new(
         Channels::new(
@@ -184,39 +244,15 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     });
     channels.start(&state, &shutdown);
     housekeeping(&state, &shutdown);
-    let router = app(state, settings.allowed_hosts.clone(), shutdown.clone());
-    tracing::info!(address = %local, "preloop listening; MCP endpoint at /mcp/v1");
-    println!(
-        "preloop listening on http://{local} (MCP endpoint: {}/mcp/v1)",
-        settings.public_url
+    let router = app(
+        state.clone(),
+        settings.allowed_hosts.clone(),
+        shutdown.clone(),
     );
-    println!(
-        "Console: {}/console/ (give yourself a sign-in: `preloop user create EMAIL --role admin --password-stdin`)",
-        settings.public_url
-    );
-    let stop = shutdown.clone();
-    let shutting_down = events.clone();
-    // No Nagle delay: otherwise the end of each SSE response waits for the client's delayed ACK
-    // (about 40 ms) whenever a client keeps its connection open between calls.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        shutting_down.system(None, "shutting_down", serde_json::Value::Null);
-        stop.cancel();
-    })
-    .await
-    .map_err(|e| StartError::Bind {
-        address: local.to_string(),
-        message: e.to_string(),
+    Ok(Assembled {
+        router,
+        state,
+        shutdown,
     })
 }
 

@@ -205,6 +205,7 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
 
     let metrics = http
         .get(format!("{}/metrics", server.url))
+        .bearer_auth(ADMIN_KEY)
         .send()
         .await
         .unwrap()

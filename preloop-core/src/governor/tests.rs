@@ -1,7 +1,7 @@
 //! Pipeline tests over the in-memory store, a manual clock and counting executors.
 
 use super::*;
-use crate::approval::{ApprovalState, VoteCast, VoteDecision};
+use crate::approval::{ApprovalState, TransitionError, VoteCast, VoteDecision};
 use crate::audit::{AuditEventKind, verify_chain};
 use crate::clock::ManualClock;
 use crate::executor::{ExecutionError, FnExecutor};
@@ -643,12 +643,13 @@ fn decision_links_vote_once_and_only_with_their_token_until_it_expires() {
     let approved = vote(VoteDecision::Approve).unwrap();
     assert_eq!(approved.state, ApprovalState::Approved);
     assert_eq!(approved.votes.len(), 1);
-    // A second click is the same vote; changing one's mind after the decision is refused.
-    assert_eq!(vote(VoteDecision::Approve).unwrap().votes.len(), 1);
-    assert!(matches!(
-        vote(VoteDecision::Decline).unwrap_err(),
-        GovernorError::Transition(_)
-    ));
+    // Once decided, the link votes no more: neither the same vote again nor another.
+    for decision in [VoteDecision::Approve, VoteDecision::Decline] {
+        assert!(matches!(
+            vote(decision).unwrap_err(),
+            GovernorError::Transition(TransitionError::NotPending { .. })
+        ));
+    }
     // Another request's link dies with its request's deadline.
     let later = deploy(&f, json!({"n": 2}));
     let later_token = f.links.lock().unwrap()[&later].clone();
