@@ -199,7 +199,7 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
             .config(GovernorConfig::default())
             .build(),
     );
-    apply_policy(&settings, &database, &governor).await?;
+    apply_policy(settings, &database, &governor).await?;
     crate::startup::record_configured_servers(&settings.file.mcp_servers, &database)
         .await
         .map_err(StartError::Upstream)?;

@@ -378,7 +378,10 @@ default = "allow"
                 // An error may repeat what the caller sent (a path's id); anything else of the
                 // first organization must not appear.
                 let shown = answer.to_string();
-                let sent = format!("{url} {}", body.as_ref().map(Value::to_string).unwrap_or_default());
+                let sent = format!(
+                    "{url} {}",
+                    body.as_ref().map(Value::to_string).unwrap_or_default()
+                );
                 for secret in a.secrets().into_iter().filter(|s| !sent.contains(s)) {
                     assert!(
                         !shown.contains(secret),

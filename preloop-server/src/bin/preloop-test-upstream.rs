@@ -185,7 +185,9 @@ fn record(id: &str) -> Result<(), String> {
         .append(true)
         .open(path)
         .map_err(|e| e.to_string())?;
-    writeln!(file, "{id}").map_err(|e| e.to_string())?;
+    // One write per line: calls run concurrently, and O_APPEND keeps single writes whole.
+    file.write_all(format!("{id}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     file.sync_data().map_err(|e| e.to_string())
 }
 
