@@ -14,6 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use preloop_server::config::{ConfigFile, Overrides, Settings};
 use preloop_server::serve::{Assembled, ServeOptions, assemble};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tower::ServiceExt;
 
 const ADMIN_KEY: &str = "pl_fuzz_admin_key_0123456789abcdef0123456789";
@@ -171,6 +172,19 @@ fn request_for(route: u8, body: Vec<u8>, session: &str) -> Request<Body> {
     }
 }
 
+/// Answers by status class (2xx, 3xx, 4xx, 5xx), printed every 10,000 inputs.
+static ANSWERS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+fn count(status: StatusCode) {
+    let class = usize::from(status.as_u16() / 100).clamp(2, 5) - 2;
+    let seen = ANSWERS[class].fetch_add(1, Ordering::Relaxed) + 1;
+    let total: u64 = ANSWERS.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+    if total % 10_000 == 0 {
+        let [ok, redirect, refused, failed] = ANSWERS.each_ref().map(|a| a.load(Ordering::Relaxed));
+        eprintln!("http: {total} inputs answered: {ok} 2xx, {redirect} 3xx, {refused} 4xx, {failed} 5xx (last: {seen} in class {})", class + 2);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&route, body)) = data.split_first() else {
         return;
@@ -183,6 +197,7 @@ fuzz_target!(|data: &[u8]| {
         .block_on(server.router.clone().oneshot(request))
         .map(|response| response.status())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    count(status);
     let not_the_callers_fault = matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         !status.is_server_error() || not_the_callers_fault,
