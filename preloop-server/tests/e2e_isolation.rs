@@ -14,8 +14,8 @@
 mod common;
 
 use common::{
-    ADMIN_KEY, call, connect_url, raw_session, register, rest, start_gateway, start_upstream, text,
-    wait_for_tool,
+    ADMIN_KEY, call, connect_url, raw_post_as, raw_session, raw_session_as, register, rest,
+    start_gateway, start_upstream, text, user_with_key, wait_for_tool,
 };
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
@@ -79,22 +79,8 @@ async fn created(method: Method, url: &str, token: &str, body: Value) -> Value {
 
 /// A user of the organization `admin` administers, and an API key of theirs.
 async fn member(base: &str, admin: &str, email: &str, roles: &[&str]) -> (String, String) {
-    let user = created(
-        Method::POST,
-        &format!("{base}/api/v1/users"),
-        admin,
-        json!({"email": email, "roles": roles, "name": email}),
-    )
-    .await;
-    let id = user["id"].as_str().unwrap().to_owned();
-    let key = created(
-        Method::POST,
-        &format!("{base}/api/v1/api-keys"),
-        admin,
-        json!({"name": email, "user_id": id}),
-    )
-    .await;
-    (id, key["secret"].as_str().unwrap().to_owned())
+    let (user, _, secret) = user_with_key(base, admin, email, roles, email).await;
+    (user, secret)
 }
 
 async fn organization_a(base: &str) -> OrgA {
@@ -198,51 +184,6 @@ async fn state_of_a(base: &str, a: &OrgA) -> Value {
     let (_, verified) = rest(Method::GET, &api("/audit/verify"), Some(ADMIN_KEY), None).await;
     state.insert("audit_intact".to_owned(), verified["intact"].clone());
     Value::Object(state)
-}
-
-/// Opens an MCP session as `token` over plain HTTP; returns its id.
-async fn session_as(base: &str, token: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/mcp/v1"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "isolation", "version": "1"}}
-        }))
-        .send()
-        .await
-        .unwrap();
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let (status, _) = post_in_session(
-        base,
-        token,
-        &session,
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await;
-    assert_eq!(status, 202);
-    session
-}
-
-/// POSTs one JSON-RPC message in `session` as `token`.
-async fn post_in_session(base: &str, token: &str, session: &str, message: Value) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/mcp/v1"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(&message)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
 }
 
 /// A body for each route that names the first organization's resources inside it.
@@ -427,7 +368,7 @@ default = "allow"
         assert!(!status.contains(MARKER));
         client.cancel().await.unwrap();
         // The methods the gateway does not serve yet answer as errors, and show nothing.
-        let session = session_as(&base, &token).await;
+        let session = raw_session_as(&format!("{base}/mcp/v1"), &token).await;
         for method in [
             "resources/list",
             "resources/templates/list",
@@ -435,8 +376,8 @@ default = "allow"
             "ping",
             "completion/complete",
         ] {
-            let (status, answer) = post_in_session(
-                &base,
+            let (status, answer) = raw_post_as(
+                &format!("{base}/mcp/v1"),
                 &token,
                 &session,
                 json!({"jsonrpc": "2.0", "id": 3, "method": method, "params": {}}),

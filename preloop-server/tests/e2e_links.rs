@@ -22,31 +22,6 @@ use tokio::sync::mpsc;
 
 const SECRET: &str = "webhook-secret-for-tests";
 
-/// A local receiver standing in for the approvers' system: it answers 503 to the first delivery
-/// (so the retry is exercised) and hands every accepted one to the test.
-async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
-    let (sender, received) = mpsc::unbounded_channel();
-    let refused_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let sender = sender.clone();
-            let refused_once = refused_once.clone();
-            async move {
-                if !refused_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                }
-                let _ = sender.send((headers, body));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
-
 async fn next_delivery(received: &mut mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) -> Value {
     let (headers, body) = tokio::time::timeout(Duration::from_secs(20), received.recv())
         .await
@@ -69,7 +44,7 @@ async fn next_delivery(received: &mut mpsc::UnboundedReceiver<(HeaderMap, Bytes)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvers_without_an_account_decide_through_the_signed_link() {
     let upstream = start_upstream();
-    let (hook, mut received) = webhook_receiver().await;
+    let (hook, mut received) = common::webhook_receiver(true).await;
     let config = format!(
         r#"
 [channels.webhook]

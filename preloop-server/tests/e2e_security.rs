@@ -13,7 +13,7 @@ mod common;
 
 use common::{
     ADMIN_KEY, Client, call, connect_url, connect_with, raw_session, register, rest, start_gateway,
-    start_upstream, text, wait_for_tool,
+    start_upstream, text, user_with_key, wait_for_tool,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -478,44 +478,26 @@ async fn api_keys_are_selected_by_id_and_stored_name_selectors_are_migrated() {
     );
     let server = start(data.path(), &config);
     let api = |path: &str| format!("{}/api/v1{path}", server.url);
-    let user = |email: &'static str, roles: Value| {
-        let url = api("/users");
-        async move {
-            let (status, user) = rest(
-                Method::POST,
-                &url,
-                Some(ADMIN_KEY),
-                Some(json!({"email": email, "roles": roles})),
-            )
-            .await;
-            assert_eq!(status, 201, "{user}");
-            user["id"].as_str().unwrap().to_owned()
-        }
-    };
-    let key = |user_id: String, name: &'static str| {
-        let url = api("/api-keys");
-        async move {
-            let (status, key) = rest(
-                Method::POST,
-                &url,
-                Some(ADMIN_KEY),
-                Some(json!({"name": name, "user_id": user_id})),
-            )
-            .await;
-            assert_eq!(status, 201, "{key}");
-            (
-                key["id"].as_str().unwrap().to_owned(),
-                key["secret"].as_str().unwrap().to_owned(),
-            )
-        }
-    };
-    let bot = user("bot@example.com", json!(["approver"])).await;
-    let member = user("member@example.com", json!(["member", "approver"])).await;
-    let agent = user("agent@example.com", json!(["agent"])).await;
-    let (bot_key_id, bot_key) = key(bot, "release-bot").await;
+    let base = server.url.clone();
+    let (_, bot_key_id, bot_key) = user_with_key(
+        &base,
+        ADMIN_KEY,
+        "bot@example.com",
+        &["approver"],
+        "release-bot",
+    )
+    .await;
     // A member names a key like the bot's.
-    let (_, impostor_key) = key(member.clone(), "release-bot").await;
-    let (_, agent_key) = key(agent, "agent").await;
+    let (_, _, impostor_key) = user_with_key(
+        &base,
+        ADMIN_KEY,
+        "member@example.com",
+        &["member", "approver"],
+        "release-bot",
+    )
+    .await;
+    let (_, _, agent_key) =
+        user_with_key(&base, ADMIN_KEY, "agent@example.com", &["agent"], "agent").await;
 
     // Selecting by name is refused with a pointer to ids.
     let by_name = json!({"name": "bot", "approvers": ["apikey:release-bot"], "mode": "async"});
@@ -628,29 +610,10 @@ action = "deny"
     client.cancel().await.unwrap();
 }
 
-/// A receiver for the webhook channel: hands each delivery's JSON to the test.
-async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
-    let (sender, received) = tokio::sync::mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let sender = sender.clone();
-            async move {
-                let _ = sender.send(serde_json::from_slice::<Value>(&body).unwrap_or_default());
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_links_show_a_redacted_view_and_stop_voting_once_decided() {
     let upstream = start_upstream();
-    let (hook, mut received) = webhook_receiver().await;
+    let (hook, mut received) = common::webhook_receiver(false).await;
     let config = format!(
         r#"
 [channels.webhook]
@@ -687,10 +650,11 @@ approval_policy = "by-link"
         json!({"text": "ship it", "password": "hunter2"}),
     )
     .await;
-    let delivery = tokio::time::timeout(Duration::from_secs(20), received.recv())
+    let (_, delivery) = tokio::time::timeout(Duration::from_secs(20), received.recv())
         .await
         .unwrap()
         .unwrap();
+    let delivery: Value = serde_json::from_slice(&delivery).unwrap();
     let data_link = delivery["links"]["data"].as_str().unwrap().to_owned();
     let decide_link = delivery["links"]["decide"].as_str().unwrap().to_owned();
     let page_link = delivery["links"]["page"].as_str().unwrap().to_owned();
@@ -835,21 +799,11 @@ async fn the_low_findings_hosts_hitl_sessions_sign_in_throttle_and_metrics() {
     // A HITL session belongs to whoever registered it, not to the organization.
     let mut keys = Vec::new();
     for email in ["one@example.com", "two@example.com"] {
-        let (_, user) = rest(
-            Method::POST,
-            &api("/users"),
-            Some(ADMIN_KEY),
-            Some(json!({"email": email, "roles": ["member"]})),
-        )
-        .await;
-        let (_, key) = rest(
-            Method::POST,
-            &api("/api-keys"),
-            Some(ADMIN_KEY),
-            Some(json!({"name": "k", "user_id": user["id"]})),
-        )
-        .await;
-        keys.push(key["secret"].as_str().unwrap().to_owned());
+        keys.push(
+            user_with_key(&server.url, ADMIN_KEY, email, &["member"], "k")
+                .await
+                .2,
+        );
     }
     let hitl = |path: &str| format!("{}/hitl{path}", server.url);
     let (status, _) = rest(
@@ -928,21 +882,14 @@ async fn sessions_belong_to_their_owner_and_sizes_and_reads_are_bounded() {
     let server = start(data.path(), "[policy]\ndefault = \"allow\"\n");
     let api = |path: &str| format!("{}/api/v1{path}", server.url);
     let mcp_url = format!("{}/mcp/v1", server.url);
-    let (_, agent) = rest(
-        Method::POST,
-        &api("/users"),
-        Some(ADMIN_KEY),
-        Some(json!({"email": "agent@example.com", "roles": ["agent"]})),
+    let (_, _, agent_key) = user_with_key(
+        &server.url,
+        ADMIN_KEY,
+        "agent@example.com",
+        &["agent"],
+        "agent",
     )
     .await;
-    let (_, key) = rest(
-        Method::POST,
-        &api("/api-keys"),
-        Some(ADMIN_KEY),
-        Some(json!({"name": "agent", "user_id": agent["id"]})),
-    )
-    .await;
-    let agent_key = key["secret"].as_str().unwrap().to_owned();
 
     // The admin's session, with its id, is no use to the agent (or to a stranger).
     let session = raw_session(&mcp_url).await;

@@ -239,10 +239,15 @@ async fn wait_for_listing<H: rmcp::ClientHandler>(
 /// Starts an MCP session over plain HTTP (initialize, then `notifications/initialized`) and
 /// returns its id, for tests that take a session somewhere else.
 pub async fn raw_session(mcp_url: &str) -> String {
+    raw_session_as(mcp_url, ADMIN_KEY).await
+}
+
+/// [`raw_session`] as the holder of `token`.
+pub async fn raw_session_as(mcp_url: &str, token: &str) -> String {
     let http = reqwest::Client::new();
     let response = http
         .post(mcp_url)
-        .bearer_auth(ADMIN_KEY)
+        .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .json(&serde_json::json!({
             "jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -257,8 +262,9 @@ pub async fn raw_session(mcp_url: &str) -> String {
         .to_str()
         .expect("a session id")
         .to_owned();
-    let initialized = raw_post(
+    let initialized = raw_post_as(
         mcp_url,
+        token,
         &session,
         serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
@@ -269,9 +275,19 @@ pub async fn raw_session(mcp_url: &str) -> String {
 
 /// POSTs one JSON-RPC message in session `session`; returns the status and the body text.
 pub async fn raw_post(mcp_url: &str, session: &str, message: Value) -> (u16, String) {
+    raw_post_as(mcp_url, ADMIN_KEY, session, message).await
+}
+
+/// [`raw_post`] as the holder of `token`.
+pub async fn raw_post_as(
+    mcp_url: &str,
+    token: &str,
+    session: &str,
+    message: Value,
+) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(mcp_url)
-        .bearer_auth(ADMIN_KEY)
+        .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", session)
         .header("mcp-protocol-version", "2025-06-18")
@@ -281,4 +297,69 @@ pub async fn raw_post(mcp_url: &str, session: &str, message: Value) -> (u16, Str
         .expect("the server answers");
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
+}
+
+/// Creates a user of the organization `admin` administers, and an API key of theirs; returns
+/// the user's id, the key's id and the key's secret.
+pub async fn user_with_key(
+    base: &str,
+    admin: &str,
+    email: &str,
+    roles: &[&str],
+    key_name: &str,
+) -> (String, String, String) {
+    let (status, user) = rest(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/users"),
+        Some(admin),
+        Some(serde_json::json!({"email": email, "roles": roles})),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    let user_id = user["id"].as_str().expect("a user id").to_owned();
+    let (status, key) = rest(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/api-keys"),
+        Some(admin),
+        Some(serde_json::json!({"name": key_name, "user_id": user_id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let id = key["id"].as_str().expect("a key id").to_owned();
+    let secret = key["secret"].as_str().expect("a secret").to_owned();
+    (user_id, id, secret)
+}
+
+/// A receiver standing in for a webhook's consumer: every delivery's headers and body go to
+/// the test; with `refuse_first`, the first delivery is answered 503 (so retries are tried).
+pub async fn webhook_receiver(
+    refuse_first: bool,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, axum::body::Bytes)>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (sender, received) = tokio::sync::mpsc::unbounded_channel();
+    let refused = std::sync::Arc::new(AtomicBool::new(!refuse_first));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (sender, refused) = (sender.clone(), refused.clone());
+                async move {
+                    if !refused.swap(true, Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let _ = sender.send((headers, body));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
 }
