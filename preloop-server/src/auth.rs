@@ -51,8 +51,8 @@ pub enum Credential {
     ApiKey {
         /// The key.
         id: Uuid,
-        /// Whether its scopes narrow its user's roles.
-        scoped: bool,
+        /// When it expires, if it does.
+        expires_at: Option<DateTime<Utc>>,
     },
     /// An access token from signing in with a password.
     Session,
@@ -213,10 +213,12 @@ impl Authenticator {
             if !key.scopes.is_empty() {
                 principal.roles.retain(|role| key.scopes.contains(role));
             }
-            let scoped = principal.roles.len() < user.roles.len();
             (
                 principal,
-                Credential::ApiKey { id: key.id, scoped },
+                Credential::ApiKey {
+                    id: key.id,
+                    expires_at: key.expires_at,
+                },
                 key.expires_at,
             )
         } else if let Some(claims) = self.keys.verify(token, TokenKind::Access) {
@@ -238,7 +240,7 @@ impl Authenticator {
                 .find_user_by_email(&identity.email)
                 .await
                 .map_err(unavailable)?
-                .filter(|user| !user.disabled)
+                .filter(|user| !user.disabled && jwks.serves(&user.organization_id))
                 .ok_or(AuthError::Invalid)?;
             (
                 user.principal(),

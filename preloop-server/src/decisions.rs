@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 /// Runs costly decisions apart from the request threads.
 #[derive(Debug)]
 pub struct PooledDecisions {
-    all: Semaphore,
+    all: Arc<Semaphore>,
     organizations: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -33,7 +33,7 @@ impl PooledDecisions {
     /// At most `concurrent` decisions at once, in all.
     pub fn new(concurrent: usize) -> Self {
         Self {
-            all: Semaphore::new(concurrent),
+            all: Arc::new(Semaphore::new(concurrent)),
             organizations: Mutex::new(HashMap::new()),
         }
     }
@@ -56,7 +56,7 @@ impl PooledDecisions {
             .organizations
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // The map's reference and `gate`: nobody else is waiting.
+        // The map's reference and `gate`: nobody else is waiting or running.
         if Arc::strong_count(&gate) == 2 {
             gates.remove(organization_id);
         }
@@ -67,12 +67,23 @@ impl PooledDecisions {
 impl DecisionRunner for PooledDecisions {
     async fn run(&self, organization_id: &str, decide: DecisionJob) -> Option<Decision> {
         let gate = self.gate_of(organization_id);
-        let decision = async {
-            let _own_turn = gate.acquire().await.ok()?;
-            let _a_thread = self.all.acquire().await.ok()?;
-            tokio::task::spawn_blocking(decide).await.ok()
+        let permits = async {
+            let own_turn = Arc::clone(&gate).acquire_owned().await.ok()?;
+            let a_thread = Arc::clone(&self.all).acquire_owned().await.ok()?;
+            Some((own_turn, a_thread))
         }
         .await;
+        let decision = match permits {
+            // INVARIANT (the gates hold): the permits go with the work, so a caller that stops
+            // waiting (a client that disconnects) does not free them while the decision runs.
+            Some(permits) => tokio::task::spawn_blocking(move || {
+                let _permits = permits;
+                decide()
+            })
+            .await
+            .ok(),
+            None => None,
+        };
         self.release(organization_id, gate);
         decision
     }

@@ -30,6 +30,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most MCP servers an organization other than the default one may register.
+pub const MAX_TENANT_SERVERS: usize = 50;
+
 /// The `PATH` of a child process whose configuration sets none.
 pub const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -98,7 +101,7 @@ pub enum EgressError {
 #[derive(Debug, Clone)]
 pub struct Egress {
     stdio_servers: Arc<[AllowedStdioServer]>,
-    allowed_networks: Arc<[IpNet]>,
+    reach: Reach,
     /// For the operator: pooled, and opening a connection per call.
     operator: Clients,
     /// For tenants: the same, resolving only to permitted addresses.
@@ -156,12 +159,21 @@ impl Egress {
                 })
             })
             .collect::<Result<_, _>>()?;
+        // The host's own addresses, public ones included: a tenant's upstream on one of them
+        // would reach services only the outside firewall keeps away, or the gateway itself.
+        let own: Arc<[IpAddr]> = if_addrs::get_if_addrs()
+            .map(|interfaces| interfaces.iter().map(if_addrs::Interface::ip).collect())
+            .unwrap_or_default();
+        let reach = Reach {
+            allowed: allowed_networks,
+            own,
+        };
         let guard = GuardedResolver {
-            allowed: allowed_networks.clone(),
+            reach: reach.clone(),
         };
         Ok(Self {
             stdio_servers: section.stdio_servers.clone().into(),
-            allowed_networks,
+            reach,
             operator: Clients::new(None)?,
             tenant: Clients::new(Some(&guard))?,
         })
@@ -220,19 +232,11 @@ impl Egress {
         else {
             return Ok(());
         };
-        let Ok(addresses) = tokio::net::lookup_host((host.as_str(), 0)).await else {
+        match self.reach.resolve(&host).await {
             // Unresolvable: the connection fails and says so.
-            return Ok(());
-        };
-        let addresses: Vec<SocketAddr> = addresses.collect();
-        if !addresses.is_empty()
-            && !addresses
-                .iter()
-                .any(|a| permitted(a.ip(), &self.allowed_networks))
-        {
-            return Err(EgressError::AddressNotAllowed { host });
+            Ok(_) | Err(Resolution::Failed(_)) => Ok(()),
+            Err(Resolution::Refused(error)) => Err(error),
         }
-        Ok(())
     }
 
     /// Refuses a URL whose host is a literal address that is not permitted (names are checked
@@ -247,7 +251,7 @@ impl Egress {
             Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
             _ => return Ok(()),
         };
-        if permitted(address, &self.allowed_networks) {
+        if self.reach.permits(address) {
             Ok(())
         } else {
             Err(EgressError::AddressNotAllowed {
@@ -274,35 +278,70 @@ pub fn child_environment(configured: &BTreeMap<String, String>) -> BTreeMap<Stri
     environment
 }
 
+/// Where tenants' upstreams may connect: public addresses that are not the host's own, and
+/// the ranges the operator allows.
+#[derive(Debug, Clone)]
+struct Reach {
+    allowed: Arc<[IpNet]>,
+    own: Arc<[IpAddr]>,
+}
+
+/// Why a name yields no address a tenant may use.
+enum Resolution {
+    /// It does not resolve.
+    Failed(std::io::Error),
+    /// It resolves only to addresses tenants may not reach.
+    Refused(EgressError),
+}
+
+impl Reach {
+    /// Whether a tenant may connect to `address`.
+    fn permits(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        (is_public(address) && !self.own.contains(&address))
+            || self
+                .allowed
+                .iter()
+                .any(|network| network.contains(&address))
+    }
+
+    /// The addresses of `host` a tenant may connect to (at least one, or why not).
+    async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, Resolution> {
+        let permitted: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(Resolution::Failed)?
+            .filter(|address| self.permits(address.ip()))
+            .collect();
+        if permitted.is_empty() {
+            return Err(Resolution::Refused(EgressError::AddressNotAllowed {
+                host: host.to_owned(),
+            }));
+        }
+        Ok(permitted)
+    }
+}
+
 /// Resolves host names, keeping only addresses tenants may reach.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
-    allowed: Arc<[IpNet]>,
+    reach: Reach,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allowed = self.allowed.clone();
+        let reach = self.reach.clone();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let permitted: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|address| permitted(address.ip(), &allowed))
-                .collect();
-            if permitted.is_empty() {
-                return Err(Box::new(EgressError::AddressNotAllowed { host })
-                    as Box<dyn std::error::Error + Send + Sync>);
+            match reach.resolve(name.as_str()).await {
+                Ok(permitted) => Ok(Box::new(permitted.into_iter()) as Addrs),
+                Err(Resolution::Failed(error)) => {
+                    Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+                }
+                Err(Resolution::Refused(error)) => {
+                    Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+                }
             }
-            Ok(Box::new(permitted.into_iter()) as Addrs)
         })
     }
-}
-
-/// Whether a tenant may connect to `address`.
-fn permitted(address: IpAddr, allowed: &[IpNet]) -> bool {
-    is_public(address) || allowed.iter().any(|network| network.contains(&address))
 }
 
 /// Whether `address` is a public unicast address (not loopback, private, link-local, shared,
@@ -340,12 +379,22 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let segments = ip.segments();
-    // NAT64 (64:ff9b::/96) embeds an IPv4 address.
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., high, low] = segments;
+    let embedded = |high: u16, low: u16| {
         let [a, b] = high.to_be_bytes();
         let [c, d] = low.to_be_bytes();
-        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+        Ipv4Addr::new(a, b, c, d)
+    };
+    // NAT64 (64:ff9b::/96) and IPv4-translated (::ffff:0:0/96) addresses embed an IPv4
+    // address in their last 32 bits, 6to4 (2002::/16) in the 32 bits after the prefix.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return is_public_v4(embedded(segments[6], segments[7]));
+    }
+    if segments[0] == 0x2002 {
+        return is_public_v4(embedded(segments[1], segments[2]));
+    }
+    // Teredo (2001::/32) hides its client's address: not reachable by tenants.
+    if segments[0] == 0x2001 && segments[1] == 0 {
+        return false;
     }
     !(ip.is_unspecified()
         || ip.is_loopback()
@@ -467,6 +516,10 @@ mod tests {
             "http://[fd00::1]/",
             "http://[fe80::1]/",
             "http://100.64.0.1/",
+            // 6to4 of 127.0.0.1, IPv4-translated 127.0.0.1, and Teredo.
+            "http://[2002:7f00:1::1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
         ] {
             assert!(
                 matches!(
@@ -492,24 +545,37 @@ mod tests {
 
     #[tokio::test]
     async fn names_resolving_to_private_addresses_are_refused() {
-        let resolver = GuardedResolver {
-            allowed: Arc::from(Vec::new()),
+        let reach = |allowed: Vec<IpNet>| GuardedResolver {
+            reach: Reach {
+                allowed: allowed.into(),
+                own: Arc::from(Vec::new()),
+            },
         };
+        let resolver = reach(Vec::new());
         let error = resolver
             .resolve("localhost".parse().unwrap())
             .await
             .err()
             .expect("localhost is refused");
         assert!(error.to_string().contains("private"), "{error}");
-        let allowed = GuardedResolver {
-            allowed: Arc::from(vec!["127.0.0.0/8".parse().unwrap()]),
-        };
+        let allowed = reach(vec!["127.0.0.0/8".parse().unwrap()]);
         let addresses: Vec<SocketAddr> = allowed
             .resolve("localhost".parse().unwrap())
             .await
             .unwrap()
             .collect();
         assert!(addresses.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_are_not_public_to_tenants() {
+        let reach = Reach {
+            allowed: Arc::from(Vec::new()),
+            own: Arc::from(vec!["93.184.215.14".parse::<IpAddr>().unwrap()]),
+        };
+        assert!(!reach.permits("93.184.215.14".parse().unwrap()));
+        assert!(!reach.permits("::ffff:93.184.215.14".parse().unwrap()));
+        assert!(reach.permits("93.184.215.15".parse().unwrap()));
     }
 
     #[test]

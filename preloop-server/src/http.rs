@@ -77,8 +77,8 @@ pub struct Shared {
     pub tokens: crate::tokens::TokenKeys,
     /// Whether `POST /api/v1/auth/register` creates accounts.
     pub registration_enabled: bool,
-    /// Serializes read-modify-write changes of policy documents on this server.
-    pub policy_lock: tokio::sync::Mutex<()>,
+    /// Serializes read-modify-write changes of each organization's policy on this server.
+    pub policy_locks: OrganizationLocks,
     /// Per-principal request rate limits.
     pub limits: crate::limits::RateLimits,
     /// The approval channels (their callbacks come back through the router).
@@ -89,6 +89,28 @@ pub struct Shared {
     pub websocket_heartbeat: std::time::Duration,
     /// Throttles of sign-in and registration.
     pub throttles: crate::throttle::Throttles,
+}
+
+/// One lock per organization, made when first asked for.
+#[derive(Debug, Default)]
+pub struct OrganizationLocks(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl OrganizationLocks {
+    /// Waits for the organization's lock.
+    pub async fn lock(&self, organization_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Forget the locks nobody holds, so the map stays as small as the busy organizations.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            Arc::clone(locks.entry(organization_id.to_owned()).or_default())
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -163,14 +185,16 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     }
     openapi.merge(public_openapi);
     let openapi = Arc::new(openapi);
-    let authenticated_api = authenticated_api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        authenticate_api,
-    ));
+    let authenticated_api =
+        authenticated_api
+            .route("/metrics", get(metrics))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                authenticate_api,
+            ));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
             get(move || {
@@ -208,36 +232,16 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 /// The Prometheus metrics, for the operator: an admin of the default organization (the
 /// metrics are the whole server's, every organization's together).
-async fn metrics(State(state): State<AppState>, request: Request) -> Response {
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match state.authenticator.authenticate(header_value).await {
-        Ok(principal)
-            if principal.has_role("admin")
-                && crate::egress::Egress::is_operator(&principal.organization_id) => {}
-        Ok(_) => {
-            return (
-                StatusCode::FORBIDDEN,
-                axum::Json(ErrorShape::Api.body(
-                    "forbidden",
-                    "metrics are for the operator: an admin of the default organization",
-                )),
-            )
-                .into_response();
-        }
-        Err(error) => {
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(ErrorShape::Api.body("unauthorized", &error.to_string())),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<preloop_core::Principal>,
+) -> Response {
+    let operator = crate::egress::Egress::is_operator(&principal.organization_id);
+    if !operator || !principal.has_role("admin") {
+        return crate::api::ApiError::Forbidden(
+            "metrics are for the operator: an admin of the default organization".to_owned(),
+        )
+        .into_response();
     }
     match state.store.count_pending().await {
         Ok(count) => crate::metrics::pending_approvals(count),
@@ -287,9 +291,12 @@ async fn ready(State(state): State<AppState>) -> Response {
             if awaited.is_empty() {
                 axum::Json(json!({"status": "ready"})).into_response()
             } else {
+                // How many, not which: the servers' names are the operator's business.
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(json!({"status": "starting", "waiting_for": awaited})),
+                    axum::Json(
+                        json!({"status": "starting", "waiting_for_upstreams": awaited.len()}),
+                    ),
                 )
                     .into_response()
             }

@@ -28,6 +28,11 @@ pub struct JwksConfig {
     pub audience: Option<String>,
     /// The claim holding the user's e-mail address (default `email`).
     pub email_claim: Option<String>,
+    /// The organizations whose users may sign in with the identity provider (ids; `"*"`: any);
+    /// default: the default organization. Addresses are matched across organizations, so
+    /// without this a self-registered organization could create a user with someone's address
+    /// and receive their sign-in.
+    pub organizations: Option<Vec<String>>,
 }
 
 /// A verified external token: who it names and until when it is valid.
@@ -48,6 +53,16 @@ pub struct Jwks {
 }
 
 impl Jwks {
+    /// Whether users of `organization_id` may sign in with the identity provider.
+    pub fn serves(&self, organization_id: &str) -> bool {
+        match &self.config.organizations {
+            None => organization_id == crate::bootstrap::DEFAULT_ORGANIZATION,
+            Some(organizations) => organizations
+                .iter()
+                .any(|o| o == "*" || o == organization_id),
+        }
+    }
+
     /// Reads the key set once; an unreachable URL is logged and retried when a token arrives.
     /// A configuration naming neither or both sources is an error.
     pub async fn load(config: JwksConfig) -> Result<Self, String> {

@@ -17,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 /// How long changes are gathered before clients are told (a scan registers many tools at once).
 const SETTLE: Duration = Duration::from_millis(200);
-/// Most sessions remembered per organization; past it the oldest are forgotten.
+/// How long one session's message may take to be accepted; a session that does not take it
+/// is forgotten.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most sessions remembered per organization; past it the organization's sessions are
+/// forgotten (they are remembered again when they next list tools).
 const MAX_SESSIONS: usize = 10_000;
 
 /// One organization's sessions, by session id.
@@ -41,7 +45,7 @@ impl ToolListeners {
     }
 
     /// Tells every session `changes` concerns; sessions that have gone are forgotten.
-    pub async fn tell(&self, changes: &ToolChanges) {
+    pub fn tell(&self, changes: &ToolChanges) {
         let peers: Vec<(String, String, Peer<RoleServer>)> = {
             let listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             listeners
@@ -54,13 +58,22 @@ impl ToolListeners {
                 })
                 .collect()
         };
+        // Each session on its own, with a deadline: a client that never reads its stream
+        // holds up nobody else's message.
         for (organization, session, peer) in peers {
-            if peer.is_transport_closed() || peer.notify_tool_list_changed().await.is_err() {
-                let mut listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(sessions) = listeners.get_mut(&organization) {
-                    sessions.remove(&session);
+            let listeners = self.clone();
+            tokio::spawn(async move {
+                let told = !peer.is_transport_closed()
+                    && tokio::time::timeout(SEND_TIMEOUT, peer.notify_tool_list_changed())
+                        .await
+                        .is_ok_and(|sent| sent.is_ok());
+                if !told {
+                    let mut listeners = listeners.0.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(sessions) = listeners.get_mut(&organization) {
+                        sessions.remove(&session);
+                    }
                 }
-            }
+            });
         }
     }
 
@@ -79,7 +92,7 @@ impl ToolListeners {
                     changes.everyone |= more.everyone;
                     changes.organizations.extend(more.organizations);
                 }
-                listeners.tell(&changes).await;
+                listeners.tell(&changes);
             }
         });
     }

@@ -235,7 +235,7 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         authenticator,
         tokens,
         registration_enabled: options.registration_enabled,
-        policy_lock: tokio::sync::Mutex::default(),
+        policy_locks: crate::http::OrganizationLocks::default(),
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
         channels: channels.clone(),
         events: events.clone(),

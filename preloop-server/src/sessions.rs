@@ -110,15 +110,15 @@ impl SessionStore for StoredSessions {
 }
 
 /// Longest MCP session id accepted (the server issues UUIDs; anything longer is not one).
-pub const MAX_SESSION_ID_LENGTH: usize = 128;
+pub const MAX_SESSION_ID_LENGTH: usize = crate::api::bounds::ID;
 
 /// Most session owners remembered in memory; past it the memory is cleared and owners are
 /// read from the database again.
 const OWNERS_CAPACITY: usize = 100_000;
 
-/// Who opened each MCP session. A session belongs to the user (in their organization) whose
-/// credential initialized it: a request on it from anyone else, even with the session id, is
-/// answered as if the session did not exist.
+/// Who opened each MCP session. A session belongs to the credential (an API key, or a user's
+/// signed-in session) that initialized it: a request on it with any other, even with the
+/// session id, is answered as if the session did not exist.
 #[derive(Debug, Clone)]
 pub struct SessionOwners {
     store: Arc<Database>,
@@ -134,9 +134,16 @@ impl SessionOwners {
         }
     }
 
-    /// How an owner is written.
+    /// How an owner is written: the user, and the API key they opened it with (one user's
+    /// narrower key cannot use the session of their wider one; signed-in sessions, whose
+    /// tokens are refreshed, count as one credential).
     fn key(principal: &Principal) -> String {
-        format!("{}/{}", principal.organization_id, principal.id)
+        format!(
+            "{}/{}/{}",
+            principal.organization_id,
+            principal.id,
+            principal.api_key_id.as_deref().unwrap_or("session")
+        )
     }
 
     async fn owner(&self, session_id: &str) -> Result<Option<String>, StoreError> {

@@ -63,8 +63,19 @@ pub async fn load_organizations(
     upstreams: &Upstreams,
 ) -> Result<(), StoreError> {
     for organization in database.list_organizations().await? {
-        migrate_key_selectors(database, &organization.id).await?;
-        reload_organization(database, governor, upstreams, &organization.id).await?;
+        let org = organization.id.as_str();
+        let loaded = async {
+            migrate_key_selectors(database, org).await?;
+            reload_organization(database, governor, upstreams, org).await
+        };
+        // One organization's unreadable configuration (stored by an older build, say) must not
+        // keep the others from being served: it fails closed alone.
+        if let Err(error) = loaded.await {
+            tracing::error!(organization = org, %error, "cannot load the organization's configuration; denying its calls until it is fixed");
+            governor
+                .set_policy(org, &deny_everything())
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        }
     }
     Ok(())
 }

@@ -80,46 +80,104 @@ impl Throttle {
     }
 }
 
-/// The throttles of the unauthenticated routes.
+/// The throttles of the routes that check passwords or take no credential.
 #[derive(Debug)]
 pub struct Throttles {
-    /// Failed sign-ins per client address and account: 5, then one a minute.
+    /// Wrong passwords per client address and account: 5, then one a minute.
     pub sign_in_account: Throttle,
-    /// Failed sign-ins per client address: 30, then one every 10 s.
+    /// Wrong passwords per account, from any address (slows a brute force spread over many
+    /// addresses): 50, then one every 30 s.
+    pub sign_in_anywhere: Throttle,
+    /// Wrong passwords per client address: 30, then one every 10 s.
     pub sign_in_address: Throttle,
     /// Registrations per client address: 5, then one every 10 minutes.
     pub registration: Throttle,
+    /// Users an organization tried to create whose address has an account (elsewhere, maybe):
+    /// 10, then one a minute, so the answer cannot be used to list who has accounts.
+    pub existing_accounts: Throttle,
 }
 
 impl Default for Throttles {
     fn default() -> Self {
         Self {
             sign_in_account: Throttle::new(5, Duration::from_secs(60)),
+            sign_in_anywhere: Throttle::new(50, Duration::from_secs(30)),
             sign_in_address: Throttle::new(30, Duration::from_secs(10)),
             registration: Throttle::new(5, Duration::from_secs(600)),
+            existing_accounts: Throttle::new(10, Duration::from_secs(60)),
         }
     }
 }
 
+/// The keys a password attempt is counted under.
+#[derive(Debug, Clone)]
+pub struct PasswordKeys {
+    address: String,
+    account: String,
+    anywhere: String,
+}
+
 impl Throttles {
-    /// The keys of a sign-in attempt: the address, and the address with the account.
-    pub fn sign_in_keys(address: IpAddr, email: &str) -> (String, String) {
-        let address = address.to_string();
-        let account = format!("{address}/{}", email.trim().to_lowercase());
-        (address, account)
+    /// The keys of a password attempt for `email` from `address` (an IPv6 address counts as
+    /// its /64: one host usually has the whole prefix).
+    pub fn password_keys(address: IpAddr, email: &str) -> PasswordKeys {
+        let address = client_key(address);
+        let anywhere = email.trim().to_lowercase();
+        PasswordKeys {
+            account: format!("{address}/{anywhere}"),
+            address,
+            anywhere,
+        }
+    }
+
+    /// How long attempts with `keys` must wait, if they must.
+    pub fn password_blocked(&self, keys: &PasswordKeys) -> Option<Duration> {
+        self.sign_in_account
+            .blocked(&keys.account)
+            .or_else(|| self.sign_in_anywhere.blocked(&keys.anywhere))
+            .or_else(|| self.sign_in_address.blocked(&keys.address))
+    }
+
+    /// Counts a wrong password; says how long the next attempt waits once a bucket is empty.
+    pub fn wrong_password(&self, keys: &PasswordKeys) -> Result<(), Duration> {
+        let account = self.sign_in_account.spend(&keys.account);
+        let anywhere = self.sign_in_anywhere.spend(&keys.anywhere);
+        let address = self.sign_in_address.spend(&keys.address);
+        account.and(anywhere).and(address)
     }
 
     /// Forgets every throttle's idle keys.
     pub fn forget_idle(&self) {
         self.sign_in_account.forget_idle();
+        self.sign_in_anywhere.forget_idle();
         self.sign_in_address.forget_idle();
         self.registration.forget_idle();
+        self.existing_accounts.forget_idle();
+    }
+}
+
+/// The key of a client address: itself, or its /64 for IPv6.
+pub fn client_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_prefix() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(client_key(one), client_key(other));
+        assert_eq!(client_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
 
     #[test]
     fn an_exhausted_key_is_blocked_until_it_refills() {

@@ -68,6 +68,31 @@ pub fn without_response_body(error: impl std::fmt::Display) -> String {
     }
 }
 
+/// Most tools taken from one server's listing, and most pages read for it: an upstream that
+/// offers more (or pages forever) gets the first of them.
+const MAX_TOOLS: usize = 5_000;
+const MAX_PAGES: usize = 100;
+
+/// The server's tools, page by page, within [`MAX_TOOLS`] and [`MAX_PAGES`].
+async fn list_tools(client: &Client) -> Result<Vec<rmcp::model::Tool>, rmcp::ServiceError> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let page = client
+            .list_tools(Some(
+                rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
+            ))
+            .await?;
+        tools.extend(page.tools);
+        cursor = page.next_cursor;
+        if cursor.is_none() || tools.len() >= MAX_TOOLS {
+            break;
+        }
+    }
+    tools.truncate(MAX_TOOLS);
+    Ok(tools)
+}
+
 /// Where discovered tools are kept.
 pub type ToolCatalog = Arc<dyn DocumentStore<DiscoveredTool>>;
 
@@ -265,14 +290,14 @@ impl UpstreamServer {
         if let Some(client) = connection.as_ref().filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
-        self.egress
-            .check_resolved(&self.server)
-            .await
-            .map_err(|e| e.to_string())?;
         let handler = UpstreamHandler {
             server: Arc::downgrade(self),
         };
         let connecting = async {
+            self.egress
+                .check_resolved(&self.server)
+                .await
+                .map_err(|e| e.to_string())?;
             match &self.server.transport {
                 McpTransport::Http { url, headers } => {
                     let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
@@ -353,7 +378,7 @@ impl UpstreamServer {
     /// server no longer lists disappear. Returns how many it has.
     pub async fn scan(self: &Arc<Self>) -> Result<usize, String> {
         let client = self.client().await?;
-        let tools = match tokio::time::timeout(self.timeout(), client.list_all_tools()).await {
+        let tools = match tokio::time::timeout(self.timeout(), list_tools(&client)).await {
             Ok(Ok(tools)) => tools,
             Ok(Err(error)) => {
                 self.reset().await;

@@ -12,7 +12,7 @@
 //! Discovery and `notifications/tools/list_changed` stay on the rmcp connection
 //! ([`crate::upstream`]).
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use preloop_core::executor::ExecutionObserver;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
@@ -25,6 +25,19 @@ use tokio::sync::RwLock;
 const PROTOCOL_VERSION: &str = "2025-06-18";
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Largest answer read from an upstream (a tool's result with its notifications).
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+
+/// Why an upstream's answer could not be read.
+#[derive(Debug, thiserror::Error)]
+enum AnswerError {
+    /// It was larger than [`MAX_ANSWER_BYTES`].
+    #[error("the upstream's answer is larger than {} MiB", MAX_ANSWER_BYTES >> 20)]
+    TooLarge,
+    /// The connection failed.
+    #[error(transparent)]
+    Transport(#[from] reqwest::Error),
+}
 
 /// An upstream's configured headers as HTTP headers, values marked sensitive (they may hold
 /// credentials), or the first that does not parse.
@@ -230,10 +243,28 @@ impl HttpCaller {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        // INVARIANT (an upstream cannot exhaust the gateway's memory): no answer, JSON or
+        // stream, is read past MAX_ANSWER_BYTES.
+        let mut read = 0usize;
+        let bounded = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            read = read.saturating_add(chunk.len());
+            if read > MAX_ANSWER_BYTES {
+                return Err(AnswerError::TooLarge);
+            }
+            Ok(chunk)
+        });
         if !is_sse {
-            return response.json().await.map_err(|e| e.to_string());
+            let body: Vec<u8> = bounded
+                .try_fold(Vec::new(), |mut body, chunk| async move {
+                    body.extend_from_slice(&chunk);
+                    Ok(body)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            return serde_json::from_slice(&body).map_err(|e| e.to_string());
         }
-        let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+        let mut events = sse_stream::SseStream::from_bytes_stream(bounded);
         while let Some(event) = events.next().await {
             let event = event.map_err(|e| format!("the upstream's stream broke: {e}"))?;
             let Some(message) = event

@@ -21,7 +21,9 @@ use crate::approval::{
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{ExecutionContext, ExecutionObserver, ToolOutput};
-use crate::policy::{Decision, Effect, EvaluationInput, Governance, GovernanceDocument, Reason};
+use crate::policy::{
+    Decision, Effect, EvaluationInput, Governance, GovernanceDocument, INLINE_BUDGET, Reason,
+};
 use crate::principal::{ClientInfo, Principal};
 use crate::registry::{RegisteredTool, Registry};
 use crate::store::{ApprovalStore, AuditStore, GrantStore, GroupCommitAudit, MemoryStore};
@@ -299,14 +301,20 @@ impl Governor {
         organization_id: &str,
         document: &GovernanceDocument,
     ) -> Result<(), GovernorError> {
-        let compiled = Arc::new(Governance::compile(document)?);
+        self.install_policy(organization_id, Governance::compile(document)?);
+        Ok(())
+    }
+
+    /// Installs a policy compiled beforehand (compiling can take a while: a server does it
+    /// away from its request threads).
+    pub fn install_policy(&self, organization_id: &str, governance: Governance) {
+        let compiled = Arc::new(governance);
         self.governance
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(organization_id.to_owned(), compiled);
         // A policy can hide tools (those it denies outright).
         self.registry.note_change(Some(organization_id));
-        Ok(())
     }
 
     /// The governance in force for an organization, if any can be had (fails closed otherwise).
@@ -420,7 +428,8 @@ impl Governor {
     }
 
     /// The policy's decision on a call: at once, or through the [`DecisionRunner`] when the
-    /// tool's candidate rules include a costly condition.
+    /// tool's candidate rules include a costly condition or the decision would spend more than
+    /// [`INLINE_BUDGET`] (large arguments).
     async fn policy_decision(
         &self,
         governance: &Arc<Governance>,
@@ -431,13 +440,17 @@ impl Governor {
         now: DateTime<Utc>,
     ) -> Result<Decision, GovernorError> {
         if !governance.policy().is_costly(&tool.descriptor) {
-            return Ok(governance.policy().evaluate(&EvaluationInput {
+            let input = EvaluationInput {
                 tool: &tool.descriptor,
                 args: arguments,
                 principal,
                 client,
                 now,
-            }));
+            };
+            // Cheap rules are decided here, unless the arguments make them expensive.
+            if let Some(decision) = governance.policy().try_evaluate(&input, INLINE_BUDGET) {
+                return Ok(decision);
+            }
         }
         let (governance, descriptor, arguments, principal_owned, client) = (
             Arc::clone(governance),

@@ -801,5 +801,26 @@ action = "deny"
         let outcome = block_on(governor.call(&agent(), ToolCall::new("fs__read", json!({"n": 5}))));
         assert!(matches!(outcome, Ok(Outcome::Denied { .. })), "{outcome:?}");
         assert_eq!(runner.runs.load(Ordering::SeqCst), 1);
+        // ... unless its arguments make it expensive: then it is made apart too.
+        governor
+            .set_policy(
+                "acme",
+                &GovernanceDocument::parse(
+                    "[[policy.rules]]\ntools=[\"fs__read\"]\nwhen='args.s.contains(\"needle\")'\naction=\"deny\"\n",
+                    Format::Toml,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let haystack = "x".repeat(4 << 20);
+        let outcome =
+            block_on(governor.call(&agent(), ToolCall::new("fs__read", json!({"s": haystack}))));
+        assert_eq!(runner.runs.load(Ordering::SeqCst), 2);
+        if !refuse {
+            assert!(
+                matches!(outcome, Ok(Outcome::Executed { .. })),
+                "{outcome:?}"
+            );
+        }
     }
 }

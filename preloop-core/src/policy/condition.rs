@@ -115,6 +115,9 @@ pub enum ConditionError {
         /// The limit.
         limit: u64,
     },
+    /// A `matches()` pattern is not a small string literal.
+    #[error("CEL condition: {0}")]
+    Pattern(String),
     /// The expression reads a variable that does not exist.
     #[error(
         "CEL condition reads unknown variable `{name}`; conditions may read tool, args, user, client and now"
@@ -194,6 +197,7 @@ impl Condition {
                 name: (*name).to_owned(),
             });
         }
+        cost::check_patterns(&expression).map_err(ConditionError::Pattern)?;
         let estimate = cost::estimate(&expression);
         if estimate > limits.max_estimated_cost {
             return Err(ConditionError::TooCostly {

@@ -20,8 +20,9 @@
 //! costs [`ELEMENT_COST`] to compare or copy, an iteration of a comprehension [`ITEM_COST`],
 //! and every [`BYTES_PER_UNIT`] bytes of text one.
 
+use cel::common::ast::LiteralValue;
 use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, operators};
-use cel::common::types::{CelBytes, CelList, CelMap, CelString, DYN_TYPE};
+use cel::common::types::{CelBytes, CelList, CelMap, CelString, DYN_TYPE, INT_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{Env, ExecutionError};
 use std::cell::Cell;
@@ -30,6 +31,13 @@ use std::cell::Cell;
 const METERED: &str = "@metered";
 /// The function every comprehension's range passes through: charges its items.
 const RANGE: &str = "@range";
+/// The function the text of `matches()` passes through: charges its size times the pattern's.
+const SCALED: &str = "@scaled";
+
+/// Longest pattern `matches()` may be given, in bytes.
+pub(crate) const MAX_PATTERN_BYTES: usize = 1024;
+/// The compiled size a `matches()` pattern may have (the regex crate's own limit is 10 MiB).
+const MAX_PATTERN_PROGRAM_BYTES: usize = 256 * 1024;
 
 /// Cost of one element or entry of a collection (compared, hashed or copied).
 pub(crate) const ELEMENT_COST: u64 = 10;
@@ -44,21 +52,25 @@ thread_local! {
     /// Units the evaluation running on this thread may still spend. Outside [`with_budget`]
     /// nothing is limited (the policy set always evaluates inside one).
     static REMAINING: Cell<u64> = const { Cell::new(u64::MAX) };
+    /// Whether the running evaluation has run out.
+    static EXHAUSTED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Restores the enclosing budget when an evaluation ends, however it ends.
-struct Restore(u64);
+struct Restore(u64, bool);
 
 impl Drop for Restore {
     fn drop(&mut self) {
         REMAINING.set(self.0);
+        EXHAUSTED.set(self.1);
     }
 }
 
-/// Runs `evaluate` with `units` to spend.
-pub(crate) fn with_budget<R>(units: u64, evaluate: impl FnOnce() -> R) -> R {
-    let _restore = Restore(REMAINING.replace(units));
-    evaluate()
+/// Runs `evaluate` with `units` to spend; also says whether they ran out.
+pub(crate) fn with_budget<R>(units: u64, evaluate: impl FnOnce() -> R) -> (R, bool) {
+    let _restore = Restore(REMAINING.replace(units), EXHAUSTED.replace(false));
+    let result = evaluate();
+    (result, EXHAUSTED.get())
 }
 
 /// Spends `units`; `false` (and nothing left) when the budget cannot cover them.
@@ -71,6 +83,7 @@ pub(crate) fn charge(units: u64) -> bool {
         }
         None => {
             REMAINING.set(0);
+            EXHAUSTED.set(true);
             false
         }
     }
@@ -133,6 +146,26 @@ fn metered<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Exec
     }
 }
 
+/// `@scaled(x, factor)`: `x`, once its size times `factor` is paid for (a regular expression
+/// may visit each byte of its text once per state of its pattern).
+fn scaled<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let factor = args
+        .pop()
+        .and_then(|f| {
+            f.downcast_ref::<cel::common::types::CelInt>()
+                .map(|i| *i.inner())
+        })
+        .and_then(|f| u64::try_from(f).ok())
+        .ok_or_else(|| exhausted(SCALED))?;
+    let value = args.pop().ok_or_else(|| exhausted(SCALED))?;
+    let cost = measure(value.as_ref(), REMAINING.get()).saturating_mul(factor);
+    if charge(cost) {
+        Ok(value)
+    } else {
+        Err(exhausted(SCALED))
+    }
+}
+
 /// `@range(x)`: `x`, once iterating over it is paid for.
 fn range<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let value = args.pop().ok_or_else(|| exhausted(RANGE))?;
@@ -153,17 +186,20 @@ fn range<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Execut
 pub(crate) fn environment() -> Env {
     let mut env = Env::stdlib();
     // Names starting with `@` cannot be written in CEL source: only the rewrite calls them.
-    for (name, id, function) in [
-        (
-            METERED,
-            "preloop_metered",
-            metered as cel::common::functions::Function,
-        ),
-        (RANGE, "preloop_range", range),
-    ] {
+    let functions: [(
+        &str,
+        &str,
+        Vec<cel::common::types::Type>,
+        cel::common::functions::Function,
+    ); 3] = [
+        (METERED, "preloop_metered", vec![DYN_TYPE], metered),
+        (RANGE, "preloop_range", vec![DYN_TYPE], range),
+        (SCALED, "preloop_scaled", vec![DYN_TYPE, INT_TYPE], scaled),
+    ];
+    for (name, id, arguments, function) in functions {
         // The names are ours, added once to a fresh environment, so this cannot fail; if it
         // did, every metered call would fail to resolve, and errors fail closed.
-        env.add_overload(name, id, vec![DYN_TYPE], function).ok();
+        env.add_overload(name, id, arguments, function).ok();
     }
     env
 }
@@ -229,6 +265,80 @@ fn wrap(expr: &mut IdedExpr, function: &str) {
     };
 }
 
+/// The text operand of a `matches()` call and the factor its size is charged by (from the
+/// pattern's length; [`check_patterns`] made sure the pattern is a literal).
+fn regex_text(call: &mut CallExpr) -> Option<(&mut IdedExpr, u64)> {
+    if call.func_name != "matches" {
+        return None;
+    }
+    let (text, pattern) = match (call.target.as_deref_mut(), call.args.as_mut_slice()) {
+        (Some(text), [pattern]) => (text, &*pattern),
+        (None, [text, pattern]) => (text, &*pattern),
+        _ => return None,
+    };
+    let length = literal_string(pattern).map_or(MAX_PATTERN_BYTES, str::len);
+    let factor = u64::try_from(length / 8 + 1).unwrap_or(u64::MAX);
+    Some((text, factor))
+}
+
+fn literal_string(expr: &IdedExpr) -> Option<&str> {
+    match &expr.expr {
+        Expr::Literal(LiteralValue::String(text)) => Some(text.inner()),
+        _ => None,
+    }
+}
+
+fn wrap_scaled(text: &mut IdedExpr, factor: u64) {
+    let inner = std::mem::take(text);
+    let id = inner.id;
+    let factor = IdedExpr {
+        id,
+        expr: Expr::Literal(LiteralValue::Int(
+            i64::try_from(factor).unwrap_or(i64::MAX).into(),
+        )),
+    };
+    *text = IdedExpr {
+        id,
+        expr: Expr::Call(CallExpr {
+            func_name: SCALED.to_owned(),
+            target: None,
+            args: vec![inner, factor],
+        }),
+    };
+}
+
+/// Refuses `matches()` with a pattern that is not a string literal, or one that is long or
+/// compiles large: a pattern from the call's arguments would be compiled, at any size, on
+/// every call.
+pub(crate) fn check_patterns(expr: &IdedExpr) -> Result<(), String> {
+    let mut pending = vec![expr];
+    while let Some(node) = pending.pop() {
+        if let Expr::Call(call) = &node.expr
+            && call.func_name == "matches"
+        {
+            let pattern = match (&call.target, call.args.as_slice()) {
+                (Some(_), [pattern]) | (None, [_, pattern]) => pattern,
+                _ => return Err("matches() takes a text and a pattern".to_owned()),
+            };
+            let Some(pattern) = literal_string(pattern) else {
+                return Err("the pattern of matches() must be a string literal".to_owned());
+            };
+            if pattern.len() > MAX_PATTERN_BYTES {
+                return Err(format!(
+                    "the pattern of matches() is {} bytes long; the limit is {MAX_PATTERN_BYTES}",
+                    pattern.len()
+                ));
+            }
+            regex::RegexBuilder::new(pattern)
+                .size_limit(MAX_PATTERN_PROGRAM_BYTES)
+                .build()
+                .map_err(|e| format!("the pattern of matches() does not compile: {e}"))?;
+        }
+        pending.extend(children(node));
+    }
+    Ok(())
+}
+
 fn meter_operand(expr: &mut IdedExpr) {
     if worth_metering(expr) {
         wrap(expr, METERED);
@@ -247,7 +357,9 @@ pub(crate) fn meter(expr: &mut IdedExpr) {
                 meter(target);
             }
             call.args.iter_mut().for_each(meter);
-            if !constant_time(&call.func_name) {
+            if let Some((text, factor)) = regex_text(call) {
+                wrap_scaled(text, factor);
+            } else if !constant_time(&call.func_name) {
                 if let Some(target) = &mut call.target {
                     meter_operand(target);
                 }
@@ -412,14 +524,15 @@ mod tests {
 
     #[test]
     fn the_budget_is_spent_and_restored() {
-        with_budget(10, || {
+        let ((), exhausted) = with_budget(10, || {
             assert!(charge(4));
             assert!(charge(6));
-            assert!(!charge(1));
             // An inner evaluation has its own budget; the outer one is back afterwards.
-            with_budget(5, || assert!(charge(5)));
+            let ((), inner_exhausted) = with_budget(5, || assert!(charge(5)));
+            assert!(!inner_exhausted);
             assert!(!charge(1));
         });
+        assert!(exhausted);
         assert!(charge(u64::MAX / 2), "nothing is limited outside a budget");
     }
 

@@ -54,7 +54,7 @@ pub use document::{
     SyntaxError,
 };
 pub use governance::{Governance, GovernanceError};
-pub use set::{COSTLY_CONDITION, PolicyError, PolicySet, RuleError, RuleProblem};
+pub use set::{COSTLY_CONDITION, INLINE_BUDGET, PolicyError, PolicySet, RuleError, RuleProblem};
 
 #[cfg(test)]
 mod fast_tests;

@@ -666,6 +666,34 @@ fn work_past_the_evaluation_budget_fails_closed() {
 }
 
 #[test]
+fn regular_expressions_are_literal_small_and_paid_for_by_their_text() {
+    // A pattern from the arguments would be compiled, at any size, on every call.
+    let error = compile_error(&rule_when("args.s.matches(args.p)"));
+    assert!(error.contains("must be a string literal"), "{error}");
+    let long = format!("args.s.matches(\"{}\")", "a".repeat(2000));
+    assert!(compile_error(&rule_when(&long)).contains("the limit is 1024"));
+    let huge = "args.s.matches(\"(a{100}){100}\")";
+    assert!(compile_error(&rule_when(huge)).contains("does not compile"));
+    // A literal pattern works, and a long text is charged by its size times the pattern's.
+    let set = compile(&rule_when(
+        "matches(args.s, \"^[a-z]+$\") && args.s.matches(\"b\")",
+    ));
+    assert_eq!(
+        decide(&set, &tool("a", "b"), json!({"s": "abc"})).effect,
+        Effect::Allow
+    );
+    let set = compile(&rule_when(&format!(
+        "args.s.matches(\"{}\")",
+        "(x|y)*z".repeat(40)
+    )));
+    assert_exhausted(&decide(
+        &set,
+        &tool("a", "b"),
+        json!({"s": "x".repeat(4 << 20)}),
+    ));
+}
+
+#[test]
 fn costly_conditions_are_known_before_they_run() {
     let set = compile(
         r#"

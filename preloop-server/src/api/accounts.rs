@@ -2,17 +2,18 @@
 //! Admins manage users; everyone manages their own API keys (admins every key). A key's secret
 //! is shown once, in the creation response.
 
-use super::extract::{Body, Param, require_role};
+use super::extract::{Body, ClientAddress, Param, require_role};
 use super::{ApiError, bounds};
 use crate::auth::Credential;
 use crate::http::AppState;
+use crate::throttle::Throttles;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use preloop_core::Principal;
 use preloop_core::accounts::{ApiKey, User, hash_password, verify_password};
-use preloop_core::store::AccountStore;
+use preloop_core::store::{AccountStore, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -183,13 +184,28 @@ async fn create_user(
     );
     user.name = body.name;
     user.password_hash = body.password.as_deref().map(checked_password).transpose()?;
-    state
-        .store
-        .create_user(&user)
-        .await
-        .map_err(ApiError::exists(
-            "an account with this e-mail address exists",
-        ))?;
+    // Addresses are unique across organizations, so a conflict says the address has an
+    // account somewhere: an organization may learn that only a few times a minute.
+    if let Some(wait) = state
+        .throttles
+        .existing_accounts
+        .blocked(&principal.organization_id)
+    {
+        return Err(ApiError::TooManyRequests(wait));
+    }
+    match state.store.create_user(&user).await {
+        Err(StoreError::AlreadyExists) => {
+            state
+                .throttles
+                .existing_accounts
+                .spend(&principal.organization_id)
+                .map_err(ApiError::TooManyRequests)?;
+            return Err(ApiError::Conflict(
+                "an account with this e-mail address exists".to_owned(),
+            ));
+        }
+        other => other?,
+    }
     Ok((StatusCode::CREATED, Json(user_view(&user))))
 }
 
@@ -221,6 +237,7 @@ async fn update_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(credential): Extension<Credential>,
+    ClientAddress(address): ClientAddress,
     Param(id): Param<String>,
     Body(change): Body<UserChange>,
 ) -> Result<Json<Value>, ApiError> {
@@ -261,12 +278,21 @@ async fn update_user(
             ));
         }
         if own {
+            // Guessed like a sign-in, so throttled like one.
+            let keys = Throttles::password_keys(address, &user.email);
+            if let Some(wait) = state.throttles.password_blocked(&keys) {
+                return Err(ApiError::TooManyRequests(wait));
+            }
             let current = change.current_password.as_deref().unwrap_or_default();
             let matches = user
                 .password_hash
                 .as_deref()
                 .is_none_or(|hash| verify_password(current, hash));
             if !matches {
+                state
+                    .throttles
+                    .wrong_password(&keys)
+                    .map_err(ApiError::TooManyRequests)?;
                 return Err(ApiError::Forbidden(
                     "`current_password` is missing or wrong".to_owned(),
                 ));
@@ -326,6 +352,7 @@ struct NewKey {
 async fn create_key(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(credential): Extension<Credential>,
     Body(body): Body<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user_id = body.user_id.unwrap_or_else(|| principal.id.clone());
@@ -366,7 +393,18 @@ async fn create_key(
     if name.is_empty() {
         return Err(ApiError::Unprocessable("a key needs a name".to_owned()));
     }
-    let issued = ApiKey::issue(&user, name, scopes, body.expires_at, now);
+    // A key made with a key lives no longer than the key that made it.
+    let expires_at = match (body.expires_at, credential) {
+        (
+            requested,
+            Credential::ApiKey {
+                expires_at: Some(limit),
+                ..
+            },
+        ) => Some(requested.map_or(limit, |requested| requested.min(limit))),
+        (requested, _) => requested,
+    };
+    let issued = ApiKey::issue(&user, name, scopes, expires_at, now);
     state.store.insert_api_key(&issued.key).await?;
     let mut view = key_view(&issued.key);
     view["secret"] = json!(issued.secret);

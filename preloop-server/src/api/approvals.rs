@@ -1,7 +1,7 @@
 //! `/api/v1/approval-requests`: list, get, approve, decline, decide.
 
-use super::ApiError;
 use super::extract::{Body, Param, QueryParams};
+use super::{ApiError, bounds};
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -87,12 +87,22 @@ async fn show(
     Param(id): Param<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
     let request = state.governor.request(&principal, id).await?;
-    let history = state
-        .channels
-        .history(&principal.organization_id, id)
-        .await?;
     let mut shown = view(&request);
-    shown["channel_history"] = serde_json::to_value(history).unwrap_or_default();
+    // Who approves, through which channels and escalations, is for those who decide: a
+    // requester (an agent) sees its request, its votes and its result, not the policy.
+    let decides = principal.has_role("admin")
+        || request
+            .policy
+            .is_approver(&principal, request.escalation_stage);
+    if decides {
+        let history = state
+            .channels
+            .history(&principal.organization_id, id)
+            .await?;
+        shown["channel_history"] = serde_json::to_value(history).unwrap_or_default();
+    } else if let Some(object) = shown.as_object_mut() {
+        object.remove("policy");
+    }
     Ok(Json(shown))
 }
 
@@ -125,6 +135,7 @@ async fn vote(
     decision: VoteDecision,
     body: VoteBody,
 ) -> Result<Json<Value>, ApiError> {
+    bounds::optional("comment", body.comment.as_deref(), bounds::TEXT)?;
     let vote = VoteCast {
         approver: principal.clone(),
         decision,

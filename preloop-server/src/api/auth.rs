@@ -64,14 +64,9 @@ async fn token(
 ) -> Result<Json<Value>, ApiError> {
     bounds::text("email", &credentials.email, bounds::EMAIL)?;
     bounds::text("password", &credentials.password, bounds::PASSWORD)?;
-    let throttles = &state.throttles;
-    let (by_address, by_account) = Throttles::sign_in_keys(address, &credentials.email);
+    let keys = Throttles::password_keys(address, &credentials.email);
     // A blocked key answers 429 before the password is even looked at, right or wrong.
-    if let Some(wait) = throttles
-        .sign_in_account
-        .blocked(&by_account)
-        .or_else(|| throttles.sign_in_address.blocked(&by_address))
-    {
+    if let Some(wait) = state.throttles.password_blocked(&keys) {
         return Err(ApiError::TooManyRequests(wait));
     }
     let user = state.store.find_user_by_email(&credentials.email).await?;
@@ -83,10 +78,11 @@ async fn token(
     match user {
         Some(user) if matches && hash.is_some() && !user.disabled => Ok(token_pair(&state, &user)),
         _ => {
-            // Failures spend both buckets; the next attempt past either is blocked.
-            let account = throttles.sign_in_account.spend(&by_account);
-            let address = throttles.sign_in_address.spend(&by_address);
-            account.and(address).map_err(ApiError::TooManyRequests)?;
+            // Failures spend every bucket; the next attempt past any is blocked.
+            state
+                .throttles
+                .wrong_password(&keys)
+                .map_err(ApiError::TooManyRequests)?;
             Err(ApiError::Unauthorized(
                 "wrong e-mail address or password".to_owned(),
             ))
@@ -177,7 +173,7 @@ async fn register(
     state
         .throttles
         .registration
-        .spend(&address.to_string())
+        .spend(&crate::throttle::client_key(address))
         .map_err(ApiError::TooManyRequests)?;
     let accepted = (
         StatusCode::ACCEPTED,

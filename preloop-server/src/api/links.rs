@@ -3,9 +3,9 @@
 //! shows the request; `POST /api/v1/approval/{id}/decide?token=` records the link's vote.
 //! A wrong token and an unknown id both answer 404, so links cannot be probed.
 
-use super::ApiError;
 use super::approvals::run_if_approved;
 use super::extract::{Body, Param, QueryParams};
+use super::{ApiError, bounds};
 use crate::channels::Redactor;
 use crate::http::AppState;
 use axum::Json;
@@ -134,6 +134,7 @@ async fn decide(
     QueryParams(query): QueryParams<LinkQuery>,
     Body(body): Body<LinkDecision>,
 ) -> Result<Json<LinkView>, ApiError> {
+    bounds::optional("comment", body.comment.as_deref(), bounds::TEXT)?;
     // A decided request's link votes no longer (409; the governor refuses it).
     let request = state
         .governor

@@ -12,8 +12,8 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use preloop_core::approval::ApprovalPolicy;
 use preloop_core::audit::{AuditEntry, AuditEventKind};
-use preloop_core::governor::{GovernorError, ToolCall};
-use preloop_core::policy::{EvaluationInput, Governance, GovernanceDocument, RuleSpec};
+use preloop_core::governor::{Governor, GovernorError, ToolCall};
+use preloop_core::policy::{Decision, EvaluationInput, Governance, GovernanceDocument, RuleSpec};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::PolicyStore;
 use preloop_core::{ClientInfo, Principal};
@@ -60,15 +60,15 @@ fn name_rules(document: &mut GovernanceDocument) {
     }
 }
 
-/// Read-modify-write of the document under the server's policy lock: `change` edits it, then it
-/// is compiled, stored with an audit entry and put in force. Admins only.
+/// Read-modify-write of the document under the organization's policy lock: `change` edits it,
+/// then it is compiled, stored with an audit entry and put in force. Admins only.
 async fn modify<T>(
     state: &AppState,
     principal: &Principal,
     change: impl FnOnce(&mut GovernanceDocument) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     require_role(principal, "admin", "change the policy")?;
-    let _serialized = state.policy_lock.lock().await;
+    let _serialized = state.policy_locks.lock(&principal.organization_id).await;
     let mut document = load(state, principal).await?;
     let answer = change(&mut document)?;
     install(state, principal, &document).await?;
@@ -80,7 +80,12 @@ async fn install(
     principal: &Principal,
     document: &GovernanceDocument,
 ) -> Result<(), ApiError> {
-    Governance::compile(document).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // Compiled once, on the blocking pool: a large policy takes a while.
+    let text = document.clone();
+    let compiled = tokio::task::spawn_blocking(move || Governance::compile(&text))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let org = principal.organization_id.as_str();
     let change = AuditEntry::new(
         org,
@@ -91,7 +96,7 @@ async fn install(
         },
     );
     state.store.save_policy(org, document, vec![change]).await?;
-    state.governor.set_policy(org, document)?;
+    state.governor.install_policy(org, compiled);
     state.announce_change(org).await;
     Ok(())
 }
@@ -465,6 +470,51 @@ struct TestBody {
 }
 
 /// Explains the decision for a hypothetical call; nothing runs and nothing is recorded.
+/// The decision on the hypothetical call `body` describes, made by `principal` (with the
+/// roles and e-mail the body gives, if it does).
+fn explain(
+    governor: &Governor,
+    principal: &Principal,
+    body: TestBody,
+) -> Result<Decision, ApiError> {
+    let mut caller = principal.clone();
+    if let Some(roles) = body.roles {
+        caller.roles = roles;
+    }
+    if body.email.is_some() {
+        caller.email = body.email;
+    }
+    let call = ToolCall::new(body.tool.clone(), body.arguments.clone());
+    match governor.explain(&caller, &call) {
+        Ok(decision) => Ok(decision),
+        // A tool that is not registered (yet): evaluate it by name.
+        Err(GovernorError::UnknownTool(_)) => {
+            let governance = governor
+                .governance(&principal.organization_id)
+                .ok_or(ApiError::Unavailable)?;
+            let (server, name) = body
+                .tool
+                .split_once("__")
+                .unwrap_or(("preloop", body.tool.as_str()));
+            let tool = ToolDescriptor::new(server, name, ToolSource::Upstream)
+                .with_exposed_name(body.tool.as_str());
+            let arguments = if body.arguments.is_null() {
+                json!({})
+            } else {
+                body.arguments
+            };
+            Ok(governance.policy().evaluate(&EvaluationInput {
+                tool: &tool,
+                args: &arguments,
+                principal: &caller,
+                client: &ClientInfo::named("policy-test"),
+                now: Utc::now(),
+            }))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/access-rules/test",
@@ -479,43 +529,12 @@ async fn test(
     Body(body): Body<TestBody>,
 ) -> Result<Json<Value>, ApiError> {
     require_role(&principal, "admin", "test the policy")?;
-    let mut caller = principal.clone();
-    if let Some(roles) = body.roles {
-        caller.roles = roles;
-    }
-    if body.email.is_some() {
-        caller.email = body.email;
-    }
-    let call = ToolCall::new(body.tool.clone(), body.arguments.clone());
-    let decision = match state.governor.explain(&caller, &call) {
-        Ok(decision) => decision,
-        // A tool that is not registered (yet): evaluate it by name.
-        Err(GovernorError::UnknownTool(_)) => {
-            let governance = state
-                .governor
-                .governance(&principal.organization_id)
-                .ok_or(ApiError::Unavailable)?;
-            let (server, name) = body
-                .tool
-                .split_once("__")
-                .unwrap_or(("preloop", body.tool.as_str()));
-            let tool = ToolDescriptor::new(server, name, ToolSource::Upstream)
-                .with_exposed_name(body.tool.as_str());
-            let arguments = if body.arguments.is_null() {
-                json!({})
-            } else {
-                body.arguments
-            };
-            governance.policy().evaluate(&EvaluationInput {
-                tool: &tool,
-                args: &arguments,
-                principal: &caller,
-                client: &ClientInfo::named("policy-test"),
-                now: Utc::now(),
-            })
-        }
-        Err(other) => return Err(other.into()),
-    };
+    // Decided on the blocking pool: a hypothetical call may carry large arguments and meet
+    // costly rules, like a real one.
+    let governor = state.governor.clone();
+    let decision = tokio::task::spawn_blocking(move || explain(&governor, &principal, body))
+        .await
+        .map_err(|_| ApiError::Unavailable)??;
     Ok(Json(json!({
         "action": decision.effect.kind(),
         "rule": decision.rule().map(|r| r.id.clone()),

@@ -6,6 +6,7 @@
 use super::extract::{Body, Param, require_role};
 use super::{ApiError, bounds};
 use crate::config::McpServerEntry;
+use crate::egress::{Egress, MAX_TENANT_SERVERS};
 use crate::http::AppState;
 use crate::startup::tool_settings;
 use axum::extract::State;
@@ -165,6 +166,17 @@ async fn create(
         .to_document(&principal.organization_id, Uuid::new_v4(), Utc::now())
         .map_err(ApiError::Unprocessable)?;
     permitted(&state, &server)?;
+    if !Egress::is_operator(&principal.organization_id) {
+        let servers: Vec<McpServer> = state
+            .store
+            .list_documents(&principal.organization_id, None)
+            .await?;
+        if servers.len() >= MAX_TENANT_SERVERS {
+            return Err(ApiError::Conflict(format!(
+                "an organization may have at most {MAX_TENANT_SERVERS} MCP servers"
+            )));
+        }
+    }
     state
         .store
         .insert_document(&server)
@@ -176,6 +188,14 @@ async fn create(
     state.upstreams.start(server.clone()).await;
     state.announce_change(&principal.organization_id).await;
     Ok((StatusCode::CREATED, Json(view(&server))))
+}
+
+/// Whether two URLs have the same scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
 }
 
 /// Keeps stored credentials whose value came back as the redaction marker.
@@ -210,14 +230,40 @@ async fn replace(
     let mut server = entry
         .to_document(&principal.organization_id, id, old.created_at)
         .map_err(ApiError::Unprocessable)?;
-    match (&mut server.transport, &old.transport) {
-        (McpTransport::Http { headers, .. }, McpTransport::Http { headers: old, .. }) => {
+    // Stored credentials stay with the destination they were given for: kept for the same
+    // origin or program, never sent somewhere new (the caller gives them again instead).
+    let kept = match (&mut server.transport, &old.transport) {
+        (
+            McpTransport::Http { url, headers },
+            McpTransport::Http {
+                url: old_url,
+                headers: old,
+            },
+        ) if same_origin(url, old_url) => {
             keep_secrets(headers, old);
+            true
         }
-        (McpTransport::Stdio { env, .. }, McpTransport::Stdio { env: old, .. }) => {
+        (
+            McpTransport::Stdio { command, args, env },
+            McpTransport::Stdio {
+                command: old_command,
+                args: old_args,
+                env: old,
+            },
+        ) if command == old_command && args == old_args => {
             keep_secrets(env, old);
+            true
         }
-        _ => {}
+        _ => false,
+    };
+    let redacted_left = match &server.transport {
+        McpTransport::Http { headers, .. } => headers.values().any(|v| v == REDACTED),
+        McpTransport::Stdio { env, .. } => env.values().any(|v| v == REDACTED),
+    };
+    if !kept && redacted_left {
+        return Err(ApiError::Unprocessable(
+            "the server's URL origin or program changed: give its credentials again instead of `<redacted>`".to_owned(),
+        ));
     }
     server.last_scanned_at = old.last_scanned_at;
     permitted(&state, &server)?;
