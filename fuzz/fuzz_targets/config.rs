@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use preloop_server::config::{ConfigFile, Overrides, Settings};
-use preloop_server::egress::Egress;
+use preloop_server::Egress;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

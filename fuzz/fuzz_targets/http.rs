@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use preloop_server::config::{ConfigFile, Overrides, Settings};
-use preloop_server::serve::{Assembled, ServeOptions, assemble};
+use preloop_server::runtime::serve::{Assembled, ServeOptions, assemble};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tower::ServiceExt;
@@ -151,7 +151,7 @@ fn request_for(route: u8, body: Vec<u8>, session: &str) -> Request<Body> {
         2 => {
             let timestamp = chrono::Utc::now().timestamp().to_string();
             let signature =
-                preloop_server::channels::slack_signature(SLACK_SECRET, &timestamp, &body);
+                preloop_server::signing::slack_signature(SLACK_SECRET, &timestamp, &body);
             Request::post("/api/v1/channels/slack/interactions")
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header("x-slack-request-timestamp", timestamp)

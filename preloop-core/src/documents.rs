@@ -5,7 +5,7 @@
 //! parent, the JSON document), so one generic [`DocumentStore`] serves them all.
 
 use crate::principal::PrincipalSelector;
-use crate::registry::ToolDescriptor;
+use crate::registry::{ToolDescriptor, ToolSettings};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -172,6 +172,18 @@ pub struct ToolConfiguration {
     pub approval_policy: Option<String>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+impl ToolConfiguration {
+    /// The registry settings this configuration stands for.
+    pub fn settings(&self) -> ToolSettings {
+        ToolSettings {
+            enabled: self.enabled,
+            visible_to: self.visible_to.clone(),
+            description: self.description.clone(),
+            approval_policy: self.approval_policy.clone(),
+        }
+    }
 }
 
 impl Document for ToolConfiguration {

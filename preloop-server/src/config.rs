@@ -194,13 +194,13 @@ pub struct ConfigFile {
     pub policy: Option<PolicyDocument>,
     /// `[channels.*]`: how approvers are reached.
     #[serde(default)]
-    pub channels: ChannelsSection,
+    pub channels: crate::channels::ChannelsSection,
     /// `[auth.*]`: external sign-in.
     #[serde(default)]
     pub auth: AuthSection,
     /// `[security]`: what other organizations' upstream servers may run and reach.
     #[serde(default)]
-    pub security: crate::egress::SecuritySection,
+    pub security: crate::gateway::upstream::egress::SecuritySection,
 }
 
 /// `[auth]`.
@@ -208,30 +208,7 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     /// `[auth.jwks]`: accept RS256/ES256 tokens from an identity provider.
-    pub jwks: Option<crate::jwks::JwksConfig>,
-}
-
-/// `[channels]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelsSection {
-    /// Key patterns (case-insensitive globs) whose values channels never send; unset: the
-    /// defaults in [`crate::channels::DEFAULT_REDACT_KEYS`].
-    pub redact_keys: Option<Vec<String>>,
-    /// Organizations whose requests the channels carry (ids; `"*"`: every organization);
-    /// default: the default organization only, so self-registered organizations cannot post
-    /// into the operator's channels.
-    pub organizations: Option<Vec<String>>,
-    /// `[channels.webhook]`.
-    pub webhook: Option<crate::channels::WebhookConfig>,
-    /// `[channels.email]`.
-    pub email: Option<crate::channels::EmailConfig>,
-    /// `[channels.slack]`.
-    pub slack: Option<crate::channels::SlackConfig>,
-    /// `[channels.mattermost]`.
-    pub mattermost: Option<crate::channels::MattermostConfig>,
-    /// `[channels.telegram]`.
-    pub telegram: Option<crate::channels::TelegramConfig>,
+    pub jwks: Option<crate::auth::jwks::JwksConfig>,
 }
 
 /// Why the configuration cannot be used.
@@ -406,13 +383,16 @@ impl Settings {
             requests_per_second: file
                 .server
                 .requests_per_second
-                .unwrap_or(crate::limits::DEFAULT_REQUESTS_PER_SECOND),
-            burst: file.server.burst.unwrap_or(crate::limits::DEFAULT_BURST),
+                .unwrap_or(crate::auth::limits::DEFAULT_REQUESTS_PER_SECOND),
+            burst: file
+                .server
+                .burst
+                .unwrap_or(crate::auth::limits::DEFAULT_BURST),
             websocket_heartbeat: file
                 .server
                 .websocket_heartbeat_seconds
                 .filter(|&seconds| seconds > 0)
-                .map_or(crate::ws::DEFAULT_HEARTBEAT, |seconds| {
+                .map_or(crate::web::ws::DEFAULT_HEARTBEAT, |seconds| {
                     std::time::Duration::from_secs(seconds.min(MAX_HEARTBEAT_SECONDS))
                 }),
             file,

@@ -1,4 +1,4 @@
-//! The server's live events, for the unified WebSocket ([`crate::ws`]): one in-process broadcast
+//! The server's live events, for the unified WebSocket ([`crate::web::ws`]): one in-process broadcast
 //! bus with four topics. `approvals` hears every request opened, escalated or decided (from the
 //! governor's notifications here, and from other replicas through the database's approval
 //! notifications); `activity` hears the audit events of governed calls (decisions, executions)

@@ -1,38 +1,49 @@
-//! The Preloop server: the MCP endpoint (rmcp streamable HTTP) in front of the governor, API-key
-//! authentication, first-start bootstrap, health checks and the `preloop` CLI. It assembles the
-//! other crates and holds as little logic as it can.
+//! The Preloop server: the MCP gateway in front of the governor, the REST API, the approval
+//! channels, the console and the `preloop` command line. It assembles the other crates and holds
+//! as little logic as it can.
+//!
+//! What it holds, by folder (each depends only on those listed before it; `tests/module_graph.rs`
+//! checks it):
+//!
+//! | module | holds |
+//! |---|---|
+//! | `tenancy`, `events`, `metrics`, `wire` | leaves: the operator's organization, the live-event bus, Prometheus metrics, the MCP wire format |
+//! | `auth` | bearer authentication, access and refresh tokens, identity-provider keys, rate limits and sign-in throttles |
+//! | `gateway` | MCP in (rmcp handler, fast path, sessions, `Host` guard) and out (upstream servers and what they may reach) |
+//! | `app` | the application services: approvals, policies, replicas |
+//! | `http` | the REST error type, extractors and size bounds |
+//! | `channels` | approval channels (e-mail, Slack, Mattermost, Telegram, webhooks) and their callbacks |
+//! | `state` | [`AppState`](state::AppState), what every route shares |
+//! | `web`, `api` | the console, decision page and WebSocket; the REST API |
+//! | `router` | the HTTP surface: layers and routes |
+//! | [`config`] | the configuration file and environment |
+//! | [`runtime`] | bootstrap, start-up loading, `serve`, and the administrative commands |
 
 #![deny(missing_docs)]
 
-pub mod api;
-pub mod auth;
-pub mod bootstrap;
-pub mod builtins;
-pub mod channels;
-pub mod commands;
+mod api;
+mod app;
+mod auth;
+mod channels;
 pub mod config;
-pub mod console;
-pub mod decision_page;
-pub mod decisions;
-pub mod egress;
-pub mod elicitation;
-pub mod events;
-pub mod fastpath;
-pub mod hitl;
-pub mod hosts;
-pub mod http;
-pub mod jwks;
-pub mod limits;
-pub mod listeners;
-pub mod mcp;
-pub mod metrics;
-pub mod relay;
-pub mod serve;
-pub mod sessions;
-pub mod startup;
-pub mod throttle;
-pub mod tokens;
-pub mod upstream;
-pub mod upstream_http;
-pub mod upstreams;
-pub mod ws;
+mod events;
+mod gateway;
+mod http;
+mod metrics;
+mod router;
+pub mod runtime;
+mod state;
+mod tenancy;
+mod web;
+mod wire;
+
+pub use auth::CACHE_TTL;
+pub use gateway::upstream::egress::Egress;
+
+/// What a client must produce to be believed: chat platforms' request signatures, Preloop's
+/// webhook signatures, and the claims of access tokens (for integrations and tests that act as
+/// those clients).
+pub mod signing {
+    pub use crate::auth::tokens::{Claims, TokenKind, credentials_stamp};
+    pub use crate::channels::{sign, slack_signature};
+}

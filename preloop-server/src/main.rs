@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use preloop_core::policy::Format;
-use preloop_server::commands;
 use preloop_server::config::{ConfigFile, Overrides, Settings};
+use preloop_server::runtime::commands;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             init_logging(log_format);
             let settings = settings(location, bind)?;
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-            let options = preloop_server::serve::ServeOptions {
+            let options = preloop_server::runtime::serve::ServeOptions {
                 admin_api_key: env("PRELOOP_ADMIN_API_KEY"),
                 secret_key: env("SECRET_KEY"),
                 registration_enabled: !matches!(
@@ -229,7 +229,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     Some("false" | "0" | "no")
                 ),
             };
-            preloop_server::serve::serve(settings, options)
+            preloop_server::runtime::serve::serve(settings, options)
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -11,240 +11,33 @@ mod notifier;
 mod outcome;
 mod wakeups;
 
+mod builder;
+mod call;
+
+pub use builder::{GovernorBuilder, GovernorConfig};
+pub use call::{ProgressSink, ToolCall};
 pub use decisions::{DecisionJob, DecisionRunner, InlineDecisions};
 pub use notifier::{NoNotifier, Notification, Notifier, NotifyError};
 pub use outcome::{GovernorError, Outcome};
 
 use crate::approval::{
-    ApprovalMode, ApprovalRequest, DecisionToken, NewApprovalRequest, RequestContext, RequestedTool,
+    ApprovalMode, ApprovalRequest, DecisionToken, NewApprovalRequest, RequestedTool,
 };
 use crate::audit::{AuditEntry, AuditEventKind};
-use crate::clock::{Clock, SystemClock};
-use crate::executor::{ExecutionContext, ExecutionObserver, ToolOutput};
+use crate::clock::Clock;
+use crate::executor::{ExecutionContext, ToolOutput};
 use crate::policy::{
     Decision, Effect, EvaluationInput, Governance, GovernanceDocument, INLINE_BUDGET, Reason,
 };
 use crate::principal::{ClientInfo, Principal};
 use crate::registry::{RegisteredTool, Registry};
-use crate::store::{ApprovalStore, AuditStore, GrantStore, GroupCommitAudit, MemoryStore};
+use crate::store::{ApprovalStore, AuditStore, GrantStore};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 use uuid::Uuid;
 use wakeups::Wakeups;
-
-/// Receives progress while a blocking call waits for approval (the server turns these into MCP
-/// progress notifications so clients keep the request open).
-pub trait ProgressSink: Send + Sync {
-    /// Reports that the call is still waiting, `elapsed` after it started.
-    fn waiting(&self, request: &ApprovalRequest, elapsed: Duration);
-
-    /// The call was just held for `request` and is about to wait for it (once per call; e.g.
-    /// to ask the caller's own user inline). The default does nothing.
-    fn held(&self, request: &ApprovalRequest) {
-        let _ = request;
-    }
-}
-
-/// One tool call to govern.
-#[derive(Clone)]
-pub struct ToolCall {
-    /// The tool's exposed name.
-    pub tool: String,
-    /// The arguments (a JSON object; `null` means none).
-    pub arguments: Value,
-    /// The client the call came through.
-    pub client: ClientInfo,
-    /// Why the agent makes the call, shown to approvers.
-    pub context: RequestContext,
-    /// Where to report progress while waiting for approval.
-    pub progress: Option<Arc<dyn ProgressSink>>,
-    /// Where the tool's own progress and logs go while it runs.
-    pub observer: Option<Arc<dyn ExecutionObserver>>,
-    /// Never wait for a decision: a held call returns `pending_approval` at once, whatever the
-    /// approval policy's mode (for callers that poll, like the HITL API).
-    pub no_wait: bool,
-    /// Shortens (never lengthens) the approval policy's timeout for this call.
-    pub approval_timeout: Option<Duration>,
-}
-
-impl std::fmt::Debug for ToolCall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToolCall")
-            .field("tool", &self.tool)
-            .field("arguments", &self.arguments)
-            .field("client", &self.client)
-            .field("context", &self.context)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ToolCall {
-    /// A call of `tool` with `arguments`.
-    pub fn new(tool: impl Into<String>, arguments: Value) -> Self {
-        Self {
-            tool: tool.into(),
-            arguments,
-            client: ClientInfo::default(),
-            context: RequestContext::default(),
-            progress: None,
-            observer: None,
-            no_wait: false,
-            approval_timeout: None,
-        }
-    }
-
-    /// Sets where the tool's progress and logs go while it runs.
-    #[must_use]
-    pub fn with_observer(mut self, observer: Arc<dyn ExecutionObserver>) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// Returns `pending_approval` at once instead of waiting for a decision.
-    #[must_use]
-    pub fn without_waiting(mut self) -> Self {
-        self.no_wait = true;
-        self
-    }
-
-    /// Gives approvers at most `timeout` (the approval policy's timeout still bounds it).
-    #[must_use]
-    pub fn with_approval_timeout(mut self, timeout: Duration) -> Self {
-        self.approval_timeout = Some(timeout);
-        self
-    }
-
-    /// Sets the client.
-    #[must_use]
-    pub fn with_client(mut self, client: ClientInfo) -> Self {
-        self.client = client;
-        self
-    }
-
-    /// Sets the progress sink.
-    #[must_use]
-    pub fn with_progress(mut self, progress: Arc<dyn ProgressSink>) -> Self {
-        self.progress = Some(progress);
-        self
-    }
-}
-
-/// Timing knobs of the governor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GovernorConfig {
-    /// Longest a blocking call waits before returning `pending_approval`.
-    pub blocking_timeout: Duration,
-    /// How often a blocking call reports progress.
-    pub progress_interval: Duration,
-    /// Polling interval suggested to agents in `pending_approval` results.
-    pub poll_after: Duration,
-    /// Compare-and-set retries before giving up with [`GovernorError::Contended`].
-    pub max_retries: usize,
-}
-
-impl Default for GovernorConfig {
-    fn default() -> Self {
-        Self {
-            blocking_timeout: Duration::from_secs(300),
-            progress_interval: Duration::from_secs(10),
-            poll_after: Duration::from_secs(5),
-            max_retries: 32,
-        }
-    }
-}
-
-/// Builds a [`Governor`]; everything but the registry has an in-memory or system default.
-pub struct GovernorBuilder {
-    registry: Arc<Registry>,
-    approvals: Option<Arc<dyn ApprovalStore>>,
-    grants: Option<Arc<dyn GrantStore>>,
-    audit: Option<Arc<dyn AuditStore>>,
-    notifier: Arc<dyn Notifier>,
-    clock: Arc<dyn Clock>,
-    decisions: Arc<dyn DecisionRunner>,
-    config: GovernorConfig,
-}
-
-impl std::fmt::Debug for GovernorBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GovernorBuilder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl GovernorBuilder {
-    /// Uses one store for approvals, grants and audit (e.g. [`MemoryStore`] or a database store).
-    /// Audit appends of concurrent calls are group-committed ([`GroupCommitAudit`]).
-    #[must_use]
-    pub fn store<S: ApprovalStore + GrantStore + AuditStore + 'static>(
-        mut self,
-        store: Arc<S>,
-    ) -> Self {
-        self.approvals = Some(store.clone());
-        self.grants = Some(store.clone());
-        self.audit = Some(Arc::new(GroupCommitAudit::new(store)));
-        self
-    }
-
-    /// Sends audit entries to `audit` instead of the store given to [`GovernorBuilder::store`]
-    /// (call it after `store`); appends are not group-committed unless `audit` does it.
-    #[must_use]
-    pub fn audit(mut self, audit: Arc<dyn AuditStore>) -> Self {
-        self.audit = Some(audit);
-        self
-    }
-
-    /// Sets the notifier.
-    #[must_use]
-    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
-        self.notifier = notifier;
-        self
-    }
-
-    /// Sets the clock.
-    #[must_use]
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Sets where costly policy decisions run (default: [`InlineDecisions`]).
-    #[must_use]
-    pub fn decisions(mut self, decisions: Arc<dyn DecisionRunner>) -> Self {
-        self.decisions = decisions;
-        self
-    }
-
-    /// Sets the timing configuration.
-    #[must_use]
-    pub fn config(mut self, config: GovernorConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Builds the governor. Organizations without a policy get the empty document's: allow.
-    pub fn build(self) -> Governor {
-        let memory = Arc::new(MemoryStore::new());
-        let empty = Governance::compile(&GovernanceDocument::default());
-        Governor {
-            registry: self.registry,
-            approvals: self.approvals.unwrap_or_else(|| memory.clone()),
-            grants: self.grants.unwrap_or_else(|| memory.clone()),
-            audit: self.audit.unwrap_or(memory),
-            notifier: self.notifier,
-            clock: self.clock,
-            decisions: self.decisions,
-            config: self.config,
-            governance: RwLock::new(HashMap::new()),
-            fallback: empty.ok().map(Arc::new),
-            wakeups: Wakeups::default(),
-        }
-    }
-}
 
 /// The governance pipeline.
 pub struct Governor {
@@ -273,16 +66,7 @@ impl std::fmt::Debug for Governor {
 impl Governor {
     /// Starts building a governor over `registry`.
     pub fn builder(registry: Arc<Registry>) -> GovernorBuilder {
-        GovernorBuilder {
-            registry,
-            approvals: None,
-            grants: None,
-            audit: None,
-            notifier: Arc::new(NoNotifier),
-            clock: Arc::new(SystemClock),
-            decisions: Arc::new(InlineDecisions),
-            config: GovernorConfig::default(),
-        }
+        GovernorBuilder::new(registry)
     }
 
     /// The tool registry.

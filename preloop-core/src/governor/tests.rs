@@ -14,6 +14,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const POLICY: &str = r#"
 [[approval_policies]]

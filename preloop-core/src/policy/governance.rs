@@ -2,7 +2,8 @@
 
 use super::condition::PolicyLimits;
 use super::document::GovernanceDocument;
-use super::set::{PolicyError, PolicySet, RuleError, RuleProblem};
+use super::errors::{PolicyError, RuleError, RuleProblem};
+use super::set::PolicySet;
 use crate::approval::{ApprovalPolicy, ApprovalPolicyError};
 use std::collections::HashMap;
 

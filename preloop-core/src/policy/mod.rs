@@ -41,6 +41,7 @@ mod condition;
 mod cost;
 mod decision;
 mod document;
+mod errors;
 mod fast;
 mod governance;
 mod pattern;
@@ -53,8 +54,9 @@ pub use document::{
     ActionKind, Format, GovernanceDocument, OnError, PolicyDocument, RuleMode, RuleSpec,
     SyntaxError,
 };
+pub use errors::{PolicyError, RuleError, RuleProblem};
 pub use governance::{Governance, GovernanceError};
-pub use set::{COSTLY_CONDITION, INLINE_BUDGET, PolicyError, PolicySet, RuleError, RuleProblem};
+pub use set::{COSTLY_CONDITION, INLINE_BUDGET, PolicySet};
 
 #[cfg(test)]
 mod fast_tests;

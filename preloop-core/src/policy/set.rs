@@ -1,89 +1,16 @@
 //! Compiled policy sets: compilation, the tool-pattern index, and evaluation.
 
-use super::condition::{Activation, Condition, ConditionError, EvaluationInput, PolicyLimits};
+use super::condition::{Activation, Condition, EvaluationInput, PolicyLimits};
 use super::decision::{Decision, Effect, Reason, RuleInfo, ShadowDecision};
 use super::document::{ActionKind, OnError, PolicyDocument, RuleMode};
+use super::errors::{PolicyError, RuleError, RuleProblem};
 use super::pattern::NamePattern;
-use crate::principal::{Principal, PrincipalSelector, SelectorError};
+use crate::principal::{Principal, PrincipalSelector};
 use crate::registry::{ToolAnnotations, ToolDescriptor};
 use cel::Env;
 use cel::common::value::Val;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
-
-/// What is wrong with one rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RuleProblem {
-    /// A tool or server pattern does not compile.
-    #[error("pattern `{pattern}` is invalid: {reason}")]
-    Pattern {
-        /// The pattern.
-        pattern: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A principal selector does not parse.
-    #[error(transparent)]
-    Principal(#[from] SelectorError),
-    /// The `when` condition does not compile.
-    #[error(transparent)]
-    Condition(#[from] ConditionError),
-    /// Two rules share an id.
-    #[error("the id is used by an earlier rule too")]
-    DuplicateId,
-    /// `tools` is empty, so the rule could never match.
-    #[error("`tools` is empty, so the rule can never match; use [\"*\"] for every tool")]
-    NoTools,
-    /// The id or description is longer than allowed.
-    #[error("the {field} has {length} characters; the limit is {limit}")]
-    TooLong {
-        /// `id` or `description`.
-        field: &'static str,
-        /// Its length.
-        length: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The named approval policy does not exist.
-    #[error("approval policy `{name}` is not defined")]
-    UnknownApprovalPolicy {
-        /// The name.
-        name: String,
-    },
-}
-
-/// A rule that does not compile, named by id and position.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rule `{rule_id}` (rule #{position}): {problem}")]
-pub struct RuleError {
-    /// The rule's id.
-    pub rule_id: String,
-    /// 1-based position.
-    pub position: usize,
-    /// What is wrong.
-    pub problem: RuleProblem,
-}
-
-/// Why a policy set does not compile: every problem found, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// One or more rules are invalid.
-    #[error("{}", join_lines(.0))]
-    Rules(Vec<RuleError>),
-    /// The set has more rules than the limit allows.
-    #[error("the policy has {count} rules; the limit is {limit}")]
-    TooManyRules {
-        /// Rules in the document.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The compiler's thread could not be started (the process is out of threads or memory).
-    #[error("the policy compiler could not start: {0}")]
-    CompilerUnavailable(String),
-}
 
 /// Longest rule id, in characters.
 pub const MAX_RULE_ID_CHARS: usize = 128;
@@ -94,14 +21,6 @@ pub const MAX_DESCRIPTION_CHARS: usize = 4096;
 /// 4 KiB expression of chained comparisons needs more than 1 MiB before its depth can be
 /// checked (measured in a debug build: 1 MiB overflows, 2 MiB does not).
 const COMPILER_STACK_BYTES: usize = 32 << 20;
-
-fn join_lines(errors: &[RuleError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[derive(Debug)]
 struct CompiledRule {

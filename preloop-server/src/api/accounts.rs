@@ -2,11 +2,11 @@
 //! Admins manage users; everyone manages their own API keys (admins every key). A key's secret
 //! is shown once, in the creation response.
 
-use super::extract::{Body, ClientAddress, Param, require_role};
-use super::{ApiError, bounds};
 use crate::auth::Credential;
-use crate::http::AppState;
-use crate::throttle::Throttles;
+use crate::auth::throttle::Throttles;
+use crate::http::extract::{Body, ClientAddress, Param, require_role};
+use crate::http::{ApiError, bounds};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};

@@ -1,8 +1,8 @@
 //! `/api/v1/approval-requests`: list, get, approve, decline, decide.
 
-use super::extract::{Body, Param, QueryParams};
-use super::{ApiError, bounds};
-use crate::http::AppState;
+use crate::http::extract::{Body, Param, QueryParams};
+use crate::http::{ApiError, bounds};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -145,25 +145,8 @@ async fn vote(
             .grant_minutes
             .map(|m| Duration::from_secs(m.saturating_mul(60))),
     };
-    let request = state.governor.decide(&principal, id, vote).await?;
-    run_if_approved(state, &request);
+    let request = state.approvals.vote(&principal, id, vote).await?;
     Ok(Json(view(&request)))
-}
-
-/// Runs an approved request's call in the background; a blocked caller or a poller may win the
-/// claim instead, and the call still runs exactly once.
-pub(crate) fn run_if_approved(state: &AppState, request: &ApprovalRequest) {
-    if request.state != ApprovalState::Approved {
-        return;
-    }
-    let governor = state.governor.clone();
-    let organization = request.organization_id.clone();
-    let id = request.id;
-    tokio::spawn(async move {
-        if let Err(error) = governor.execute_approved(&organization, id).await {
-            tracing::warn!(%error, request = %id, "running an approved call failed");
-        }
-    });
 }
 
 #[utoipa::path(

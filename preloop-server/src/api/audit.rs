@@ -1,9 +1,9 @@
 //! `/api/v1/audit`: the organization's audit chain, paged and filtered, and its verification.
 //! Admins only: the log holds every call's arguments.
 
-use super::ApiError;
-use super::extract::{QueryParams, require_role};
-use crate::http::AppState;
+use crate::http::ApiError;
+use crate::http::extract::{QueryParams, require_role};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
 use preloop_core::Principal;

@@ -1,11 +1,11 @@
 //! `/api/v1/auth`: password sign-in for tokens, refresh, and registration. These routes are the
 //! only ones under `/api/v1` that need no bearer token.
 
-use super::extract::ClientAddress;
-use super::{ApiError, bounds};
-use crate::http::AppState;
-use crate::throttle::Throttles;
-use crate::tokens::{ACCESS_TTL_SECONDS, TokenKind};
+use crate::auth::throttle::Throttles;
+use crate::auth::tokens::{ACCESS_TTL_SECONDS, TokenKind};
+use crate::http::extract::ClientAddress;
+use crate::http::{ApiError, bounds};
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -173,7 +173,7 @@ async fn register(
     state
         .throttles
         .registration
-        .spend(&crate::throttle::client_key(address))
+        .spend(&crate::auth::throttle::client_key(address))
         .map_err(ApiError::TooManyRequests)?;
     let accepted = (
         StatusCode::ACCEPTED,
@@ -205,6 +205,6 @@ async fn register(
     state
         .governor
         .set_policy(&organization.id, &GovernanceDocument::default())?;
-    state.announce_change(&organization.id).await;
+    state.replicas.announce(&organization.id).await;
     Ok(accepted)
 }

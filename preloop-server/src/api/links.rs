@@ -3,11 +3,10 @@
 //! shows the request; `POST /api/v1/approval/{id}/decide?token=` records the link's vote.
 //! A wrong token and an unknown id both answer 404, so links cannot be probed.
 
-use super::approvals::run_if_approved;
-use super::extract::{Body, Param, QueryParams};
-use super::{ApiError, bounds};
 use crate::channels::Redactor;
-use crate::http::AppState;
+use crate::http::extract::{Body, Param, QueryParams};
+use crate::http::{ApiError, bounds};
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -137,9 +136,8 @@ async fn decide(
     bounds::optional("comment", body.comment.as_deref(), bounds::TEXT)?;
     // A decided request's link votes no longer (409; the governor refuses it).
     let request = state
-        .governor
-        .decide_by_link(id, &query.token, body.decision, body.comment)
+        .approvals
+        .vote_by_link(id, &query.token, body.decision, body.comment)
         .await?;
-    run_if_approved(&state, &request);
     Ok(Json(LinkView::of(&request, state.channels.redactor())))
 }

@@ -3,21 +3,16 @@
 
 mod accounts;
 mod approvals;
-pub(crate) use approvals::run_if_approved;
 mod audit;
 mod auth;
-pub(crate) mod bounds;
-mod error;
-mod extract;
+pub(crate) mod hitl;
 mod links;
 mod policy;
 mod servers;
 
 pub use audit::verify_stored_chain;
-pub use error::ApiError;
-pub use extract::{Body, QueryParams};
 
-use crate::http::AppState;
+use crate::state::AppState;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 

@@ -3,19 +3,17 @@
 //! `/approval-policies`. Every change is compiled first (400 naming every broken rule), then
 //! stored with an audit entry, then put in force for new calls.
 
-use super::ApiError;
-use super::extract::{Body, Param, require_role};
-use crate::http::AppState;
+use crate::http::ApiError;
+use crate::http::extract::{Body, Param, require_role};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;
 use preloop_core::approval::ApprovalPolicy;
-use preloop_core::audit::{AuditEntry, AuditEventKind};
 use preloop_core::governor::{Governor, GovernorError, ToolCall};
-use preloop_core::policy::{Decision, EvaluationInput, Governance, GovernanceDocument, RuleSpec};
+use preloop_core::policy::{Decision, EvaluationInput, GovernanceDocument, RuleSpec};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
-use preloop_core::store::PolicyStore;
 use preloop_core::{ClientInfo, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,64 +39,18 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// agents or members to read).
 async fn load(state: &AppState, principal: &Principal) -> Result<GovernanceDocument, ApiError> {
     require_role(principal, "admin", "read the policy")?;
-    let mut document = state
-        .store
-        .load_policy(&principal.organization_id)
-        .await?
-        .unwrap_or_default();
-    name_rules(&mut document);
-    Ok(document)
+    Ok(state.policies.document(&principal.organization_id).await?)
 }
 
-/// Gives every unnamed rule the id evaluation already calls it by (`rule-<position>`), so the
-/// API can address it and the id survives reordering.
-fn name_rules(document: &mut GovernanceDocument) {
-    for (index, rule) in document.policy.rules.iter_mut().enumerate() {
-        if rule.id.is_none() {
-            rule.id = Some(format!("rule-{}", index + 1));
-        }
-    }
-}
-
-/// Read-modify-write of the document under the organization's policy lock: `change` edits it,
-/// then it is compiled, stored with an audit entry and put in force. Admins only.
+/// A change of the caller's organization's document (admins only): `change` edits it, the
+/// policy service compiles, stores and applies it.
 async fn modify<T>(
     state: &AppState,
     principal: &Principal,
     change: impl FnOnce(&mut GovernanceDocument) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     require_role(principal, "admin", "change the policy")?;
-    let _serialized = state.policy_locks.lock(&principal.organization_id).await;
-    let mut document = load(state, principal).await?;
-    let answer = change(&mut document)?;
-    install(state, principal, &document).await?;
-    Ok(answer)
-}
-
-async fn install(
-    state: &AppState,
-    principal: &Principal,
-    document: &GovernanceDocument,
-) -> Result<(), ApiError> {
-    // Compiled once, on the blocking pool: a large policy takes a while.
-    let text = document.clone();
-    let compiled = tokio::task::spawn_blocking(move || Governance::compile(&text))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let org = principal.organization_id.as_str();
-    let change = AuditEntry::new(
-        org,
-        Utc::now(),
-        AuditEventKind::PolicyChanged {
-            changed_by: principal.display_name(),
-            rules: document.policy.rules.len(),
-        },
-    );
-    state.store.save_policy(org, document, vec![change]).await?;
-    state.governor.install_policy(org, compiled);
-    state.announce_change(org).await;
-    Ok(())
+    Ok(state.policies.modify(principal, change).await?)
 }
 
 #[utoipa::path(

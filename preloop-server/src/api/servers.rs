@@ -3,12 +3,11 @@
 //! description and approval policy). Credentials in headers and environment variables are
 //! write-only: responses show their names, never their values.
 
-use super::extract::{Body, Param, require_role};
-use super::{ApiError, bounds};
 use crate::config::McpServerEntry;
-use crate::egress::{Egress, MAX_TENANT_SERVERS};
-use crate::http::AppState;
-use crate::startup::tool_settings;
+use crate::gateway::upstream::egress::MAX_TENANT_SERVERS;
+use crate::http::extract::{Body, Param, require_role};
+use crate::http::{ApiError, bounds};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -95,7 +94,7 @@ async fn server_of(
     .ok_or_else(|| ApiError::NotFound(format!("no MCP server `{id}`")))
 }
 
-/// Refuses a server its organization may not run or reach (see [`crate::egress`]).
+/// Refuses a server its organization may not run or reach (see [`crate::gateway::upstream::egress`]).
 fn permitted(state: &AppState, server: &McpServer) -> Result<(), ApiError> {
     state
         .upstreams
@@ -166,7 +165,7 @@ async fn create(
         .to_document(&principal.organization_id, Uuid::new_v4(), Utc::now())
         .map_err(ApiError::Unprocessable)?;
     permitted(&state, &server)?;
-    if !Egress::is_operator(&principal.organization_id) {
+    if !crate::tenancy::is_operator(&principal.organization_id) {
         let servers: Vec<McpServer> = state
             .store
             .list_documents(&principal.organization_id, None)
@@ -186,7 +185,7 @@ async fn create(
             server.name
         )))?;
     state.upstreams.start(server.clone()).await;
-    state.announce_change(&principal.organization_id).await;
+    state.replicas.announce(&principal.organization_id).await;
     Ok((StatusCode::CREATED, Json(view(&server))))
 }
 
@@ -269,7 +268,7 @@ async fn replace(
     permitted(&state, &server)?;
     state.store.update_document(&server).await?;
     state.upstreams.start(server.clone()).await;
-    state.announce_change(&principal.organization_id).await;
+    state.replicas.announce(&principal.organization_id).await;
     Ok(Json(view(&server)))
 }
 
@@ -294,7 +293,7 @@ async fn remove(
     DocumentStore::<DiscoveredTool>::replace_children(&*state.store, org, &id.to_string(), &[])
         .await?;
     DocumentStore::<McpServer>::delete_document(&*state.store, org, &server.id.to_string()).await?;
-    state.announce_change(org).await;
+    state.replicas.announce(org).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -467,8 +466,8 @@ async fn configure(
     state
         .governor
         .registry()
-        .configure(Some(org), &tool, Some(tool_settings(&configuration)));
-    state.announce_change(org).await;
+        .configure(Some(org), &tool, Some(configuration.settings()));
+    state.replicas.announce(org).await;
     Ok(Json(configuration))
 }
 
@@ -490,6 +489,6 @@ async fn unconfigure(
     let org = &principal.organization_id;
     DocumentStore::<ToolConfiguration>::delete_document(&*state.store, org, &tool).await?;
     state.governor.registry().configure(Some(org), &tool, None);
-    state.announce_change(org).await;
+    state.replicas.announce(org).await;
     Ok(StatusCode::NO_CONTENT)
 }

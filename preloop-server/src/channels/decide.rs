@@ -3,9 +3,8 @@
 //! policy decides, exactly as for a vote in the console, whether they may approve. Anyone not
 //! mapped, disabled, or not an approver of the request is refused.
 
+use super::Callbacks;
 use super::message::outcome;
-use crate::api::run_if_approved;
-use crate::http::AppState;
 use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteCast, VoteDecision};
 use preloop_core::governor::GovernorError;
 use preloop_core::store::AccountStore;
@@ -36,7 +35,7 @@ impl Answer {
 
 /// Casts `decision` on `request_id` as the user `platform_user` is mapped to in `users`.
 pub(crate) async fn decide_as(
-    state: &AppState,
+    state: &Callbacks,
     platform: &str,
     users: &BTreeMap<String, String>,
     platform_user: &str,
@@ -65,10 +64,9 @@ pub(crate) async fn decide_as(
     };
     let approver = user.principal();
     let vote = VoteCast::new(approver.clone(), decision);
-    match state.governor.decide(&approver, request_id, vote).await {
+    match state.approvals.vote(&approver, request_id, vote).await {
         Ok(request) => {
             tracing::info!(platform, approver = %user.email, request = %request_id, ?decision, "vote recorded from a chat platform");
-            run_if_approved(state, &request);
             Answer::Recorded(Box::new(request))
         }
         Err(GovernorError::RequestNotFound) => {

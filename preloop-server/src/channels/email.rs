@@ -1,6 +1,6 @@
 //! The e-mail channel: one message per approver over SMTP (STARTTLS, implicit TLS, or plain for a
 //! local relay; optional authentication), text and HTML. Each approver's message carries a
-//! personal link to the request's decision page ([`crate::decision_page`]): a signed token saying
+//! personal link to the request's decision page ([`crate::web::decision_page`]): a signed token saying
 //! this user may vote on this request until it expires, so the vote is theirs (quorum and
 //! self-approval rules apply) and the audit log names them. The page decides only on a POST from
 //! its form, so mail scanners that follow links cannot vote. Approvers are the users the approval

@@ -10,12 +10,12 @@
 //! secret (a Mattermost administrator, a logging proxy) could vote as any mapped user of that
 //! post. Agent-supplied text is escaped so it cannot render Markdown (links, images).
 
+use super::Callbacks;
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, post_json};
 use super::message::{Summary, outcome};
 use super::{Channel, Context, Event};
-use crate::api::ApiError;
-use crate::http::AppState;
+use crate::http::ApiError;
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::State;
@@ -204,7 +204,7 @@ struct ActionContext {
 }
 
 /// `POST /api/v1/channels/mattermost/actions`: a button press, carrying the post's secret.
-pub(super) async fn actions(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+pub(super) async fn actions(State(state): State<Callbacks>, body: axum::body::Bytes) -> Response {
     let Some(mattermost) = state.channels.mattermost.clone() else {
         return ApiError::NotFound("the Mattermost channel is not configured".to_owned())
             .into_response();

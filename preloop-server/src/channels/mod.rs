@@ -28,20 +28,21 @@ mod webhook;
 pub use email::EmailConfig;
 pub use mattermost::MattermostConfig;
 pub(crate) use message::outcome as outcome_text;
-pub use redact::{DEFAULT_REDACT_KEYS, REDACTED, Redactor};
+pub use redact::Redactor;
 pub use slack::{SlackConfig, slack_signature};
-pub use telegram::{TelegramConfig, TelegramUpdates};
+pub use telegram::TelegramConfig;
 pub use webhook::{WebhookConfig, sign};
 
-use crate::config::ChannelsSection;
-use crate::http::AppState;
-use crate::tokens::TokenKeys;
+use crate::app::Approvals;
+use crate::auth::tokens::TokenKeys;
 use async_trait::async_trait;
 use deliveries::Deliveries;
 use preloop_core::approval::ApprovalRequest;
 use preloop_core::documents::ChannelMessage;
 use preloop_core::governor::{Notification, Notifier, NotifyError};
 use preloop_core::store::{AccountStore, DocumentStore, StoreError};
+use preloop_store::Database;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -172,6 +173,29 @@ impl InOrder {
     }
 }
 
+/// `[channels]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsSection {
+    /// Key patterns (case-insensitive globs) whose values channels never send; unset: the
+    /// defaults in [`redact::DEFAULT_REDACT_KEYS`].
+    pub redact_keys: Option<Vec<String>>,
+    /// Organizations whose requests the channels carry (ids; `"*"`: every organization);
+    /// default: the default organization only, so self-registered organizations cannot post
+    /// into the operator's channels.
+    pub organizations: Option<Vec<String>>,
+    /// `[channels.webhook]`.
+    pub webhook: Option<WebhookConfig>,
+    /// `[channels.email]`.
+    pub email: Option<EmailConfig>,
+    /// `[channels.slack]`.
+    pub slack: Option<SlackConfig>,
+    /// `[channels.mattermost]`.
+    pub mattermost: Option<MattermostConfig>,
+    /// `[channels.telegram]`.
+    pub telegram: Option<TelegramConfig>,
+}
+
 /// The configured channels.
 pub struct Channels {
     context: Context,
@@ -261,7 +285,7 @@ impl Channels {
             organizations: section
                 .organizations
                 .clone()
-                .unwrap_or_else(|| vec![crate::bootstrap::DEFAULT_ORGANIZATION.to_owned()]),
+                .unwrap_or_else(|| vec![crate::tenancy::DEFAULT_ORGANIZATION.to_owned()]),
             in_order: InOrder::default(),
             all,
             slack,
@@ -272,9 +296,9 @@ impl Channels {
 
     /// Starts what channels run on their own (Telegram's webhook registration or long polling),
     /// until `shutdown`.
-    pub fn start(&self, state: &AppState, shutdown: &CancellationToken) {
+    pub fn start(&self, callbacks: &Callbacks, shutdown: &CancellationToken) {
         if let Some(telegram) = &self.telegram {
-            telegram.start(state.clone(), shutdown.clone());
+            telegram.start(callbacks.clone(), shutdown.clone());
         }
     }
 
@@ -358,8 +382,20 @@ impl Notifier for Channels {
     }
 }
 
+/// What the channels' callbacks need: the channels themselves, the approval service to vote
+/// through, and the accounts their platform users map to.
+#[derive(Debug, Clone)]
+pub struct Callbacks {
+    /// The configured channels.
+    pub channels: Arc<Channels>,
+    /// Records the votes.
+    pub approvals: Approvals,
+    /// Finds the Preloop user a platform user is mapped to.
+    pub store: Arc<Database>,
+}
+
 /// The endpoints chat platforms call back (public: each verifies the platform's own proof).
-pub fn routes() -> axum::Router<AppState> {
+pub fn routes<S>(callbacks: Callbacks) -> axum::Router<S> {
     use axum::routing::post;
     axum::Router::new()
         .route(
@@ -371,6 +407,7 @@ pub fn routes() -> axum::Router<AppState> {
             post(mattermost::actions),
         )
         .route("/api/v1/channels/telegram/webhook", post(telegram::webhook))
+        .with_state(callbacks)
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 //! constant time, timestamp at most 5 minutes away), maps the Slack user to an approver and votes
 //! as them, answers at once, and rewrites the message through the interaction's `response_url`.
 
+use super::Callbacks;
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure, post_json};
 use super::message::{Summary, outcome, truncate};
 use super::{Channel, Context, Event, Redactor};
-use crate::api::ApiError;
-use crate::http::AppState;
+use crate::http::ApiError;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -315,7 +315,7 @@ struct InteractionForm {
 
 /// `POST /api/v1/channels/slack/interactions`: a button press, signed by Slack.
 pub(super) async fn interactions(
-    State(state): State<AppState>,
+    State(state): State<Callbacks>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -7,12 +7,12 @@
 //! every message about the request is edited to show the outcome, without buttons, so nobody
 //! decides twice.
 
+use super::Callbacks;
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
 use super::message::{Summary, outcome, truncate};
 use super::{Channel, Context, Event};
-use crate::api::ApiError;
-use crate::http::AppState;
+use crate::http::ApiError;
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::State;
@@ -230,7 +230,7 @@ impl Telegram {
     }
 
     /// Registers the webhook, or long-polls for button presses, until `shutdown`.
-    pub(super) fn start(self: &Arc<Self>, state: AppState, shutdown: CancellationToken) {
+    pub(super) fn start(self: &Arc<Self>, state: Callbacks, shutdown: CancellationToken) {
         let telegram = self.clone();
         match self.config.updates {
             TelegramUpdates::Webhook => {
@@ -269,7 +269,7 @@ impl Telegram {
         }
     }
 
-    async fn poll(&self, state: &AppState) {
+    async fn poll(&self, state: &Callbacks) {
         // Telegram refuses getUpdates while a webhook is set (e.g. by an earlier configuration).
         if let Err(failure) = self
             .api("deleteWebhook", &json!({}), Duration::from_secs(10))
@@ -307,7 +307,7 @@ impl Telegram {
     }
 
     /// Handles one update: a button press votes as the mapped approver and is answered.
-    async fn handle_update(&self, state: &AppState, update: &Value) {
+    async fn handle_update(&self, state: &Callbacks, update: &Value) {
         let query = &update["callback_query"];
         let Some(query_id) = query["id"].as_str() else {
             return;
@@ -381,7 +381,7 @@ impl Channel for Telegram {
 
 /// `POST /api/v1/channels/telegram/webhook`: an update, from Telegram (it sends our secret).
 pub(super) async fn webhook(
-    State(state): State<AppState>,
+    State(state): State<Callbacks>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {

@@ -1,0 +1,334 @@
+//! `tools/call` on an established MCP session, answered without rmcp's session machinery.
+//!
+//! rmcp's streamable HTTP service hands each request to the session's worker task, which spawns
+//! a handler task and answers through a channel onto an SSE stream. For the one request agents
+//! make over and over, those hops cost more than the governor itself. This layer (inside
+//! authentication, in front of rmcp) answers a `tools/call` on a session the server knows
+//! ([`KnownSessions`]: from its handshake here, or restored from the database) with the same
+//! [`crate::gateway::server::call_tool`] the rmcp handler uses: as one JSON body when the result comes
+//! within [`JSON_WAIT`] with nothing before it, otherwise as an SSE stream carrying the call's
+//! progress and log notifications, keep-alive comments, and then the result. Both are answers
+//! the MCP streamable HTTP transport allows for a POSTed request.
+//!
+//! Everything else goes to rmcp untouched: other methods, notifications, unknown sessions
+//! (rmcp restores them from the database, which makes them known), and requests with anything
+//! this layer does not interpret (an unknown `MCP-Protocol-Version`, SEP-2243 method headers, a
+//! per-request protocol version, multi-round-trip fields).
+//!
+//! The call runs in its own task, as under rmcp: a client that disconnects does not cut a call
+//! off between its decision and its audit record.
+
+use crate::gateway::server::call_tool;
+use crate::gateway::sessions::{KnownClient, KnownSessions};
+use crate::http::bounds;
+use crate::wire::json_rpc_error;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use preloop_core::governor::Governor;
+use preloop_core::{ClientInfo, Principal};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest, ErrorData,
+    GetMeta, ProgressToken, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a call may take and still be answered as one JSON body; slower calls get an SSE
+/// stream, so a call held for approval keeps its connection alive.
+pub const JSON_WAIT: Duration = Duration::from_secs(1);
+/// How often an SSE answer with nothing to say sends a comment, so idle-connection timeouts of
+/// proxies in between do not cut it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What the fast path needs.
+#[derive(Clone)]
+pub struct FastPath {
+    /// Runs the calls.
+    pub governor: Arc<Governor>,
+    /// The sessions it may serve.
+    pub sessions: KnownSessions,
+    /// Ends open SSE answers at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FastPath")
+    }
+}
+
+/// A `tools/call` this layer will answer.
+struct Call {
+    id: RequestId,
+    params: CallToolRequestParams,
+    progress: Option<ProgressToken>,
+}
+
+/// Middleware: answers `tools/call` on a known session, passes everything else on to rmcp.
+pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -> Response {
+    let Some(known) = servable(&fast.sessions, &request) else {
+        return next.run(request).await;
+    };
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return next.run(request).await;
+    };
+    // A client that can be asked inline, in an organization whose approvals may ask it: only
+    // rmcp's session can send it the question and route its answer back.
+    if known.elicits && asks_inline(&fast.governor, &principal.organization_id) {
+        return next.run(request).await;
+    }
+    let client = known.client;
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, bounds::BODY).await else {
+        return too_large();
+    };
+    let Some(call) = tools_call(&bytes) else {
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+    };
+    answer(fast, principal, client, call).await
+}
+
+/// Whether an approval policy of the organization uses the elicitation channel.
+fn asks_inline(governor: &Governor, organization_id: &str) -> bool {
+    governor
+        .governance(organization_id)
+        .is_some_and(|governance| {
+            governance
+                .document()
+                .approval_policies
+                .iter()
+                .any(|policy| {
+                    policy
+                        .channels
+                        .iter()
+                        .chain(policy.escalation.iter().flat_map(|s| s.channels.iter()))
+                        .any(|c| c == crate::gateway::elicitation::CHANNEL)
+                })
+        })
+}
+
+/// The session's client, if this layer may answer the request.
+fn servable(sessions: &KnownSessions, request: &Request) -> Option<KnownClient> {
+    let headers = request.headers();
+    if request.method() != Method::POST
+        || !is_json(headers)
+        || !accepts_json_and_sse(headers)
+        || headers.contains_key("mcp-method")
+        || headers.contains_key("mcp-name")
+    {
+        return None;
+    }
+    if let Some(version) = headers.get("mcp-protocol-version") {
+        let version = version.to_str().ok()?;
+        if !ProtocolVersion::KNOWN_VERSIONS
+            .iter()
+            .any(|known| known.as_str() == version)
+        {
+            return None;
+        }
+    }
+    let session = headers.get("mcp-session-id")?.to_str().ok()?;
+    sessions.client(session)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split(';').next().unwrap_or_default();
+            essence.trim().eq_ignore_ascii_case("application/json")
+        })
+}
+
+fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
+    let (mut json, mut sse) = (false, false);
+    for value in headers.get_all(header::ACCEPT) {
+        for media in value.to_str().unwrap_or_default().split(',') {
+            let essence = media.split(';').next().unwrap_or_default().trim();
+            json |= essence.eq_ignore_ascii_case("application/json");
+            sse |= essence.eq_ignore_ascii_case("text/event-stream");
+        }
+    }
+    json && sse
+}
+
+/// The body as a `tools/call` this layer interprets, or `None` for rmcp to handle.
+fn tools_call(body: &[u8]) -> Option<Call> {
+    let ClientJsonRpcMessage::Request(request) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    // rmcp moves a request's `_meta` into its extensions.
+    let meta = request.request.get_meta();
+    let progress = meta.get_progress_token();
+    let per_request_version = meta.protocol_version().is_some();
+    let ClientRequest::CallToolRequest(call) = request.request else {
+        return None;
+    };
+    let params = call.params;
+    if per_request_version || params.input_responses.is_some() || params.request_state.is_some() {
+        return None;
+    }
+    Some(Call {
+        id: request.id,
+        params,
+        progress,
+    })
+}
+
+/// Runs the call in its own task and answers with its messages.
+async fn answer(fast: FastPath, principal: Principal, client: ClientInfo, call: Call) -> Response {
+    let (sender, mut messages) = mpsc::unbounded_channel();
+    let governor = fast.governor.clone();
+    tokio::spawn(async move {
+        let notify = Arc::new(sender.clone());
+        let result = call_tool(
+            &governor,
+            &principal,
+            client,
+            call.params,
+            call.progress,
+            notify,
+            None,
+        )
+        .await;
+        let _ = sender.send(final_message(result, call.id));
+    });
+    match tokio::time::timeout(JSON_WAIT, messages.recv()).await {
+        Ok(Some(message)) if is_final(&message) => json_response(&message),
+        Ok(Some(first)) => sse_response(Some(first), messages, fast.shutdown),
+        Ok(None) => json_response(&ServerJsonRpcMessage::error(
+            ErrorData::internal_error("the call ended without a result", None),
+            None,
+        )),
+        Err(_) => sse_response(None, messages, fast.shutdown),
+    }
+}
+
+/// The JSON-RPC answer to the call, shaped as rmcp shapes it for session (pre-2026-07-28)
+/// clients.
+fn final_message(
+    result: Result<rmcp::model::CallToolResult, ErrorData>,
+    id: RequestId,
+) -> ServerJsonRpcMessage {
+    match result {
+        Ok(result) => {
+            let mut result = ServerResult::from(CallToolResponse::from(result));
+            result.strip_result_type_for_legacy_peer();
+            ServerJsonRpcMessage::response(result, id)
+        }
+        Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+    }
+}
+
+fn is_final(message: &ServerJsonRpcMessage) -> bool {
+    matches!(
+        message,
+        ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+    )
+}
+
+fn json_response(message: &ServerJsonRpcMessage) -> Response {
+    match serde_json::to_vec(message) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a tool call's answer");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn too_large() -> Response {
+    let message = format!("the request body is larger than {} bytes", bounds::BODY);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(json_rpc_error(-32600, &message)),
+    )
+        .into_response()
+}
+
+fn sse_response(
+    first: Option<ServerJsonRpcMessage>,
+    messages: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
+    shutdown: CancellationToken,
+) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(sse_events(first, messages, shutdown)),
+    )
+        .into_response()
+}
+
+/// What the SSE answer is doing.
+struct SseState {
+    first: Option<ServerJsonRpcMessage>,
+    messages: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
+    keep_alive: tokio::time::Interval,
+    shutdown: CancellationToken,
+    done: bool,
+}
+
+/// The call's messages as SSE events, ending after the final one (or at shutdown, when the
+/// client can poll for the result later), with a comment whenever nothing was sent for
+/// [`KEEP_ALIVE`].
+fn sse_events(
+    first: Option<ServerJsonRpcMessage>,
+    messages: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    keep_alive.reset();
+    let state = SseState {
+        first,
+        messages,
+        keep_alive,
+        shutdown,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let message = match state.first.take() {
+            Some(message) => Some(message),
+            None => tokio::select! {
+                message = state.messages.recv() => message,
+                _ = state.keep_alive.tick() => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), state)),
+                () = state.shutdown.cancelled() => None,
+            },
+        };
+        let message = message?;
+        state.done = is_final(&message);
+        state.keep_alive.reset();
+        let event = serde_json::to_string(&message).map_or_else(
+            |error| {
+                tracing::error!(%error, "cannot serialize a message for the client");
+                Bytes::from_static(b": unserializable message dropped\n\n")
+            },
+            |json| Bytes::from(format!("data: {json}\n\n")),
+        );
+        Some((Ok(event), state))
+    })
+}

@@ -1,0 +1,256 @@
+//! Relays what happens during one MCP `tools/call` to the client that made it: progress while it
+//! waits for approval, and the upstream tool's own progress and log messages.
+//!
+//! Notifications are sent from the request's own task, before its response: rmcp puts a progress
+//! notification on the request's response stream only while that stream is open, so one sent
+//! from another task after the result would reach the client late or not at all.
+
+// MCP logging is deprecated by SEP-2577, but clients still use it and upstreams still send it.
+#![allow(deprecated)]
+
+use preloop_core::approval::ApprovalRequest;
+use preloop_core::executor::ExecutionObserver;
+use preloop_core::governor::ProgressSink;
+use rmcp::RoleServer;
+#[allow(
+    deprecated,
+    reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+)]
+use rmcp::model::{
+    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam,
+    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
+    ServerNotification,
+};
+use rmcp::service::Peer;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where a call's notifications go: the rmcp session's peer, or the response stream of a call
+/// served by the fast path ([`crate::gateway::fastpath`]).
+#[async_trait::async_trait]
+pub trait Notify: Send + Sync {
+    /// Sends one notification to the calling client.
+    async fn send(&self, notification: ServerNotification) -> Result<(), String>;
+}
+
+#[async_trait::async_trait]
+impl Notify for Peer<RoleServer> {
+    async fn send(&self, notification: ServerNotification) -> Result<(), String> {
+        self.send_notification(notification)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Notify for mpsc::UnboundedSender<ServerJsonRpcMessage> {
+    async fn send(&self, notification: ServerNotification) -> Result<(), String> {
+        mpsc::UnboundedSender::send(self, ServerJsonRpcMessage::notification(notification))
+            .map_err(|_| "the client's response stream is closed".to_owned())
+    }
+}
+
+/// Something to tell the client.
+#[derive(Debug)]
+enum Event {
+    Progress {
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    },
+    Log {
+        level: String,
+        logger: Option<String>,
+        data: Value,
+    },
+}
+
+/// Where the governor and the executor report events; cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct EventSink(mpsc::UnboundedSender<Event>);
+
+impl ProgressSink for EventSink {
+    fn waiting(&self, request: &ApprovalRequest, elapsed: Duration) {
+        let _ = self.0.send(Event::Progress {
+            progress: elapsed.as_secs_f64(),
+            total: None,
+            message: Some(format!(
+                "waiting for approval of {} (request {})",
+                request.tool.exposed_name, request.id
+            )),
+        });
+    }
+}
+
+impl ExecutionObserver for EventSink {
+    fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        let _ = self.0.send(Event::Progress {
+            progress,
+            total,
+            message: message.map(str::to_owned),
+        });
+    }
+
+    fn log(&self, level: &str, logger: Option<&str>, data: &Value) {
+        let _ = self.0.send(Event::Log {
+            level: level.to_owned(),
+            logger: logger.map(str::to_owned),
+            data: data.clone(),
+        });
+    }
+}
+
+/// Forwards a call's events to its client while the call runs.
+pub struct Relay {
+    notify: Arc<dyn Notify>,
+    token: Option<ProgressToken>,
+    events: mpsc::UnboundedReceiver<Event>,
+    progress: Monotonic,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps a token's progress values increasing, as MCP requires: the approval wait and then the
+/// tool count from zero each, so when the values a source reports go down (a new source starts),
+/// they are shifted past the last value sent; values that would not increase are dropped.
+#[derive(Debug, Default)]
+struct Monotonic {
+    last_reported: Option<f64>,
+    last_sent: Option<f64>,
+    shift: f64,
+}
+
+impl Monotonic {
+    /// The value to send for `progress`, or `None` if it would not increase.
+    fn next(&mut self, progress: f64) -> Option<f64> {
+        if self.last_reported.is_some_and(|last| progress < last) {
+            self.shift = self.last_sent.unwrap_or_default();
+        }
+        self.last_reported = Some(progress);
+        let value = progress + self.shift;
+        if self.last_sent.is_some_and(|last| value <= last) {
+            return None;
+        }
+        self.last_sent = Some(value);
+        Some(value)
+    }
+}
+
+/// A sink for the call's events and the relay that forwards them; `token` is the client's
+/// progress token (without one, progress is not reported).
+pub fn relay(notify: Arc<dyn Notify>, token: Option<ProgressToken>) -> (EventSink, Relay) {
+    let (sender, events) = mpsc::unbounded_channel();
+    let relay = Relay {
+        notify,
+        token,
+        events,
+        progress: Monotonic::default(),
+    };
+    (EventSink(sender), relay)
+}
+
+impl Relay {
+    /// Runs `call`, forwarding its events as they come and those still queued when it ends,
+    /// then returns its output.
+    pub async fn run<F: Future>(mut self, call: F) -> F::Output {
+        let mut call = pin!(call);
+        let output = loop {
+            tokio::select! {
+                biased;
+                output = &mut call => break output,
+                Some(event) = self.events.recv() => self.forward(event).await,
+            }
+        };
+        while let Ok(event) = self.events.try_recv() {
+            self.forward(event).await;
+        }
+        output
+    }
+
+    async fn forward(&mut self, event: Event) {
+        let notification = match event {
+            Event::Progress {
+                progress,
+                total,
+                message,
+            } => {
+                let Some(token) = self.token.clone() else {
+                    return;
+                };
+                let Some(value) = self.progress.next(progress) else {
+                    return;
+                };
+                let mut param = ProgressNotificationParam::new(token, value);
+                param.total = total.map(|t| t + self.progress.shift);
+                param.message = message;
+                ServerNotification::ProgressNotification(ProgressNotification::new(param))
+            }
+            Event::Log {
+                level,
+                logger,
+                data,
+            } => {
+                let level: LoggingLevel =
+                    serde_json::from_value(Value::String(level)).unwrap_or(LoggingLevel::Info);
+                #[allow(
+                    deprecated,
+                    reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+                )]
+                let mut param = LoggingMessageNotificationParam::new(level, data);
+                #[allow(
+                    deprecated,
+                    reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+                )]
+                {
+                    param.logger = logger;
+                }
+                #[allow(
+                    deprecated,
+                    reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+                )]
+                ServerNotification::LoggingMessageNotification(LoggingMessageNotification::new(
+                    param,
+                ))
+            }
+        };
+        if let Err(error) = self.notify.send(notification).await {
+            tracing::debug!(%error, "notification not delivered to the client");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_keeps_increasing_when_a_new_source_starts_over() {
+        let mut progress = Monotonic::default();
+        let sent: Vec<Option<f64>> = [10.0, 20.0, 1.0, 2.0, 2.0, 3.0, 0.0]
+            .into_iter()
+            .map(|p| progress.next(p))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                Some(10.0),
+                Some(20.0),
+                Some(21.0),
+                Some(22.0),
+                None,
+                Some(23.0),
+                None
+            ]
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor.
+
+use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
+use crate::gateway::elicitation::Elicitation;
+use crate::gateway::listeners::ToolListeners;
+use crate::gateway::relay::{Notify, relay};
+use preloop_core::approval::RequestContext as ApprovalContext;
+use preloop_core::executor::ToolOutput;
+use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
+use preloop_core::registry::ToolDescriptor;
+use preloop_core::{ClientInfo, Principal};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressToken, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One MCP session's handler; cheap to create per session.
+#[derive(Clone)]
+pub struct PreloopMcp {
+    governor: Arc<Governor>,
+    listeners: ToolListeners,
+}
+
+impl std::fmt::Debug for PreloopMcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreloopMcp")
+    }
+}
+
+impl PreloopMcp {
+    /// A handler over the governor; the session is told of tool list changes through
+    /// `listeners`.
+    pub fn new(governor: Arc<Governor>, listeners: ToolListeners) -> Self {
+        Self {
+            governor,
+            listeners,
+        }
+    }
+
+    /// Remembers this session to tell it when its tools change.
+    fn listen(&self, extensions: &rmcp::model::Extensions, peer: &Peer<RoleServer>) {
+        let Some(parts) = extensions.get::<axum::http::request::Parts>() else {
+            return;
+        };
+        let session = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        if let (Some(principal), Some(session)) = (parts.extensions.get::<Principal>(), session) {
+            self.listeners.listen(principal, session, peer.clone());
+        }
+    }
+}
+
+/// The principal the auth layer put on the HTTP request.
+fn principal(context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+        .cloned()
+        .ok_or_else(|| ErrorData::invalid_request("unauthenticated", None))
+}
+
+fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
+    context
+        .peer
+        .peer_info()
+        .map_or_else(ClientInfo::default, |info| {
+            ClientInfo::introduced(&info.client_info.name, &info.client_info.version)
+        })
+}
+
+fn to_tool(descriptor: &ToolDescriptor) -> Option<Tool> {
+    let tool = json!({
+        "name": descriptor.exposed_name,
+        "description": descriptor.description,
+        "inputSchema": descriptor.input_schema,
+        "annotations": descriptor.annotations,
+    });
+    serde_json::from_value(tool).ok()
+}
+
+fn to_result(output: &ToolOutput) -> CallToolResult {
+    serde_json::to_value(output)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| {
+            CallToolResult::error(vec![Content::text(
+                "the tool returned an unreadable result",
+            )])
+        })
+}
+
+fn json_result(value: &Value) -> CallToolResult {
+    CallToolResult::success(vec![Content::text(value.to_string())])
+}
+
+/// The MCP result for an outcome: denials and failures are tool errors the agent can read;
+/// a pending approval is a normal result telling the agent how to poll.
+fn outcome_result(outcome: &Outcome) -> CallToolResult {
+    match outcome {
+        Outcome::Executed { output, .. } => to_result(output),
+        Outcome::PendingApproval {
+            request_id,
+            poll_after_seconds,
+            expires_at,
+            ..
+        } => json_result(&json!({
+            "status": "pending_approval",
+            "request_id": request_id,
+            "poll_after_seconds": poll_after_seconds,
+            "expires_at": expires_at,
+            "message": outcome.message(),
+        })),
+        other => CallToolResult::error(vec![Content::text(other.message())]),
+    }
+}
+
+/// Protocol errors for requests that cannot be served; everything else is a tool result.
+fn protocol_error(error: GovernorError) -> Result<CallToolResult, ErrorData> {
+    match error {
+        GovernorError::UnknownTool(name) => Err(ErrorData::invalid_params(
+            format!("unknown tool `{name}`"),
+            None,
+        )),
+        GovernorError::InvalidArguments(message) => Err(ErrorData::invalid_params(message, None)),
+        GovernorError::Store(error) => {
+            tracing::error!(%error, "store failure during a tool call");
+            Err(ErrorData::internal_error(
+                "the server cannot record this call right now; it was not made",
+                None,
+            ))
+        }
+        other => Ok(CallToolResult::error(vec![Content::text(
+            other.to_string(),
+        )])),
+    }
+}
+
+impl ServerHandler for PreloopMcp {
+    #[allow(
+        deprecated,
+        reason = "MCP logging is deprecated (SEP-2577); the capability lets upstream logs through"
+    )]
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_logging()
+                .build(),
+        )
+            .with_server_info(Implementation::new("preloop", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools are governed by Preloop: calls may be denied or held for human approval. \
+                 When a result says pending_approval, poll get_approval_status with its request_id.",
+            )
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.listen(&context.extensions, &context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let principal = principal(&context)?;
+        self.listen(&context.extensions, &context.peer);
+        let mut tools: Vec<Tool> = self
+            .governor
+            .list_tools(&principal)
+            .iter()
+            .filter_map(|t| to_tool(&t.descriptor))
+            .collect();
+        tools.extend(to_tool(&builtins::get_approval_status_descriptor()));
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let principal = principal(&context)?;
+        let progress = context.meta.get_progress_token();
+        let elicit =
+            crate::gateway::elicitation::supported(&context.peer).then(|| context.peer.clone());
+        call_tool(
+            &self.governor,
+            &principal,
+            client(&context),
+            request,
+            progress,
+            Arc::new(context.peer.clone()),
+            elicit,
+        )
+        .await
+        .map(Into::into)
+    }
+}
+
+/// One `tools/call`, however it arrived (rmcp's session worker or [`crate::gateway::fastpath`]):
+/// built-in tools answered here, every other call governed, with its progress and log messages
+/// sent to `notify` (progress only when the client gave a `progress` token). `elicit` is the
+/// client's peer when it can be asked inline ([`crate::gateway::elicitation`]).
+pub async fn call_tool(
+    governor: &Arc<Governor>,
+    principal: &Principal,
+    client: ClientInfo,
+    request: CallToolRequestParams,
+    progress: Option<ProgressToken>,
+    notify: Arc<dyn Notify>,
+    elicit: Option<Peer<RoleServer>>,
+) -> Result<CallToolResult, ErrorData> {
+    let arguments = Value::Object(request.arguments.unwrap_or_default());
+    let name = request.name.as_ref();
+    if name == GET_APPROVAL_STATUS {
+        return approval_status(governor, principal, &arguments).await;
+    }
+    let started = std::time::Instant::now();
+    let (events, relay) = relay(notify, progress);
+    let mut call = ToolCall::new(name, arguments)
+        .with_client(client)
+        .with_progress(match elicit {
+            Some(peer) => Arc::new(Elicitation::new(
+                events.clone(),
+                peer,
+                governor.clone(),
+                principal.clone(),
+            )),
+            None => Arc::new(events.clone()),
+        })
+        .with_observer(Arc::new(events));
+    let governed = async {
+        if name == REQUEST_APPROVAL {
+            call.context = ApprovalContext {
+                operation: string_field(&call.arguments, "operation"),
+                context: string_field(&call.arguments, "context"),
+                reasoning: string_field(&call.arguments, "reasoning"),
+            };
+            let policy = string_field(&call.arguments, "approval_policy");
+            governor
+                .request_approval(principal, call, policy.as_deref())
+                .await
+        } else {
+            governor.call(principal, call).await
+        }
+    };
+    match relay.run(governed).await {
+        Ok(outcome) => {
+            record(&outcome, started.elapsed());
+            Ok(outcome_result(&outcome))
+        }
+        Err(error) => {
+            crate::metrics::tool_call("rejected");
+            protocol_error(error)
+        }
+    }
+}
+
+/// Counts an outcome, and the wait of calls that were held for approval.
+fn record(outcome: &Outcome, took: Duration) {
+    let label = match outcome {
+        Outcome::Executed { .. } => "executed",
+        Outcome::Denied { .. } => "denied",
+        Outcome::PendingApproval { .. } => "pending_approval",
+        Outcome::Declined { .. } => "declined",
+        Outcome::Expired { .. } => "expired",
+        Outcome::Cancelled { .. } => "cancelled",
+        Outcome::Failed { .. } => "failed",
+    };
+    crate::metrics::tool_call(label);
+    let held = matches!(
+        outcome,
+        Outcome::Executed {
+            request_id: Some(_),
+            ..
+        } | Outcome::Failed {
+            request_id: Some(_),
+            ..
+        } | Outcome::Declined { .. }
+            | Outcome::Expired { .. }
+            | Outcome::Cancelled { .. }
+    );
+    if held {
+        crate::metrics::approval_wait(label, took);
+    }
+}
+
+fn string_field(arguments: &Value, name: &str) -> Option<String> {
+    arguments
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+async fn approval_status(
+    governor: &Governor,
+    principal: &Principal,
+    arguments: &Value,
+) -> Result<CallToolResult, ErrorData> {
+    let id = arguments
+        .get("request_id")
+        .and_then(Value::as_str)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .ok_or_else(|| {
+            ErrorData::invalid_params("request_id must be the UUID of an approval request", None)
+        })?;
+    match governor.approval_status(principal, id).await {
+        Ok(request) => {
+            let report = builtins::status_report(&request);
+            let outcome = governor.outcome(&request);
+            Ok(match outcome {
+                Outcome::Executed { output, .. } => {
+                    let mut result = to_result(&output);
+                    result.content.insert(0, Content::text(report.to_string()));
+                    result
+                }
+                Outcome::PendingApproval { .. } => json_result(&report),
+                _ => CallToolResult::error(vec![Content::text(report.to_string())]),
+            })
+        }
+        Err(error) => protocol_error(error),
+    }
+}

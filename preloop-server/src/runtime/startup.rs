@@ -1,0 +1,201 @@
+//! Start-up loading: the configuration file's upstream servers recorded in the store, then every
+//! organization's stored configuration put in force (policy, tool settings, upstream servers).
+
+use crate::config::McpServerEntry;
+use crate::gateway::upstream::Upstreams;
+use crate::tenancy::DEFAULT_ORGANIZATION;
+use chrono::Utc;
+use preloop_core::audit::{AuditEntry, AuditEventKind};
+use preloop_core::documents::{McpServer, ToolConfiguration};
+use preloop_core::governor::Governor;
+use preloop_core::policy::GovernanceDocument;
+use preloop_core::principal::PrincipalSelector;
+use preloop_core::store::{AccountStore, DocumentStore, PolicyStore, StoreError};
+use preloop_store::Database;
+use uuid::Uuid;
+
+/// Records the configuration file's `[[mcp_servers]]` in the default organization, idempotently:
+/// a server of the same name is updated in place (keeping its id), others are left alone.
+pub async fn record_configured_servers(
+    entries: &[McpServerEntry],
+    database: &Database,
+) -> Result<(), String> {
+    let stored: Vec<McpServer> = database
+        .list_documents(DEFAULT_ORGANIZATION, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    for entry in entries {
+        let existing = stored.iter().find(|s| s.name == entry.name);
+        let (id, created_at) =
+            existing.map_or_else(|| (Uuid::new_v4(), Utc::now()), |s| (s.id, s.created_at));
+        let mut server = entry.to_document(DEFAULT_ORGANIZATION, id, created_at)?;
+        let result = match existing {
+            None => database.insert_document(&server).await,
+            Some(existing) => {
+                server.last_scanned_at = existing.last_scanned_at;
+                if *existing == server {
+                    continue;
+                }
+                database.update_document(&server).await
+            }
+        };
+        result.map_err(|e| format!("mcp server `{}`: {e}", entry.name))?;
+    }
+    Ok(())
+}
+
+/// Puts every organization's stored configuration in force (at start; the default
+/// organization's file policy was stored already).
+pub async fn load_organizations(
+    database: &Database,
+    governor: &Governor,
+    upstreams: &Upstreams,
+) -> Result<(), StoreError> {
+    for organization in database.list_organizations().await? {
+        let org = organization.id.as_str();
+        let loaded = async {
+            migrate_key_selectors(database, org).await?;
+            reload_organization(database, governor, upstreams, org).await
+        };
+        // One organization's unreadable configuration (stored by an older build, say) must not
+        // keep the others from being served: it fails closed alone.
+        if let Err(error) = loaded.await {
+            tracing::error!(organization = org, %error, "cannot load the organization's configuration; denying its calls until it is fixed");
+            governor
+                .set_policy(org, &deny_everything())
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the `apikey:<name>` selectors of documents stored before keys were selected by id
+/// (in rules, approval policies and tool visibility) to `apikey:<id>`, where the organization
+/// has exactly one usable key of that name. Idempotent: run at every start. A name no key or
+/// several keys carry is left as it is and logged: in a policy it fails to compile, so the
+/// organization denies every call until an admin fixes it; in a tool's visibility it matches
+/// nobody. Both fail closed.
+pub async fn migrate_key_selectors(
+    database: &Database,
+    organization_id: &str,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let keys = database.list_api_keys(organization_id).await?;
+    let resolve = |selector: &str| -> Option<String> {
+        let name = selector.strip_prefix("apikey:")?;
+        if Uuid::parse_str(name).is_ok() {
+            return None;
+        }
+        let mut matching = keys
+            .iter()
+            .filter(|key| key.name == name && key.accepts_at(now));
+        match (matching.next(), matching.next()) {
+            (Some(key), None) => {
+                tracing::warn!(organization = organization_id, selector, key = %key.id, user = %key.user_id, "API key selected by name rewritten to its id; check that this is the key meant");
+                Some(format!("apikey:{}", key.id))
+            }
+            _ => {
+                tracing::error!(
+                    organization = organization_id,
+                    selector,
+                    "API key selector names no single key; select the key by id (apikey:<id>)"
+                );
+                None
+            }
+        }
+    };
+    if let Some(mut document) = database.load_policy(organization_id).await? {
+        let mut changed = 0;
+        for rule in &mut document.policy.rules {
+            for selector in &mut rule.principals {
+                if let Some(by_id) = resolve(selector) {
+                    *selector = by_id;
+                    changed += 1;
+                }
+            }
+        }
+        for policy in &mut document.approval_policies {
+            let stages = policy
+                .escalation
+                .iter_mut()
+                .map(|stage| &mut stage.approvers);
+            for approvers in std::iter::once(&mut policy.approvers).chain(stages) {
+                changed += migrate_selectors(approvers, &resolve);
+            }
+        }
+        if changed > 0 {
+            let entry = AuditEntry::new(
+                organization_id,
+                now,
+                AuditEventKind::PolicyChanged {
+                    changed_by: "migration: API keys selected by id".to_owned(),
+                    rules: document.policy.rules.len(),
+                },
+            );
+            database
+                .save_policy(organization_id, &document, vec![entry])
+                .await?;
+        }
+    }
+    let configurations: Vec<ToolConfiguration> =
+        database.list_documents(organization_id, None).await?;
+    for mut configuration in configurations {
+        if migrate_selectors(&mut configuration.visible_to, &resolve) > 0 {
+            database.update_document(&configuration).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the selectors `resolve` knows a replacement for; returns how many.
+fn migrate_selectors(
+    selectors: &mut [PrincipalSelector],
+    resolve: &impl Fn(&str) -> Option<String>,
+) -> usize {
+    let mut changed = 0;
+    for selector in selectors {
+        if let Some(Ok(by_id)) = resolve(&selector.to_string()).map(|text| text.parse()) {
+            *selector = by_id;
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// Puts one organization's stored policy, tool configurations and upstream servers in force:
+/// at start, and whenever any replica announces that they changed. An organization without a
+/// stored policy gets the empty one; one whose stored policy no longer compiles (a newer build's
+/// stricter checks) denies every call until an admin fixes it, rather than keeping the server
+/// down.
+pub async fn reload_organization(
+    database: &Database,
+    governor: &Governor,
+    upstreams: &Upstreams,
+    organization_id: &str,
+) -> Result<(), StoreError> {
+    let org = organization_id;
+    let document = database.load_policy(org).await?.unwrap_or_default();
+    if let Err(error) = governor.set_policy(org, &document) {
+        tracing::error!(organization = org, %error, "stored policy does not compile; denying every call until it is fixed");
+        governor
+            .set_policy(org, &deny_everything())
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    }
+    let configurations: Vec<ToolConfiguration> = database.list_documents(org, None).await?;
+    let settings = configurations
+        .iter()
+        .map(|c| (c.tool.clone(), c.settings()))
+        .collect();
+    governor.registry().replace_settings(org, settings);
+    let servers: Vec<McpServer> = database.list_documents(org, None).await?;
+    upstreams.sync(org, servers).await;
+    Ok(())
+}
+
+fn deny_everything() -> GovernanceDocument {
+    let mut document = GovernanceDocument::default();
+    document.policy.default = preloop_core::policy::ActionKind::Deny;
+    document.policy.default_message =
+        Some("the organization's stored policy is invalid; an admin must fix it".to_owned());
+    document
+}

@@ -1,0 +1,171 @@
+//! Two `preloop serve` replicas on one PostgreSQL database: a change made through one (an MCP
+//! server, a rule, a tool setting) takes effect on the other, and an approval decided on one
+//! releases a call blocked on the other.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+use preloop_testkit as common;
+#[path = "../preloop-store/tests/common/mod.rs"]
+mod postgres;
+
+use common::{ADMIN_KEY, Client, call, connect_url, rest, start_gateway, start_upstream, text};
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+[[approval_policies]]
+name = "ops"
+approvers = ["role:admin"]
+mode = "blocking"
+allow_self_approval = true
+
+[policy]
+default = "allow"
+"#;
+
+/// Polls `check` until it holds (changes reach the other replica asynchronously).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn lists(client: &Client, tool: &str) -> bool {
+    client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.name == tool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_on_one_replica_apply_on_the_other() {
+    let Some(database) = postgres::fresh_postgres_database().await else {
+        return;
+    };
+    let upstream = start_upstream();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("SECRET_KEY", "a secret both replicas share, 32+ characters"),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_gateway(dir_a.path(), CONFIG, &env);
+    let b = start_gateway(dir_b.path(), CONFIG, &env);
+    let on_a = |path: &str| format!("{}/api/v1{path}", a.url);
+    let client_b = connect_url(&format!("{}/mcp/v1", b.url), Some(ADMIN_KEY))
+        .await
+        .unwrap();
+
+    // An MCP server registered on A serves calls on B.
+    let (status, _) = rest(
+        Method::POST,
+        &on_a("/mcp-servers"),
+        Some(ADMIN_KEY),
+        Some(json!({"name": "docs", "transport": "http", "url": upstream.url})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    eventually("B lists docs__echo", || lists(&client_b, "docs__echo")).await;
+    assert_eq!(
+        text(&call(&client_b, "docs__echo", json!({"text": "via B"})).await),
+        "via B"
+    );
+
+    // A rule written on A decides on B.
+    let (status, _) = rest(
+        Method::POST,
+        &on_a("/access-rules"),
+        Some(ADMIN_KEY),
+        Some(json!({"id": "quiet", "tools": ["docs__echo"], "action": "deny", "message": "quiet please"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    eventually("B denies docs__echo", || async {
+        text(&call(&client_b, "docs__echo", json!({"text": "?"})).await) == "quiet please"
+    })
+    .await;
+
+    // A tool disabled on A disappears on B.
+    let (status, _) = rest(
+        Method::PUT,
+        &on_a("/tool-configurations/docs__add"),
+        Some(ADMIN_KEY),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually("B hides docs__add", || async {
+        !lists(&client_b, "docs__add").await
+    })
+    .await;
+
+    // A session started on A is resumed on B.
+    let session = common::raw_session(&format!("{}/mcp/v1", a.url)).await;
+    let (status, body) = common::raw_post(
+        &format!("{}/mcp/v1", b.url),
+        &session,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // (docs__echo is hidden now: the rule above denies it unconditionally.)
+    assert!(
+        body.contains("docs__progress") && !body.contains("docs__echo"),
+        "{body}"
+    );
+
+    // A call blocked on B is released by an approval on A.
+    let blocked = tokio::spawn({
+        let client_b = std::sync::Arc::new(client_b);
+        async move {
+            let result = call(
+                &client_b,
+                "request_approval",
+                json!({"operation": "rotate the keys", "approval_policy": "ops"}),
+            )
+            .await;
+            text(&result)
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let request_id = loop {
+        let (_, listed) = rest(
+            Method::GET,
+            &on_a("/approval-requests?status=pending"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        if let Some(id) = listed["items"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "the request never showed on A");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, _) = rest(
+        Method::POST,
+        &on_a(&format!("/approval-requests/{request_id}/approve")),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answer = tokio::time::timeout(Duration::from_secs(20), blocked)
+        .await
+        .expect("the blocked call on B returns")
+        .unwrap();
+    assert!(answer.contains("Approved: rotate the keys"), "{answer}");
+}
