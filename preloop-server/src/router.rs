@@ -233,7 +233,7 @@ impl ErrorShape {
     fn body(self, code: &str, message: &str) -> serde_json::Value {
         match self {
             Self::JsonRpc => json_rpc_error(-32001, message),
-            Self::Api => json!({"error": {"code": code, "message": message}}),
+            Self::Api => crate::http::error::body(code, message),
         }
     }
 }
@@ -282,9 +282,7 @@ async fn authenticate(
             axum::Json(shape.body("rate_limited", &message)),
         )
             .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+        crate::http::error::retry_after(&mut response, wait);
         return response;
     }
     request.extensions_mut().insert(principal);

@@ -35,12 +35,25 @@ fn rust_files(directory: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The lines of `source` before its test module (`#[cfg(test)]` followed by a `mod` line; a
+/// test-only item elsewhere in the file does not end it).
+fn production_lines(source: &str) -> Vec<&str> {
+    let lines: Vec<&str> = source.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|pair| {
+            pair[0].starts_with("#[cfg(test)]")
+                && (pair[1].starts_with("mod ") || pair[1].starts_with("pub mod "))
+        })
+        .unwrap_or(lines.len());
+    lines[..end].to_vec()
+}
+
 /// The source up to its test module, without `//` comments (doc comments name modules they do
 /// not import).
 fn code(source: &str) -> String {
-    source
-        .lines()
-        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+    production_lines(source)
+        .into_iter()
         .map(|line| match line.find("//") {
             // `"http://..."` in a string is not a comment; a `//` after a quote is taken as one
             // only if no quote follows it on the line.
@@ -176,6 +189,11 @@ fn a_cycle_is_found_when_there_is_one() {
         references.into_iter().collect::<Vec<_>>(),
         ["app", "http", "wire"]
     );
+    let source = "a\n#[cfg(test)]\nfn helper() {}\nb\n#[cfg(test)]\nmod tests {}\n";
+    assert_eq!(
+        production_lines(source),
+        ["a", "#[cfg(test)]", "fn helper() {}", "b"]
+    );
 }
 
 #[test]
@@ -195,10 +213,7 @@ fn no_source_file_is_longer_than_600_lines() {
                 continue;
             }
             let source = std::fs::read_to_string(&file).unwrap();
-            let lines = source
-                .lines()
-                .take_while(|line| !line.starts_with("#[cfg(test)]"))
-                .count();
+            let lines = production_lines(&source).len();
             if lines > MAX_LINES {
                 long.push(format!("{} ({lines} lines)", file.display()));
             }

@@ -6,8 +6,7 @@
 //! errors use the REST API's JSON shape.
 
 use crate::gateway::builtins::REQUEST_APPROVAL;
-use crate::http::ApiError;
-use crate::http::bounds;
+use crate::http::{ApiError, Body, QueryParams, bounds};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -92,7 +91,7 @@ async fn session_of(
 async fn register(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    crate::http::Body(body): crate::http::Body<Registration>,
+    Body(body): Body<Registration>,
 ) -> Result<Json<Value>, ApiError> {
     required(&[
         ("session_id", &body.session_id),
@@ -141,7 +140,7 @@ struct SessionRef {
 async fn deactivate(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    crate::http::Body(body): crate::http::Body<SessionRef>,
+    Body(body): Body<SessionRef>,
 ) -> Result<Json<Value>, ApiError> {
     required(&[("session_id", &body.session_id)])?;
     let mut session = session_of(&state, &principal, &body.session_id).await?;
@@ -163,7 +162,7 @@ async fn deactivate(
 async fn status(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    crate::http::QueryParams(query): crate::http::QueryParams<SessionRef>,
+    QueryParams(query): QueryParams<SessionRef>,
 ) -> Result<Json<Value>, ApiError> {
     required(&[("session_id", &query.session_id)])?;
     let session = session_of(&state, &principal, &query.session_id).await?;
@@ -206,7 +205,7 @@ struct HumanRequest {
 async fn request(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    crate::http::Body(body): crate::http::Body<HumanRequest>,
+    Body(body): Body<HumanRequest>,
 ) -> Result<Json<Value>, ApiError> {
     required(&[
         ("session_id", &body.session_id),
@@ -370,7 +369,7 @@ fn request_id(reference: &RequestRef) -> Result<Uuid, ApiError> {
 async fn poll(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    crate::http::QueryParams(query): crate::http::QueryParams<RequestRef>,
+    QueryParams(query): QueryParams<RequestRef>,
 ) -> Result<Json<Value>, ApiError> {
     let id = request_id(&query)?;
     let request = state.governor.approval_status(&principal, id).await?;
@@ -395,7 +394,7 @@ async fn poll(
 async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    crate::http::Body(body): crate::http::Body<RequestRef>,
+    Body(body): Body<RequestRef>,
 ) -> Result<Json<Value>, ApiError> {
     let id = request_id(&body)?;
     state

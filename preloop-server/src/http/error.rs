@@ -57,20 +57,26 @@ impl ApiError {
     }
 }
 
+/// The REST API's error body: `{"error": {"code", "message"}}`.
+pub fn body(code: &str, message: &str) -> serde_json::Value {
+    json!({"error": {"code": code, "message": message}})
+}
+
+/// Tells the caller to retry after `wait` (`Retry-After`, whole seconds, rounded up).
+pub fn retry_after(response: &mut Response, wait: std::time::Duration) {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let mut response = (
-            status,
-            axum::Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response();
-        if let Self::TooManyRequests(wait) = self
-            && let Ok(value) = axum::http::HeaderValue::from_str(&(wait.as_secs() + 1).to_string())
-        {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, value);
+        let mut response = (status, axum::Json(body(code, &self.to_string()))).into_response();
+        if let Self::TooManyRequests(wait) = self {
+            retry_after(&mut response, wait);
         }
         response
     }

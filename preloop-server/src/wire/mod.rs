@@ -1,4 +1,5 @@
-//! The MCP wire format shared by the inbound and outbound edges: JSON-RPC error bodies.
+//! The MCP wire format, written once for the gateway's edges: so far the JSON-RPC error body
+//! (the inbound edge's answer to a request it cannot read or admit).
 
 use serde_json::json;
 
