@@ -2,21 +2,22 @@
 //! channels, the console and the `preloop` command line. It assembles the other crates and holds
 //! as little logic as it can.
 //!
-//! What it holds, by folder (each depends only on those listed before it; `tests/module_graph.rs`
-//! checks it):
+//! What it holds, by layer, lowest first: each module imports only modules of the rows above
+//! it (`tests/module_graph.rs` checks it against the same list).
 //!
 //! | module | holds |
 //! |---|---|
 //! | `tenancy`, `events`, `metrics`, `wire` | leaves: the operator's organization, the live-event bus, Prometheus metrics, the MCP wire format |
-//! | `auth` | bearer authentication, access and refresh tokens, identity-provider keys, rate limits and sign-in throttles |
-//! | `gateway` | MCP in (rmcp handler, fast path, sessions, `Host` guard) and out (upstream servers and what they may reach) |
 //! | `app` | the application services: approvals, policies, replicas |
 //! | `http` | the REST error type, extractors and size bounds |
+//! | `auth` | bearer authentication, access and refresh tokens, identity-provider keys, rate limits and sign-in throttles |
+//! | `gateway` | MCP in (rmcp handler, fast path, sessions, `Host` guard) and out (upstream servers and what they may reach) |
 //! | `channels` | approval channels (e-mail, Slack, Mattermost, Telegram, webhooks) and their callbacks |
-//! | `state` | [`AppState`](state::AppState), what every route shares |
-//! | `web`, `api` | the console, decision page and WebSocket; the REST API |
-//! | `router` | the HTTP surface: layers and routes |
+//! | `state` | `AppState`, what every route shares |
+//! | `web` | the console, the decision page and the WebSocket |
 //! | [`config`] | the configuration file and environment |
+//! | `api` | the REST API |
+//! | `router` | the HTTP surface: layers and routes |
 //! | [`runtime`] | bootstrap, start-up loading, `serve`, and the administrative commands |
 
 #![deny(missing_docs)]
