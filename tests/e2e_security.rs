@@ -631,11 +631,19 @@ action = "deny"
         preloop_core::policy::Format::Toml,
     )
     .unwrap();
-    use preloop_core::store::PolicyStore;
-    database
-        .save_policy("default", &legacy, Vec::new())
+    use preloop_core::store::{CasOutcome, NO_POLICY_VERSION, PolicyStore};
+    let version = database
+        .load_policy("default")
         .await
-        .unwrap();
+        .unwrap()
+        .map_or(NO_POLICY_VERSION, |stored| stored.version);
+    assert_eq!(
+        database
+            .save_policy("default", version, &legacy, Vec::new())
+            .await
+            .unwrap(),
+        CasOutcome::Stored
+    );
     drop(database);
     let server = start(data.path(), &servers);
     let (status, document) = rest(

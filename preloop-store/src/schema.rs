@@ -58,6 +58,7 @@ diesel::table! {
         organization_id -> Text,
         document -> Text,
         updated_at -> BigInt,
+        version -> BigInt,
     }
 }
 

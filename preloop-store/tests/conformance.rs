@@ -54,8 +54,8 @@ use preloop_core::policy::{Format, GovernanceDocument};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::{
     AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DocumentStore,
-    EMBEDDING_DIMENSIONS, GrantStore, IssueStore, MemoryStore, PolicyStore, SimilarityFilter,
-    StoreError,
+    EMBEDDING_DIMENSIONS, GrantStore, IssueStore, MemoryStore, NO_POLICY_VERSION, PolicyStore,
+    SimilarityFilter, StoreError, StoredPolicy,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use preloop_store::Database;
@@ -167,6 +167,7 @@ conformance!(
     due_requests_are_pending_and_past_their_deadline,
     due_requests_are_claimed_once_until_their_lease_ends,
     policies_round_trip_per_organization,
+    policy_changes_are_compare_and_set,
     pending_work_survives_a_restart,
     issues_round_trip_and_rank_by_similarity,
     users_and_api_keys_round_trip,
@@ -420,7 +421,12 @@ async fn organizations_never_see_each_other<B: Backend>(backend: &B) {
     );
 
     store
-        .save_policy("acme", &GovernanceDocument::default(), vec![])
+        .save_policy(
+            "acme",
+            NO_POLICY_VERSION,
+            &GovernanceDocument::default(),
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(store.load_policy("globex").await.unwrap(), None);
@@ -640,20 +646,88 @@ async fn policies_round_trip_per_organization<B: Backend>(backend: &B) {
             rules: 1,
         },
     );
-    store
-        .save_policy("acme", &document, vec![change.clone()])
-        .await
-        .unwrap();
-    assert_eq!(store.load_policy("acme").await.unwrap(), Some(document));
-    store
-        .save_policy("acme", &GovernanceDocument::default(), vec![change])
-        .await
-        .unwrap();
+    let stored = |document: &GovernanceDocument, version| {
+        Some(StoredPolicy {
+            document: document.clone(),
+            version,
+        })
+    };
+    assert_eq!(
+        store
+            .save_policy("acme", NO_POLICY_VERSION, &document, vec![change.clone()])
+            .await
+            .unwrap(),
+        CasOutcome::Stored
+    );
     assert_eq!(
         store.load_policy("acme").await.unwrap(),
-        Some(GovernanceDocument::default())
+        stored(&document, 1)
     );
+    let empty = GovernanceDocument::default();
+    assert_eq!(
+        store
+            .save_policy("acme", 1, &empty, vec![change.clone()])
+            .await
+            .unwrap(),
+        CasOutcome::Stored
+    );
+    assert_eq!(store.load_policy("acme").await.unwrap(), stored(&empty, 2));
     assert_eq!(events(&*store, "acme").await, 2);
+}
+
+/// Two writers that read the same version: the first change is stored, the second changes
+/// nothing (neither the document nor the audit log) and is told so.
+async fn policy_changes_are_compare_and_set<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let change = || {
+        vec![AuditEntry::new(
+            "acme",
+            t0(),
+            AuditEventKind::PolicyChanged {
+                changed_by: "admin".into(),
+                rules: 0,
+            },
+        )]
+    };
+    let deny = GovernanceDocument::parse("[policy]\ndefault = \"deny\"\n", Format::Toml).unwrap();
+    let allow = GovernanceDocument::parse("[policy]\ndefault = \"allow\"\n", Format::Toml).unwrap();
+    for (version, document) in [(NO_POLICY_VERSION, &deny), (1, &allow)] {
+        assert_eq!(
+            store
+                .save_policy("acme", version, document, change())
+                .await
+                .unwrap(),
+            CasOutcome::Stored
+        );
+        // The loser named the same version as the winner.
+        assert_eq!(
+            store
+                .save_policy("acme", version, &GovernanceDocument::default(), change())
+                .await
+                .unwrap(),
+            CasOutcome::Conflict
+        );
+    }
+    assert_eq!(
+        store.save_policy("acme", 7, &deny, change()).await.unwrap(),
+        CasOutcome::Conflict,
+        "a version that never was"
+    );
+    let current = store.load_policy("acme").await.unwrap().unwrap();
+    assert_eq!((current.document, current.version), (allow, 2));
+    assert_eq!(
+        events(&*store, "acme").await,
+        2,
+        "losers leave no audit entry"
+    );
+    assert_eq!(
+        store
+            .save_policy("globex", 2, &deny, change())
+            .await
+            .unwrap(),
+        CasOutcome::Conflict,
+        "versions are per organization"
+    );
 }
 
 async fn pending_work_survives_a_restart<B: Backend>(backend: &B) {

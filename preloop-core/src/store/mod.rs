@@ -168,22 +168,37 @@ impl<T: AuditStore + ?Sized> AuditStore for std::sync::Arc<T> {
     }
 }
 
-/// Policy documents: the declarative source the governor compiles.
+/// A governance document as stored, with the version a later change must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPolicy {
+    /// The document.
+    pub document: GovernanceDocument,
+    /// Its version: 1 for the first saved document, one more for every change.
+    pub version: u64,
+}
+
+/// The version to name when changing an organization that has no stored document yet.
+pub const NO_POLICY_VERSION: u64 = 0;
+
+/// Policy documents: the declarative source the governor compiles. A change is a
+/// compare-and-set on the stored version, so two replicas editing at once cannot lose either
+/// edit silently: one wins, the other is told to re-read and retry.
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
-    /// The organization's governance document, if one was saved.
-    async fn load_policy(
-        &self,
-        organization_id: &str,
-    ) -> Result<Option<GovernanceDocument>, StoreError>;
+    /// The organization's governance document and its version, if one was saved.
+    async fn load_policy(&self, organization_id: &str) -> Result<Option<StoredPolicy>, StoreError>;
 
-    /// Saves the organization's governance document with its audit entries (atomically).
+    /// Stores `document` as the organization's governance document with its audit entries
+    /// (atomically), if the stored version is still `expected_version`
+    /// ([`NO_POLICY_VERSION`] when none was stored). On [`CasOutcome::Conflict`] nothing was
+    /// written, the audit entries included.
     async fn save_policy(
         &self,
         organization_id: &str,
+        expected_version: u64,
         document: &GovernanceDocument,
         audit: Vec<AuditEntry>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<CasOutcome, StoreError>;
 }
 
 /// Dimensions of issue embeddings (e.g. all-MiniLM-L6-v2 sentences).

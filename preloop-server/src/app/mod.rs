@@ -13,5 +13,5 @@ mod policies;
 mod replicas;
 
 pub use approvals::Approvals;
-pub use policies::{Policies, PolicyChangeError};
+pub use policies::{Policies, PolicyChangeError, rewrite_stored};
 pub use replicas::Replicas;

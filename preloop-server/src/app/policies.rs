@@ -6,10 +6,9 @@ use preloop_core::Principal;
 use preloop_core::audit::{AuditEntry, AuditEventKind};
 use preloop_core::governor::Governor;
 use preloop_core::policy::{Governance, GovernanceDocument, GovernanceError};
-use preloop_core::store::{PolicyStore, StoreError};
+use preloop_core::store::{CasOutcome, NO_POLICY_VERSION, PolicyStore, StoreError, StoredPolicy};
 use preloop_store::Database;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// Why a policy change did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -26,17 +25,28 @@ pub enum PolicyChangeError<E> {
     /// The compilation could not run (the blocking pool is shutting down).
     #[error("the policy could not be compiled now; try again")]
     Unavailable,
+    /// Another change (on this replica or another) was stored after this one read the
+    /// document; nothing was stored. Read it again and retry.
+    #[error(
+        "the policy was changed by someone else meanwhile; nothing was stored: read it again and retry"
+    )]
+    Conflict,
 }
 
+/// How often a change with nobody to hand a conflict back to (start-up, the command line)
+/// re-reads and re-applies itself before giving up.
+const REWRITE_ATTEMPTS: usize = 10;
+
 /// Reads and changes governance documents. A change is compiled first (on the blocking pool:
-/// a large policy takes a while), then stored with an audit entry, then put in force on this
-/// replica and announced to the others.
+/// a large policy takes a while), then stored with an audit entry if the document is still the
+/// version it read (a compare-and-set: of two replicas editing at once, one wins and the other
+/// gets [`PolicyChangeError::Conflict`]), then put in force on this replica and announced to the
+/// others.
 #[derive(Debug, Clone)]
 pub struct Policies {
     governor: Arc<Governor>,
     store: Arc<Database>,
     replicas: Replicas,
-    locks: Arc<OrganizationLocks>,
 }
 
 impl Policies {
@@ -46,19 +56,26 @@ impl Policies {
             governor,
             store,
             replicas,
-            locks: Arc::default(),
         }
     }
 
     /// The organization's document (the default one if none was saved), every rule named.
     pub async fn document(&self, organization_id: &str) -> Result<GovernanceDocument, StoreError> {
-        let mut document = self
+        Ok(self.versioned(organization_id).await?.document)
+    }
+
+    /// The organization's document with its rules named, and the version it was read at.
+    async fn versioned(&self, organization_id: &str) -> Result<StoredPolicy, StoreError> {
+        let mut stored = self
             .store
             .load_policy(organization_id)
             .await?
-            .unwrap_or_default();
-        name_rules(&mut document);
-        Ok(document)
+            .unwrap_or(StoredPolicy {
+                document: GovernanceDocument::default(),
+                version: NO_POLICY_VERSION,
+            });
+        name_rules(&mut stored.document);
+        Ok(stored)
     }
 
     /// Read-modify-write of `principal`'s organization's document: `edit` changes it, then it
@@ -69,8 +86,10 @@ impl Policies {
         edit: impl FnOnce(&mut GovernanceDocument) -> Result<T, E>,
     ) -> Result<T, PolicyChangeError<E>> {
         let organization_id = principal.organization_id.as_str();
-        let _serialized = self.locks.lock(organization_id).await;
-        let mut document = self.document(organization_id).await?;
+        let StoredPolicy {
+            mut document,
+            version,
+        } = self.versioned(organization_id).await?;
         let answer = edit(&mut document).map_err(PolicyChangeError::Edit)?;
         let text = document.clone();
         let compiled = tokio::task::spawn_blocking(move || Governance::compile(&text))
@@ -84,9 +103,13 @@ impl Policies {
                 rules: document.policy.rules.len(),
             },
         );
-        self.store
-            .save_policy(organization_id, &document, vec![change])
+        let outcome = self
+            .store
+            .save_policy(organization_id, version, &document, vec![change])
             .await?;
+        if outcome == CasOutcome::Conflict {
+            return Err(PolicyChangeError::Conflict);
+        }
         self.governor.install_policy(organization_id, compiled);
         self.replicas.announce(organization_id).await;
         Ok(answer)
@@ -103,19 +126,30 @@ fn name_rules(document: &mut GovernanceDocument) {
     }
 }
 
-/// One lock per organization, made when first asked for.
-#[derive(Debug, Default)]
-struct OrganizationLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl OrganizationLocks {
-    /// Waits for the organization's lock.
-    async fn lock(&self, organization_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            // Forget the locks nobody holds, so the map stays as small as the busy organizations.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            Arc::clone(locks.entry(organization_id.to_owned()).or_default())
+/// Applies `edit` to the organization's stored document (`None` if none is stored) and stores
+/// what it returns (the new document and its audit entries), re-reading and re-applying it when
+/// another writer changed the document in between; `edit` returns `None` to leave it alone.
+/// For changes with nobody to hand a conflict back to (start-up migrations, the configuration
+/// file, the command line). Answers whether a document was stored.
+pub async fn rewrite_stored(
+    store: &Database,
+    organization_id: &str,
+    mut edit: impl FnMut(Option<GovernanceDocument>) -> Option<(GovernanceDocument, Vec<AuditEntry>)>,
+) -> Result<bool, StoreError> {
+    for _ in 0..REWRITE_ATTEMPTS {
+        let stored = store.load_policy(organization_id).await?;
+        let version = stored.as_ref().map_or(NO_POLICY_VERSION, |s| s.version);
+        let Some((document, audit)) = edit(stored.map(|s| s.document)) else {
+            return Ok(false);
         };
-        lock.lock_owned().await
+        let outcome = store
+            .save_policy(organization_id, version, &document, audit)
+            .await?;
+        if outcome == CasOutcome::Stored {
+            return Ok(true);
+        }
     }
+    Err(StoreError::Unavailable(format!(
+        "the policy of {organization_id} changed {REWRITE_ATTEMPTS} times while being rewritten; try again"
+    )))
 }

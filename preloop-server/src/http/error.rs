@@ -114,6 +114,7 @@ impl From<PolicyChangeError<ApiError>> for ApiError {
             PolicyChangeError::Invalid(error) => Self::BadRequest(error.to_string()),
             PolicyChangeError::Store(error) => error.into(),
             PolicyChangeError::Unavailable => Self::Unavailable,
+            conflict @ PolicyChangeError::Conflict => Self::Conflict(conflict.to_string()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The administrative CLI commands; each opens the database, does one thing and exits.
 
+use crate::app::rewrite_stored;
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use chrono::Utc;
 use preloop_core::accounts::{ApiKey, Organization, User, hash_password};
@@ -35,28 +36,26 @@ fn read_policy(path: &Path) -> Result<GovernanceDocument, String> {
 /// `policy apply FILE`: validates and stores the organization's policy (idempotent).
 pub async fn policy_apply(database: &Database, organization: &str, path: &Path) -> CommandResult {
     let document = read_policy(path)?;
-    if database
-        .load_policy(organization)
-        .await
-        .map_err(|e| e.to_string())?
-        .as_ref()
-        == Some(&document)
-    {
+    let stored = rewrite_stored(database, organization, |stored| {
+        if stored.as_ref() == Some(&document) {
+            return None;
+        }
+        let change = AuditEntry::new(
+            organization,
+            Utc::now(),
+            AuditEventKind::PolicyChanged {
+                changed_by: "cli".to_owned(),
+                rules: document.policy.rules.len(),
+            },
+        );
+        Some((document.clone(), vec![change]))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if !stored {
         println!("policy unchanged ({} rules)", document.policy.rules.len());
         return Ok(());
     }
-    let change = AuditEntry::new(
-        organization,
-        Utc::now(),
-        AuditEventKind::PolicyChanged {
-            changed_by: "cli".to_owned(),
-            rules: document.policy.rules.len(),
-        },
-    );
-    database
-        .save_policy(organization, &document, vec![change])
-        .await
-        .map_err(|e| e.to_string())?;
     println!(
         "policy applied: {} rules, {} approval policies (a running server picks it up when restarted)",
         document.policy.rules.len(),
@@ -75,6 +74,7 @@ pub async fn policy_export(
         .load_policy(organization)
         .await
         .map_err(|e| e.to_string())?
+        .map(|stored| stored.document)
         .unwrap_or_default();
     print!("{}", document.render(format)?);
     Ok(())
@@ -107,6 +107,7 @@ pub async fn policy_test(
             .load_policy(organization)
             .await
             .map_err(|e| e.to_string())?
+            .map(|stored| stored.document)
             .unwrap_or_default(),
     };
     let governance = Governance::compile(&document).map_err(|e| e.to_string())?;

@@ -1,6 +1,6 @@
 //! `preloop serve`: open the store, bootstrap, apply the configuration, serve until a signal.
 
-use crate::app::{Approvals, Policies, Replicas};
+use crate::app::{Approvals, Policies, Replicas, rewrite_stored};
 use crate::auth::Authenticator;
 use crate::auth::jwks::Jwks;
 use crate::auth::limits::RateLimits;
@@ -18,7 +18,7 @@ use crate::tenancy::DEFAULT_ORGANIZATION;
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::Registry;
-use preloop_core::store::{ApprovalStore, GroupCommitAudit, PolicyStore};
+use preloop_core::store::{ApprovalStore, GroupCommitAudit};
 use preloop_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -311,11 +311,10 @@ async fn apply_policy(
     governor
         .set_policy(DEFAULT_ORGANIZATION, &document)
         .map_err(|e| StartError::Policy(e.to_string()))?;
-    if database.load_policy(DEFAULT_ORGANIZATION).await?.as_ref() != Some(&document) {
-        database
-            .save_policy(DEFAULT_ORGANIZATION, &document, Vec::new())
-            .await?;
-    }
+    rewrite_stored(database, DEFAULT_ORGANIZATION, |stored| {
+        (stored.as_ref() != Some(&document)).then(|| (document.clone(), Vec::new()))
+    })
+    .await?;
     Ok(())
 }
 

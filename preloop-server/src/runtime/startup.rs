@@ -1,6 +1,7 @@
 //! Start-up loading: the configuration file's upstream servers recorded in the store, then every
 //! organization's stored configuration put in force (policy, tool settings, upstream servers).
 
+use crate::app::rewrite_stored;
 use crate::config::McpServerEntry;
 use crate::gateway::upstream::Upstreams;
 use crate::tenancy::DEFAULT_ORGANIZATION;
@@ -104,7 +105,8 @@ pub async fn migrate_key_selectors(
             }
         }
     };
-    if let Some(mut document) = database.load_policy(organization_id).await? {
+    rewrite_stored(database, organization_id, |stored| {
+        let mut document = stored?;
         let mut changed = 0;
         for rule in &mut document.policy.rules {
             for selector in &mut rule.principals {
@@ -123,7 +125,7 @@ pub async fn migrate_key_selectors(
                 changed += migrate_selectors(approvers, &resolve);
             }
         }
-        if changed > 0 {
+        (changed > 0).then(|| {
             let entry = AuditEntry::new(
                 organization_id,
                 now,
@@ -132,11 +134,10 @@ pub async fn migrate_key_selectors(
                     rules: document.policy.rules.len(),
                 },
             );
-            database
-                .save_policy(organization_id, &document, vec![entry])
-                .await?;
-        }
-    }
+            (document, vec![entry])
+        })
+    })
+    .await?;
     let configurations: Vec<ToolConfiguration> =
         database.list_documents(organization_id, None).await?;
     for mut configuration in configurations {
@@ -174,7 +175,11 @@ pub async fn reload_organization(
     organization_id: &str,
 ) -> Result<(), StoreError> {
     let org = organization_id;
-    let document = database.load_policy(org).await?.unwrap_or_default();
+    let document = database
+        .load_policy(org)
+        .await?
+        .map(|stored| stored.document)
+        .unwrap_or_default();
     if let Err(error) = governor.set_policy(org, &document) {
         tracing::error!(organization = org, %error, "stored policy does not compile; denying every call until it is fixed");
         governor

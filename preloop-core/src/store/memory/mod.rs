@@ -3,8 +3,8 @@
 
 use super::{
     ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DUE_CLAIM_LEASE, DocumentStore,
-    GrantStore, IssueStore, PolicyStore, SimilarIssue, SimilarityFilter, StoreError,
-    check_embedding, cosine_similarity,
+    GrantStore, IssueStore, NO_POLICY_VERSION, PolicyStore, SimilarIssue, SimilarityFilter,
+    StoreError, StoredPolicy, check_embedding, cosine_similarity,
 };
 use crate::accounts::{ApiKey, Organization, User};
 use crate::approval::{ApprovalRequest, ApprovalState, Grant};
@@ -26,7 +26,7 @@ struct State {
     claimed_until: HashMap<Uuid, DateTime<Utc>>,
     grants: Vec<Grant>,
     audit: HashMap<String, Vec<AuditEvent>>,
-    policies: HashMap<String, GovernanceDocument>,
+    policies: HashMap<String, StoredPolicy>,
     issues: HashMap<IssueKey, (Issue, Option<Vec<f32>>)>,
     organizations: HashMap<String, Organization>,
     users: HashMap<String, User>,
@@ -295,25 +295,34 @@ impl AuditStore for MemoryStore {
 
 #[async_trait]
 impl PolicyStore for MemoryStore {
-    async fn load_policy(
-        &self,
-        organization_id: &str,
-    ) -> Result<Option<GovernanceDocument>, StoreError> {
+    async fn load_policy(&self, organization_id: &str) -> Result<Option<StoredPolicy>, StoreError> {
         Ok(self.state().policies.get(organization_id).cloned())
     }
 
     async fn save_policy(
         &self,
         organization_id: &str,
+        expected_version: u64,
         document: &GovernanceDocument,
         audit: Vec<AuditEntry>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<CasOutcome, StoreError> {
         let mut state = self.state();
-        state
+        let stored = state
             .policies
-            .insert(organization_id.to_owned(), document.clone());
+            .get(organization_id)
+            .map_or(NO_POLICY_VERSION, |stored| stored.version);
+        if stored != expected_version {
+            return Ok(CasOutcome::Conflict);
+        }
+        state.policies.insert(
+            organization_id.to_owned(),
+            StoredPolicy {
+                document: document.clone(),
+                version: stored + 1,
+            },
+        );
         state.append(audit);
-        Ok(())
+        Ok(CasOutcome::Stored)
     }
 }
 

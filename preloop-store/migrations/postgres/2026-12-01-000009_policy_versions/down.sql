@@ -1,0 +1,1 @@
+ALTER TABLE policy_documents DROP COLUMN version;
