@@ -318,7 +318,10 @@ async fn scan(
         .get(&principal.organization_id, id)
         .await
         .ok_or_else(|| ApiError::Conflict(format!("MCP server `{}` is disabled", server.name)))?;
-    let count = upstream.scan().await.map_err(ApiError::BadGateway)?;
+    let count = upstream
+        .scan()
+        .await
+        .map_err(|e| ApiError::BadGateway(e.to_string()))?;
     server.last_scanned_at = Some(Utc::now());
     state.store.update_document(&server).await?;
     Ok(Json(

@@ -21,7 +21,7 @@
 use crate::gateway::server::call_tool;
 use crate::gateway::sessions::{KnownClient, KnownSessions};
 use crate::http::bounds;
-use crate::wire::json_rpc_error;
+use crate::wire::{json_rpc_error, sse};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -315,20 +315,13 @@ fn sse_events(
             Some(message) => Some(message),
             None => tokio::select! {
                 message = state.messages.recv() => message,
-                _ = state.keep_alive.tick() => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), state)),
+                _ = state.keep_alive.tick() => return Some((Ok(sse::KEEP_ALIVE), state)),
                 () = state.shutdown.cancelled() => None,
             },
         };
         let message = message?;
         state.done = is_final(&message);
         state.keep_alive.reset();
-        let event = serde_json::to_string(&message).map_or_else(
-            |error| {
-                tracing::error!(%error, "cannot serialize a message for the client");
-                Bytes::from_static(b": unserializable message dropped\n\n")
-            },
-            |json| Bytes::from(format!("data: {json}\n\n")),
-        );
-        Some((Ok(event), state))
+        Some((Ok(sse::event(&message)), state))
     })
 }

@@ -8,6 +8,7 @@
 // MCP logging is deprecated by SEP-2577, but clients still use it and upstreams still send it.
 #![allow(deprecated)]
 
+use crate::wire::convert;
 use preloop_core::approval::ApprovalRequest;
 use preloop_core::executor::ExecutionObserver;
 use preloop_core::governor::ProgressSink;
@@ -17,9 +18,8 @@ use rmcp::RoleServer;
     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
 )]
 use rmcp::model::{
-    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam,
-    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
-    ServerNotification,
+    LoggingMessageNotification, LoggingMessageNotificationParam, ProgressNotification,
+    ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage, ServerNotification,
 };
 use rmcp::service::Peer;
 use serde_json::Value;
@@ -29,28 +29,37 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Why a notification did not reach the client.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// rmcp's session could not send it.
+    #[error(transparent)]
+    Session(#[from] rmcp::ServiceError),
+    /// The fast path's response stream has ended (the client went away).
+    #[error("the client's response stream is closed")]
+    Closed,
+}
+
 /// Where a call's notifications go: the rmcp session's peer, or the response stream of a call
 /// served by the fast path ([`crate::gateway::fastpath`]).
 #[async_trait::async_trait]
 pub trait Notify: Send + Sync {
     /// Sends one notification to the calling client.
-    async fn send(&self, notification: ServerNotification) -> Result<(), String>;
+    async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError>;
 }
 
 #[async_trait::async_trait]
 impl Notify for Peer<RoleServer> {
-    async fn send(&self, notification: ServerNotification) -> Result<(), String> {
-        self.send_notification(notification)
-            .await
-            .map_err(|e| e.to_string())
+    async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError> {
+        Ok(self.send_notification(notification).await?)
     }
 }
 
 #[async_trait::async_trait]
 impl Notify for mpsc::UnboundedSender<ServerJsonRpcMessage> {
-    async fn send(&self, notification: ServerNotification) -> Result<(), String> {
+    async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError> {
         mpsc::UnboundedSender::send(self, ServerJsonRpcMessage::notification(notification))
-            .map_err(|_| "the client's response stream is closed".to_owned())
+            .map_err(|_| NotifyError::Closed)
     }
 }
 
@@ -200,8 +209,7 @@ impl Relay {
                 logger,
                 data,
             } => {
-                let level: LoggingLevel =
-                    serde_json::from_value(Value::String(level)).unwrap_or(LoggingLevel::Info);
+                let level = convert::level(&level);
                 #[allow(
                     deprecated,
                     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"

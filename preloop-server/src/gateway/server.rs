@@ -4,10 +4,10 @@ use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::elicitation::Elicitation;
 use crate::gateway::listeners::ToolListeners;
 use crate::gateway::relay::{Notify, relay};
+use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
 use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
-use preloop_core::registry::ToolDescriptor;
 use preloop_core::{ClientInfo, Principal};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
@@ -77,25 +77,12 @@ fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
         })
 }
 
-fn to_tool(descriptor: &ToolDescriptor) -> Option<Tool> {
-    let tool = json!({
-        "name": descriptor.exposed_name,
-        "description": descriptor.description,
-        "inputSchema": descriptor.input_schema,
-        "annotations": descriptor.annotations,
-    });
-    serde_json::from_value(tool).ok()
-}
-
 fn to_result(output: &ToolOutput) -> CallToolResult {
-    serde_json::to_value(output)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_else(|| {
-            CallToolResult::error(vec![Content::text(
-                "the tool returned an unreadable result",
-            )])
-        })
+    convert::call_tool_result(output).unwrap_or_else(|| {
+        CallToolResult::error(vec![Content::text(
+            "the tool returned an unreadable result",
+        )])
+    })
 }
 
 fn json_result(value: &Value) -> CallToolResult {
@@ -179,9 +166,9 @@ impl ServerHandler for PreloopMcp {
             .governor
             .list_tools(&principal)
             .iter()
-            .filter_map(|t| to_tool(&t.descriptor))
+            .filter_map(|t| convert::tool(&t.descriptor))
             .collect();
-        tools.extend(to_tool(&builtins::get_approval_status_descriptor()));
+        tools.extend(convert::tool(&builtins::get_approval_status_descriptor()));
         Ok(ListToolsResult::with_all_items(tools))
     }
 

@@ -1,5 +1,18 @@
-//! The MCP wire format, written once for the gateway's edges: so far the JSON-RPC error body
-//! (the inbound edge's answer to a request it cannot read or admit).
+//! The MCP wire format, written once for both of the gateway's edges (clients in, upstream
+//! servers out):
+//!
+//! - [`convert`]: core types to and from MCP (rmcp) types, field by field.
+//! - [`notifications`]: an upstream's progress and log notifications, reported to the observer
+//!   of the call they concern.
+//! - [`sse`]: server-sent-event framing of JSON-RPC messages.
+//! - [`json_rpc_error`]: the answer to a request that cannot be read or admitted.
+//!
+//! JSON-RPC messages themselves are decoded and encoded by rmcp's model types; nothing here
+//! parses JSON-RPC by hand.
+
+pub mod convert;
+pub mod notifications;
+pub mod sse;
 
 use serde_json::json;
 

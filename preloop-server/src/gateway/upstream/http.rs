@@ -1,24 +1,34 @@
-//! `tools/call` on a streamable HTTP upstream without rmcp's client machinery.
+//! An upstream's tools over streamable HTTP without rmcp's client machinery.
 //!
 //! rmcp's client sends every request through its service task and its transport worker task,
 //! and reads answers through a reconnecting SSE stream; per call that costs more than the HTTP
 //! exchange itself. Tool calls are the hot path, so this caller makes them directly: one POST
 //! on the (pooled, when `keep_alive`) HTTP client, in an MCP session of its own that it opens
 //! with the `initialize` handshake when first needed and again when the server has forgotten
-//! it (404). The answer is read as JSON or as an SSE stream, whose progress and log
-//! notifications go to the call's observer in stream order; requests the upstream makes of the
-//! client meanwhile (sampling, elicitation) are refused, since Preloop cannot relay them.
+//! it (404). The answer is read as JSON or as an SSE stream, decoded with rmcp's message
+//! types; the stream's progress and log notifications go to the call's observer in stream
+//! order ([`crate::wire::notifications`]); requests the upstream makes of the client meanwhile
+//! (sampling, elicitation) are refused, since Preloop cannot relay them.
 //!
-//! Discovery and `notifications/tools/list_changed` stay on the rmcp connection
-//! ([`crate::gateway::upstream::client`]).
+//! `notifications/tools/list_changed` stays on the rmcp connection
+//! ([`crate::gateway::upstream::connection`]).
 
+use super::caller::{ListedTools, UpstreamClient};
+use super::error::UpstreamError;
+use crate::wire::notifications::{Audience, audience, report};
 use futures::{StreamExt, TryStreamExt};
 use preloop_core::executor::ExecutionObserver;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use rmcp::model::{
+    CallToolResult, ClientJsonRpcMessage, ErrorCode, ErrorData, InitializeResult, JsonObject,
+    JsonRpcMessage, ListToolsResult, NumberOrString, ProgressToken, RequestId, ServerNotification,
+    ServerRequest,
+};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::RwLock;
 
 /// The protocol version this caller asks for.
@@ -28,41 +38,27 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Largest answer read from an upstream (a tool's result with its notifications).
 pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 
-/// Why an upstream's answer could not be read.
-#[derive(Debug, thiserror::Error)]
-enum AnswerError {
-    /// It was larger than [`MAX_ANSWER_BYTES`].
-    #[error("the upstream's answer is larger than {} MiB", MAX_ANSWER_BYTES >> 20)]
-    TooLarge,
-    /// The connection failed.
-    #[error(transparent)]
-    Transport(#[from] reqwest::Error),
-}
+/// A message from the upstream, its result still JSON (decoded once its request is known).
+type UpstreamMessage = JsonRpcMessage<ServerRequest, Value, ServerNotification>;
 
 /// An upstream's configured headers as HTTP headers, values marked sensitive (they may hold
 /// credentials), or the first that does not parse.
-pub fn parse_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+pub fn parse_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, UpstreamError> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        let name: HeaderName = name.parse().map_err(|e| format!("header `{name}`: {e}"))?;
-        let mut value: HeaderValue = value
-            .parse()
-            .map_err(|e| format!("header `{name}` value: {e}"))?;
+        let header: HeaderName = name.parse().map_err(|source| UpstreamError::HeaderName {
+            name: name.clone(),
+            source,
+        })?;
+        let mut value: HeaderValue =
+            value.parse().map_err(|source| UpstreamError::HeaderValue {
+                name: name.clone(),
+                source,
+            })?;
         value.set_sensitive(true);
-        map.insert(name, value);
+        map.insert(header, value);
     }
     Ok(map)
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The upstream could not be reached or broke the protocol; the session is in doubt.
-    #[error("{0}")]
-    Transport(String),
-    /// The upstream answered with a JSON-RPC error.
-    #[error("the upstream refused the call: {0}")]
-    Refused(String),
 }
 
 /// An MCP session with the upstream.
@@ -81,7 +77,7 @@ pub struct HttpCaller {
     url: String,
     headers: HeaderMap,
     session: RwLock<Option<Session>>,
-    next_id: AtomicU64,
+    next_id: AtomicI64,
 }
 
 impl HttpCaller {
@@ -91,7 +87,7 @@ impl HttpCaller {
         http: reqwest::Client,
         url: &str,
         headers: &BTreeMap<String, String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, UpstreamError> {
         let mut map = parse_headers(headers)?;
         map.insert(
             ACCEPT,
@@ -103,61 +99,36 @@ impl HttpCaller {
             url: url.to_owned(),
             headers: map,
             session: RwLock::new(None),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicI64::new(1),
         })
     }
 
-    /// Forgets the session, so the next call opens a new one (after a transport failure).
-    pub async fn reset(&self) {
-        self.session.write().await.take();
-    }
-
-    /// Calls tool `name`; returns the `CallToolResult` object. Progress and log messages go to
-    /// `observer` as they arrive.
-    pub async fn call(
+    /// Sends request `method` with `params` in the current session (a new one if the server
+    /// forgot it) and returns its result, decoded; progress for `progress` and log messages
+    /// go to `observer` as they arrive.
+    async fn request<R: DeserializeOwned>(
         &self,
-        name: &str,
-        arguments: &Value,
-        observer: Option<&Arc<dyn ExecutionObserver>>,
-    ) -> Result<Value, CallError> {
+        method: &str,
+        params: Value,
+        observer: Option<(&ProgressToken, &Arc<dyn ExecutionObserver>)>,
+    ) -> Result<R, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut params = json!({"name": name, "arguments": arguments});
-        if observer.is_some() {
-            params["_meta"] = json!({"progressToken": id});
-        }
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
-        let mut session = self.session().await.map_err(CallError::Transport)?;
-        let mut response = self
-            .post(&session, &request)
-            .await
-            .map_err(CallError::Transport)?;
-        // The server forgot the session (it restarted): a new one, and the call again (a server
-        // that does not know the session did not run the call).
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut session = self.session().await?;
+        let mut response = self.post(&session, &request).await?;
+        // The server forgot the session (it restarted): a new one, and the request again (a
+        // server that does not know the session did not run it).
         if response.status() == reqwest::StatusCode::NOT_FOUND && session.id.is_some() {
             self.forget(&session).await;
-            session = self.session().await.map_err(CallError::Transport)?;
-            response = self
-                .post(&session, &request)
-                .await
-                .map_err(CallError::Transport)?;
+            session = self.session().await?;
+            response = self.post(&session, &request).await?;
         }
-        let answer = self
-            .answer(response, id, observer, Some(&session))
-            .await
-            .map_err(CallError::Transport)?;
-        match (answer.get("result"), answer.get("error")) {
-            (Some(result), _) => Ok(result.clone()),
-            (None, Some(error)) => Err(CallError::Refused(
-                error["message"].as_str().unwrap_or("no message").to_owned(),
-            )),
-            (None, None) => Err(CallError::Transport(
-                "the upstream answered without a result".to_owned(),
-            )),
-        }
+        let result = self.answer(response, id, observer, Some(&session)).await?;
+        serde_json::from_value(result).map_err(UpstreamError::Unreadable)
     }
 
     /// The current session, opening one if there is none.
-    async fn session(&self) -> Result<Session, String> {
+    async fn session(&self) -> Result<Session, UpstreamError> {
         if let Some(session) = self.session.read().await.as_ref() {
             return Ok(session.clone());
         }
@@ -180,7 +151,7 @@ impl HttpCaller {
 
     /// The `initialize` handshake: a session id (if the server keeps sessions) and the agreed
     /// protocol version, then `notifications/initialized`.
-    async fn initialize(&self) -> Result<Session, String> {
+    async fn initialize(&self) -> Result<Session, UpstreamError> {
         let request = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": {},
@@ -192,26 +163,35 @@ impl HttpCaller {
         };
         let response = self.post(&unversioned, &request).await?;
         let id = response.headers().get(SESSION_HEADER).cloned();
-        let answer = self.answer(response, 0, None, None).await?;
-        let version = answer["result"]["protocolVersion"]
-            .as_str()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-            .ok_or_else(|| {
-                "the upstream did not initialize: its answer has no protocol version".to_owned()
+        let result = self.answer(response, 0, None, None).await?;
+        let result: InitializeResult =
+            serde_json::from_value(result).map_err(|e| UpstreamError::NotInitialized {
+                reason: format!("its answer is not an initialize result: {e}"),
             })?;
+        let version = HeaderValue::from_str(result.protocol_version.as_str()).map_err(|_| {
+            UpstreamError::NotInitialized {
+                reason: "its protocol version cannot be sent back".to_owned(),
+            }
+        })?;
         let session = Session { id, version };
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let response = self.post(&session, &initialized).await?;
         if !response.status().is_success() {
-            return Err(format!(
-                "the upstream refused `notifications/initialized`: {}",
-                response.status()
-            ));
+            return Err(UpstreamError::NotInitialized {
+                reason: format!(
+                    "it refused `notifications/initialized`: {}",
+                    response.status()
+                ),
+            });
         }
         Ok(session)
     }
 
-    async fn post(&self, session: &Session, body: &Value) -> Result<reqwest::Response, String> {
+    async fn post(
+        &self,
+        session: &Session,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self
             .http
             .post(&self.url)
@@ -221,22 +201,22 @@ impl HttpCaller {
         if let Some(id) = &session.id {
             request = request.header(SESSION_HEADER, id.clone());
         }
-        request.send().await.map_err(|e| e.to_string())
+        request.send().await.map_err(UpstreamError::Http)
     }
 
-    /// The JSON-RPC answer with id `id`, from a JSON body or an SSE stream (passing the
+    /// The result of the request with id `id`, from a JSON body or an SSE stream (passing the
     /// stream's notifications to `observer` on the way).
     async fn answer(
         &self,
         response: reqwest::Response,
-        id: u64,
-        observer: Option<&Arc<dyn ExecutionObserver>>,
+        id: i64,
+        observer: Option<(&ProgressToken, &Arc<dyn ExecutionObserver>)>,
         session: Option<&Session>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, UpstreamError> {
         let status = response.status();
         if !status.is_success() {
             // The body is not passed on: it could be an internal service's page.
-            return Err(format!("the upstream answered {status}"));
+            return Err(UpstreamError::Status { status });
         }
         let is_sse = response
             .headers()
@@ -247,79 +227,119 @@ impl HttpCaller {
         // stream, is read past MAX_ANSWER_BYTES.
         let mut read = 0usize;
         let bounded = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk?;
+            let chunk = chunk.map_err(UpstreamError::Http)?;
             read = read.saturating_add(chunk.len());
             if read > MAX_ANSWER_BYTES {
-                return Err(AnswerError::TooLarge);
+                return Err(UpstreamError::TooLarge);
             }
             Ok(chunk)
         });
+        let id = RequestId::Number(id);
         if !is_sse {
             let body: Vec<u8> = bounded
                 .try_fold(Vec::new(), |mut body, chunk| async move {
                     body.extend_from_slice(&chunk);
                     Ok(body)
                 })
-                .await
-                .map_err(|e| e.to_string())?;
-            return serde_json::from_slice(&body).map_err(|e| e.to_string());
+                .await?;
+            let message: UpstreamMessage =
+                serde_json::from_slice(&body).map_err(UpstreamError::Unreadable)?;
+            return result_of(message, &id).unwrap_or(Err(UpstreamError::Unanswered));
         }
         let mut events = sse_stream::SseStream::from_bytes_stream(bounded);
         while let Some(event) = events.next().await {
-            let event = event.map_err(|e| format!("the upstream's stream broke: {e}"))?;
+            let event = event.map_err(UpstreamError::Stream)?;
             let Some(message) = event
                 .data
                 .as_deref()
-                .and_then(|data| serde_json::from_str::<Value>(data).ok())
+                .and_then(|data| serde_json::from_str::<UpstreamMessage>(data).ok())
             else {
                 continue;
             };
-            if message.get("method").is_none() {
-                if message["id"] == id {
-                    return Ok(message);
+            match message {
+                JsonRpcMessage::Request(request) => self.refuse(request.id, session).await,
+                JsonRpcMessage::Notification(notification) => {
+                    let Some((token, observer)) = observer else {
+                        continue;
+                    };
+                    let notification = &notification.notification;
+                    match audience(notification) {
+                        Audience::Call(of) if of == token => report(&**observer, notification),
+                        Audience::Every => report(&**observer, notification),
+                        _ => {}
+                    }
                 }
-                continue;
-            }
-            if message.get("id").is_some() {
-                self.refuse(&message, session).await;
-            } else if let Some(observer) = observer {
-                observe(observer, &message, id);
+                answer => {
+                    if let Some(result) = result_of(answer, &id) {
+                        return result;
+                    }
+                }
             }
         }
-        Err("the upstream closed the stream without answering".to_owned())
+        Err(UpstreamError::Unanswered)
     }
 
     /// Answers a request the upstream made of this client with "method not found".
-    async fn refuse(&self, request: &Value, session: Option<&Session>) {
+    async fn refuse(&self, id: RequestId, session: Option<&Session>) {
         let Some(session) = session else { return };
-        let refusal = json!({"jsonrpc": "2.0", "id": request["id"], "error": {
-            "code": -32601,
-            "message": "Preloop does not relay requests from upstream servers to the client",
-        }});
+        let refusal = ClientJsonRpcMessage::error(
+            ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                "Preloop does not relay requests from upstream servers to the client",
+                None,
+            ),
+            Some(id),
+        );
         if let Err(error) = self.post(session, &refusal).await {
             tracing::debug!(%error, "could not refuse an upstream request");
         }
     }
 }
 
-/// Passes a progress notification for this call, or a log message, to the observer.
-fn observe(observer: &Arc<dyn ExecutionObserver>, message: &Value, id: u64) {
-    let params = &message["params"];
-    match message["method"].as_str() {
-        Some("notifications/progress") if params["progressToken"] == id => {
-            if let Some(progress) = params["progress"].as_f64() {
-                observer.progress(
-                    progress,
-                    params["total"].as_f64(),
-                    params["message"].as_str(),
-                );
-            }
+/// The outcome `message` gives the request with id `id`, if it answers it.
+fn result_of(message: UpstreamMessage, id: &RequestId) -> Option<Result<Value, UpstreamError>> {
+    match message {
+        JsonRpcMessage::Response(response) if &response.id == id => Some(Ok(response.result)),
+        JsonRpcMessage::Error(error) if error.id.as_ref() == Some(id) => {
+            Some(Err(UpstreamError::Refused {
+                message: error.error.message.into_owned(),
+            }))
         }
-        Some("notifications/message") => observer.log(
-            params["level"].as_str().unwrap_or("info"),
-            params["logger"].as_str(),
-            &params["data"],
-        ),
-        _ => {}
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl UpstreamClient for HttpCaller {
+    async fn list_tools_page(&self, cursor: Option<String>) -> Result<ListedTools, UpstreamError> {
+        let params = cursor.map_or_else(|| json!({}), |cursor| json!({"cursor": cursor}));
+        let page: ListToolsResult = self.request("tools/list", params, None).await?;
+        Ok(ListedTools {
+            tools: page.tools,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn call_tool(
+        &self,
+        name: &str,
+        arguments: JsonObject,
+        observer: Option<Arc<dyn ExecutionObserver>>,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let mut params = json!({"name": name, "arguments": arguments});
+        let token = observer.as_ref().map(|_| {
+            ProgressToken(NumberOrString::Number(
+                self.next_id.fetch_add(1, Ordering::Relaxed),
+            ))
+        });
+        if let Some(token) = &token {
+            params["_meta"] = json!({ "progressToken": token });
+        }
+        let observed = token.as_ref().zip(observer.as_ref());
+        self.request("tools/call", params, observed).await
+    }
+
+    async fn reset(&self) {
+        self.session.write().await.take();
     }
 }

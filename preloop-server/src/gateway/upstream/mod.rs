@@ -3,8 +3,11 @@
 //! server (stdio through rmcp, HTTP through [`http`]); [`egress`] says what each organization's
 //! servers may run and reach.
 
+mod caller;
 pub mod client;
+mod connection;
 pub mod egress;
+pub mod error;
 pub mod http;
 mod observed;
 

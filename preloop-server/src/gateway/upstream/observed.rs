@@ -1,10 +1,10 @@
 //! The upstream's notifications shown to the calls in flight as they are read.
 
-use super::client::UpstreamServer;
+use super::connection::RmcpConnection;
 use rmcp::model::JsonRpcMessage;
 use rmcp::service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 /// A transport that shows the upstream's progress and log notifications to the observers of
 /// calls in flight as they are read, in stream order. (rmcp hands notifications to the client
@@ -12,15 +12,12 @@ use std::sync::{Arc, Weak};
 /// returned, when the call's result has already gone to its client.)
 pub(super) struct Observed<T> {
     inner: T,
-    server: Weak<UpstreamServer>,
+    connection: Weak<RmcpConnection>,
 }
 
 impl<T> Observed<T> {
-    pub(super) fn new(inner: T, server: &Arc<UpstreamServer>) -> Self {
-        Self {
-            inner,
-            server: Arc::downgrade(server),
-        }
+    pub(super) fn new(inner: T, connection: Weak<RmcpConnection>) -> Self {
+        Self { inner, connection }
     }
 }
 
@@ -35,14 +32,14 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Observed<T> {
     }
 
     fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
-        let server = self.server.clone();
+        let connection = self.connection.clone();
         let received = self.inner.receive();
         async move {
             let message = received.await?;
-            if let (JsonRpcMessage::Notification(notification), Some(server)) =
-                (&message, server.upgrade())
+            if let (JsonRpcMessage::Notification(notification), Some(connection)) =
+                (&message, connection.upgrade())
             {
-                server.observe(&notification.notification).await;
+                connection.observe(&notification.notification).await;
             }
             Some(message)
         }

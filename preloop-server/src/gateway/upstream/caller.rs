@@ -1,0 +1,60 @@
+//! What the gateway asks of an upstream MCP server, whatever its transport: one trait with an
+//! implementation per way of talking to it (rmcp's client over stdio or HTTP in
+//! [`super::connection`], the direct HTTP caller in [`super::http`]), so discovery and the
+//! executor each have one path. Resources, prompts and completion join it as methods here.
+
+use super::error::UpstreamError;
+use preloop_core::executor::ExecutionObserver;
+use rmcp::model::{CallToolResult, JsonObject, Tool};
+use std::sync::Arc;
+
+/// Most tools taken from one server's listing, and most pages read for it: an upstream that
+/// offers more (or pages forever) gets the first of them.
+pub const MAX_TOOLS: usize = 5_000;
+/// See [`MAX_TOOLS`].
+pub const MAX_PAGES: usize = 100;
+
+/// One page of an upstream's `tools/list`.
+#[derive(Debug)]
+pub struct ListedTools {
+    /// The page's tools.
+    pub tools: Vec<Tool>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// An MCP client of one upstream server.
+#[async_trait::async_trait]
+pub trait UpstreamClient: Send + Sync {
+    /// One page of the server's tools, from `cursor` (the first page without one).
+    async fn list_tools_page(&self, cursor: Option<String>) -> Result<ListedTools, UpstreamError>;
+
+    /// Calls tool `name` (the server's own name for it). With an `observer`, the call asks for
+    /// progress and its progress and log notifications are reported to it as they arrive.
+    async fn call_tool(
+        &self,
+        name: &str,
+        arguments: JsonObject,
+        observer: Option<Arc<dyn ExecutionObserver>>,
+    ) -> Result<CallToolResult, UpstreamError>;
+
+    /// Forgets the connection or session, so the next request starts a new one (after a
+    /// failure that leaves it in doubt).
+    async fn reset(&self);
+}
+
+/// The server's tools, page by page, within [`MAX_TOOLS`] and [`MAX_PAGES`].
+pub async fn list_tools(client: &dyn UpstreamClient) -> Result<Vec<Tool>, UpstreamError> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let page = client.list_tools_page(cursor).await?;
+        tools.extend(page.tools);
+        cursor = page.next_cursor;
+        if cursor.is_none() || tools.len() >= MAX_TOOLS {
+            break;
+        }
+    }
+    tools.truncate(MAX_TOOLS);
+    Ok(tools)
+}
