@@ -9,7 +9,10 @@
 use crate::auth::AuthError;
 use crate::gateway::fastpath::FastPath;
 use crate::gateway::server::PreloopMcp;
-use crate::gateway::sessions::{KnownSessions, SessionOwners, StoredSessions};
+use crate::gateway::sessions::Sessions;
+use crate::gateway::sessions::listeners::ToolListeners;
+use crate::gateway::sessions::owners::SessionOwners;
+use crate::gateway::sessions::stored::StoredSessions;
 use crate::http::bounds;
 use crate::state::AppState;
 use crate::wire::json_rpc_error;
@@ -34,7 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 /// cancelling `shutdown` ends open MCP streams.
 pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationToken) -> Router {
     let governor = state.governor.clone();
-    let sessions = KnownSessions::default();
+    let sessions = Sessions::default();
     let fast_path = FastPath {
         governor: governor.clone(),
         sessions: sessions.clone(),
@@ -47,10 +50,10 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     config.max_request_body_bytes = bounds::BODY;
     config.session_store = Some(Arc::new(StoredSessions {
         store: state.store.clone(),
-        known: sessions,
+        sessions: sessions.clone(),
     }));
 
-    let listeners = crate::gateway::listeners::ToolListeners::default();
+    let listeners = ToolListeners::new(sessions.clone());
     listeners.follow(governor.registry().clone(), shutdown.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(PreloopMcp::new(governor.clone(), listeners.clone())),
@@ -65,8 +68,8 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
             crate::gateway::fastpath::serve,
         ))
         .layer(middleware::from_fn_with_state(
-            SessionOwners::new(state.store.clone()),
-            crate::gateway::sessions::bind,
+            SessionOwners::new(state.store.clone(), sessions),
+            crate::gateway::sessions::owners::bind,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

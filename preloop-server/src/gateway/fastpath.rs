@@ -4,7 +4,7 @@
 //! a handler task and answers through a channel onto an SSE stream. For the one request agents
 //! make over and over, those hops cost more than the governor itself. This layer (inside
 //! authentication, in front of rmcp) answers a `tools/call` on a session the server knows
-//! ([`KnownSessions`]: from its handshake here, or restored from the database) with the same
+//! ([`Sessions`]: from its handshake here, or restored from the database) with the same
 //! [`crate::gateway::server::call_tool`] the rmcp handler uses: as one JSON body when the result comes
 //! within [`JSON_WAIT`] with nothing before it, otherwise as an SSE stream carrying the call's
 //! progress and log notifications, keep-alive comments, and then the result. Both are answers
@@ -19,7 +19,7 @@
 //! off between its decision and its audit record.
 
 use crate::gateway::server::call_tool;
-use crate::gateway::sessions::{KnownClient, KnownSessions};
+use crate::gateway::sessions::{KnownClient, Sessions};
 use crate::http::bounds;
 use crate::wire::{json_rpc_error, sse};
 use axum::body::{Body, Bytes};
@@ -53,7 +53,7 @@ pub struct FastPath {
     /// Runs the calls.
     pub governor: Arc<Governor>,
     /// The sessions it may serve.
-    pub sessions: KnownSessions,
+    pub sessions: Sessions,
     /// Ends open SSE answers at shutdown.
     pub shutdown: CancellationToken,
 }
@@ -117,7 +117,7 @@ fn asks_inline(governor: &Governor, organization_id: &str) -> bool {
 }
 
 /// The session's client, if this layer may answer the request.
-fn servable(sessions: &KnownSessions, request: &Request) -> Option<KnownClient> {
+fn servable(sessions: &Sessions, request: &Request) -> Option<KnownClient> {
     let headers = request.headers();
     if request.method() != Method::POST
         || !is_json(headers)

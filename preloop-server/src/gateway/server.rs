@@ -2,8 +2,8 @@
 
 use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::elicitation::Elicitation;
-use crate::gateway::listeners::ToolListeners;
 use crate::gateway::relay::{Notify, relay};
+use crate::gateway::sessions::listeners::ToolListeners;
 use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
