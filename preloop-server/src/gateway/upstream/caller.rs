@@ -5,7 +5,7 @@
 
 use super::error::UpstreamError;
 use preloop_core::executor::ExecutionObserver;
-use rmcp::model::{CallToolResult, JsonObject, Tool};
+use rmcp::model::{CallToolResult, JsonObject, ListToolsResult, Tool};
 use std::sync::Arc;
 
 /// Most tools taken from one server's listing, and most pages read for it: an upstream that
@@ -14,20 +14,14 @@ pub const MAX_TOOLS: usize = 5_000;
 /// See [`MAX_TOOLS`].
 pub const MAX_PAGES: usize = 100;
 
-/// One page of an upstream's `tools/list`.
-#[derive(Debug)]
-pub struct ListedTools {
-    /// The page's tools.
-    pub tools: Vec<Tool>,
-    /// Where the next page starts, if there is one.
-    pub next_cursor: Option<String>,
-}
-
 /// An MCP client of one upstream server.
 #[async_trait::async_trait]
 pub trait UpstreamClient: Send + Sync {
     /// One page of the server's tools, from `cursor` (the first page without one).
-    async fn list_tools_page(&self, cursor: Option<String>) -> Result<ListedTools, UpstreamError>;
+    async fn list_tools_page(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<ListToolsResult, UpstreamError>;
 
     /// Calls tool `name` (the server's own name for it). With an `observer`, the call asks for
     /// progress and its progress and log notifications are reported to it as they arrive.

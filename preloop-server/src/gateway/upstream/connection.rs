@@ -2,7 +2,7 @@
 //! connected when first needed and again after a failure, with the observers of calls in flight
 //! kept by progress token so the upstream's notifications reach the call they concern.
 
-use super::caller::{ListedTools, UpstreamClient};
+use super::caller::UpstreamClient;
 use super::egress::{Egress, child_environment};
 use super::error::UpstreamError;
 use super::http::parse_headers;
@@ -12,7 +12,7 @@ use preloop_core::documents::{McpServer, McpTransport};
 use preloop_core::executor::ExecutionObserver;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject,
-    PaginatedRequestParams, ProgressToken, ServerNotification, ServerResult,
+    ListToolsResult, PaginatedRequestParams, ProgressToken, ServerNotification, ServerResult,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -169,16 +169,15 @@ impl RmcpConnection {
 
 #[async_trait::async_trait]
 impl UpstreamClient for Arc<RmcpConnection> {
-    async fn list_tools_page(&self, cursor: Option<String>) -> Result<ListedTools, UpstreamError> {
+    async fn list_tools_page(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<ListToolsResult, UpstreamError> {
         let client = self.client().await?;
-        let page = client
+        client
             .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
             .await
-            .map_err(UpstreamError::service)?;
-        Ok(ListedTools {
-            tools: page.tools,
-            next_cursor: page.next_cursor,
-        })
+            .map_err(UpstreamError::service)
     }
 
     /// With an observer, the request's progress token is registered before the request can be

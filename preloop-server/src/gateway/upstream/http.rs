@@ -13,7 +13,7 @@
 //! `notifications/tools/list_changed` stays on the rmcp connection
 //! ([`crate::gateway::upstream::connection`]).
 
-use super::caller::{ListedTools, UpstreamClient};
+use super::caller::UpstreamClient;
 use super::error::UpstreamError;
 use crate::wire::notifications::{Audience, audience, report};
 use futures::{StreamExt, TryStreamExt};
@@ -311,13 +311,12 @@ fn result_of(message: UpstreamMessage, id: &RequestId) -> Option<Result<Value, U
 
 #[async_trait::async_trait]
 impl UpstreamClient for HttpCaller {
-    async fn list_tools_page(&self, cursor: Option<String>) -> Result<ListedTools, UpstreamError> {
+    async fn list_tools_page(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<ListToolsResult, UpstreamError> {
         let params = cursor.map_or_else(|| json!({}), |cursor| json!({"cursor": cursor}));
-        let page: ListToolsResult = self.request("tools/list", params, None).await?;
-        Ok(ListedTools {
-            tools: page.tools,
-            next_cursor: page.next_cursor,
-        })
+        self.request("tools/list", params, None).await
     }
 
     async fn call_tool(
