@@ -1,5 +1,7 @@
 //! `/api/v1/approval-requests`: list, get, approve, decline, decide.
 
+use super::views::Items;
+use super::views::approvals::{ApprovalRequestView, VoteChoice};
 use crate::http::extract::{Body, Param, QueryParams};
 use crate::http::{ApiError, bounds};
 use crate::state::AppState;
@@ -7,10 +9,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::{Extension, Json};
 use preloop_core::Principal;
-use preloop_core::approval::{ApprovalRequest, ApprovalState, VoteCast, VoteDecision};
+use preloop_core::approval::{ApprovalState, VoteCast, VoteDecision};
 use preloop_core::store::ApprovalFilter;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,19 +25,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(approve))
         .routes(routes!(decline))
         .routes(routes!(decide))
-}
-
-/// A request as the API shows it: everything but the decision-link token's hash.
-pub(crate) fn view(request: &ApprovalRequest) -> Value {
-    let mut value = serde_json::to_value(request).unwrap_or(Value::Null);
-    if let Some(object) = value.as_object_mut() {
-        object.remove("token_hash");
-        object.insert(
-            "effective_arguments".to_owned(),
-            request.effective_arguments().clone(),
-        );
-    }
-    value
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,13 +41,13 @@ struct ListQuery {
     tag = "approval-requests",
     summary = "List approval requests",
     params(("status" = Option<String>, Query, description = "pending, approved, declined, expired, cancelled, executing, executed or failed"), ("limit" = Option<usize>, Query, description = "At most this many (default 100)")),
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"))
+    responses((status = 200, description = "Done", body = Items<ApprovalRequestView>), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"))
 )]
 async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<ApprovalRequestView>>, ApiError> {
     let limit = query.limit.unwrap_or(100).min(1000);
     let filter = ApprovalFilter {
         state: query.status,
@@ -69,7 +58,10 @@ async fn list(
     let mut requests = state.governor.list_requests(&principal, &filter).await?;
     requests.truncate(limit);
     Ok(Json(
-        json!({"items": requests.iter().map(view).collect::<Vec<_>>()}),
+        requests
+            .into_iter()
+            .map(ApprovalRequestView::from)
+            .collect(),
     ))
 }
 
@@ -79,41 +71,42 @@ async fn list(
     tag = "approval-requests",
     summary = "An approval request, with its channel history (every message sent or tried)",
     params(("id" = uuid::Uuid, Path, description = "Id")),
-    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = ApprovalRequestView), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn show(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalRequestView>, ApiError> {
     let request = state.governor.request(&principal, id).await?;
-    let mut shown = view(&request);
     // Who approves, through which channels and escalations, is for those who decide: a
     // requester (an agent) sees its request, its votes and its result, not the policy.
     let decides = principal.has_role("admin")
         || request
             .policy
             .is_approver(&principal, request.escalation_stage);
-    if decides {
+    let shown = ApprovalRequestView::from(request);
+    Ok(Json(if decides {
         let history = state
             .channels
             .history(&principal.organization_id, id)
             .await?;
-        shown["channel_history"] = serde_json::to_value(history).unwrap_or_default();
-    } else if let Some(object) = shown.as_object_mut() {
-        object.remove("policy");
-    }
-    Ok(Json(shown))
+        shown.with_channel_history(history)
+    } else {
+        shown.without_policy()
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VoteBody {
     /// `approve` or `decline` (for `/decide`).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<VoteChoice>)]
     decision: Option<VoteDecision>,
+    /// The approver's comment (required when the policy asks for a reason).
     comment: Option<String>,
     /// Edited arguments (approvals only, when the policy allows editing).
+    #[schema(value_type = Option<Object>)]
     approved_arguments: Option<Value>,
     /// Allow this tool for the requester for this many minutes (when the policy allows grants).
     grant_minutes: Option<u64>,
@@ -134,7 +127,7 @@ async fn vote(
     id: Uuid,
     decision: VoteDecision,
     body: VoteBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalRequestView>, ApiError> {
     bounds::optional("comment", body.comment.as_deref(), bounds::TEXT)?;
     let vote = VoteCast {
         approver: principal.clone(),
@@ -146,7 +139,7 @@ async fn vote(
             .map(|m| Duration::from_secs(m.saturating_mul(60))),
     };
     let request = state.approvals.vote(&principal, id, vote).await?;
-    Ok(Json(view(&request)))
+    Ok(Json(request.into()))
 }
 
 #[utoipa::path(
@@ -156,14 +149,14 @@ async fn vote(
     summary = "Approve (optionally with a comment, edited arguments, a grant)",
     params(("id" = uuid::Uuid, Path, description = "Id")),
     request_body = VoteBody,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+    responses((status = 200, description = "Done", body = ApprovalRequestView), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
 )]
 async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalRequestView>, ApiError> {
     vote(
         &state,
         principal,
@@ -181,14 +174,14 @@ async fn approve(
     summary = "Decline (optionally with a comment)",
     params(("id" = uuid::Uuid, Path, description = "Id")),
     request_body = VoteBody,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
+    responses((status = 200, description = "Done", body = ApprovalRequestView), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
 )]
 async fn decline(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalRequestView>, ApiError> {
     vote(
         &state,
         principal,
@@ -206,14 +199,14 @@ async fn decline(
     summary = "Approve or decline, as `decision` says",
     params(("id" = uuid::Uuid, Path, description = "Id")),
     request_body = VoteBody,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
+    responses((status = 200, description = "Done", body = ApprovalRequestView), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "Does not validate"))
 )]
 async fn decide(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
     Body(body): Body<VoteBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalRequestView>, ApiError> {
     let decision = body.decision.ok_or_else(|| {
         ApiError::BadRequest("`decision` must be \"approve\" or \"decline\"".to_owned())
     })?;

@@ -1,6 +1,7 @@
 //! `/api/v1/audit`: the organization's audit chain, paged and filtered, and its verification.
 //! Admins only: the log holds every call's arguments.
 
+use super::views::audit::{AuditPage, ChainCheck};
 use crate::http::ApiError;
 use crate::http::extract::{QueryParams, require_role};
 use crate::state::AppState;
@@ -10,7 +11,7 @@ use preloop_core::Principal;
 use preloop_core::audit::{AuditEvent, ChainBreak, ChainSummary, GENESIS_HASH, verify_from};
 use preloop_core::store::{AuditStore, StoreError};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -58,13 +59,13 @@ fn mentions(event: &AuditEvent, subject: &str) -> bool {
     tag = "audit",
     summary = "Page through the audit chain, filtered (admins)",
     params(("after" = Option<u64>, Query, description = "Events after this sequence number"), ("limit" = Option<usize>, Query, description = "At most this many (default 100, at most 1,000)"), ("type" = Option<String>, Query, description = "Only events of this type"), ("subject" = Option<String>, Query, description = "Only events mentioning this id")),
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
+    responses((status = 200, description = "Done", body = AuditPage), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
 )]
 async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     require_role(&principal, "admin", "read the audit log")?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let mut cursor = query.after.unwrap_or(0);
@@ -98,10 +99,7 @@ async fn list(
             break true;
         }
     };
-    Ok(Json(json!({
-        "items": items,
-        "next": (!at_end).then_some(cursor),
-    })))
+    Ok(Json(AuditPage::new(items, (!at_end).then_some(cursor))))
 }
 
 /// Verifies a stored chain page by page, so a long chain never sits in memory at once.
@@ -137,17 +135,13 @@ pub async fn verify_stored_chain(
     path = "/audit/verify",
     tag = "audit",
     summary = "Verify the organization's audit chain (admins)",
-    responses((status = 200, description = "Done"), (status = 403, description = "Not allowed for this principal"))
+    responses((status = 200, description = "Done", body = ChainCheck), (status = 403, description = "Not allowed for this principal"))
 )]
 async fn verify(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChainCheck>, ApiError> {
     require_role(&principal, "admin", "verify the audit log")?;
-    Ok(Json(
-        match verify_stored_chain(&*state.store, &principal.organization_id).await? {
-            Ok(summary) => json!({"intact": true, "events": summary.events, "head": summary.head}),
-            Err(broken) => json!({"intact": false, "problem": broken.to_string()}),
-        },
-    ))
+    let verdict = verify_stored_chain(&*state.store, &principal.organization_id).await?;
+    Ok(Json(verdict.into()))
 }

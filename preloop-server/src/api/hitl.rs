@@ -5,6 +5,9 @@
 //! bearer-authenticated (`Authorization: Bearer` or, as Loopgate clients send it, `X-API-Key`);
 //! errors use the REST API's JSON shape.
 
+use super::views::hitl::{
+    Acknowledged, HitlRequestView, PendingList, PollAnswer, Registered, Requested, SessionView,
+};
 use crate::gateway::builtins::REQUEST_APPROVAL;
 use crate::http::{ApiError, Body, QueryParams, bounds};
 use crate::state::AppState;
@@ -12,7 +15,7 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::Utc;
 use preloop_core::Principal;
-use preloop_core::approval::{ApprovalRequest, ApprovalState, RequestContext, VoteDecision};
+use preloop_core::approval::{ApprovalState, RequestContext};
 use preloop_core::documents::HitlSession;
 use preloop_core::governor::{Outcome, ToolCall};
 use preloop_core::store::{ApprovalFilter, DocumentStore};
@@ -54,7 +57,9 @@ fn required(fields: &[(&str, &str)]) -> Result<(), ApiError> {
     }
 }
 
+/// A session to register (named apart from sign-up's `Registration` in the OpenAPI document).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HitlRegistration)]
 struct Registration {
     #[serde(default)]
     session_id: String,
@@ -86,13 +91,13 @@ async fn session_of(
     tag = "hitl",
     summary = "Register an agent session (Loopgate-compatible)",
     request_body = Registration,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"), (status = 409, description = "Conflicts with the current state"))
+    responses((status = 200, description = "Done", body = Registered), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid credentials"), (status = 409, description = "Conflicts with the current state"))
 )]
 async fn register(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<Registration>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Registered>, ApiError> {
     required(&[
         ("session_id", &body.session_id),
         ("client_id", &body.client_id),
@@ -116,11 +121,7 @@ async fn register(
             "session `{}` already exists",
             body.session_id
         )))?;
-    Ok(Json(json!({
-        "success": true,
-        "session_id": body.session_id,
-        "message": "Session registered successfully",
-    })))
+    Ok(Json(Registered::new(body.session_id)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -135,20 +136,18 @@ struct SessionRef {
     tag = "hitl",
     summary = "Deactivate a session",
     request_body = SessionRef,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = Acknowledged), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn deactivate(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<SessionRef>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Acknowledged>, ApiError> {
     required(&[("session_id", &body.session_id)])?;
     let mut session = session_of(&state, &principal, &body.session_id).await?;
     session.active = false;
     state.store.update_document(&session).await?;
-    Ok(Json(
-        json!({"success": true, "message": "Session deactivated successfully"}),
-    ))
+    Ok(Json(Acknowledged::new("Session deactivated successfully")))
 }
 
 #[utoipa::path(
@@ -157,22 +156,16 @@ async fn deactivate(
     tag = "hitl",
     summary = "A session",
     params(("session_id" = String, Query, description = "The session id")),
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = SessionView), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn status(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     QueryParams(query): QueryParams<SessionRef>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionView>, ApiError> {
     required(&[("session_id", &query.session_id)])?;
     let session = session_of(&state, &principal, &query.session_id).await?;
-    Ok(Json(json!({
-        "id": session.session_id,
-        "client_id": session.client_id,
-        "telegram_id": session.telegram_id,
-        "active": session.active,
-        "created_at": session.created_at,
-    })))
+    Ok(Json(session.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -200,13 +193,13 @@ struct HumanRequest {
     tag = "hitl",
     summary = "Ask a human; answers at once with a request id to poll",
     request_body = HumanRequest,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = Requested), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn request(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<HumanRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Requested>, ApiError> {
     required(&[
         ("session_id", &body.session_id),
         ("client_id", &body.client_id),
@@ -275,72 +268,7 @@ async fn request(
         )));
     };
     let held = state.governor.request(&principal, request_id).await?;
-    Ok(Json(json!({
-        "success": true,
-        "request_id": request_id,
-        "status": "pending",
-        "created_at": held.created_at,
-    })))
-}
-
-/// Loopgate's status word for a request.
-fn status_word(state: ApprovalState) -> &'static str {
-    match state {
-        ApprovalState::Pending => "pending",
-        ApprovalState::Expired => "timeout",
-        ApprovalState::Cancelled => "canceled",
-        _ => "completed",
-    }
-}
-
-/// The human's answer: the last vote's comment (the chosen option, for choices), else the
-/// decision itself.
-fn response_of(request: &ApprovalRequest) -> Option<String> {
-    let vote = request.votes.last()?;
-    Some(
-        vote.comment
-            .clone()
-            .filter(|c| !c.trim().is_empty())
-            .unwrap_or_else(|| {
-                match vote.decision {
-                    VoteDecision::Approve => "approved",
-                    VoteDecision::Decline => "declined",
-                }
-                .to_owned()
-            }),
-    )
-}
-
-fn approved(request: &ApprovalRequest) -> bool {
-    matches!(
-        request.state,
-        ApprovalState::Approved
-            | ApprovalState::Executing
-            | ApprovalState::Executed
-            | ApprovalState::Failed
-    )
-}
-
-/// A request in Loopgate's shape.
-fn hitl_view(request: &ApprovalRequest) -> Value {
-    let arguments = request.effective_arguments();
-    let hitl = arguments.get("hitl").cloned().unwrap_or(Value::Null);
-    json!({
-        "id": request.id,
-        "session_id": hitl.get("session_id"),
-        "client_id": hitl.get("client_id"),
-        "message": arguments.get("operation"),
-        "request_type": hitl.get("request_type"),
-        "options": arguments.get("options"),
-        "metadata": arguments.get("metadata"),
-        "callback_url": hitl.get("callback_url"),
-        "timeout_seconds": hitl.get("timeout_seconds"),
-        "status": status_word(request.state),
-        "approved": approved(request),
-        "response": response_of(request),
-        "created_at": request.created_at,
-        "responded_at": request.decided_at,
-    })
+    Ok(Json(Requested::new(&held)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -364,23 +292,16 @@ fn request_id(reference: &RequestRef) -> Result<Uuid, ApiError> {
     tag = "hitl",
     summary = "The answer to a request, once there is one",
     params(("request_id" = String, Query, description = "The request id")),
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = PollAnswer), (status = 400, description = "Malformed request"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn poll(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     QueryParams(query): QueryParams<RequestRef>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PollAnswer>, ApiError> {
     let id = request_id(&query)?;
     let request = state.governor.approval_status(&principal, id).await?;
-    let word = status_word(request.state);
-    Ok(Json(json!({
-        "status": word,
-        "response": response_of(&request),
-        "approved": approved(&request),
-        "request_id": id,
-        "completed": word != "pending",
-    })))
+    Ok(Json(PollAnswer::from(&request)))
 }
 
 #[utoipa::path(
@@ -389,13 +310,13 @@ async fn poll(
     tag = "hitl",
     summary = "Withdraw a request",
     request_body = RequestRef,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
+    responses((status = 200, description = "Done", body = Acknowledged), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "Conflicts with the current state"))
 )]
 async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<RequestRef>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Acknowledged>, ApiError> {
     let id = request_id(&body)?;
     state
         .governor
@@ -405,9 +326,7 @@ async fn cancel(
             Some("cancelled through the HITL API".to_owned()),
         )
         .await?;
-    Ok(Json(
-        json!({"success": true, "message": "Request canceled successfully"}),
-    ))
+    Ok(Json(Acknowledged::new("Request canceled successfully")))
 }
 
 /// Pending HITL requests the caller may see: their own, those they may vote on, all for admins.
@@ -416,26 +335,23 @@ async fn cancel(
     path = "/hitl/pending",
     tag = "hitl",
     summary = "Pending requests the caller may see",
-    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+    responses((status = 200, description = "Done", body = PendingList), (status = 401, description = "Missing or invalid credentials"))
 )]
 async fn pending(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PendingList>, ApiError> {
     let filter = ApprovalFilter {
         state: Some(ApprovalState::Pending),
         requester_id: None,
         limit: 1000,
     };
-    let requests: Vec<Value> = state
-        .governor
-        .list_requests(&principal, &filter)
-        .await?
-        .iter()
-        .filter(|r| r.tool.exposed_name == REQUEST_APPROVAL)
-        .map(hitl_view)
-        .collect();
+    let requests = state.governor.list_requests(&principal, &filter).await?;
     Ok(Json(
-        json!({"count": requests.len(), "pending_requests": requests}),
+        requests
+            .iter()
+            .filter(|r| r.tool.exposed_name == REQUEST_APPROVAL)
+            .map(HitlRequestView::from)
+            .collect(),
     ))
 }

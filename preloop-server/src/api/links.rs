@@ -3,6 +3,7 @@
 //! shows the request; `POST /api/v1/approval/{id}/decide?token=` records the link's vote.
 //! A wrong token and an unknown id both answer 404, so links cannot be probed.
 
+use super::views::approvals::{RequestState, VoteChoice};
 use crate::channels::Redactor;
 use crate::http::extract::{Body, Param, QueryParams};
 use crate::http::{ApiError, bounds};
@@ -33,7 +34,7 @@ struct LinkQuery {
 #[serde(deny_unknown_fields)]
 struct LinkDecision {
     /// `approve` or `decline`.
-    #[schema(value_type = String)]
+    #[schema(value_type = VoteChoice)]
     decision: VoteDecision,
     comment: Option<String>,
 }
@@ -44,9 +45,8 @@ struct LinkDecision {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LinkView {
     id: Uuid,
-    /// `pending`, `approved`, ...
-    #[schema(value_type = String)]
-    state: ApprovalState,
+    /// Where the request is.
+    state: RequestState,
     /// What happened, in words.
     outcome: String,
     /// Absent once decided.
@@ -94,7 +94,7 @@ impl LinkView {
         });
         Self {
             id: request.id,
-            state: request.state,
+            state: request.state.into(),
             outcome: crate::channels::outcome_text(request),
             pending,
         }

@@ -9,6 +9,7 @@ pub(crate) mod hitl;
 mod links;
 mod policy;
 mod servers;
+mod views;
 
 pub use audit::verify_stored_chain;
 

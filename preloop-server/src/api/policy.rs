@@ -3,20 +3,20 @@
 //! `/approval-policies`. Every change is compiled first (400 naming every broken rule), then
 //! stored with an audit entry, then put in force for new calls.
 
+use super::views::Items;
+use super::views::policy::{
+    ApprovalPolicyDoc, DocumentSummary, Explanation, GovernanceDoc, RuleDoc, RuleList,
+};
 use crate::http::ApiError;
 use crate::http::extract::{Body, Param, require_role};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::Utc;
-use preloop_core::approval::ApprovalPolicy;
-use preloop_core::governor::{Governor, GovernorError, ToolCall};
-use preloop_core::policy::{Decision, EvaluationInput, GovernanceDocument, RuleSpec};
-use preloop_core::registry::{ToolDescriptor, ToolSource};
-use preloop_core::{ClientInfo, Principal};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use preloop_core::Principal;
+use preloop_core::policy::{GovernanceDocument, RuleSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -58,13 +58,13 @@ async fn modify<T>(
     path = "/policy",
     tag = "policy",
     summary = "The whole governance document (rules and approval policies)",
-    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+    responses((status = 200, description = "Done", body = GovernanceDoc), (status = 401, description = "Missing or invalid credentials"))
 )]
 async fn show_document(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<GovernanceDocument>, ApiError> {
-    Ok(Json(load(&state, &principal).await?))
+) -> Result<Json<GovernanceDoc>, ApiError> {
+    Ok(Json(GovernanceDoc(load(&state, &principal).await?)))
 }
 
 #[utoipa::path(
@@ -72,18 +72,15 @@ async fn show_document(
     path = "/policy",
     tag = "policy",
     summary = "Replace the whole governance document (admins; 400 names every broken rule)",
-    request_body = serde_json::Value,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
+    request_body = GovernanceDoc,
+    responses((status = 200, description = "Done", body = DocumentSummary), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
 )]
 async fn replace_document(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Body(document): Body<GovernanceDocument>,
-) -> Result<Json<Value>, ApiError> {
-    let summary = json!({
-        "rules": document.policy.rules.len(),
-        "approval_policies": document.approval_policies.len(),
-    });
+    Body(GovernanceDoc(document)): Body<GovernanceDoc>,
+) -> Result<Json<DocumentSummary>, ApiError> {
+    let summary = DocumentSummary::from(&document);
     modify(&state, &principal, |current| {
         *current = document;
         Ok(())
@@ -106,17 +103,13 @@ fn position_of(document: &GovernanceDocument, id: &str) -> Result<usize, ApiErro
     path = "/access-rules",
     tag = "access-rules",
     summary = "The rules in order, and the default action",
-    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+    responses((status = 200, description = "Done", body = RuleList), (status = 401, description = "Missing or invalid credentials"))
 )]
 async fn list_rules(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
-    let document = load(&state, &principal).await?;
-    Ok(Json(json!({
-        "default": document.policy.default,
-        "items": document.policy.rules,
-    })))
+) -> Result<Json<RuleList>, ApiError> {
+    Ok(Json(load(&state, &principal).await?.policy.into()))
 }
 
 #[utoipa::path(
@@ -125,25 +118,27 @@ async fn list_rules(
     tag = "access-rules",
     summary = "One rule",
     params(("id" = String, Path, description = "Rule id")),
-    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = RuleDoc), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn show_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<String>,
-) -> Result<Json<RuleSpec>, ApiError> {
+) -> Result<Json<RuleDoc>, ApiError> {
     let mut document = load(&state, &principal).await?;
     let position = position_of(&document, &id)?;
-    Ok(Json(document.policy.rules.swap_remove(position)))
+    Ok(Json(RuleDoc(document.policy.rules.swap_remove(position))))
 }
 
-/// A new rule and where it goes.
-#[derive(Debug, Deserialize)]
+/// A new rule and where it goes: a `Rule` with, beside its fields, `position`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct NewRule {
     /// 1-based position (default: last).
     #[serde(default)]
     position: Option<usize>,
+    /// The rule (its fields sit beside `position`).
     #[serde(flatten)]
+    #[schema(value_type = RuleDoc)]
     rule: RuleSpec,
 }
 
@@ -153,14 +148,14 @@ struct NewRule {
     path = "/access-rules",
     tag = "access-rules",
     summary = "Add a rule (at `position`, else last; admins)",
-    request_body = serde_json::Value,
-    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"))
+    request_body = NewRule,
+    responses((status = 201, description = "Created", body = RuleDoc), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"))
 )]
 async fn create_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(NewRule { position, mut rule }): Body<NewRule>,
-) -> Result<(StatusCode, Json<RuleSpec>), ApiError> {
+) -> Result<(StatusCode, Json<RuleDoc>), ApiError> {
     let created = modify(&state, &principal, |document| {
         let rules = &mut document.policy.rules;
         let id = rule
@@ -184,7 +179,7 @@ async fn create_rule(
         Ok(rule)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, Json(RuleDoc(created))))
 }
 
 /// Replaces a rule in place; its id may not change.
@@ -194,15 +189,15 @@ async fn create_rule(
     tag = "access-rules",
     summary = "Replace a rule in place (admins)",
     params(("id" = String, Path, description = "Rule id")),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+    request_body = RuleDoc,
+    responses((status = 200, description = "Done", body = RuleDoc), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn replace_rule(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<String>,
-    Body(mut rule): Body<RuleSpec>,
-) -> Result<Json<RuleSpec>, ApiError> {
+    Body(RuleDoc(mut rule)): Body<RuleDoc>,
+) -> Result<Json<RuleDoc>, ApiError> {
     if rule.id.as_deref().is_some_and(|given| given != id) {
         return Err(ApiError::BadRequest(
             "a rule's id cannot change; delete it and create another".to_owned(),
@@ -215,7 +210,7 @@ async fn replace_rule(
         Ok(rule)
     })
     .await?;
-    Ok(Json(replaced))
+    Ok(Json(RuleDoc(replaced)))
 }
 
 #[utoipa::path(
@@ -240,7 +235,8 @@ async fn delete_rule(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// The rules' order (asked for, and answered once in force).
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Order {
     /// Every rule id, in the new order.
@@ -254,13 +250,13 @@ struct Order {
     tag = "access-rules",
     summary = "Reorder the rules: `ids` names every rule once (admins)",
     request_body = Order,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
+    responses((status = 200, description = "Done", body = Order), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"))
 )]
 async fn reorder_rules(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(Order { ids }): Body<Order>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Order>, ApiError> {
     modify(&state, &principal, |document| {
         let mut remaining = std::mem::take(&mut document.policy.rules);
         for id in &ids {
@@ -281,7 +277,7 @@ async fn reorder_rules(
         Ok(())
     })
     .await?;
-    Ok(Json(json!({"ids": ids})))
+    Ok(Json(Order { ids }))
 }
 
 fn approval_policy_position(document: &GovernanceDocument, name: &str) -> Result<usize, ApiError> {
@@ -297,14 +293,20 @@ fn approval_policy_position(document: &GovernanceDocument, name: &str) -> Result
     path = "/approval-policies",
     tag = "approval-policies",
     summary = "The approval policies",
-    responses((status = 200, description = "Done"), (status = 401, description = "Missing or invalid credentials"))
+    responses((status = 200, description = "Done", body = Items<ApprovalPolicyDoc>), (status = 401, description = "Missing or invalid credentials"))
 )]
 async fn list_approval_policies(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<ApprovalPolicyDoc>>, ApiError> {
     let document = load(&state, &principal).await?;
-    Ok(Json(json!({"items": document.approval_policies})))
+    Ok(Json(
+        document
+            .approval_policies
+            .into_iter()
+            .map(ApprovalPolicyDoc)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(
@@ -313,16 +315,18 @@ async fn list_approval_policies(
     tag = "approval-policies",
     summary = "One approval policy",
     params(("name" = String, Path, description = "Approval policy name")),
-    responses((status = 200, description = "Done"), (status = 404, description = "Not found in the caller's organization"))
+    responses((status = 200, description = "Done", body = ApprovalPolicyDoc), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn show_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(name): Param<String>,
-) -> Result<Json<ApprovalPolicy>, ApiError> {
+) -> Result<Json<ApprovalPolicyDoc>, ApiError> {
     let mut document = load(&state, &principal).await?;
     let position = approval_policy_position(&document, &name)?;
-    Ok(Json(document.approval_policies.swap_remove(position)))
+    Ok(Json(ApprovalPolicyDoc(
+        document.approval_policies.swap_remove(position),
+    )))
 }
 
 #[utoipa::path(
@@ -330,14 +334,14 @@ async fn show_approval_policy(
     path = "/approval-policies",
     tag = "approval-policies",
     summary = "Add an approval policy (admins)",
-    request_body = serde_json::Value,
-    responses((status = 201, description = "Created"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"))
+    request_body = ApprovalPolicyDoc,
+    responses((status = 201, description = "Created", body = ApprovalPolicyDoc), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 409, description = "Conflicts with the current state"))
 )]
 async fn create_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Body(policy): Body<ApprovalPolicy>,
-) -> Result<(StatusCode, Json<ApprovalPolicy>), ApiError> {
+    Body(ApprovalPolicyDoc(policy)): Body<ApprovalPolicyDoc>,
+) -> Result<(StatusCode, Json<ApprovalPolicyDoc>), ApiError> {
     let created = modify(&state, &principal, |document| {
         if document
             .approval_policies
@@ -353,7 +357,7 @@ async fn create_approval_policy(
         Ok(policy)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, Json(ApprovalPolicyDoc(created))))
 }
 
 #[utoipa::path(
@@ -362,15 +366,15 @@ async fn create_approval_policy(
     tag = "approval-policies",
     summary = "Replace an approval policy (admins)",
     params(("name" = String, Path, description = "Approval policy name")),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
+    request_body = ApprovalPolicyDoc,
+    responses((status = 200, description = "Done", body = ApprovalPolicyDoc), (status = 400, description = "Malformed request"), (status = 403, description = "Not allowed for this principal"), (status = 404, description = "Not found in the caller's organization"))
 )]
 async fn replace_approval_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(name): Param<String>,
-    Body(policy): Body<ApprovalPolicy>,
-) -> Result<Json<ApprovalPolicy>, ApiError> {
+    Body(ApprovalPolicyDoc(policy)): Body<ApprovalPolicyDoc>,
+) -> Result<Json<ApprovalPolicyDoc>, ApiError> {
     if policy.name != name {
         return Err(ApiError::BadRequest(
             "an approval policy's name cannot change".to_owned(),
@@ -382,7 +386,7 @@ async fn replace_approval_policy(
         Ok(policy)
     })
     .await?;
-    Ok(Json(replaced))
+    Ok(Json(ApprovalPolicyDoc(replaced)))
 }
 
 /// Deletes an approval policy; refused (400, naming the rules) while rules still use it.
@@ -408,12 +412,15 @@ async fn delete_approval_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A hypothetical call.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestBody {
     /// Exposed tool name.
     tool: String,
+    /// The call's arguments.
     #[serde(default)]
+    #[schema(value_type = Object)]
     arguments: Value,
     /// Roles of the hypothetical caller (default: the caller's own).
     roles: Option<Vec<String>>,
@@ -421,75 +428,32 @@ struct TestBody {
     email: Option<String>,
 }
 
-/// Explains the decision for a hypothetical call; nothing runs and nothing is recorded.
-/// The decision on the hypothetical call `body` describes, made by `principal` (with the
-/// roles and e-mail the body gives, if it does).
-fn explain(
-    governor: &Governor,
-    principal: &Principal,
-    body: TestBody,
-) -> Result<Decision, ApiError> {
-    let mut caller = principal.clone();
-    if let Some(roles) = body.roles {
-        caller.roles = roles;
-    }
-    if body.email.is_some() {
-        caller.email = body.email;
-    }
-    let call = ToolCall::new(body.tool.clone(), body.arguments.clone());
-    match governor.explain(&caller, &call) {
-        Ok(decision) => Ok(decision),
-        // A tool that is not registered (yet): evaluate it by name.
-        Err(GovernorError::UnknownTool(_)) => {
-            let governance = governor
-                .governance(&principal.organization_id)
-                .ok_or(ApiError::Unavailable)?;
-            let (server, name) = body
-                .tool
-                .split_once("__")
-                .unwrap_or(("preloop", body.tool.as_str()));
-            let tool = ToolDescriptor::new(server, name, ToolSource::Upstream)
-                .with_exposed_name(body.tool.as_str());
-            let arguments = if body.arguments.is_null() {
-                json!({})
-            } else {
-                body.arguments
-            };
-            Ok(governance.policy().evaluate(&EvaluationInput {
-                tool: &tool,
-                args: &arguments,
-                principal: &caller,
-                client: &ClientInfo::named("policy-test"),
-                now: Utc::now(),
-            }))
-        }
-        Err(other) => Err(other.into()),
-    }
-}
-
+/// Explains the decision for a hypothetical call, made by the caller with the roles and
+/// e-mail the body gives, if it does; nothing runs and nothing is recorded.
 #[utoipa::path(
     post,
     path = "/access-rules/test",
     tag = "access-rules",
     summary = "Explain the decision for a hypothetical call; nothing runs",
     request_body = TestBody,
-    responses((status = 200, description = "Done"), (status = 400, description = "Malformed request"))
+    responses((status = 200, description = "Done", body = Explanation), (status = 400, description = "Malformed request"))
 )]
 async fn test(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<TestBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Explanation>, ApiError> {
     require_role(&principal, "admin", "test the policy")?;
-    // Decided on the blocking pool: a hypothetical call may carry large arguments and meet
-    // costly rules, like a real one.
-    let governor = state.governor.clone();
-    let decision = tokio::task::spawn_blocking(move || explain(&governor, &principal, body))
-        .await
-        .map_err(|_| ApiError::Unavailable)??;
-    Ok(Json(json!({
-        "action": decision.effect.kind(),
-        "rule": decision.rule().map(|r| r.id.clone()),
-        "explanation": decision.explanation(),
-    })))
+    let mut caller = principal;
+    if let Some(roles) = body.roles {
+        caller.roles = roles;
+    }
+    if body.email.is_some() {
+        caller.email = body.email;
+    }
+    let decision = state
+        .policies
+        .explain(caller, body.tool, body.arguments)
+        .await?;
+    Ok(Json(Explanation::from(&decision)))
 }

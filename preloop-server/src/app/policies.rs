@@ -2,12 +2,16 @@
 
 use super::Replicas;
 use chrono::Utc;
-use preloop_core::Principal;
 use preloop_core::audit::{AuditEntry, AuditEventKind};
-use preloop_core::governor::Governor;
-use preloop_core::policy::{Governance, GovernanceDocument, GovernanceError};
+use preloop_core::governor::{Governor, GovernorError, ToolCall};
+use preloop_core::policy::{
+    Decision, EvaluationInput, Governance, GovernanceDocument, GovernanceError,
+};
+use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::{CasOutcome, NO_POLICY_VERSION, PolicyStore, StoreError, StoredPolicy};
+use preloop_core::{ClientInfo, Principal};
 use preloop_store::Database;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Why a policy change did not happen.
@@ -113,6 +117,56 @@ impl Policies {
         self.governor.install_policy(organization_id, compiled);
         self.replicas.announce(organization_id).await;
         Ok(answer)
+    }
+
+    /// The decision the organization's policy in force makes on a hypothetical call of `tool`
+    /// with `arguments` by `caller`; nothing runs and nothing is recorded. A tool that is not
+    /// registered (yet) is evaluated by its name (`server__tool`, else a `preloop` tool). Made
+    /// on the blocking pool: a hypothetical call may carry large arguments and meet costly
+    /// rules, like a real one.
+    pub async fn explain(
+        &self,
+        caller: Principal,
+        tool: String,
+        arguments: Value,
+    ) -> Result<Decision, GovernorError> {
+        let governor = self.governor.clone();
+        tokio::task::spawn_blocking(move || explain(&governor, &caller, tool, arguments))
+            .await
+            .map_err(|_| GovernorError::DecisionUnavailable)?
+    }
+}
+
+/// [`Policies::explain`], on the calling thread.
+fn explain(
+    governor: &Governor,
+    caller: &Principal,
+    tool: String,
+    arguments: Value,
+) -> Result<Decision, GovernorError> {
+    let call = ToolCall::new(tool.clone(), arguments.clone());
+    match governor.explain(caller, &call) {
+        Err(GovernorError::UnknownTool(_)) => {
+            let governance = governor
+                .governance(&caller.organization_id)
+                .ok_or(GovernorError::DecisionUnavailable)?;
+            let (server, name) = tool.split_once("__").unwrap_or(("preloop", tool.as_str()));
+            let descriptor = ToolDescriptor::new(server, name, ToolSource::Upstream)
+                .with_exposed_name(tool.as_str());
+            let arguments = if arguments.is_null() {
+                json!({})
+            } else {
+                arguments
+            };
+            Ok(governance.policy().evaluate(&EvaluationInput {
+                tool: &descriptor,
+                args: &arguments,
+                principal: caller,
+                client: &ClientInfo::named("policy-test"),
+                now: Utc::now(),
+            }))
+        }
+        answer => answer,
     }
 }
 
