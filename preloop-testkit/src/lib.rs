@@ -15,6 +15,7 @@
 
 pub mod fakes;
 pub mod gateway;
+pub mod wait;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -241,24 +242,20 @@ async fn wait_for_listing<H: rmcp::ClientHandler>(
     tool: &str,
     present: bool,
 ) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let what = format!(
+        "`{tool}` is {}",
+        if present { "listed" } else { "unlisted" }
+    );
+    wait::eventually(&what, async || {
         let listed = client
             .list_all_tools()
             .await
             .expect("tools/list answers")
             .iter()
             .any(|t| t.name == tool);
-        if listed == present {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "`{tool}` never became {}",
-            if present { "listed" } else { "unlisted" }
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        listed == present
+    })
+    .await;
 }
 
 /// Starts an MCP session over plain HTTP (initialize, then `notifications/initialized`) and
