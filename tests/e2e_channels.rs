@@ -15,6 +15,7 @@ use preloop_testkit as common;
 
 use common::fakes::{FakePlatform, smtp_sink};
 use common::gateway::{Gateway, api_key, returned};
+use common::wait::{eventually, eventually_some};
 use common::{ADMIN_KEY, rest};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -924,9 +925,10 @@ mod elicitation {
             asked_client(&gateway, ElicitationAction::Cancel, Value::Null).await;
         let waiting = tokio::spawn(async move { add(&client).await });
         let id = gateway.pending_request_id().await;
-        while questions.lock().unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("the requester is asked", async || {
+            !questions.lock().unwrap().is_empty()
+        })
+        .await;
         gateway.approve(&id).await;
         assert_eq!(returned(waiting).await, "301");
     }
@@ -964,8 +966,7 @@ async fn a_failing_channel_is_retried_recorded_and_loses_nothing() {
     drop(closed);
     let gateway = Gateway::start("slack", &slack_config(&nowhere, "max_attempts = 2")).await;
     let blocked = gateway.blocked_call();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let (id, delivery) = loop {
+    let (id, delivery) = eventually_some("the delivery gives up", async || {
         let (_, pending) = rest(
             Method::GET,
             &gateway.url("/api/v1/approval-requests?status=pending"),
@@ -973,19 +974,12 @@ async fn a_failing_channel_is_retried_recorded_and_loses_nothing() {
             None,
         )
         .await;
-        if let Some(id) = pending["items"][0]["id"].as_str() {
-            let request = gateway.request(id).await;
-            let delivery = request["channel_history"][0].clone();
-            if delivery["status"] == "failed" {
-                break (id.to_owned(), delivery);
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the delivery never gave up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        let id = pending["items"][0]["id"].as_str()?;
+        let request = gateway.request(id).await;
+        let delivery = request["channel_history"][0].clone();
+        (delivery["status"] == "failed").then(|| (id.to_owned(), delivery))
+    })
+    .await;
     assert_eq!(
         (delivery["channel"].as_str(), delivery["attempts"].as_u64()),
         (Some("slack"), Some(2))

@@ -12,12 +12,13 @@ use preloop_testkit as common;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use common::wait::eventually_some;
 use common::{
     ADMIN_KEY, call, connect_url, rest, start_gateway, start_upstream, text, wait_for_tool,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 const SECRET: &str = "webhook-secret-for-tests";
@@ -185,8 +186,7 @@ approval_policy = "by-link"
     assert!(!after.to_string().contains("\"a\":200"), "{after}");
 
     // The approved call runs once; the agent reads its result by polling.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (report, output) = loop {
+    let (report, output) = eventually_some("the approved call is executed", async || {
         let status = call(
             &client,
             "get_approval_status",
@@ -199,12 +199,9 @@ approval_policy = "by-link"
             .filter_map(|c| c.as_text().map(|t| t.text.clone()))
             .collect();
         let report: Value = serde_json::from_str(&texts[0]).unwrap();
-        if report["status"] == "executed" {
-            break (report, texts[1..].join("\n"));
-        }
-        assert!(Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (report["status"] == "executed").then(|| (report, texts[1..].join("\n")))
+    })
+    .await;
     assert_eq!(output, "201", "{report}");
     let decided = next_delivery(&mut received).await;
     assert_eq!(decided["event"], "approval.decided");

@@ -13,10 +13,12 @@ use preloop_testkit as common;
 #[path = "../preloop-store/tests/common/mod.rs"]
 mod postgres;
 
+// Changes reach the other replica asynchronously: the tests wait for them.
+use common::wait::{eventually, eventually_some};
 use common::{ADMIN_KEY, Client, call, connect_url, rest, start_gateway, start_upstream, text};
 use reqwest::Method;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = r#"
 [[approval_policies]]
@@ -28,19 +30,6 @@ allow_self_approval = true
 [policy]
 default = "allow"
 "#;
-
-/// Polls `check` until it holds (changes reach the other replica asynchronously).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn lists(client: &Client, tool: &str) -> bool {
     client
@@ -140,8 +129,7 @@ async fn changes_on_one_replica_apply_on_the_other() {
             text(&result)
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let request_id = loop {
+    let request_id = eventually_some("the request shows on A", async || {
         let (_, listed) = rest(
             Method::GET,
             &on_a("/approval-requests?status=pending"),
@@ -149,12 +137,9 @@ async fn changes_on_one_replica_apply_on_the_other() {
             None,
         )
         .await;
-        if let Some(id) = listed["items"][0]["id"].as_str() {
-            break id.to_owned();
-        }
-        assert!(Instant::now() < deadline, "the request never showed on A");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        listed["items"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await;
     let (status, _) = rest(
         Method::POST,
         &on_a(&format!("/approval-requests/{request_id}/approve")),

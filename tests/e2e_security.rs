@@ -11,6 +11,7 @@
 
 use preloop_testkit as common;
 
+use common::wait::{eventually, eventually_some, eventually_within};
 use common::{
     ADMIN_KEY, Client, call, connect_url, connect_with, raw_session, register, rest, start_gateway,
     start_upstream, text, user_with_key, wait_for_tool,
@@ -667,17 +668,17 @@ action = "deny"
     // Every call is denied (and the denied tools are not even listed); the tool may take a
     // moment to be registered after the restart.
     let client = mcp(&server.url, &agent_key).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let denied = loop {
+    let denied = eventually_some("up__echo becomes callable", async || {
         let arguments = json!({"text": "anything"}).as_object().cloned();
         let params =
             rmcp::model::CallToolRequestParams::new("up__echo").with_arguments(arguments.unwrap());
-        if let Ok(result) = client.call_tool(params).await {
-            break text(&result);
-        }
-        assert!(Instant::now() < deadline, "up__echo never became callable");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        client
+            .call_tool(params)
+            .await
+            .ok()
+            .map(|result| text(&result))
+    })
+    .await;
     assert!(denied.contains("invalid"), "{denied}");
     client.cancel().await.unwrap();
 }
@@ -1069,11 +1070,10 @@ async fn ready_waits_for_configured_upstreams_and_clients_hear_list_changed() {
     let (status, body) = rest(Method::GET, &ready, None, None).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["waiting_for_upstreams"], 1, "how many, not which");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while rest(Method::GET, &ready, None, None).await.0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_within(Duration::from_secs(40), "ready", async || {
+        (rest(Method::GET, &ready, None, None).await.0 == 200).then_some(())
+    })
+    .await;
 
     // A connected client hears that its tools changed when a server is added.
     let changes = ListChanges::default();
@@ -1095,11 +1095,10 @@ async fn ready_waits_for_configured_upstreams_and_clients_hear_list_changed() {
     )
     .await;
     assert_eq!(status, 201);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while changes.0.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "no tools/list_changed arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("a tools/list_changed arrives", async || {
+        changes.0.load(Ordering::SeqCst) != 0
+    })
+    .await;
     assert!(
         client
             .list_all_tools()

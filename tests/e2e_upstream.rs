@@ -10,6 +10,7 @@
 
 use preloop_testkit as common;
 
+use common::wait::{eventually_some, eventually_within};
 use common::{ADMIN_KEY, call, connect_url, start_gateway, start_upstream, text};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -65,8 +66,7 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
         .unwrap();
 
     // Both upstreams' tools appear once discovered; the unconditionally denied ones are hidden.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let names = loop {
+    let names = eventually_some("both upstreams' tools appear", async || {
         let mut names: Vec<String> = client
             .list_all_tools()
             .await
@@ -75,17 +75,11 @@ async fn calls_reach_http_and_stdio_upstreams_through_the_policy() {
             .map(|t| t.name.to_string())
             .collect();
         names.sort();
-        if names.iter().any(|n| n.starts_with("remote__"))
-            && names.iter().any(|n| n.starts_with("local__"))
-        {
-            break names;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "upstream tools never appeared: {names:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (names.iter().any(|n| n.starts_with("remote__"))
+            && names.iter().any(|n| n.starts_with("local__")))
+        .then_some(names)
+    })
+    .await;
     for expected in [
         "local__add",
         "local__echo",
@@ -311,15 +305,12 @@ async fn upstream_progress_and_logs_reach_the_calling_client() {
         assert_eq!(text(&result), "3 steps done");
     }
     // Log messages travel on the session's stream; they arrive shortly.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while recorder.logs.lock().unwrap().len() < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "logs: {:?}",
-            recorder.logs.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_within(
+        Duration::from_secs(10),
+        "three log messages arrive",
+        async || (recorder.logs.lock().unwrap().len() >= 3).then_some(()),
+    )
+    .await;
     assert!(
         recorder
             .logs
@@ -368,19 +359,11 @@ async fn upstreams_that_crash_mid_call_give_tool_errors_and_are_reconnected() {
             .args(["--http", &address]),
         "listening on ",
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let result = eventually_some("the upstream is reconnected", async || {
         let result = call(&client, "remote__echo", json!({"text": "back"})).await;
-        if result.is_error != Some(true) {
-            assert_eq!(text(&result), "back");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never reconnected: {}",
-            text(&result)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (result.is_error != Some(true)).then_some(result)
+    })
+    .await;
+    assert_eq!(text(&result), "back");
     client.cancel().await.unwrap();
 }

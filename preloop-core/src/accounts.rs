@@ -98,15 +98,19 @@ impl User {
 
 /// A password that cannot be hashed (argon2 refuses it, e.g. longer than its limit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the password cannot be used: {0}")]
-pub struct PasswordError(String);
+#[error("the password cannot be used: {source}")]
+pub struct PasswordError {
+    /// What argon2 reported.
+    #[source]
+    source: argon2::password_hash::Error,
+}
 
 /// Hashes a password with argon2id and a random salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
-        .map_err(|e| PasswordError(e.to_string()))
+        .map_err(|source| PasswordError { source })
 }
 
 /// Whether `password` matches a PHC string from [`hash_password`]; a malformed hash never matches.

@@ -40,14 +40,22 @@ pub mod bounded_duration {
         humantime_serde::serialize(duration, serializer)
     }
 
+    /// A duration longer than [`MAX_DURATION`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    #[error(
+        "`{}` is longer than the limit of {}",
+        humantime::format_duration(*.duration),
+        humantime::format_duration(MAX_DURATION)
+    )]
+    pub struct TooLong {
+        /// The duration given.
+        pub duration: Duration,
+    }
+
     /// `duration` if it is within [`MAX_DURATION`], else what is wrong with it.
-    pub fn check(duration: Duration) -> Result<Duration, String> {
+    pub fn check(duration: Duration) -> Result<Duration, TooLong> {
         if duration > MAX_DURATION {
-            Err(format!(
-                "`{}` is longer than the limit of {}",
-                humantime::format_duration(duration),
-                humantime::format_duration(MAX_DURATION)
-            ))
+            Err(TooLong { duration })
         } else {
             Ok(duration)
         }

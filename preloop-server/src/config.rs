@@ -86,6 +86,52 @@ pub const DEFAULT_UPSTREAM_TIMEOUT_SECONDS: u64 = 60;
 /// Default concurrency bound of an upstream server.
 pub const DEFAULT_UPSTREAM_CONCURRENCY: u32 = 32;
 
+/// What is wrong with an `[[mcp_servers]]` entry (or a server given to the REST API).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerEntryError {
+    /// The name is empty, too long or has other characters.
+    #[error("mcp server name `{name}` is invalid: use 1 to 64 letters, digits, `_` or `-`")]
+    Name {
+        /// The name.
+        name: String,
+    },
+    /// The transport needs a field the entry lacks.
+    #[error("mcp server `{name}`: transport \"{transport}\" needs `{field}`")]
+    Missing {
+        /// The server.
+        name: String,
+        /// `stdio` or `http`.
+        transport: &'static str,
+        /// The field it needs.
+        field: &'static str,
+    },
+    /// The URL is not http(s).
+    #[error("mcp server `{name}`: `{url}` is not an http(s) URL")]
+    Url {
+        /// The server.
+        name: String,
+        /// The URL.
+        url: String,
+    },
+    /// The transport is neither `stdio` nor `http`.
+    #[error("mcp server `{name}`: unknown transport `{transport}` (use \"stdio\" or \"http\")")]
+    Transport {
+        /// The server.
+        name: String,
+        /// The transport named.
+        transport: String,
+    },
+    /// The timeout or the concurrency bound is out of range.
+    #[error(
+        "mcp server `{name}`: `timeout_seconds` must be 1 to {MAX_UPSTREAM_TIMEOUT_SECONDS} and `max_concurrency` 1 to {MAX_UPSTREAM_CONCURRENCY}"
+    )]
+    Bounds {
+        /// The server.
+        name: String,
+    },
+}
+
 impl McpServerEntry {
     /// The server as stored for `organization_id`; the error names what is missing or wrong.
     pub fn to_document(
@@ -93,7 +139,7 @@ impl McpServerEntry {
         organization_id: &str,
         id: uuid::Uuid,
         created_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<McpServer, String> {
+    ) -> Result<McpServer, ServerEntryError> {
         let name = &self.name;
         let valid_name = !name.is_empty()
             && name.len() <= 64
@@ -101,28 +147,34 @@ impl McpServerEntry {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
         if !valid_name {
-            return Err(format!(
-                "mcp server name `{name}` is invalid: use 1 to 64 letters, digits, `_` or `-`"
-            ));
+            return Err(ServerEntryError::Name { name: name.clone() });
         }
         let transport = match self.transport.as_str() {
             "stdio" => McpTransport::Stdio {
-                command: self.command.clone().ok_or_else(|| {
-                    format!("mcp server `{name}`: transport \"stdio\" needs `command`")
-                })?,
+                command: self
+                    .command
+                    .clone()
+                    .ok_or_else(|| ServerEntryError::Missing {
+                        name: name.clone(),
+                        transport: "stdio",
+                        field: "command",
+                    })?,
                 args: self.args.clone(),
                 env: self.env.clone(),
             },
             "http" => {
-                let url = self.url.clone().ok_or_else(|| {
-                    format!("mcp server `{name}`: transport \"http\" needs `url`")
+                let url = self.url.clone().ok_or_else(|| ServerEntryError::Missing {
+                    name: name.clone(),
+                    transport: "http",
+                    field: "url",
                 })?;
                 match url.parse::<axum::http::Uri>() {
                     Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => {}
                     _ => {
-                        return Err(format!(
-                            "mcp server `{name}`: `{url}` is not an http(s) URL"
-                        ));
+                        return Err(ServerEntryError::Url {
+                            name: name.clone(),
+                            url,
+                        });
                     }
                 }
                 McpTransport::Http {
@@ -131,9 +183,10 @@ impl McpServerEntry {
                 }
             }
             other => {
-                return Err(format!(
-                    "mcp server `{name}`: unknown transport `{other}` (use \"stdio\" or \"http\")"
-                ));
+                return Err(ServerEntryError::Transport {
+                    name: name.clone(),
+                    transport: other.to_owned(),
+                });
             }
         };
         let timeout_seconds = self
@@ -143,9 +196,7 @@ impl McpServerEntry {
         if !(1..=MAX_UPSTREAM_TIMEOUT_SECONDS).contains(&timeout_seconds)
             || !(1..=MAX_UPSTREAM_CONCURRENCY).contains(&max_concurrency)
         {
-            return Err(format!(
-                "mcp server `{name}`: `timeout_seconds` must be 1 to {MAX_UPSTREAM_TIMEOUT_SECONDS} and `max_concurrency` 1 to {MAX_UPSTREAM_CONCURRENCY}"
-            ));
+            return Err(ServerEntryError::Bounds { name: name.clone() });
         }
         Ok(McpServer {
             id,
@@ -215,38 +266,55 @@ pub struct AuthSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read the configuration file {path}: {message}")]
+    #[error("cannot read the configuration file {path}: {source}")]
     Read {
         /// The file.
         path: String,
         /// The OS error.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The file does not parse.
-    #[error("configuration file {path}: {message}")]
+    #[error("configuration file {path}: {source}")]
     Parse {
         /// The file.
         path: String,
-        /// The parser's message, with line and column.
-        message: String,
+        /// The parser's error, with line and column.
+        #[source]
+        source: toml::de::Error,
     },
-    /// `${VAR}` names an unset variable.
-    #[error("configuration file {path}: environment variable `{name}` is not set")]
-    MissingVariable {
+    /// A `${VAR}` cannot be expanded.
+    #[error("configuration file {path}: {source}")]
+    Variable {
         /// The file.
         path: String,
+        /// What is wrong with it.
+        #[source]
+        source: ExpandError,
+    },
+    /// The listen address does not parse.
+    #[error("invalid bind address `{value}`: {source}")]
+    Bind {
+        /// The address as given.
+        value: String,
+        /// Why it does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+}
+
+/// Why `${...}` in the configuration file cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpandError {
+    /// A `${` has no closing `}`.
+    #[error("an unterminated `${{`")]
+    Unterminated,
+    /// The variable named is not set.
+    #[error("environment variable `{name}` is not set")]
+    Unset {
         /// The variable.
         name: String,
-    },
-    /// A value is invalid.
-    #[error("invalid {what} `{value}`: {reason}")]
-    Invalid {
-        /// Which setting.
-        what: &'static str,
-        /// Its value.
-        value: String,
-        /// Why.
-        reason: String,
     },
 }
 
@@ -254,7 +322,7 @@ pub enum ConfigError {
 pub fn expand_variables(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -266,11 +334,11 @@ pub fn expand_variables(
         }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "an unterminated `${`".to_owned())?;
+        let end = after.find('}').ok_or(ExpandError::Unterminated)?;
         let name = &after[..end];
-        out.push_str(&lookup(name).ok_or_else(|| name.to_owned())?);
+        out.push_str(&lookup(name).ok_or_else(|| ExpandError::Unset {
+            name: name.to_owned(),
+        })?);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -281,20 +349,20 @@ impl ConfigFile {
     /// Reads and parses a configuration file, expanding `${VAR}` from the environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),
-            message: e.to_string(),
+            source,
         })?;
         let expanded =
-            expand_variables(&text, |name| std::env::var(name).ok()).map_err(|name| {
-                ConfigError::MissingVariable {
+            expand_variables(&text, |name| std::env::var(name).ok()).map_err(|source| {
+                ConfigError::Variable {
                     path: shown.clone(),
-                    name,
+                    source,
                 }
             })?;
-        toml::from_str(&expanded).map_err(|e| ConfigError::Parse {
+        toml::from_str(&expanded).map_err(|source| ConfigError::Parse {
             path: shown,
-            message: e.to_string(),
+            source,
         })
     }
 }
@@ -340,14 +408,10 @@ impl Settings {
             .bind
             .or_else(|| file.server.bind.clone())
             .unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        let bind: SocketAddr =
-            bind_text
-                .parse()
-                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                    what: "bind address",
-                    value: bind_text.clone(),
-                    reason: e.to_string(),
-                })?;
+        let bind: SocketAddr = bind_text.parse().map_err(|source| ConfigError::Bind {
+            value: bind_text.clone(),
+            source,
+        })?;
         let data_dir = overrides
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -417,7 +481,9 @@ mod tests {
         );
         assert_eq!(
             expand_variables("${MISSING}", lookup).unwrap_err(),
-            "MISSING"
+            ExpandError::Unset {
+                name: "MISSING".to_owned()
+            }
         );
         assert!(expand_variables("${OPEN", lookup).is_err());
     }

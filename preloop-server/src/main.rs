@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use preloop_core::policy::Format;
-use preloop_server::config::{ConfigFile, Overrides, Settings};
-use preloop_server::runtime::commands;
+use preloop_server::config::{ConfigError, ConfigFile, Overrides, Settings};
+use preloop_server::runtime::commands::{self, CommandResult};
+use preloop_server::runtime::serve::StartError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -179,16 +180,53 @@ enum AuditCommand {
     Export,
 }
 
-async fn open(location: Location) -> Result<preloop_store::Database, String> {
-    let settings = settings(location, None)?;
-    preloop_store::Database::open(&settings.database_url)
-        .await
-        .map_err(|e| e.to_string())
+/// Why a command failed: printed as `error: ...`, with exit code 1.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The configuration file or a setting is unusable.
+    #[error(transparent)]
+    Config {
+        /// What is wrong.
+        #[from]
+        source: ConfigError,
+    },
+    /// The database cannot be opened.
+    #[error(transparent)]
+    Open {
+        /// Why.
+        #[from]
+        source: preloop_store::OpenError,
+    },
+    /// The server did not start, or stopped with an error.
+    #[error(transparent)]
+    Serve {
+        /// Why.
+        #[from]
+        source: StartError,
+    },
+    /// The password could not be read from standard input.
+    #[error("{source}")]
+    Stdin {
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An administrative command failed.
+    #[error("{message}")]
+    Command {
+        /// What the command reported.
+        message: String,
+    },
 }
 
-fn settings(location: Location, bind: Option<String>) -> Result<Settings, String> {
+async fn open(location: Location) -> Result<preloop_store::Database, CliError> {
+    let settings = settings(location, None)?;
+    Ok(preloop_store::Database::open(&settings.database_url).await?)
+}
+
+fn settings(location: Location, bind: Option<String>) -> Result<Settings, CliError> {
     let file = match &location.config {
-        Some(path) => ConfigFile::load(path).map_err(|e| e.to_string())?,
+        Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
     let overrides = Overrides {
@@ -196,7 +234,7 @@ fn settings(location: Location, bind: Option<String>) -> Result<Settings, String
         data_dir: location.data_dir,
         database_url: location.database_url,
     };
-    Settings::resolve(file, overrides).map_err(|e| e.to_string())
+    Ok(Settings::resolve(file, overrides)?)
 }
 
 fn init_logging(format: LogFormat) {
@@ -211,8 +249,8 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let outcome: CommandResult = match cli.command {
         Command::Serve {
             location,
             bind,
@@ -229,14 +267,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                     Some("false" | "0" | "no")
                 ),
             };
-            preloop_server::runtime::serve::serve(settings, options)
-                .await
-                .map_err(|e| e.to_string())
+            preloop_server::runtime::serve::serve(settings, options).await?;
+            return Ok(());
         }
         Command::Migrate { location } => {
             let database = open(location).await?;
             println!("database at {} is up to date", database.redacted_url());
-            Ok(())
+            return Ok(());
         }
         Command::Policy {
             command,
@@ -287,7 +324,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 let mut line = String::new();
                 std::io::stdin()
                     .read_line(&mut line)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|source| CliError::Stdin { source })?;
                 Some(line.trim_end_matches(['\n', '\r']).to_owned())
             } else {
                 None
@@ -321,7 +358,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 AuditCommand::Export => commands::audit_export(&database, &org).await,
             }
         }
-    }
+    };
+    outcome.map_err(|message| CliError::Command { message })
 }
 
 fn main() -> ExitCode {
@@ -338,8 +376,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

@@ -106,9 +106,9 @@ impl Database {
             if path != ":memory:" {
                 create_parent(path)?;
                 let started =
-                    Checkpointer::start(path).map_err(|error| OpenError::DataDirectory {
+                    Checkpointer::start(path).map_err(|source| OpenError::Checkpointer {
                         path: path.to_owned(),
-                        message: format!("cannot start the WAL checkpoint thread: {error}"),
+                        source,
                     })?;
                 checkpointer = Some(std::sync::Arc::new(started));
             }
@@ -173,9 +173,9 @@ fn create_parent(path: &str) -> Result<(), OpenError> {
     else {
         return Ok(());
     };
-    std::fs::create_dir_all(parent).map_err(|error| OpenError::DataDirectory {
+    std::fs::create_dir_all(parent).map_err(|source| OpenError::DataDirectory {
         path: parent.display().to_string(),
-        message: error.to_string(),
+        source,
     })
 }
 

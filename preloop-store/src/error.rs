@@ -15,12 +15,13 @@ pub enum OpenError {
         reason: String,
     },
     /// The database could not be reached or opened.
-    #[error("cannot connect to the database at `{url}`: {message}")]
+    #[error("cannot connect to the database at `{url}`: {source}")]
     Unreachable {
         /// The URL, with any password removed.
         url: String,
-        /// The driver's message.
-        message: String,
+        /// The pool's error (the driver's, when it could not connect).
+        #[source]
+        source: diesel_async::pooled_connection::deadpool::PoolError,
     },
     /// The database has migrations this binary does not know: it was created by a newer version.
     #[error(
@@ -32,15 +33,29 @@ pub enum OpenError {
         unknown: Vec<String>,
     },
     /// A migration failed.
-    #[error("database migration failed: {0}")]
-    Migration(String),
+    #[error("database migration failed: {source}")]
+    Migration {
+        /// The migration harness's error (or its thread's).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The data directory could not be created.
-    #[error("cannot create the data directory `{path}`: {message}")]
+    #[error("cannot create the data directory `{path}`: {source}")]
     DataDirectory {
         /// The directory.
         path: String,
         /// The OS error.
-        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SQLite file's WAL checkpoint thread could not be started.
+    #[error("cannot start the WAL checkpoint thread for `{path}`: {source}")]
+    Checkpointer {
+        /// The database file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
 }
 

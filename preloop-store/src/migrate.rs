@@ -13,28 +13,30 @@ const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 pub(crate) async fn run(database: &Database) -> Result<(), OpenError> {
-    let unreachable = |message: String| OpenError::Unreachable {
+    let unreachable = |source| OpenError::Unreachable {
         url: redact(database.url()),
-        message,
+        source,
     };
     // The harness blocks (diesel's migrations are synchronous), so it runs on a blocking thread.
     let outcome = match &*database.pools {
         Pools::Postgres(pool) => {
-            let connection = pool.get().await.map_err(|e| unreachable(e.to_string()))?;
+            let connection = pool.get().await.map_err(unreachable)?;
             tokio::task::spawn_blocking(move || {
                 apply(AsyncMigrationHarness::new(connection), POSTGRES)
             })
             .await
         }
         Pools::Sqlite(pool) => {
-            let connection = pool.get().await.map_err(|e| unreachable(e.to_string()))?;
+            let connection = pool.get().await.map_err(unreachable)?;
             tokio::task::spawn_blocking(move || {
                 apply(AsyncMigrationHarness::new(connection), SQLITE)
             })
             .await
         }
     };
-    outcome.map_err(|e| OpenError::Migration(e.to_string()))?
+    outcome.map_err(|source| OpenError::Migration {
+        source: Box::new(source),
+    })?
 }
 
 fn apply<DB: DieselBackend>(
@@ -44,7 +46,7 @@ fn apply<DB: DieselBackend>(
 where
     EmbeddedMigrations: MigrationSource<DB>,
 {
-    let failed = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migration(e.to_string());
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| OpenError::Migration { source };
     let known: HashSet<String> = MigrationSource::<DB>::migrations(&migrations)
         .map_err(failed)?
         .iter()

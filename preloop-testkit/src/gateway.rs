@@ -5,6 +5,7 @@ use super::{
     ADMIN_KEY, Client, Process, call, connect_url, rest, start_gateway, start_upstream, text,
     wait_for_tool,
 };
+use crate::wait::eventually_some;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -114,8 +115,7 @@ approval_policy = "chat"
 
     /// The id of the first pending approval request, once there is one.
     pub async fn pending_request_id(&self) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually_some("a request is pending", async || {
             let (_, pending) = rest(
                 Method::GET,
                 &self.url("/api/v1/approval-requests?status=pending"),
@@ -123,15 +123,9 @@ approval_policy = "chat"
                 None,
             )
             .await;
-            if let Some(id) = pending["items"][0]["id"].as_str() {
-                return id.to_owned();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no request is pending"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            pending["items"][0]["id"].as_str().map(str::to_owned)
+        })
+        .await
     }
 
     /// Approves a request as the admin.

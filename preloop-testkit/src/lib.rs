@@ -1,10 +1,22 @@
-//! Fixtures shared by the end-to-end tests and the gateway load tool: child processes that print
-//! their address, the gateway started on a free port, and MCP client helpers; [`fakes`] holds
-//! local stand-ins for chat platforms, webhook receivers and SMTP, [`gateway`] a gateway with
-//! REST helpers. The test upstream MCP server is this crate's binary, `preloop-test-upstream`.
+//! Fixtures shared by the end-to-end tests and the gateway load tool. Test support, not
+//! production: a fixture that cannot do its job panics (the test fails loudly).
 //!
-//! The binaries (`preloop`, `preloop-test-upstream`) are found next to the running test or
-//! bench executable: `cargo test --workspace` and `cargo bench --workspace` build them.
+//! | module | holds |
+//! |---|---|
+//! | this root | [`binary`] (a workspace binary next to the running test), [`Process`] (a child killed when dropped, with the URL it printed) and [`spawn`], [`start_gateway`] and [`start_upstream`], MCP clients ([`connect_url`], [`connect_with`], [`Client`], [`call`], [`text`], [`wait_for_tool`]), raw MCP sessions ([`raw_session`], [`raw_post`]), REST ([`rest`]), users and keys ([`register`], [`user_with_key`]), and a webhook receiver ([`webhook_receiver`]) |
+//! | [`gateway`] | [`Gateway`](gateway::Gateway): a gateway set up for approval tests (an upstream whose large additions need an admin's approval, a member and an agent user), with REST helpers |
+//! | [`fakes`] | local stand-ins for chat platforms' APIs and webhooks ([`FakePlatform`](fakes::FakePlatform)) and SMTP ([`smtp_sink`](fakes::smtp_sink)), recording what they receive |
+//! | [`wait`] | waiting for what happens asynchronously: [`eventually`](wait::eventually) (a condition), [`eventually_some`](wait::eventually_some) (a value), [`eventually_within`](wait::eventually_within) (another deadline) |
+//!
+//! The test upstream MCP server is this crate's binary, `preloop-test-upstream` (stdio or
+//! streamable HTTP; tools that echo, add, fail, sleep, stream progress, record calls and
+//! "delete" files).
+//!
+//! What it keeps: every process it starts is killed when its handle is dropped; servers bind
+//! port 0, so tests run in parallel; its polling waits have deadlines, so a test fails instead
+//! of hanging. The binaries (`preloop`, `preloop-test-upstream`) are found next to the
+//! running test or bench executable: `cargo test --workspace` and `cargo bench --workspace`
+//! build them.
 
 #![allow(
     clippy::expect_used,
@@ -15,6 +27,7 @@
 
 pub mod fakes;
 pub mod gateway;
+pub mod wait;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -241,24 +254,20 @@ async fn wait_for_listing<H: rmcp::ClientHandler>(
     tool: &str,
     present: bool,
 ) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let what = format!(
+        "`{tool}` is {}",
+        if present { "listed" } else { "unlisted" }
+    );
+    wait::eventually(&what, async || {
         let listed = client
             .list_all_tools()
             .await
             .expect("tools/list answers")
             .iter()
             .any(|t| t.name == tool);
-        if listed == present {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "`{tool}` never became {}",
-            if present { "listed" } else { "unlisted" }
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        listed == present
+    })
+    .await;
 }
 
 /// Starts an MCP session over plain HTTP (initialize, then `notifications/initialized`) and

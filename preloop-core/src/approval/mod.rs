@@ -23,7 +23,7 @@ pub use request::{
     ApprovalRequest, ApprovalState, NewApprovalRequest, RequestContext, RequestedTool, Vote,
     VoteDecision,
 };
-pub use schema::{ArgumentSchema, validate_arguments};
+pub use schema::{ArgumentSchema, SchemaError, validate_arguments};
 pub use token::{DecisionToken, hash_secret, verify_secret};
 
 #[cfg(test)]

@@ -8,14 +8,29 @@ const MAX_ERRORS: usize = 20;
 /// A tool's input schema, compiled once.
 #[derive(Debug)]
 pub struct ArgumentSchema {
-    validator: Result<jsonschema::Validator, String>,
+    validator: Result<jsonschema::Validator, SchemaError>,
+}
+
+/// Why a tool's input schema cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// The schema does not compile.
+    #[error("the tool's input schema is invalid: {source}")]
+    Invalid {
+        /// What the compiler found.
+        #[source]
+        source: Box<jsonschema::ValidationError<'static>>,
+    },
 }
 
 impl ArgumentSchema {
     /// Compiles `schema`; a schema that does not compile is kept as that error.
     pub fn compile(schema: &Value) -> Self {
         Self {
-            validator: jsonschema::validator_for(schema).map_err(|e| e.to_string()),
+            validator: jsonschema::validator_for(schema).map_err(|source| SchemaError::Invalid {
+                source: Box::new(source),
+            }),
         }
     }
 
@@ -30,7 +45,7 @@ impl ArgumentSchema {
         let validator = self
             .validator
             .as_ref()
-            .map_err(|error| vec![format!("the tool's input schema is invalid: {error}")])?;
+            .map_err(|error| vec![error.to_string()])?;
         let errors: Vec<String> = validator
             .iter_errors(arguments)
             .take(MAX_ERRORS)

@@ -8,6 +8,7 @@ use crate::approval::{
     TransitionError, VoteCast, VoteDecision, transition, verify_secret,
 };
 use crate::audit::{AuditEntry, AuditEventKind};
+use crate::executor::{ExecutionContext, ExecutionError, ToolOutput};
 use crate::principal::Principal;
 use crate::store::{ApprovalFilter, CasOutcome};
 use chrono::{DateTime, Utc};
@@ -212,7 +213,9 @@ impl Governor {
         }
         let event = match self.execute_for(&claim.request).await {
             Ok(output) => ApprovalEvent::FinishExecution { output },
-            Err(error) => ApprovalEvent::FailExecution { error },
+            Err(error) => ApprovalEvent::FailExecution {
+                error: error.to_string(),
+            },
         };
         self.apply(organization_id, request_id, || event.clone())
             .await
@@ -425,6 +428,53 @@ impl Governor {
         }
         Ok(())
     }
+
+    /// Runs `tool` for an approved request.
+    async fn execute_for(
+        &self,
+        request: &ApprovalRequest,
+    ) -> Result<ToolOutput, ApprovedCallError> {
+        let tool = self
+            .registry
+            .get(&request.organization_id, &request.tool.exposed_name)
+            .filter(|t| t.descriptor.server == request.tool.server)
+            .ok_or_else(|| ApprovedCallError::Gone {
+                tool: request.tool.exposed_name.clone(),
+            })?;
+        let context = ExecutionContext {
+            call_id: request.call_id,
+            approval_request_id: Some(request.id),
+            principal_id: request.requester.id.clone(),
+            organization_id: request.organization_id.clone(),
+            observer: None,
+        };
+        tool.executor
+            .execute(
+                &tool.descriptor,
+                request.effective_arguments().clone(),
+                &context,
+            )
+            .await
+            .map_err(ApprovedCallError::from)
+    }
+}
+
+/// Why an approved call did not run (recorded in the request as `FailExecution`).
+#[derive(Debug, thiserror::Error)]
+enum ApprovedCallError {
+    /// The tool was removed (or moved to another server) while the request waited.
+    #[error("tool `{tool}` is no longer available")]
+    Gone {
+        /// The tool's exposed name.
+        tool: String,
+    },
+    /// The executor could not run it.
+    #[error(transparent)]
+    Execution {
+        /// The executor's error.
+        #[from]
+        source: ExecutionError,
+    },
 }
 
 /// The audit entries a transition produces.

@@ -25,7 +25,7 @@ use crate::approval::{
 };
 use crate::audit::{AuditEntry, AuditEventKind};
 use crate::clock::Clock;
-use crate::executor::{ExecutionContext, ToolOutput};
+use crate::executor::ExecutionContext;
 use crate::policy::{
     Decision, Effect, EvaluationInput, Governance, GovernanceDocument, INLINE_BUDGET, Reason,
 };
@@ -502,35 +502,6 @@ impl Governor {
         if let Err(error) = self.record(org, at, kind).await {
             tracing::error!(%error, organization = org, "a call ran but its outcome could not be audited");
         }
-    }
-
-    /// Runs `tool` for an approved request.
-    async fn execute_for(&self, request: &ApprovalRequest) -> Result<ToolOutput, String> {
-        let tool = self
-            .registry
-            .get(&request.organization_id, &request.tool.exposed_name)
-            .filter(|t| t.descriptor.server == request.tool.server)
-            .ok_or_else(|| {
-                format!(
-                    "tool `{}` is no longer available",
-                    request.tool.exposed_name
-                )
-            })?;
-        let context = ExecutionContext {
-            call_id: request.call_id,
-            approval_request_id: Some(request.id),
-            principal_id: request.requester.id.clone(),
-            organization_id: request.organization_id.clone(),
-            observer: None,
-        };
-        tool.executor
-            .execute(
-                &tool.descriptor,
-                request.effective_arguments().clone(),
-                &context,
-            )
-            .await
-            .map_err(|e| e.to_string())
     }
 }
 

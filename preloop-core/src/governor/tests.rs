@@ -4,7 +4,7 @@ use super::*;
 use crate::approval::{ApprovalState, TransitionError, VoteCast, VoteDecision};
 use crate::audit::{AuditEventKind, verify_chain};
 use crate::clock::ManualClock;
-use crate::executor::{ExecutionError, FnExecutor};
+use crate::executor::{ExecutionError, FnExecutor, ToolOutput};
 use crate::governor::notifier::{Notification, NotifyError};
 use crate::policy::Format;
 use crate::registry::{ToolDescriptor, ToolSource};

@@ -61,7 +61,7 @@ impl Default for PolicyLimits {
 }
 
 /// Why a condition does not compile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConditionError {
     /// The CEL text does not parse.
@@ -116,8 +116,12 @@ pub enum ConditionError {
         limit: u64,
     },
     /// A `matches()` pattern is not a small string literal.
-    #[error("CEL condition: {0}")]
-    Pattern(String),
+    #[error("CEL condition: {source}")]
+    Pattern {
+        /// What is wrong with it.
+        #[source]
+        source: super::cost::MatchesError,
+    },
     /// The expression reads a variable that does not exist.
     #[error(
         "CEL condition reads unknown variable `{name}`; conditions may read tool, args, user, client and now"
@@ -125,6 +129,30 @@ pub enum ConditionError {
     UnknownVariable {
         /// The variable.
         name: String,
+    },
+}
+
+/// Why a compiled condition could not be evaluated for a call (the rule then fails closed).
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum EvaluationError {
+    /// The condition's value is not a boolean.
+    #[error("condition evaluated to {found} instead of a boolean")]
+    NotBoolean {
+        /// The type it evaluated to.
+        found: cel::objects::ValueType,
+    },
+    /// The evaluation budget ran out (the metering functions' own message).
+    #[error("{message}")]
+    Budget {
+        /// What the metering function reported.
+        message: String,
+    },
+    /// The interpreter failed (a missing field, a type mismatch, ...).
+    #[error(transparent)]
+    Interpreter {
+        /// The interpreter's error.
+        #[from]
+        source: cel::ExecutionError,
     },
 }
 
@@ -197,7 +225,7 @@ impl Condition {
                 name: (*name).to_owned(),
             });
         }
-        cost::check_patterns(&expression).map_err(ConditionError::Pattern)?;
+        cost::check_patterns(&expression).map_err(|source| ConditionError::Pattern { source })?;
         let estimate = cost::estimate(&expression);
         if estimate > limits.max_estimated_cost {
             return Err(ConditionError::TooCostly {
@@ -226,12 +254,12 @@ impl Condition {
         &self.source
     }
 
-    /// Evaluates to a boolean; anything else (an error, a non-boolean) is an error message.
+    /// Evaluates to a boolean; anything else (an error, a non-boolean) is an error.
     pub(crate) fn evaluate(
         &self,
         env: &Arc<Env>,
         activation: &Activation<'_>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EvaluationError> {
         match self
             .fast
             .as_ref()
@@ -253,22 +281,21 @@ impl Condition {
         &self,
         env: &Arc<Env>,
         activation: &Activation<'_>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EvaluationError> {
         let mut context = Context::with_env(Arc::clone(env));
         context.set_variable_resolver(activation);
         match CelValue::resolve(&self.metered, &context) {
             Ok(CelValue::Bool(value)) => Ok(value),
-            Ok(other) => Err(format!(
-                "condition evaluated to {} instead of a boolean",
-                other.type_of()
-            )),
+            Ok(other) => Err(EvaluationError::NotBoolean {
+                found: other.type_of(),
+            }),
             // The metering functions' own errors (the budget ran out) speak for themselves.
             Err(cel::ExecutionError::FunctionError { function, message })
                 if function.starts_with('@') =>
             {
-                Err(message)
+                Err(EvaluationError::Budget { message })
             }
-            Err(error) => Err(error.to_string()),
+            Err(source) => Err(EvaluationError::Interpreter { source }),
         }
     }
 }

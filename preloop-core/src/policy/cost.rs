@@ -307,10 +307,35 @@ fn wrap_scaled(text: &mut IdedExpr, factor: u64) {
     };
 }
 
+/// What is wrong with a `matches()` call of a condition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MatchesError {
+    /// The call has the wrong number of arguments.
+    #[error("matches() takes a text and a pattern")]
+    Arity,
+    /// The pattern is computed (from the call's arguments, say), not written in the condition.
+    #[error("the pattern of matches() must be a string literal")]
+    NotLiteral,
+    /// The pattern is longer than the limit (1 KiB).
+    #[error("the pattern of matches() is {length} bytes long; the limit is {MAX_PATTERN_BYTES}")]
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// The pattern is not a regular expression, or compiles too large.
+    #[error("the pattern of matches() does not compile: {source}")]
+    Compile {
+        /// What the regular-expression compiler found.
+        #[source]
+        source: regex::Error,
+    },
+}
+
 /// Refuses `matches()` with a pattern that is not a string literal, or one that is long or
 /// compiles large: a pattern from the call's arguments would be compiled, at any size, on
 /// every call.
-pub(crate) fn check_patterns(expr: &IdedExpr) -> Result<(), String> {
+pub(crate) fn check_patterns(expr: &IdedExpr) -> Result<(), MatchesError> {
     let mut pending = vec![expr];
     while let Some(node) = pending.pop() {
         if let Expr::Call(call) = &node.expr
@@ -318,21 +343,20 @@ pub(crate) fn check_patterns(expr: &IdedExpr) -> Result<(), String> {
         {
             let pattern = match (&call.target, call.args.as_slice()) {
                 (Some(_), [pattern]) | (None, [_, pattern]) => pattern,
-                _ => return Err("matches() takes a text and a pattern".to_owned()),
+                _ => return Err(MatchesError::Arity),
             };
             let Some(pattern) = literal_string(pattern) else {
-                return Err("the pattern of matches() must be a string literal".to_owned());
+                return Err(MatchesError::NotLiteral);
             };
             if pattern.len() > MAX_PATTERN_BYTES {
-                return Err(format!(
-                    "the pattern of matches() is {} bytes long; the limit is {MAX_PATTERN_BYTES}",
-                    pattern.len()
-                ));
+                return Err(MatchesError::TooLong {
+                    length: pattern.len(),
+                });
             }
             regex::RegexBuilder::new(pattern)
                 .size_limit(MAX_PATTERN_PROGRAM_BYTES)
                 .build()
-                .map_err(|e| format!("the pattern of matches() does not compile: {e}"))?;
+                .map_err(|source| MatchesError::Compile { source })?;
         }
         pending.extend(children(node));
     }

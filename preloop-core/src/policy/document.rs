@@ -254,12 +254,36 @@ impl GovernanceDocument {
     }
 
     /// Renders the document in `format` (for `policy export`).
-    pub fn render(&self, format: Format) -> Result<String, String> {
+    pub fn render(&self, format: Format) -> Result<String, RenderError> {
         match format {
-            Format::Toml => toml::to_string_pretty(self).map_err(|e| e.to_string()),
-            Format::Yaml => serde_yaml_ng::to_string(self).map_err(|e| e.to_string()),
+            Format::Toml => {
+                toml::to_string_pretty(self).map_err(|source| RenderError::Toml { source })
+            }
+            Format::Yaml => {
+                serde_yaml_ng::to_string(self).map_err(|source| RenderError::Yaml { source })
+            }
         }
     }
+}
+
+/// Why a document cannot be written out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// The TOML writer refused it.
+    #[error(transparent)]
+    Toml {
+        /// The writer's error.
+        #[from]
+        source: toml::ser::Error,
+    },
+    /// The YAML writer refused it.
+    #[error(transparent)]
+    Yaml {
+        /// The writer's error.
+        #[from]
+        source: serde_yaml_ng::Error,
+    },
 }
 
 /// 1-based line and column of byte `offset` in `text`.

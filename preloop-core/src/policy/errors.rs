@@ -1,10 +1,11 @@
 //! What can be wrong with a policy: each broken rule, and the policy as a whole.
 
 use super::condition::ConditionError;
+use super::pattern::PatternError;
 use crate::principal::SelectorError;
 
 /// What is wrong with one rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleProblem {
     /// A tool or server pattern does not compile.
@@ -13,7 +14,8 @@ pub enum RuleProblem {
         /// The pattern.
         pattern: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: PatternError,
     },
     /// A principal selector does not parse.
     #[error(transparent)]
@@ -46,7 +48,7 @@ pub enum RuleProblem {
 }
 
 /// A rule that does not compile, named by id and position.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("rule `{rule_id}` (rule #{position}): {problem}")]
 pub struct RuleError {
     /// The rule's id.
@@ -58,7 +60,7 @@ pub struct RuleError {
 }
 
 /// Why a policy set does not compile: every problem found, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
     /// One or more rules are invalid.

@@ -8,7 +8,7 @@ use crate::approval::{ApprovalPolicy, ApprovalPolicyError};
 use std::collections::HashMap;
 
 /// Why a governance document does not compile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GovernanceError {
     /// The rules do not compile (or name undefined approval policies).

@@ -48,14 +48,15 @@ mod pattern;
 mod set;
 
 pub use condition::{ConditionError, EvaluationInput, PolicyLimits, VARIABLES};
-pub use cost::ASSUMED_ITEMS;
+pub use cost::{ASSUMED_ITEMS, MatchesError};
 pub use decision::{Decision, Effect, Reason, RuleInfo, ShadowDecision};
 pub use document::{
-    ActionKind, Format, GovernanceDocument, OnError, PolicyDocument, RuleMode, RuleSpec,
-    SyntaxError,
+    ActionKind, Format, GovernanceDocument, OnError, PolicyDocument, RenderError, RuleMode,
+    RuleSpec, SyntaxError,
 };
 pub use errors::{PolicyError, RuleError, RuleProblem};
 pub use governance::{Governance, GovernanceError};
+pub use pattern::PatternError;
 pub use set::{COSTLY_CONDITION, INLINE_BUDGET, PolicySet};
 
 #[cfg(test)]

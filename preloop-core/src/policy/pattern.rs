@@ -20,13 +20,29 @@ pub(crate) enum NamePattern {
     },
 }
 
+/// Why a name pattern does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// The pattern is the empty string.
+    #[error("the pattern is empty")]
+    Empty,
+    /// The glob syntax is wrong (an unclosed class or alternative, ...).
+    #[error("{}", .source.kind())]
+    Glob {
+        /// What the glob compiler found.
+        #[source]
+        source: globset::Error,
+    },
+}
+
 const WILDCARDS: [char; 5] = ['*', '?', '[', '{', '\\'];
 
 impl NamePattern {
     /// Compiles a pattern; the error describes what is wrong with it.
-    pub(crate) fn parse(pattern: &str) -> Result<Self, String> {
+    pub(crate) fn parse(pattern: &str) -> Result<Self, PatternError> {
         if pattern.is_empty() {
-            return Err("the pattern is empty".to_owned());
+            return Err(PatternError::Empty);
         }
         if pattern.chars().all(|c| c == '*') {
             return Ok(Self::Any);
@@ -39,7 +55,7 @@ impl NamePattern {
             .backslash_escape(true)
             .empty_alternates(true)
             .build()
-            .map_err(|error| error.kind().to_string())?;
+            .map_err(|source| PatternError::Glob { source })?;
         Ok(Self::Glob {
             literal_prefix: pattern[..first_wildcard].into(),
             matcher: glob.compile_matcher(),

@@ -415,6 +415,7 @@ impl PolicySet {
                     };
                 }
                 (Err(error), false) => {
+                    let error = error.to_string();
                     return Decision {
                         effect: self.error_effect(rule, &error),
                         reason: Reason::RuleError {
@@ -427,7 +428,7 @@ impl PolicySet {
                 }
                 (outcome, true) => {
                     if shadow.is_none() {
-                        let error = outcome.err();
+                        let error = outcome.err().map(|e| e.to_string());
                         shadow = Some(ShadowDecision {
                             effect: match &error {
                                 Some(e) => self.error_effect(rule, e),

@@ -163,7 +163,7 @@ async fn create(
     admin(&principal)?;
     let server = entry
         .to_document(&principal.organization_id, Uuid::new_v4(), Utc::now())
-        .map_err(ApiError::Unprocessable)?;
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     permitted(&state, &server)?;
     if !crate::tenancy::is_operator(&principal.organization_id) {
         let servers: Vec<McpServer> = state
@@ -228,7 +228,7 @@ async fn replace(
     let old = server_of(&state, &principal, id).await?;
     let mut server = entry
         .to_document(&principal.organization_id, id, old.created_at)
-        .map_err(ApiError::Unprocessable)?;
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     // Stored credentials stay with the destination they were given for: kept for the same
     // origin or program, never sent somewhere new (the caller gives them again instead).
     let kept = match (&mut server.transport, &old.transport) {

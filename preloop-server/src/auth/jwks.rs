@@ -44,6 +44,54 @@ pub struct ExternalIdentity {
     pub expires_at: i64,
 }
 
+/// Why the identity provider's key set cannot be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The configuration names neither or both sources.
+    #[error("[auth.jwks] needs exactly one of `url` and `file`")]
+    Source,
+    /// The HTTP client could not be built.
+    #[error("{source}")]
+    Client {
+        /// The client builder's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The URL did not answer with the key set.
+    #[error("fetching {url}: {source}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The request's error (or the status).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer's body could not be read.
+    #[error("{source}")]
+    Body {
+        /// The read error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The file cannot be read.
+    #[error("reading {path}: {source}", path = .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What was read is not a JWKS.
+    #[error("the key set is not a JWKS: {source}")]
+    Parse {
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The key set and its verification rules.
 #[derive(Debug)]
 pub struct Jwks {
@@ -65,14 +113,14 @@ impl Jwks {
 
     /// Reads the key set once; an unreachable URL is logged and retried when a token arrives.
     /// A configuration naming neither or both sources is an error.
-    pub async fn load(config: JwksConfig) -> Result<Self, String> {
+    pub async fn load(config: JwksConfig) -> Result<Self, JwksError> {
         if config.url.is_some() == config.file.is_some() {
-            return Err("[auth.jwks] needs exactly one of `url` and `file`".to_owned());
+            return Err(JwksError::Source);
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| JwksError::Client { source })?;
         let jwks = Self {
             config,
             keys: RwLock::new((JwkSet { keys: Vec::new() }, None)),
@@ -87,7 +135,7 @@ impl Jwks {
         Ok(jwks)
     }
 
-    async fn fetch(&self) -> Result<JwkSet, String> {
+    async fn fetch(&self) -> Result<JwkSet, JwksError> {
         let text = match (&self.config.url, &self.config.file) {
             (Some(url), _) => self
                 .http
@@ -95,18 +143,25 @@ impl Jwks {
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| format!("fetching {url}: {e}"))?
+                .map_err(|source| JwksError::Fetch {
+                    url: url.clone(),
+                    source,
+                })?
                 .text()
                 .await
-                .map_err(|e| e.to_string())?,
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| format!("reading {}: {e}", file.display()))?,
-            (None, None) => return Err("no JWKS source".to_owned()),
+                .map_err(|source| JwksError::Body { source })?,
+            (None, Some(file)) => {
+                std::fs::read_to_string(file).map_err(|source| JwksError::Read {
+                    path: file.clone(),
+                    source,
+                })?
+            }
+            (None, None) => return Err(JwksError::Source),
         };
-        serde_json::from_str(&text).map_err(|e| format!("the key set is not a JWKS: {e}"))
+        serde_json::from_str(&text).map_err(|source| JwksError::Parse { source })
     }
 
-    async fn refetch(&self) -> Result<(), String> {
+    async fn refetch(&self) -> Result<(), JwksError> {
         let set = self.fetch().await;
         let mut keys = self.keys.write().await;
         keys.1 = Some(Instant::now());

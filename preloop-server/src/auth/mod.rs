@@ -1,13 +1,15 @@
 //! Bearer authentication: an API key, an access token or an identity provider's token becomes
 //! the principal of the request. Beside it: access and refresh tokens ([`tokens`]), the identity
 //! provider's keys ([`jwks`]), per-principal rate limits ([`limits`]) and the sign-in and
-//! registration throttles ([`throttle`]).
+//! registration throttles ([`throttle`]); [`capped`] bounds the caches' memory.
 
+pub(crate) mod capped;
 pub mod jwks;
 pub mod limits;
 pub mod throttle;
 pub mod tokens;
 
+use crate::auth::capped::insert_capped;
 use crate::auth::jwks::Jwks;
 use crate::auth::tokens::{TokenKeys, TokenKind};
 use chrono::{DateTime, Utc};
@@ -166,10 +168,7 @@ impl Authenticator {
             {
                 return;
             }
-            if touched.len() >= CACHE_CAPACITY {
-                touched.clear();
-            }
-            touched.insert(key_id, Instant::now());
+            insert_capped(&mut touched, CACHE_CAPACITY, key_id, Instant::now());
         }
         if let Err(error) = self.accounts.touch_api_key(key_id, now).await {
             tracing::warn!(%error, "could not record API key use");
@@ -258,10 +257,9 @@ impl Authenticator {
         };
         {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(
+            insert_capped(
+                &mut cache,
+                CACHE_CAPACITY,
                 hash,
                 Cached {
                     principal: principal.clone(),

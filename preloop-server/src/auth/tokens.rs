@@ -100,12 +100,13 @@ pub enum KeyError {
     #[error("SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long")]
     TooShort,
     /// The generated key file could not be read or written.
-    #[error("cannot use the secret key file {path}: {message}")]
+    #[error("cannot use the secret key file {path}: {source}")]
     File {
         /// The file.
         path: String,
         /// The OS error.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -130,9 +131,9 @@ impl TokenKeys {
             return Self::from_secret(&secret);
         }
         let path = data_dir.join("secret_key");
-        let file_error = |e: std::io::Error| KeyError::File {
+        let file_error = |source: std::io::Error| KeyError::File {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         };
         let secret = match std::fs::read_to_string(&path) {
             Ok(secret) => secret.trim().to_owned(),

@@ -10,7 +10,7 @@
 
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
 use super::message::Summary;
-use super::{Channel, Context, Event};
+use super::{Channel, ChannelsError, Context, Event};
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -63,14 +63,17 @@ impl Email {
         config: EmailConfig,
         context: Context,
         accounts: Arc<dyn AccountStore>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ChannelsError> {
         let mailbox = |address: &str| {
             address
                 .parse::<Mailbox>()
-                .map_err(|e| format!("[channels.email]: `{address}` is not an e-mail address: {e}"))
+                .map_err(|source| ChannelsError::EmailAddress {
+                    address: address.to_owned(),
+                    source,
+                })
         };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
-            .map_err(|e| format!("[channels.email] url is not a usable SMTP URL: {e}"))?
+            .map_err(|source| ChannelsError::SmtpUrl { source })?
             .timeout(Some(Duration::from_secs(20)))
             .build();
         Ok(Self {
@@ -132,7 +135,7 @@ impl Email {
         approver: Option<&str>,
         event: &Event,
         summary: &Summary,
-    ) -> Result<Message, String> {
+    ) -> Result<Message, lettre::error::Error> {
         // Approvers get a personal link (their vote, under the policy's rules); other addresses
         // the request in the console, where they would have to sign in.
         let link = match approver {
@@ -151,7 +154,6 @@ impl Email {
                 text,
                 html_body(summary, &link).into_string(),
             ))
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -18,6 +18,7 @@
 mod decide;
 mod deliveries;
 mod email;
+mod error;
 mod mattermost;
 mod message;
 mod redact;
@@ -26,6 +27,7 @@ mod telegram;
 mod webhook;
 
 pub use email::EmailConfig;
+pub use error::ChannelsError;
 pub use mattermost::MattermostConfig;
 pub(crate) use message::outcome as outcome_text;
 pub use redact::Redactor;
@@ -225,7 +227,7 @@ impl Channels {
         public_url: &str,
         store: Arc<S>,
         tokens: TokenKeys,
-    ) -> Result<Self, String>
+    ) -> Result<Self, ChannelsError>
     where
         S: DocumentStore<ChannelMessage> + AccountStore + 'static,
     {
@@ -237,7 +239,7 @@ impl Channels {
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the channels' HTTP client: {e}"))?;
+            .map_err(|source| ChannelsError::Client { source })?;
         let context = Context {
             deliveries: Deliveries::new(store.clone()),
             redactor,

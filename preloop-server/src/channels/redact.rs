@@ -2,6 +2,7 @@
 //! values of keys that match a pattern (`[channels] redact_keys`, case-insensitive globs, at any
 //! depth) are replaced with [`REDACTED`].
 
+use super::ChannelsError;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde_json::Value;
 
@@ -28,19 +29,22 @@ pub struct Redactor(GlobSet);
 
 impl Redactor {
     /// A redactor for `patterns` (globs over object keys, case-insensitive).
-    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, ChannelsError> {
         let mut set = GlobSetBuilder::new();
         for pattern in patterns {
             let pattern = pattern.as_ref();
             let glob = GlobBuilder::new(pattern)
                 .case_insensitive(true)
                 .build()
-                .map_err(|e| format!("[channels] redact_keys: `{pattern}`: {e}"))?;
+                .map_err(|source| ChannelsError::RedactPattern {
+                    pattern: pattern.to_owned(),
+                    source,
+                })?;
             set.add(glob);
         }
         set.build()
             .map(Self)
-            .map_err(|e| format!("[channels] redact_keys: {e}"))
+            .map_err(|source| ChannelsError::RedactSet { source })
     }
 
     /// `value` with the value of every matching key replaced, however deep.
@@ -104,7 +108,7 @@ mod tests {
             redactor.redact(&json!({"SSN": "1", "card_number": "2", "password": "3"})),
             json!({"SSN": REDACTED, "card_number": REDACTED, "password": "3"})
         );
-        let error = Redactor::new(&["card_[x"]).unwrap_err();
+        let error = Redactor::new(&["card_[x"]).unwrap_err().to_string();
         assert!(error.contains("card_[x"), "{error}");
     }
 }

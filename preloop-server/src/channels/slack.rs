@@ -10,7 +10,7 @@ use super::Callbacks;
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure, post_json};
 use super::message::{Summary, outcome, truncate};
-use super::{Channel, Context, Event, Redactor};
+use super::{Channel, ChannelsError, Context, Event, Redactor};
 use crate::http::ApiError;
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -97,24 +97,67 @@ fn mac(signing_secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
+/// Why a callback is not taken to come from Slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unverified {
+    /// No timestamp header.
+    #[error("missing X-Slack-Request-Timestamp header")]
+    NoTimestamp,
+    /// The timestamp is not a number.
+    #[error("malformed X-Slack-Request-Timestamp header")]
+    MalformedTimestamp,
+    /// The timestamp is too far from now.
+    #[error("the request timestamp is more than 5 minutes away (a replay?)")]
+    Stale,
+    /// No signature, or not one in Slack's form.
+    #[error("missing or malformed X-Slack-Signature header")]
+    NoSignature,
+    /// The signature is not the signing secret's.
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// Why an interaction's body is not a payload.
+#[derive(Debug, thiserror::Error)]
+enum MalformedPayload {
+    /// The body is not a form with a `payload` field.
+    #[error(transparent)]
+    Form {
+        /// The form decoder's error.
+        #[from]
+        source: serde_urlencoded::de::Error,
+    },
+    /// The `payload` field is not JSON.
+    #[error(transparent)]
+    Json {
+        /// The JSON parser's error.
+        #[from]
+        source: serde_json::Error,
+    },
+}
+
 /// Checks that Slack signed `body`, recently.
-fn verify(signing_secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), String> {
+fn verify(
+    signing_secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), Unverified> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let timestamp =
-        header("x-slack-request-timestamp").ok_or("missing X-Slack-Request-Timestamp header")?;
+    let timestamp = header("x-slack-request-timestamp").ok_or(Unverified::NoTimestamp)?;
     let seconds: i64 = timestamp
         .parse()
-        .map_err(|_| "malformed X-Slack-Request-Timestamp header")?;
+        .map_err(|_| Unverified::MalformedTimestamp)?;
     if now.abs_diff(seconds) > MAX_SKEW_SECONDS.unsigned_abs() {
-        return Err("the request timestamp is more than 5 minutes away (a replay?)".to_owned());
+        return Err(Unverified::Stale);
     }
     let signature = header("x-slack-signature")
         .and_then(|s| s.strip_prefix("v0="))
         .and_then(|s| hex::decode(s).ok())
-        .ok_or("missing or malformed X-Slack-Signature header")?;
+        .ok_or(Unverified::NoSignature)?;
     mac(signing_secret, timestamp, body)
         .verify_slice(&signature)
-        .map_err(|_| "the signature does not match".to_owned())
+        .map_err(|_| Unverified::Mismatch)
 }
 
 /// The configured Slack channel.
@@ -125,18 +168,13 @@ pub(super) struct Slack {
 }
 
 impl Slack {
-    pub(super) fn new(config: SlackConfig, context: Context) -> Result<Self, String> {
+    pub(super) fn new(config: SlackConfig, context: Context) -> Result<Self, ChannelsError> {
         match (&config.bot_token, &config.channel, &config.webhook_url) {
             (Some(_), Some(_), None) | (None, None, Some(_)) => {}
-            _ => {
-                return Err(
-                    "[channels.slack] needs either `bot_token` and `channel`, or `webhook_url`"
-                        .to_owned(),
-                );
-            }
+            _ => return Err(ChannelsError::SlackDestination),
         }
         if config.signing_secret.trim().is_empty() {
-            return Err("[channels.slack] needs the app's `signing_secret`".to_owned());
+            return Err(ChannelsError::SlackSigningSecret);
         }
         let api_url = config
             .api_url
@@ -326,12 +364,13 @@ pub(super) async fn interactions(
     let now = chrono::Utc::now().timestamp();
     if let Err(reason) = verify(&slack.config.signing_secret, &headers, &body, now) {
         tracing::warn!(%reason, "Slack interaction refused");
-        return ApiError::Unauthorized(reason).into_response();
+        return ApiError::Unauthorized(reason.to_string()).into_response();
     }
-    let payload: Value = match serde_urlencoded::from_bytes::<InteractionForm>(&body)
-        .map_err(|e| e.to_string())
-        .and_then(|form| serde_json::from_str(&form.payload).map_err(|e| e.to_string()))
-    {
+    let payload: Result<Value, MalformedPayload> =
+        serde_urlencoded::from_bytes::<InteractionForm>(&body)
+            .map_err(MalformedPayload::from)
+            .and_then(|form| Ok(serde_json::from_str(&form.payload)?));
+    let payload = match payload {
         Ok(payload) => payload,
         Err(error) => {
             return ApiError::BadRequest(format!("malformed interaction payload: {error}"))
@@ -477,7 +516,7 @@ mod tests {
         );
         let old = slack_signature("secret", "1699999600", body);
         let stale = verify("secret", &headers("1699999600", &old), body, now);
-        assert!(stale.is_err_and(|e| e.contains("5 minutes")));
+        assert!(stale.is_err_and(|e| e.to_string().contains("5 minutes")));
         assert!(verify("secret", &headers("soon", &signed), body, now).is_err());
         assert!(verify("secret", &headers("1700000000", "v0=zz"), body, now).is_err());
         assert!(verify("secret", &HeaderMap::new(), body, now).is_err());

@@ -11,7 +11,7 @@ use super::Callbacks;
 use super::decide::{Answer, decide_as};
 use super::deliveries::{DEFAULT_ATTEMPTS, Envelope, Failure};
 use super::message::{Summary, outcome, truncate};
-use super::{Channel, Context, Event};
+use super::{Channel, ChannelsError, Context, Event};
 use crate::http::ApiError;
 use async_trait::async_trait;
 use axum::Json;
@@ -91,18 +91,13 @@ pub(super) struct Telegram {
 }
 
 impl Telegram {
-    pub(super) fn new(config: TelegramConfig, context: Context) -> Result<Self, String> {
+    pub(super) fn new(config: TelegramConfig, context: Context) -> Result<Self, ChannelsError> {
         if !(config.chat_id.is_i64() || config.chat_id.is_string()) {
-            return Err(
-                "[channels.telegram] chat_id must be a number or an @channel name".to_owned(),
-            );
+            return Err(ChannelsError::TelegramChatId);
         }
         let secret_hash = match (&config.updates, &config.webhook_secret) {
             (TelegramUpdates::Webhook, None) => {
-                return Err(
-                    "[channels.telegram] needs `webhook_secret` with updates = \"webhook\""
-                        .to_owned(),
-                );
+                return Err(ChannelsError::TelegramNoWebhookSecret);
             }
             (_, Some(secret))
                 if secret.is_empty()
@@ -111,7 +106,7 @@ impl Telegram {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
             {
-                return Err("[channels.telegram] webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -".to_owned());
+                return Err(ChannelsError::TelegramWebhookSecret);
             }
             (_, secret) => secret.as_deref().map(hash_secret),
         };

@@ -76,7 +76,7 @@ pub async fn policy_export(
         .map_err(|e| e.to_string())?
         .map(|stored| stored.document)
         .unwrap_or_default();
-    print!("{}", document.render(format)?);
+    print!("{}", document.render(format).map_err(|e| e.to_string())?);
     Ok(())
 }
 

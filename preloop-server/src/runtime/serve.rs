@@ -182,7 +182,7 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
             database.clone(),
             tokens.clone(),
         )
-        .map_err(StartError::Channels)?,
+        .map_err(|e| StartError::Channels(e.to_string()))?,
     );
     let events = EventBus::default();
     let registry = Arc::new(Registry::new());
@@ -207,9 +207,9 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
     apply_policy(settings, &database, &governor).await?;
     crate::runtime::startup::record_configured_servers(&settings.file.mcp_servers, &database)
         .await
-        .map_err(StartError::Upstream)?;
+        .map_err(|e| StartError::Upstream(e.to_string()))?;
     let egress = crate::gateway::upstream::egress::Egress::new(&settings.file.security)
-        .map_err(StartError::Security)?;
+        .map_err(|e| StartError::Security(e.to_string()))?;
     let upstreams = Arc::new(Upstreams::new(
         governor.registry().clone(),
         database.clone(),
@@ -230,7 +230,9 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
     );
     let mut authenticator = Authenticator::new(database.clone(), tokens.clone());
     if let Some(config) = settings.file.auth.jwks.clone() {
-        let jwks = Jwks::load(config).await.map_err(StartError::Auth)?;
+        let jwks = Jwks::load(config)
+            .await
+            .map_err(|e| StartError::Auth(e.to_string()))?;
         authenticator = authenticator.with_jwks(Arc::new(jwks));
     }
     let replicas = Replicas::new(database.clone());

@@ -2,7 +2,7 @@
 //! organization's stored configuration put in force (policy, tool settings, upstream servers).
 
 use crate::app::rewrite_stored;
-use crate::config::McpServerEntry;
+use crate::config::{McpServerEntry, ServerEntryError};
 use crate::gateway::upstream::Upstreams;
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use chrono::Utc;
@@ -15,16 +15,42 @@ use preloop_core::store::{AccountStore, DocumentStore, PolicyStore, StoreError};
 use preloop_store::Database;
 use uuid::Uuid;
 
+/// Why the configuration file's `[[mcp_servers]]` could not be recorded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfiguredServersError {
+    /// The stored servers could not be listed.
+    #[error(transparent)]
+    List {
+        /// The store's error.
+        #[from]
+        source: StoreError,
+    },
+    /// An entry is incomplete or invalid.
+    #[error(transparent)]
+    Entry {
+        /// What is wrong with it.
+        #[from]
+        source: ServerEntryError,
+    },
+    /// An entry could not be stored.
+    #[error("mcp server `{name}`: {source}")]
+    Store {
+        /// The server's name.
+        name: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+}
+
 /// Records the configuration file's `[[mcp_servers]]` in the default organization, idempotently:
 /// a server of the same name is updated in place (keeping its id), others are left alone.
 pub async fn record_configured_servers(
     entries: &[McpServerEntry],
     database: &Database,
-) -> Result<(), String> {
-    let stored: Vec<McpServer> = database
-        .list_documents(DEFAULT_ORGANIZATION, None)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), ConfiguredServersError> {
+    let stored: Vec<McpServer> = database.list_documents(DEFAULT_ORGANIZATION, None).await?;
     for entry in entries {
         let existing = stored.iter().find(|s| s.name == entry.name);
         let (id, created_at) =
@@ -40,7 +66,10 @@ pub async fn record_configured_servers(
                 database.update_document(&server).await
             }
         };
-        result.map_err(|e| format!("mcp server `{}`: {e}", entry.name))?;
+        result.map_err(|source| ConfiguredServersError::Store {
+            name: entry.name.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

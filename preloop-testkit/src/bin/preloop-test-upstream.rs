@@ -159,7 +159,10 @@ impl ServerHandler for TestUpstream {
                 let id = arguments.get("id").and_then(Value::as_str).unwrap_or("?");
                 match record(id) {
                     Ok(()) => text(format!("recorded {id}")),
-                    Err(error) => Ok(CallToolResult::error(vec![ContentBlock::text(error)]).into()),
+                    Err(error) => Ok(CallToolResult::error(vec![ContentBlock::text(
+                        error.to_string(),
+                    )])
+                    .into()),
                 }
             }
             "delete_file" => text(format!(
@@ -174,24 +177,53 @@ impl ServerHandler for TestUpstream {
     }
 }
 
+/// Why this server stopped, or a `record` call failed.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamError {
+    /// `record` was called without a file to record into.
+    #[error("PRELOOP_TEST_RECORD is not set")]
+    NoRecordFile,
+    /// A file or socket operation failed.
+    #[error(transparent)]
+    Io {
+        /// The OS error.
+        #[from]
+        source: std::io::Error,
+    },
+    /// The stdio session did not start.
+    #[error("{source}")]
+    Initialize {
+        /// rmcp's error.
+        #[source]
+        source: Box<rmcp::service::ServerInitializeError>,
+    },
+    /// The stdio session's task failed.
+    #[error(transparent)]
+    Session {
+        /// The task's error.
+        #[from]
+        source: tokio::task::JoinError,
+    },
+    /// The arguments are not one of the two forms.
+    #[error("usage: preloop-test-upstream --stdio | --http ADDR")]
+    Usage,
+}
+
 /// Appends `id` as a line to the file named by `PRELOOP_TEST_RECORD`, durably (the fault tests
 /// kill the gateway, not this server, but read the file right after).
-fn record(id: &str) -> Result<(), String> {
+fn record(id: &str) -> Result<(), UpstreamError> {
     use std::io::Write;
-    let path =
-        std::env::var("PRELOOP_TEST_RECORD").map_err(|_| "PRELOOP_TEST_RECORD is not set")?;
+    let path = std::env::var("PRELOOP_TEST_RECORD").map_err(|_| UpstreamError::NoRecordFile)?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-        .map_err(|e| e.to_string())?;
+        .open(path)?;
     // One write per line: calls run concurrently, and O_APPEND keeps single writes whole.
-    file.write_all(format!("{id}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    file.sync_data().map_err(|e| e.to_string())
+    file.write_all(format!("{id}\n").as_bytes())?;
+    Ok(file.sync_data()?)
 }
 
-async fn run(args: Vec<String>) -> Result<(), String> {
+async fn run(args: Vec<String>) -> Result<(), UpstreamError> {
     match args
         .iter()
         .map(String::as_str)
@@ -202,8 +234,10 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             let service = TestUpstream
                 .serve((tokio::io::stdin(), tokio::io::stdout()))
                 .await
-                .map_err(|e| e.to_string())?;
-            service.waiting().await.map_err(|e| e.to_string())?;
+                .map_err(|source| UpstreamError::Initialize {
+                    source: Box::new(source),
+                })?;
+            service.waiting().await?;
             Ok(())
         }
         ["--http", address] => {
@@ -213,21 +247,17 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 StreamableHttpServerConfig::default(),
             );
             let router = axum::Router::new().nest_service("/mcp", service);
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|e| e.to_string())?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            let local = listener.local_addr()?;
             println!("listening on http://{local}/mcp");
             // No Nagle delay: otherwise the end of each SSE response waits for the client's
             // delayed ACK (about 40 ms) and a pooled client stalls on every call.
             let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
                 let _ = stream.set_nodelay(true);
             });
-            axum::serve(listener, router)
-                .await
-                .map_err(|e| e.to_string())
+            Ok(axum::serve(listener, router).await?)
         }
-        _ => Err("usage: preloop-test-upstream --stdio | --http ADDR".to_owned()),
+        _ => Err(UpstreamError::Usage),
     }
 }
 
@@ -244,8 +274,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(std::env::args().skip(1).collect())) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

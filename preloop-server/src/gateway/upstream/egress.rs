@@ -98,6 +98,28 @@ pub enum EgressError {
     },
 }
 
+/// Why `[security]` cannot be put in force.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityConfigError {
+    /// An `allowed_networks` entry is not a CIDR range.
+    #[error("[security] allowed_networks: `{text}` is not a CIDR range ({source})")]
+    Network {
+        /// The entry as written.
+        text: String,
+        /// Why it does not parse.
+        #[source]
+        source: ipnet::AddrParseError,
+    },
+    /// The HTTP client of upstream connections could not be built.
+    #[error("cannot build the HTTP client of upstream servers: {source}")]
+    Client {
+        /// The client builder's error.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// The operator's rules for upstreams, and the HTTP clients that enforce them.
 #[derive(Debug, Clone)]
 pub struct Egress {
@@ -121,7 +143,7 @@ struct Clients {
 }
 
 impl Clients {
-    fn new(guard: Option<&GuardedResolver>) -> Result<Self, String> {
+    fn new(guard: Option<&GuardedResolver>) -> Result<Self, SecurityConfigError> {
         let build = |idle: usize| {
             let mut builder = reqwest::Client::builder()
                 .tcp_nodelay(true)
@@ -131,7 +153,9 @@ impl Clients {
             if let Some(guard) = guard {
                 builder = builder.no_proxy().dns_resolver(Arc::new(guard.clone()));
             }
-            builder.build().map_err(|e| e.to_string())
+            builder
+                .build()
+                .map_err(|source| SecurityConfigError::Client { source })
         };
         Ok(Self {
             pooled: build(usize::MAX)?,
@@ -150,14 +174,16 @@ impl Clients {
 
 impl Egress {
     /// The rules of `section`; a range that does not parse is an error.
-    pub fn new(section: &SecuritySection) -> Result<Self, String> {
+    pub fn new(section: &SecuritySection) -> Result<Self, SecurityConfigError> {
         let allowed_networks: Arc<[IpNet]> = section
             .allowed_networks
             .iter()
             .map(|text| {
-                text.parse::<IpNet>().map_err(|e| {
-                    format!("[security] allowed_networks: `{text}` is not a CIDR range ({e})")
-                })
+                text.parse::<IpNet>()
+                    .map_err(|source| SecurityConfigError::Network {
+                        text: text.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()?;
         // The host's own addresses, public ones included: a tenant's upstream on one of them
