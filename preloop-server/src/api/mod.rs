@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod auth;
 pub(crate) mod hitl;
+mod items;
 mod links;
 mod policy;
 mod servers;
