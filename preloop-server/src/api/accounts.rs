@@ -36,6 +36,7 @@ struct UserView {
     disabled: bool,
     email: String,
     id: String,
+    #[schema(required = true)]
     name: Option<String>,
     roles: Vec<String>,
 }
@@ -63,6 +64,7 @@ struct MeView {
     effective_roles: Vec<String>,
     email: String,
     id: String,
+    #[schema(required = true)]
     name: Option<String>,
     organization_id: String,
     roles: Vec<String>,
@@ -72,8 +74,10 @@ struct MeView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct KeyView {
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
     id: Uuid,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
     name: String,
     /// The first characters of the secret, to tell keys apart.
@@ -104,8 +108,10 @@ impl From<&ApiKey> for KeyView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct IssuedKeyView {
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
     id: Uuid,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
     name: String,
     prefix: String,
@@ -378,7 +384,12 @@ mod tests {
     /// never with a password hash or a key's digest.
     #[test]
     fn users_and_keys_show_as_before_without_their_secrets() {
-        let mut user = User::new("org", "dana@example.com", vec!["admin".to_owned()], Utc::now());
+        let mut user = User::new(
+            "org",
+            "dana@example.com",
+            vec!["admin".to_owned()],
+            Utc::now(),
+        );
         user.password_hash = Some("argon2-hash".to_owned());
         let shown = serde_json::to_string(&UserView::from(&user)).unwrap();
         let expected = json!({

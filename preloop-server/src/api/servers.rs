@@ -48,7 +48,7 @@ impl ServerDescription for McpServerEntry {
 /// How a server is reached.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Transport {
+enum ServerTransport {
     /// A program Preloop starts, spoken to over standard input and output.
     Stdio,
     /// Streamable HTTP.
@@ -76,13 +76,15 @@ struct ServerView {
     id: Uuid,
     keep_alive: bool,
     /// When its tools were last discovered (`null`: not yet).
+    #[schema(required = true)]
     last_scanned_at: Option<DateTime<Utc>>,
     max_concurrency: u32,
     name: String,
     timeout_seconds: u64,
     /// Prefix of exposed tool names (`null`: the server's name).
+    #[schema(required = true)]
     tool_prefix: Option<String>,
-    transport: Transport,
+    transport: ServerTransport,
     /// The endpoint (HTTP servers).
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
@@ -107,7 +109,7 @@ impl From<&McpServer> for ServerView {
                 command = Some(program.clone());
                 args = Some(arguments.clone());
                 env = Some(redacted(variables));
-                Transport::Stdio
+                ServerTransport::Stdio
             }
             McpTransport::Http {
                 url: endpoint,
@@ -115,7 +117,7 @@ impl From<&McpServer> for ServerView {
             } => {
                 url = Some(endpoint.clone());
                 headers = Some(redacted(sent));
-                Transport::Http
+                ServerTransport::Http
             }
         };
         Self {
@@ -171,6 +173,7 @@ impl From<&ToolAnnotations> for AnnotationsView {
 struct ToolView {
     annotations: AnnotationsView,
     /// The approval policy of calls a rule holds without naming one (`null`: the default).
+    #[schema(required = true)]
     approval_policy: Option<String>,
     description: String,
     enabled: bool,
@@ -554,7 +557,8 @@ mod tests {
                     json!({"transport": "http", "url": url, "headers": {"TOKEN": REDACTED}})
                 }
             };
-            if let (Some(value), Some(transport)) = (expected.as_object_mut(), transport.as_object())
+            if let (Some(value), Some(transport)) =
+                (expected.as_object_mut(), transport.as_object())
             {
                 value.extend(transport.clone());
             }

@@ -448,7 +448,10 @@ mod tests {
         ));
         let mut given_again = http("https://attacker.example/mcp", "Bearer new");
         keep_credentials(&mut given_again, &stored).unwrap();
-        assert_eq!(given_again, http("https://attacker.example/mcp", "Bearer new"));
+        assert_eq!(
+            given_again,
+            http("https://attacker.example/mcp", "Bearer new")
+        );
 
         let program = |args: &[&str], value: &str| McpTransport::Stdio {
             command: "python3".to_owned(),
