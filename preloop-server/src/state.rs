@@ -1,13 +1,21 @@
 //! What every route shares: the governor, the store, the running upstreams, the application
-//! services, authentication and the channels, behind one reference count.
+//! services, authentication and the channels, behind one reference count; and how the
+//! services reach authentication and the upstreams, which lie above them.
 
-use crate::app::{Approvals, Policies, Replicas};
+use crate::app::servers::Cause;
+use crate::app::{Accounts, Approvals, Guards, Policies, Replicas, Servers, UpstreamControl};
 use crate::auth::Authenticator;
+use crate::auth::throttle::{Throttles, client_key};
 use crate::channels::Callbacks;
 use crate::gateway::upstream::Upstreams;
+use crate::gateway::upstream::egress::MAX_TENANT_SERVERS;
+use preloop_core::documents::McpServer;
 use preloop_core::governor::Governor;
 use preloop_store::Database;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
 
 /// What the routes need, shared: every request clones the state (once per layer), so it is one
 /// reference count, not a copy of each field.
@@ -46,6 +54,10 @@ pub struct Shared {
     pub approvals: Approvals,
     /// Reading and changing governance documents.
     pub policies: Policies,
+    /// Upstream MCP servers and tool configurations.
+    pub servers: Servers,
+    /// Users, API keys, passwords, sign-in and registration.
+    pub accounts: Accounts,
     /// Announcing configuration changes to the other replicas.
     pub replicas: Replicas,
     /// Per-principal request rate limits.
@@ -56,8 +68,9 @@ pub struct Shared {
     pub events: crate::events::EventBus,
     /// Between WebSocket heartbeats.
     pub websocket_heartbeat: std::time::Duration,
-    /// Throttles of sign-in and registration.
-    pub throttles: crate::auth::throttle::Throttles,
+    /// Throttles of sign-in and registration (shared with [`Accounts`] through
+    /// [`AccountGuards`]).
+    pub throttles: Arc<Throttles>,
 }
 
 impl Shared {
@@ -80,5 +93,76 @@ impl std::fmt::Debug for AppState {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Shared")
+    }
+}
+
+#[async_trait::async_trait]
+impl UpstreamControl for Upstreams {
+    fn permit(&self, server: &McpServer) -> Result<(), Cause> {
+        Ok(self.egress().check(server)?)
+    }
+
+    fn server_limit(&self, organization_id: &str) -> Option<usize> {
+        (!crate::tenancy::is_operator(organization_id)).then_some(MAX_TENANT_SERVERS)
+    }
+
+    async fn start(&self, server: McpServer) {
+        Upstreams::start(self, server).await;
+    }
+
+    async fn stop(&self, organization_id: &str, id: Uuid) {
+        Upstreams::stop(self, organization_id, id).await;
+    }
+
+    async fn rescan(&self, organization_id: &str, id: Uuid) -> Option<Result<usize, Cause>> {
+        Some(
+            self.get(organization_id, id)
+                .await?
+                .scan()
+                .await
+                .map_err(Cause::from),
+        )
+    }
+}
+
+/// What [`Accounts`] needs of authentication: the sign-in and registration throttles, and the
+/// authenticator's cache of verified credentials.
+#[derive(Debug)]
+pub struct AccountGuards {
+    /// The throttles.
+    pub throttles: Arc<Throttles>,
+    /// Whose cache to clear.
+    pub authenticator: Authenticator,
+}
+
+impl Guards for AccountGuards {
+    fn password_wait(&self, address: IpAddr, email: &str) -> Option<Duration> {
+        self.throttles
+            .password_blocked(&Throttles::password_keys(address, email))
+    }
+
+    fn wrong_password(&self, address: IpAddr, email: &str) -> Result<(), Duration> {
+        self.throttles
+            .wrong_password(&Throttles::password_keys(address, email))
+    }
+
+    fn existing_account_wait(&self, organization_id: &str) -> Option<Duration> {
+        self.throttles.existing_accounts.blocked(organization_id)
+    }
+
+    fn existing_account(&self, organization_id: &str) -> Result<(), Duration> {
+        self.throttles.existing_accounts.spend(organization_id)
+    }
+
+    fn registration(&self, address: IpAddr) -> Result<(), Duration> {
+        self.throttles.registration.spend(&client_key(address))
+    }
+
+    fn forget_user(&self, user_id: &str) {
+        self.authenticator.forget_user(user_id);
+    }
+
+    fn forget_key(&self, key_id: Uuid) {
+        self.authenticator.forget(key_id);
     }
 }

@@ -6,12 +6,24 @@
 //!   a vote approves it.
 //! - [`Policies`]: reading and changing an organization's governance document (compile, store
 //!   with an audit entry, put in force, tell the other replicas).
+//! - [`Servers`]: organizations' upstream MCP servers (checked against what the organization
+//!   may run and reach, stored, started, rescanned, stopped) and their tools' configurations
+//!   (stored, put in force in the registry), each change told to the other replicas.
+//! - [`Accounts`]: users, API keys, passwords, sign-in and registration, with their rules.
 //! - [`Replicas`]: telling the other replicas that an organization's configuration changed.
+//!
+//! The services sit below authentication and the gateway: what they need of those (throttles
+//! and the credential cache, the running upstreams) they name as traits ([`Guards`],
+//! [`UpstreamControl`]) that `state` implements.
 
+pub mod accounts;
 mod approvals;
 mod policies;
 mod replicas;
+pub mod servers;
 
+pub use accounts::{AccountError, Accounts, Guards};
 pub use approvals::Approvals;
 pub use policies::{Policies, PolicyChangeError, rewrite_stored};
 pub use replicas::Replicas;
+pub use servers::{ServerError, Servers, UpstreamControl};

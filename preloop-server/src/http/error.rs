@@ -1,6 +1,6 @@
 //! API errors: each maps to a status and a JSON body; internals are logged, not returned.
 
-use crate::app::PolicyChangeError;
+use crate::app::{AccountError, PolicyChangeError, ServerError};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -115,6 +115,55 @@ impl From<PolicyChangeError<ApiError>> for ApiError {
             PolicyChangeError::Store(error) => error.into(),
             PolicyChangeError::Unavailable => Self::Unavailable,
             conflict @ PolicyChangeError::Conflict => Self::Conflict(conflict.to_string()),
+        }
+    }
+}
+
+impl From<ServerError> for ApiError {
+    fn from(error: ServerError) -> Self {
+        match error {
+            ServerError::NoServer { .. } | ServerError::NoConfiguration { .. } => {
+                Self::NotFound(error.to_string())
+            }
+            invalid @ ServerError::Invalid { .. } => Self::Unprocessable(invalid.to_string()),
+            ServerError::CredentialsNeeded
+            | ServerError::Selector(_)
+            | ServerError::UnknownApprovalPolicy { .. } => Self::Unprocessable(error.to_string()),
+            ServerError::Refused { .. } => Self::Forbidden(error.to_string()),
+            ServerError::TooMany { .. }
+            | ServerError::Exists { .. }
+            | ServerError::Disabled { .. } => Self::Conflict(error.to_string()),
+            unreachable @ ServerError::Unreachable { .. } => Self::BadGateway(unreachable.to_string()),
+            ServerError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::AdminsOnly { .. }
+            | AccountError::NotOwn
+            | AccountError::NotInteractive
+            | AccountError::WrongCurrentPassword
+            | AccountError::NothingToGrant => Self::Forbidden(error.to_string()),
+            AccountError::NoUser { .. } | AccountError::NoKey { .. } => {
+                Self::NotFound(error.to_string())
+            }
+            AccountError::NotAnEmail { .. }
+            | AccountError::UnknownRole { .. }
+            | AccountError::ShortPassword
+            | AccountError::Password(_)
+            | AccountError::ScopeNotGrantable { .. }
+            | AccountError::ExpiryPassed
+            | AccountError::Unnamed => Self::Unprocessable(error.to_string()),
+            AccountError::EmailTaken | AccountError::OwnAdminRole | AccountError::DisablingSelf => {
+                Self::Conflict(error.to_string())
+            }
+            AccountError::WrongCredentials => Self::Unauthorized(error.to_string()),
+            AccountError::Throttled { wait } => Self::TooManyRequests(wait),
+            AccountError::Governor(error) => error.into(),
+            AccountError::Store(error) => error.into(),
         }
     }
 }

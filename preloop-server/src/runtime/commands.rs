@@ -1,9 +1,10 @@
 //! The administrative CLI commands; each opens the database, does one thing and exits.
 
+use crate::app::accounts::{UserDraft, new_user};
 use crate::app::rewrite_stored;
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use chrono::Utc;
-use preloop_core::accounts::{ApiKey, Organization, User, hash_password};
+use preloop_core::accounts::{ApiKey, Organization};
 use preloop_core::audit::{AuditEntry, AuditEventKind};
 use preloop_core::policy::{EvaluationInput, Format, Governance, GovernanceDocument};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
@@ -130,6 +131,8 @@ pub async fn policy_test(
 }
 
 /// `user create EMAIL`: creates a user; the password, if any, is read from standard input.
+/// The user is checked as the API checks one (an e-mail address, known roles, a long enough
+/// password).
 pub async fn user_create(
     database: &Database,
     organization: &str,
@@ -137,17 +140,14 @@ pub async fn user_create(
     roles: Vec<String>,
     password: Option<String>,
 ) -> CommandResult {
-    if !email.contains('@') {
-        return Err(format!("`{email}` is not an e-mail address"));
-    }
+    let draft = UserDraft {
+        email: email.to_owned(),
+        name: None,
+        roles,
+        password,
+    };
+    let user = new_user(organization, draft).map_err(|e| e.to_string())?;
     ensure_organization(database, organization).await?;
-    let mut user = User::new(organization, email, roles, Utc::now());
-    if let Some(password) = password {
-        if password.len() < 12 {
-            return Err("passwords must have at least 12 characters".to_owned());
-        }
-        user.password_hash = Some(hash_password(&password).map_err(|e| e.to_string())?);
-    }
     database.create_user(&user).await.map_err(|e| match e {
         preloop_core::store::StoreError::AlreadyExists => {
             format!("a user with e-mail {email} already exists")

@@ -1,9 +1,10 @@
 //! `preloop serve`: open the store, bootstrap, apply the configuration, serve until a signal.
 
-use crate::app::{Approvals, Policies, Replicas, rewrite_stored};
+use crate::app::{Accounts, Approvals, Policies, Replicas, Servers, rewrite_stored};
 use crate::auth::Authenticator;
 use crate::auth::jwks::Jwks;
 use crate::auth::limits::RateLimits;
+use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
 use crate::channels::Channels;
 use crate::config::Settings;
@@ -13,7 +14,7 @@ use crate::gateway::sessions::SESSION_RETENTION;
 use crate::gateway::upstream::Upstreams;
 use crate::router::app;
 use crate::runtime::bootstrap::bootstrap;
-use crate::state::{AppState, Shared};
+use crate::state::{AccountGuards, AppState, Shared};
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use preloop_core::governor::{Governor, GovernorConfig};
 use preloop_core::policy::GovernanceDocument;
@@ -238,6 +239,22 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
     let replicas = Replicas::new(database.clone());
     let approvals = Approvals::new(governor.clone());
     let policies = Policies::new(governor.clone(), database.clone(), replicas.clone());
+    let servers = Servers::new(
+        governor.clone(),
+        database.clone(),
+        upstreams.clone(),
+        replicas.clone(),
+    );
+    let throttles = Arc::new(Throttles::default());
+    let accounts = Accounts::new(
+        database.clone(),
+        governor.clone(),
+        replicas.clone(),
+        Arc::new(AccountGuards {
+            throttles: throttles.clone(),
+            authenticator: authenticator.clone(),
+        }),
+    );
     let state = AppState::new(Shared {
         governor,
         store: database.clone(),
@@ -247,12 +264,14 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         registration_enabled: options.registration_enabled,
         approvals,
         policies,
+        servers,
+        accounts,
         replicas,
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
         channels: channels.clone(),
         events: events.clone(),
         websocket_heartbeat: settings.websocket_heartbeat,
-        throttles: crate::auth::throttle::Throttles::default(),
+        throttles,
     });
     channels.start(&state.channel_callbacks(), &shutdown);
     housekeeping(&state, &shutdown);
