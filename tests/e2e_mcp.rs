@@ -49,7 +49,7 @@ fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
     start_gateway(data_dir, CONFIG, env)
 }
 
-async fn connect(server: &Server, key: &str) -> Result<Client, String> {
+async fn connect(server: &Server, key: &str) -> Result<Client, common::ConnectError> {
     connect_url(&format!("{}/mcp/v1", server.url), Some(key)).await
 }
 

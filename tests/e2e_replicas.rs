@@ -40,19 +40,34 @@ async fn lists(client: &Client, tool: &str) -> bool {
         .any(|t| t.name == tool)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_on_one_replica_apply_on_the_other() {
-    let Some(database) = postgres::fresh_postgres_database().await else {
-        return;
-    };
-    let upstream = start_upstream();
+/// Two `preloop serve` replicas on one fresh PostgreSQL database, sharing a signing key.
+struct Replicas {
+    a: common::Process,
+    b: common::Process,
+    _data: [tempfile::TempDir; 2],
+}
+
+/// Two replicas, or `None` (the test is skipped) without PostgreSQL.
+async fn two_replicas() -> Option<Replicas> {
+    let database = postgres::fresh_postgres_database().await?;
     let env = [
         ("DATABASE_URL", database.as_str()),
         ("SECRET_KEY", "a secret both replicas share, 32+ characters"),
     ];
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_gateway(dir_a.path(), CONFIG, &env);
-    let b = start_gateway(dir_b.path(), CONFIG, &env);
+    let data = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    Some(Replicas {
+        a: start_gateway(data[0].path(), CONFIG, &env),
+        b: start_gateway(data[1].path(), CONFIG, &env),
+        _data: data,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_on_one_replica_apply_on_the_other() {
+    let Some(Replicas { a, b, _data }) = two_replicas().await else {
+        return;
+    };
+    let upstream = start_upstream();
     let on_a = |path: &str| format!("{}/api/v1{path}", a.url);
     let client_b = connect_url(&format!("{}/mcp/v1", b.url), Some(ADMIN_KEY))
         .await
@@ -157,16 +172,9 @@ async fn changes_on_one_replica_apply_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_policy_edits_on_two_replicas_lose_nothing() {
-    let Some(database) = postgres::fresh_postgres_database().await else {
+    let Some(Replicas { a, b, _data }) = two_replicas().await else {
         return;
     };
-    let env = [
-        ("DATABASE_URL", database.as_str()),
-        ("SECRET_KEY", "a secret both replicas share, 32+ characters"),
-    ];
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_gateway(dir_a.path(), CONFIG, &env);
-    let b = start_gateway(dir_b.path(), CONFIG, &env);
     let rules_on = |url: &str| format!("{url}/api/v1/access-rules");
 
     // A policy large enough that compiling a change takes a while: two edits that start

@@ -8,7 +8,7 @@
 //! | module | holds |
 //! |---|---|
 //! | `tenancy`, `events`, `metrics`, `wire` | leaves: the operator's organization, the live-event bus, Prometheus metrics, the MCP wire format |
-//! | `app` | the application services: approvals, policies, replicas |
+//! | `app` | the application services: approvals, policies, servers and tools, accounts, replicas |
 //! | `http` | the REST error type, extractors and size bounds |
 //! | `auth` | bearer authentication, access and refresh tokens, identity-provider keys, rate limits and sign-in throttles |
 //! | `gateway` | MCP in (rmcp handler, fast path, sessions, `Host` guard) and out (upstream servers and what they may reach) |

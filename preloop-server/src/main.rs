@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use preloop_core::policy::Format;
 use preloop_server::config::{ConfigError, ConfigFile, Overrides, Settings};
-use preloop_server::runtime::commands::{self, CommandResult};
+use preloop_server::runtime::commands::{self, CommandError, CommandResult};
 use preloop_server::runtime::serve::StartError;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -212,11 +212,8 @@ enum CliError {
         source: std::io::Error,
     },
     /// An administrative command failed.
-    #[error("{message}")]
-    Command {
-        /// What the command reported.
-        message: String,
-    },
+    #[error(transparent)]
+    Command(#[from] CommandError),
 }
 
 async fn open(location: Location) -> Result<preloop_store::Database, CliError> {
@@ -359,7 +356,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
     };
-    outcome.map_err(|message| CliError::Command { message })
+    Ok(outcome?)
 }
 
 fn main() -> ExitCode {

@@ -135,8 +135,19 @@ pub fn start_gateway(data_dir: &Path, config: &str, env: &[(&str, &str)]) -> Pro
 /// An MCP client session.
 pub type Client = RunningService<RoleClient, ()>;
 
+/// Why an MCP session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The handshake failed (refused credentials, say).
+    #[error("the MCP handshake failed: {0}")]
+    Handshake(#[from] Box<rmcp::service::ClientInitializeError>),
+}
+
 /// Opens an MCP session at `url` with an optional bearer token.
-pub async fn connect_url(url: &str, token: Option<&str>) -> Result<Client, String> {
+pub async fn connect_url(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
     connect_with(url, token, ()).await
 }
 
@@ -145,19 +156,16 @@ pub async fn connect_with<H: rmcp::ClientHandler>(
     url: &str,
     token: Option<&str>,
     handler: H,
-) -> Result<RunningService<RoleClient, H>, String> {
+) -> Result<RunningService<RoleClient, H>, ConnectError> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     config.auth_header = token.map(str::to_owned);
     // A pooled client (rmcp's default opens a connection per request), as the gateway uses for
     // its upstreams: the load tool measures both paths with the same client.
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    handler
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    Ok(handler
         .serve(StreamableHttpClientTransport::with_client(http, config))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(Box::new)?)
 }
 
 /// Calls a tool with JSON-object arguments.

@@ -107,34 +107,17 @@ impl From<&ApiKey> for KeyView {
 /// A key just issued: as listed, plus its secret, shown this once.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct IssuedKeyView {
-    created_at: DateTime<Utc>,
-    #[schema(required = true)]
-    expires_at: Option<DateTime<Utc>>,
-    id: Uuid,
-    #[schema(required = true)]
-    last_used_at: Option<DateTime<Utc>>,
-    name: String,
-    prefix: String,
-    revoked: bool,
-    scopes: Vec<String>,
+    #[serde(flatten)]
+    key: KeyView,
     /// The secret (`pl_...`): store it now, it is never shown again.
     secret: String,
-    user_id: String,
 }
 
 impl From<IssuedApiKey> for IssuedKeyView {
     fn from(IssuedApiKey { secret, key }: IssuedApiKey) -> Self {
         Self {
-            created_at: key.created_at,
-            expires_at: key.expires_at,
-            id: key.id,
-            last_used_at: key.last_used_at,
-            name: key.name,
-            prefix: key.prefix,
-            revoked: key.revoked,
-            scopes: key.scopes,
+            key: KeyView::from(&key),
             secret,
-            user_id: key.user_id,
         }
     }
 }
@@ -421,8 +404,8 @@ mod tests {
         assert!(!shown.contains(&key.hash) && !shown.contains(&issued.secret));
         expected["secret"] = json!(issued.secret);
         assert_eq!(
-            serde_json::to_string(&IssuedKeyView::from(issued)).unwrap(),
-            expected.to_string()
+            serde_json::to_value(IssuedKeyView::from(issued)).unwrap(),
+            expected
         );
     }
 }

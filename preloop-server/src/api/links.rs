@@ -3,7 +3,7 @@
 //! shows the request; `POST /api/v1/approval/{id}/decide?token=` records the link's vote.
 //! A wrong token and an unknown id both answer 404, so links cannot be probed.
 
-use super::views::approvals::{RequestState, VoteChoice};
+use super::views::approvals::{RequestContextView, RequestState, VoteChoice};
 use crate::channels::Redactor;
 use crate::http::extract::{Body, Param, QueryParams};
 use crate::http::{ApiError, bounds};
@@ -62,12 +62,9 @@ pub struct PendingView {
     requested_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    operation: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning: Option<String>,
+    /// Why the agent asked, when it said.
+    #[serde(flatten)]
+    context: RequestContextView,
     /// Redacted.
     #[schema(value_type = Object)]
     arguments: Value,
@@ -84,9 +81,7 @@ impl LinkView {
             server: request.tool.server.clone(),
             requested_by: request.requester.display_name(),
             rule: request.matched_rule.clone(),
-            operation: request.context.operation.clone(),
-            context: request.context.context.clone(),
-            reasoning: request.context.reasoning.clone(),
+            context: request.context.clone().into(),
             arguments: redactor.redact(request.effective_arguments()),
             require_reason: request.policy.require_reason,
             created_at: request.created_at,

@@ -133,7 +133,9 @@ impl From<ServerError> for ApiError {
             ServerError::TooMany { .. }
             | ServerError::Exists { .. }
             | ServerError::Disabled { .. } => Self::Conflict(error.to_string()),
-            unreachable @ ServerError::Unreachable { .. } => Self::BadGateway(unreachable.to_string()),
+            unreachable @ ServerError::Unreachable { .. } => {
+                Self::BadGateway(unreachable.to_string())
+            }
             ServerError::Store(error) => error.into(),
         }
     }

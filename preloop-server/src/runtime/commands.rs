@@ -1,36 +1,137 @@
 //! The administrative CLI commands; each opens the database, does one thing and exits.
 
-use crate::app::accounts::{UserDraft, new_user};
+use crate::app::accounts::{AccountError, UserDraft, new_user};
 use crate::app::rewrite_stored;
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use chrono::Utc;
 use preloop_core::accounts::{ApiKey, Organization};
-use preloop_core::audit::{AuditEntry, AuditEventKind};
-use preloop_core::policy::{EvaluationInput, Format, Governance, GovernanceDocument};
+use preloop_core::audit::{AuditEntry, AuditEventKind, ChainBreak};
+use preloop_core::policy::{
+    EvaluationInput, Format, Governance, GovernanceDocument, GovernanceError, RenderError,
+    SyntaxError,
+};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
-use preloop_core::store::{AccountStore, AuditStore, PolicyStore};
+use preloop_core::store::{AccountStore, AuditStore, PolicyStore, StoreError};
 use preloop_core::{ClientInfo, Principal};
 use preloop_store::Database;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A command's failure: printed as `error: ...` with exit code 1.
-pub type CommandResult = Result<(), String>;
+/// Why a command failed: printed as `error: ...` with exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A policy file of a kind the command cannot read.
+    #[error("{}: the file must end in .toml, .yaml or .yml", .path.display())]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A policy file could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A policy file is not TOML or YAML of a governance document.
+    #[error("{}: {source}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        #[source]
+        source: SyntaxError,
+    },
+    /// A policy file's document does not compile.
+    #[error("{}:\n{source}", .path.display())]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// Every broken rule.
+        #[source]
+        source: GovernanceError,
+    },
+    /// The stored policy does not compile.
+    #[error(transparent)]
+    InvalidStored(#[from] GovernanceError),
+    /// The policy cannot be written in the format asked for.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// `--args` is not JSON.
+    #[error("--args is not JSON: {0}")]
+    Arguments(#[source] serde_json::Error),
+    /// The user cannot be made as described.
+    #[error(transparent)]
+    User(#[from] AccountError),
+    /// A user with the e-mail exists already.
+    #[error("a user with e-mail {email} already exists")]
+    UserExists {
+        /// The e-mail.
+        email: String,
+    },
+    /// The organization does not exist (only the default one is created on first use).
+    #[error("organization `{organization}` does not exist")]
+    NoOrganization {
+        /// Its id.
+        organization: String,
+    },
+    /// No user has the e-mail.
+    #[error("no user with e-mail {email}")]
+    NoUser {
+        /// The e-mail.
+        email: String,
+    },
+    /// The text is not an API key id.
+    #[error("`{id}` is not an API key id")]
+    NotAKeyId {
+        /// The text given.
+        id: String,
+    },
+    /// The key could not be revoked.
+    #[error("cannot revoke {id}: {source}")]
+    Revoke {
+        /// The key.
+        id: uuid::Uuid,
+        /// Why not.
+        #[source]
+        source: StoreError,
+    },
+    /// The audit chain does not verify.
+    #[error("audit chain broken: {0}")]
+    ChainBroken(#[source] ChainBreak),
+    /// An audit event could not be written out.
+    #[error("cannot write an audit event: {0}")]
+    Export(#[source] serde_json::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
-fn format_of(path: &Path) -> Result<Format, String> {
-    Format::from_file_name(&path.display().to_string()).ok_or_else(|| {
-        format!(
-            "{}: the file must end in .toml, .yaml or .yml",
-            path.display()
-        )
+/// A command's outcome.
+pub type CommandResult = Result<(), CommandError>;
+
+fn format_of(path: &Path) -> Result<Format, CommandError> {
+    Format::from_file_name(&path.display().to_string()).ok_or_else(|| CommandError::UnknownFormat {
+        path: path.to_owned(),
     })
 }
 
-fn read_policy(path: &Path) -> Result<GovernanceDocument, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let document = GovernanceDocument::parse(&text, format_of(path)?)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Governance::compile(&document).map_err(|e| format!("{}:\n{e}", path.display()))?;
+fn read_policy(path: &Path) -> Result<GovernanceDocument, CommandError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CommandError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let document = GovernanceDocument::parse(&text, format_of(path)?).map_err(|source| {
+        CommandError::Syntax {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    Governance::compile(&document).map_err(|source| CommandError::InvalidFile {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(document)
 }
 
@@ -51,8 +152,7 @@ pub async fn policy_apply(database: &Database, organization: &str, path: &Path) 
         );
         Some((document.clone(), vec![change]))
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if !stored {
         println!("policy unchanged ({} rules)", document.policy.rules.len());
         return Ok(());
@@ -73,11 +173,10 @@ pub async fn policy_export(
 ) -> CommandResult {
     let document = database
         .load_policy(organization)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .map(|stored| stored.document)
         .unwrap_or_default();
-    print!("{}", document.render(format).map_err(|e| e.to_string())?);
+    print!("{}", document.render(format)?);
     Ok(())
 }
 
@@ -106,14 +205,13 @@ pub async fn policy_test(
         Some(path) => read_policy(path)?,
         None => database
             .load_policy(organization)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .map(|stored| stored.document)
             .unwrap_or_default(),
     };
-    let governance = Governance::compile(&document).map_err(|e| e.to_string())?;
+    let governance = Governance::compile(&document)?;
     let arguments: serde_json::Value =
-        serde_json::from_str(call.arguments).map_err(|e| format!("--args is not JSON: {e}"))?;
+        serde_json::from_str(call.arguments).map_err(CommandError::Arguments)?;
     let (server, name) = call.tool.split_once("__").unwrap_or(("preloop", call.tool));
     let tool = ToolDescriptor::new(server, name, ToolSource::Upstream).with_exposed_name(call.tool);
     let mut principal = Principal::new("policy-test", organization);
@@ -146,13 +244,13 @@ pub async fn user_create(
         roles,
         password,
     };
-    let user = new_user(organization, draft).map_err(|e| e.to_string())?;
+    let user = new_user(organization, draft)?;
     ensure_organization(database, organization).await?;
     database.create_user(&user).await.map_err(|e| match e {
-        preloop_core::store::StoreError::AlreadyExists => {
-            format!("a user with e-mail {email} already exists")
-        }
-        other => other.to_string(),
+        StoreError::AlreadyExists => CommandError::UserExists {
+            email: email.to_owned(),
+        },
+        other => other.into(),
     })?;
     println!(
         "created user {} ({}) with roles {:?}",
@@ -163,26 +261,20 @@ pub async fn user_create(
 
 /// The default organization is created on first use (as `serve` would); others must exist.
 async fn ensure_organization(database: &Database, organization: &str) -> CommandResult {
-    if database
-        .get_organization(organization)
-        .await
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
+    if database.get_organization(organization).await?.is_some() {
         return Ok(());
     }
     if organization != DEFAULT_ORGANIZATION {
-        return Err(format!("organization `{organization}` does not exist"));
+        return Err(CommandError::NoOrganization {
+            organization: organization.to_owned(),
+        });
     }
     let default = Organization {
         id: DEFAULT_ORGANIZATION.to_owned(),
         name: "Default organization".to_owned(),
         created_at: Utc::now(),
     };
-    database
-        .create_organization(&default)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(database.create_organization(&default).await?)
 }
 
 /// `apikey create --user EMAIL --name NAME`: prints the secret once.
@@ -194,16 +286,14 @@ pub async fn apikey_create(
 ) -> CommandResult {
     let user = database
         .find_user_by_email(email)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no user with e-mail {email}"))?;
+        .await?
+        .ok_or_else(|| CommandError::NoUser {
+            email: email.to_owned(),
+        })?;
     let now = Utc::now();
     let expires_at = expires_in.map(|d| preloop_core::clock::later(now, d));
     let issued = ApiKey::issue(&user, name, Vec::new(), expires_at, now);
-    database
-        .insert_api_key(&issued.key)
-        .await
-        .map_err(|e| e.to_string())?;
+    database.insert_api_key(&issued.key).await?;
     println!(
         "API key {} for {} (shown once, store it now):",
         issued.key.id, user.email
@@ -214,11 +304,12 @@ pub async fn apikey_create(
 
 /// `apikey revoke ID`.
 pub async fn apikey_revoke(database: &Database, organization: &str, id: &str) -> CommandResult {
-    let id = uuid::Uuid::parse_str(id).map_err(|_| format!("`{id}` is not an API key id"))?;
+    let id =
+        uuid::Uuid::parse_str(id).map_err(|_| CommandError::NotAKeyId { id: id.to_owned() })?;
     database
         .revoke_api_key(organization, id)
         .await
-        .map_err(|e| format!("cannot revoke {id}: {e}"))?;
+        .map_err(|source| CommandError::Revoke { id, source })?;
     println!("revoked API key {id} (servers stop accepting it within 5 seconds)");
     Ok(())
 }
@@ -226,9 +317,8 @@ pub async fn apikey_revoke(database: &Database, organization: &str, id: &str) ->
 /// `audit verify`: checks the organization's whole chain.
 pub async fn audit_verify(database: &Database, organization: &str) -> CommandResult {
     let summary = crate::api::verify_stored_chain(database, organization)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("audit chain broken: {e}"))?;
+        .await?
+        .map_err(CommandError::ChainBroken)?;
     println!(
         "audit chain intact: {} events, head {}",
         summary.events, summary.head
@@ -238,14 +328,10 @@ pub async fn audit_verify(database: &Database, organization: &str) -> CommandRes
 
 /// `audit export`: prints the events as JSON lines.
 pub async fn audit_export(database: &Database, organization: &str) -> CommandResult {
-    for event in database
-        .events(organization, 1, 0)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    for event in database.events(organization, 1, 0).await? {
         println!(
             "{}",
-            serde_json::to_string(&event).map_err(|e| e.to_string())?
+            serde_json::to_string(&event).map_err(CommandError::Export)?
         );
     }
     Ok(())

@@ -2,21 +2,23 @@
 
 use crate::app::{Accounts, Approvals, Policies, Replicas, Servers, rewrite_stored};
 use crate::auth::Authenticator;
-use crate::auth::jwks::Jwks;
+use crate::auth::jwks::{Jwks, JwksError};
 use crate::auth::limits::RateLimits;
 use crate::auth::throttle::Throttles;
-use crate::auth::tokens::TokenKeys;
-use crate::channels::Channels;
+use crate::auth::tokens::{KeyError, TokenKeys};
+use crate::channels::{Channels, ChannelsError};
 use crate::config::Settings;
 use crate::events::{EventBus, PublishingAudit, PublishingNotifier};
 use crate::gateway::builtins;
 use crate::gateway::sessions::SESSION_RETENTION;
 use crate::gateway::upstream::Upstreams;
+use crate::gateway::upstream::egress::SecurityConfigError;
 use crate::router::app;
 use crate::runtime::bootstrap::bootstrap;
+use crate::runtime::startup::ConfiguredServersError;
 use crate::state::{AccountGuards, AppState, Shared};
 use crate::tenancy::DEFAULT_ORGANIZATION;
-use preloop_core::governor::{Governor, GovernorConfig};
+use preloop_core::governor::{Governor, GovernorConfig, GovernorError};
 use preloop_core::policy::GovernanceDocument;
 use preloop_core::registry::Registry;
 use preloop_core::store::{ApprovalStore, GroupCommitAudit};
@@ -35,8 +37,17 @@ pub enum StartError {
     #[error(transparent)]
     Bootstrap(#[from] crate::runtime::bootstrap::BootstrapError),
     /// The configured policy does not compile.
-    #[error("the policy in the configuration file is invalid:\n{0}")]
-    Policy(String),
+    #[error("the policy in the configuration file is invalid:\n{source}")]
+    Policy {
+        /// Why not.
+        #[source]
+        source: GovernorError,
+    },
+    /// The configuration file has approval policies but no `[policy]` to apply them with.
+    #[error(
+        "the policy in the configuration file is invalid:\n[[approval_policies]] are applied together with a [policy] section, and the file has none: add one (`[policy]` with `default = \"allow\"` keeps the default)"
+    )]
+    ApprovalPoliciesWithoutPolicy,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] preloop_core::store::StoreError),
@@ -45,26 +56,27 @@ pub enum StartError {
     Registry(#[from] preloop_core::registry::RegistryError),
     /// External sign-in (`[auth.jwks]`) is misconfigured.
     #[error("[auth.jwks]: {0}")]
-    Auth(String),
+    Auth(#[from] JwksError),
     /// The token signing key is unusable.
-    #[error("{0}")]
-    Secret(String),
+    #[error(transparent)]
+    Secret(#[from] KeyError),
     /// An `[[mcp_servers]]` entry is incomplete.
-    #[error("{0}")]
-    Upstream(String),
+    #[error(transparent)]
+    Upstream(#[from] ConfiguredServersError),
     /// `[channels]` is misconfigured.
-    #[error("{0}")]
-    Channels(String),
+    #[error(transparent)]
+    Channels(#[from] ChannelsError),
     /// `[security]` is misconfigured.
-    #[error("{0}")]
-    Security(String),
+    #[error(transparent)]
+    Security(#[from] SecurityConfigError),
     /// The address cannot be bound.
-    #[error("cannot listen on {address}: {message}")]
+    #[error("cannot listen on {address}: {source}")]
     Bind {
         /// The address.
         address: String,
         /// The OS error.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -113,13 +125,13 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
     // anything builds links with it.
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
-        .map_err(|e| StartError::Bind {
+        .map_err(|source| StartError::Bind {
             address: settings.bind.to_string(),
-            message: e.to_string(),
+            source,
         })?;
-    let local = listener.local_addr().map_err(|e| StartError::Bind {
+    let local = listener.local_addr().map_err(|source| StartError::Bind {
         address: settings.bind.to_string(),
-        message: e.to_string(),
+        source,
     })?;
     if settings.file.server.public_url.is_none() {
         settings.public_url = format!("http://{local}");
@@ -158,9 +170,9 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
         stop.cancel();
     })
     .await
-    .map_err(|e| StartError::Bind {
+    .map_err(|source| StartError::Bind {
         address: local.to_string(),
-        message: e.to_string(),
+        source,
     })
 }
 
@@ -168,23 +180,19 @@ pub async fn serve(mut settings: Settings, options: ServeOptions) -> Result<(), 
 /// upstream servers, channels and background work, and builds the routes: everything but
 /// listening (tests and fuzz targets drive the router in process).
 pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Assembled, StartError> {
-    let tokens = TokenKeys::load(options.secret_key, &settings.data_dir)
-        .map_err(|e| StartError::Secret(e.to_string()))?;
+    let tokens = TokenKeys::load(options.secret_key, &settings.data_dir)?;
     let admin_api_key = options.admin_api_key;
     let database = Arc::new(Database::open(&settings.database_url).await?);
     tracing::info!(database = %database.redacted_url(), "database ready");
     if let Some(created) = bootstrap(&*database, admin_api_key).await? {
         print_bootstrap(settings, &created);
     }
-    let channels = Arc::new(
-        Channels::new(
-            &settings.file.channels,
-            &settings.public_url,
-            database.clone(),
-            tokens.clone(),
-        )
-        .map_err(|e| StartError::Channels(e.to_string()))?,
-    );
+    let channels = Arc::new(Channels::new(
+        &settings.file.channels,
+        &settings.public_url,
+        database.clone(),
+        tokens.clone(),
+    )?);
     let events = EventBus::default();
     let registry = Arc::new(Registry::new());
     builtins::register(&registry)?;
@@ -207,10 +215,8 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
     );
     apply_policy(settings, &database, &governor).await?;
     crate::runtime::startup::record_configured_servers(&settings.file.mcp_servers, &database)
-        .await
-        .map_err(|e| StartError::Upstream(e.to_string()))?;
-    let egress = crate::gateway::upstream::egress::Egress::new(&settings.file.security)
-        .map_err(|e| StartError::Security(e.to_string()))?;
+        .await?;
+    let egress = crate::gateway::upstream::egress::Egress::new(&settings.file.security)?;
     let upstreams = Arc::new(Upstreams::new(
         governor.registry().clone(),
         database.clone(),
@@ -231,9 +237,7 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
     );
     let mut authenticator = Authenticator::new(database.clone(), tokens.clone());
     if let Some(config) = settings.file.auth.jwks.clone() {
-        let jwks = Jwks::load(config)
-            .await
-            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let jwks = Jwks::load(config).await?;
         authenticator = authenticator.with_jwks(Arc::new(jwks));
     }
     let replicas = Replicas::new(database.clone());
@@ -319,9 +323,7 @@ async fn apply_policy(
     // organization's (`startup::load_organizations`), migrated and failing closed if invalid.
     let Some(policy) = &file.policy else {
         if !file.approval_policies.is_empty() {
-            return Err(StartError::Policy(
-                "[[approval_policies]] are applied together with a [policy] section, and the file has none: add one (`[policy]` with `default = \"allow\"` keeps the default)".to_owned(),
-            ));
+            return Err(StartError::ApprovalPoliciesWithoutPolicy);
         }
         return Ok(());
     };
@@ -331,7 +333,7 @@ async fn apply_policy(
     };
     governor
         .set_policy(DEFAULT_ORGANIZATION, &document)
-        .map_err(|e| StartError::Policy(e.to_string()))?;
+        .map_err(|source| StartError::Policy { source })?;
     rewrite_stored(database, DEFAULT_ORGANIZATION, |stored| {
         (stored.as_ref() != Some(&document)).then(|| (document.clone(), Vec::new()))
     })
