@@ -2,23 +2,16 @@
 //! Admins only: the log holds every call's arguments.
 
 use super::views::audit::{AuditPage, ChainCheck};
+use crate::app::audit::{AuditFilter, list_events, verify_stored_chain};
 use crate::http::ApiError;
 use crate::http::extract::{QueryParams, require_role};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
 use preloop_core::Principal;
-use preloop_core::audit::{AuditEvent, ChainBreak, ChainSummary, GENESIS_HASH, verify_from};
-use preloop_core::store::{AuditStore, StoreError};
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-/// Events read from the store per page while filtering or verifying.
-const PAGE: usize = 1000;
-/// Most events one listing request looks at while filtering.
-const MAX_SCANNED: usize = 20_000;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,19 +33,6 @@ struct ListQuery {
     subject: Option<String>,
 }
 
-fn event_type(event: &AuditEvent) -> String {
-    serde_json::to_value(&event.kind)
-        .ok()
-        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn mentions(event: &AuditEvent, subject: &str) -> bool {
-    serde_json::to_string(&event.kind).is_ok_and(|text| text.contains(subject))
-}
-
-/// Pages through the chain, keeping matching events, until `limit` match or the scan budget is
-/// spent; `next` is the cursor to continue from (absent at the end of the chain).
 #[utoipa::path(
     get,
     path = "/audit",
@@ -67,67 +47,14 @@ async fn list(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     require_role(&principal, "admin", "read the audit log")?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let mut cursor = query.after.unwrap_or(0);
-    let mut items = Vec::new();
-    let mut scanned = 0;
-    let at_end = loop {
-        let page = state
-            .store
-            .events(&principal.organization_id, cursor + 1, PAGE)
-            .await?;
-        let exhausted = page.len() < PAGE;
-        for event in page {
-            scanned += 1;
-            cursor = event.sequence;
-            let keep = query
-                .event_type
-                .as_deref()
-                .is_none_or(|t| event_type(&event) == t)
-                && query.subject.as_deref().is_none_or(|s| mentions(&event, s));
-            if keep {
-                items.push(event);
-                if items.len() == limit {
-                    break;
-                }
-            }
-        }
-        if items.len() == limit || scanned >= MAX_SCANNED {
-            break false;
-        }
-        if exhausted {
-            break true;
-        }
+    let filter = AuditFilter {
+        after: query.after.unwrap_or(0),
+        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+        event_type: query.event_type,
+        subject: query.subject,
     };
-    Ok(Json(AuditPage::new(items, (!at_end).then_some(cursor))))
-}
-
-/// Verifies a stored chain page by page, so a long chain never sits in memory at once.
-pub async fn verify_stored_chain(
-    store: &dyn AuditStore,
-    organization_id: &str,
-) -> Result<Result<ChainSummary, ChainBreak>, StoreError> {
-    let mut summary = ChainSummary {
-        events: 0,
-        head: GENESIS_HASH.to_owned(),
-    };
-    loop {
-        let page = store
-            .events(organization_id, summary.events + 1, PAGE)
-            .await?;
-        if page.is_empty() {
-            return Ok(Ok(summary));
-        }
-        match verify_from(&page, summary.events + 1, &summary.head) {
-            Ok(segment) => {
-                summary = ChainSummary {
-                    events: summary.events + segment.events,
-                    head: segment.head,
-                };
-            }
-            Err(broken) => return Ok(Err(broken)),
-        }
-    }
+    let slice = list_events(&*state.store, &principal.organization_id, &filter).await?;
+    Ok(Json(AuditPage::new(slice.items, slice.next)))
 }
 
 #[utoipa::path(

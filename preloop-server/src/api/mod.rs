@@ -11,8 +11,6 @@ mod policy;
 mod servers;
 mod views;
 
-pub use audit::verify_stored_chain;
-
 use crate::state::AppState;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;

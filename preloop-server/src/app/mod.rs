@@ -10,6 +10,7 @@
 //!   may run and reach, stored, started, rescanned, stopped) and their tools' configurations
 //!   (stored, put in force in the registry), each change told to the other replicas.
 //! - [`Accounts`]: users, API keys, passwords, sign-in and registration, with their rules.
+//! - [`audit`]: the audit chain paged and filtered, and verified page by page.
 //! - [`Replicas`]: telling the other replicas that an organization's configuration changed.
 //!
 //! The services sit below authentication and the gateway: what they need of those (throttles
@@ -18,6 +19,7 @@
 
 pub mod accounts;
 mod approvals;
+pub mod audit;
 mod policies;
 mod replicas;
 pub mod servers;

@@ -316,7 +316,7 @@ pub async fn apikey_revoke(database: &Database, organization: &str, id: &str) ->
 
 /// `audit verify`: checks the organization's whole chain.
 pub async fn audit_verify(database: &Database, organization: &str) -> CommandResult {
-    let summary = crate::api::verify_stored_chain(database, organization)
+    let summary = crate::app::audit::verify_stored_chain(database, organization)
         .await?
         .map_err(CommandError::ChainBroken)?;
     println!(
