@@ -20,6 +20,17 @@ pub enum Audience<'a> {
     Nobody,
 }
 
+impl Audience<'_> {
+    /// Whether the call with progress token `token` is among the audience.
+    pub fn includes(&self, token: &ProgressToken) -> bool {
+        match self {
+            Self::Call(of) => *of == token,
+            Self::Every => true,
+            Self::Nobody => false,
+        }
+    }
+}
+
 /// Whom `notification` concerns.
 pub fn audience(notification: &ServerNotification) -> Audience<'_> {
     match notification {

@@ -130,11 +130,6 @@ impl UpstreamServer {
         self.stopped.cancel();
         self.registry
             .remove_server(Some(&self.server.organization_id), &self.server.name);
-        self.reset().await;
-    }
-
-    /// Drops the connection and session so the next request reconnects.
-    async fn reset(&self) {
         self.connection.disconnect().await;
         if let Some(caller) = &self.caller {
             caller.reset().await;
@@ -178,7 +173,7 @@ impl UpstreamServer {
         let tools = match tokio::time::timeout(self.timeout(), list_tools(self.client())).await {
             Ok(Ok(tools)) => tools,
             Ok(Err(error)) => {
-                self.reset().await;
+                self.client().reset().await;
                 return Err(error);
             }
             Err(_) => return Err(UpstreamError::ListTimeout),
@@ -304,8 +299,9 @@ impl ToolExecutor for UpstreamExecutor {
                         "`{name}` refused the call: {message}"
                     ))),
                     Err(error) => {
-                        // The connection or session is in doubt: the next call starts anew.
-                        self.server.reset().await;
+                        // The client's connection or session is in doubt: its next request
+                        // starts anew (an HTTP server's notification stream is not affected).
+                        self.server.client().reset().await;
                         Err(ExecutionError::Unavailable(format!("`{name}`: {error}")))
                     }
                 }

@@ -15,7 +15,7 @@
 
 use super::caller::UpstreamClient;
 use super::error::UpstreamError;
-use crate::wire::notifications::{Audience, audience, report};
+use crate::wire::notifications::{audience, report};
 use futures::{StreamExt, TryStreamExt};
 use preloop_core::executor::ExecutionObserver;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -263,10 +263,8 @@ impl HttpCaller {
                         continue;
                     };
                     let notification = &notification.notification;
-                    match audience(notification) {
-                        Audience::Call(of) if of == token => report(&**observer, notification),
-                        Audience::Every => report(&**observer, notification),
-                        _ => {}
+                    if audience(notification).includes(token) {
+                        report(&**observer, notification);
                     }
                 }
                 answer => {
