@@ -1,5 +1,11 @@
-//! The issue-tracker interface adapters implement (GitHub, GitLab, Jira in `preloop-trackers`),
-//! with typed issues, updates and errors. Only the trait and models live here.
+//! The issue-tracker interface adapters implement (GitHub, GitLab, Jira in `preloop-trackers`,
+//! or an embedder's own), with typed issues, updates, events and errors. Only the trait and
+//! models live here.
+//!
+//! The trait is deliberately small: read one issue, create, update, comment, list a project's
+//! issues changed since a time (what synchronization needs) and describe a project (what a
+//! connection test needs). Searching is the index's job (the store's full-text search over
+//! synchronized issues), not each tracker's.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +19,27 @@ pub enum IssueState {
     Open,
     /// Closed (done, resolved, won't fix...).
     Closed,
+}
+
+impl IssueState {
+    /// The state a status word names, in any tracker's vocabulary: `open`, `opened`, `reopen`,
+    /// `reopened`, `todo` are open; `closed`, `close`, `done`, `resolved` are closed (any case).
+    /// Other words (a Jira workflow status such as "In Progress") name no state.
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "open" | "opened" | "reopen" | "reopened" | "todo" | "to do" => Some(Self::Open),
+            "closed" | "close" | "done" | "resolved" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+
+    /// `open` or `closed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
 }
 
 /// An issue as every tracker can describe it.
@@ -31,6 +58,10 @@ pub struct Issue {
     pub body: String,
     /// State.
     pub state: IssueState,
+    /// The tracker's own workflow status, when it has one beyond open/closed (Jira's
+    /// "In Progress").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// Labels.
     #[serde(default)]
     pub labels: Vec<String>,
@@ -68,6 +99,9 @@ pub struct NewIssue {
     /// Assignees.
     #[serde(default)]
     pub assignees: Vec<String>,
+    /// Priority (Jira's priority name; a `priority: <name>` label where the tracker has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -79,9 +113,14 @@ pub struct IssueUpdate {
     /// New body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// New state.
+    /// New status: a word [`IssueState::from_word`] knows (close, reopen) or a tracker's own
+    /// workflow status name (Jira transitions to it). Trackers without workflows refuse other
+    /// names with [`TrackerError::Invalid`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<IssueState>,
+    pub status: Option<String>,
+    /// New priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
     /// Replacement labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
@@ -90,23 +129,11 @@ pub struct IssueUpdate {
     pub assignees: Option<Vec<String>>,
 }
 
-/// A search.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssueQuery {
-    /// Restrict to a project.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// Restrict to a state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<IssueState>,
-    /// Issues carrying all these labels.
-    #[serde(default)]
-    pub labels: Vec<String>,
-    /// At most this many results.
-    pub limit: usize,
+impl IssueUpdate {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// A comment.
@@ -132,6 +159,61 @@ pub struct IssuePage {
     pub next_cursor: Option<String>,
 }
 
+/// A project (repository, GitLab project, Jira project) as its tracker describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectInfo {
+    /// The key issues are filed under (`owner/repo`, `group/project`, `PROJ`).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Web URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// What happened to an issue, as a tracker's webhook reports it, in one vocabulary for all
+/// trackers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrackerEventKind {
+    /// `issue.created`.
+    #[serde(rename = "issue.created")]
+    IssueCreated,
+    /// `issue.updated` (edited, labelled, assigned, reopened...).
+    #[serde(rename = "issue.updated")]
+    IssueUpdated,
+    /// `issue.closed`.
+    #[serde(rename = "issue.closed")]
+    IssueClosed,
+    /// `issue.commented`.
+    #[serde(rename = "issue.commented")]
+    IssueCommented,
+}
+
+impl TrackerEventKind {
+    /// The event's name (`issue.created`, ...), as flows' triggers name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IssueCreated => "issue.created",
+            Self::IssueUpdated => "issue.updated",
+            Self::IssueClosed => "issue.closed",
+            Self::IssueCommented => "issue.commented",
+        }
+    }
+}
+
+/// A normalized tracker event: what happened, to which issue (as it is now), and the comment
+/// when one was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerEvent {
+    /// What happened.
+    pub kind: TrackerEventKind,
+    /// The issue after the change.
+    pub issue: Issue,
+    /// The comment, for [`TrackerEventKind::IssueCommented`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<IssueComment>,
+}
+
 /// What can go wrong talking to a tracker. Messages never include credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -139,16 +221,19 @@ pub enum TrackerError {
     /// No such issue or project.
     #[error("not found: {0}")]
     NotFound(String),
-    /// The credentials are missing, invalid or lack permission.
+    /// The credentials are missing or invalid.
     #[error("the tracker refused the credentials: {0}")]
     Unauthorized(String),
-    /// The tracker is rate limiting; retry after the given seconds if known.
-    #[error("rate limited by the tracker")]
+    /// The credentials are valid but lack permission for this.
+    #[error("the tracker forbids this: {0}")]
+    Forbidden(String),
+    /// The tracker is rate limiting, until the given time when it says.
+    #[error("rate limited by the tracker{}", until.map(|t| format!(" until {}", t.to_rfc3339())).unwrap_or_default())]
     RateLimited {
-        /// Seconds to wait, when the tracker says.
-        retry_after_seconds: Option<u64>,
+        /// When the limit resets, when the tracker says.
+        until: Option<DateTime<Utc>>,
     },
-    /// The request was invalid (e.g. an unknown label or field).
+    /// The request was invalid; the tracker's own message (e.g. an unknown label or field).
     #[error("invalid request: {0}")]
     Invalid(String),
     /// The tracker could not be reached or answered with a server error.
@@ -162,26 +247,66 @@ pub trait Tracker: Send + Sync {
     /// The tracker's kind (`github`, `gitlab`, `jira`, ...).
     fn kind(&self) -> &str;
 
-    /// One issue by key.
+    /// The canonical key (`owner/repo#12`, `group/project#12`, `PROJ-12`) of an issue named
+    /// by its key or its web URL on this tracker; `None` when `reference` names no issue of it.
+    fn issue_key(&self, reference: &str) -> Option<String>;
+
+    /// One issue by key or web URL.
     async fn get_issue(&self, key: &str) -> Result<Issue, TrackerError>;
 
     /// Creates an issue.
     async fn create_issue(&self, issue: &NewIssue) -> Result<Issue, TrackerError>;
 
-    /// Updates an issue.
+    /// Updates an issue and answers it as it is afterwards.
     async fn update_issue(&self, key: &str, update: &IssueUpdate) -> Result<Issue, TrackerError>;
-
-    /// Searches issues.
-    async fn search_issues(&self, query: &IssueQuery) -> Result<Vec<Issue>, TrackerError>;
-
-    /// Issues of `project` updated at or after `since`, a page at a time (for sync).
-    async fn list_updated_since(
-        &self,
-        project: &str,
-        since: DateTime<Utc>,
-        cursor: Option<&str>,
-    ) -> Result<IssuePage, TrackerError>;
 
     /// Adds a comment to an issue.
     async fn add_comment(&self, key: &str, body: &str) -> Result<IssueComment, TrackerError>;
+
+    /// Issues of `project` updated at or after `since` (all of them when `None`), a page at a
+    /// time: pass each page's `next_cursor` back until it is `None`.
+    async fn list_updated_since(
+        &self,
+        project: &str,
+        since: Option<DateTime<Utc>>,
+        cursor: Option<&str>,
+    ) -> Result<IssuePage, TrackerError>;
+
+    /// The project, as the tracker describes it: checks that it exists and the credentials
+    /// can read it.
+    async fn get_project(&self, project: &str) -> Result<ProjectInfo, TrackerError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words_name_states_in_any_trackers_vocabulary() {
+        assert_eq!(IssueState::from_word("Reopen"), Some(IssueState::Open));
+        assert_eq!(IssueState::from_word(" done "), Some(IssueState::Closed));
+        assert_eq!(IssueState::from_word("In Progress"), None);
+    }
+
+    #[test]
+    fn rate_limits_say_until_when() {
+        let until = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .ok();
+        assert_eq!(
+            TrackerError::RateLimited { until }.to_string(),
+            "rate limited by the tracker until 2026-12-01T10:00:00+00:00"
+        );
+        assert_eq!(
+            TrackerError::RateLimited { until: None }.to_string(),
+            "rate limited by the tracker"
+        );
+    }
+
+    #[test]
+    fn events_are_named_as_flows_name_them() {
+        let json = serde_json::to_value(TrackerEventKind::IssueCommented).ok();
+        assert_eq!(json, Some(serde_json::json!("issue.commented")));
+        assert_eq!(TrackerEventKind::IssueClosed.as_str(), "issue.closed");
+    }
 }

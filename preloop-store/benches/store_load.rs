@@ -156,6 +156,7 @@ fn issue(i: usize) -> Issue {
         } else {
             IssueState::Open
         },
+        status: None,
         labels: vec![],
         assignees: vec![],
         author: None,

@@ -819,6 +819,7 @@ fn issue(key: &str, project: &str, state: IssueState) -> Issue {
         title: format!("issue {key}"),
         body: "body".into(),
         state,
+        status: None,
         labels: vec!["bug".into()],
         assignees: vec![],
         author: Some("dev".into()),

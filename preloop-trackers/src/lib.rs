@@ -1,9 +1,35 @@
-//! Issue-tracker adapters for Preloop (GitHub, GitLab, Jira) implementing
-//! `preloop_core::tracker::Tracker`, with webhook verification and sync.
+//! Issue-tracker adapters for Preloop: GitHub, GitLab and Jira, each implementing
+//! [`preloop_core::tracker::Tracker`], with their webhooks' verification and normalization.
 //!
-//! Not built yet: this crate exists so the workspace has its final shape. It holds no modules
-//! and exports nothing; the interface the adapters will implement, the `Tracker` trait with its
-//! typed issues, updates and `TrackerError`, and the stored `TrackerConfig` documents are in
-//! `preloop-core` (`tracker`, `documents`); only the `preloop` facade crate re-exports this one.
+//! Every adapter talks HTTP through [`http::Api`]: per-request timeouts, bounded retries with
+//! backoff and jitter on server errors and lost connections, rate limits honoured by waiting
+//! for their reset, and the tracker's own error messages as typed
+//! [`TrackerError`](preloop_core::tracker::TrackerError)s.
 
 #![deny(missing_docs)]
+
+pub mod http;
+pub mod webhook;
+
+/// Where a tracker is and how to sign in to it. The token never appears in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// API base URL: `https://api.github.com` (or GitHub Enterprise's `https://host/api/v3`),
+    /// a GitLab host (`https://gitlab.com`), a Jira site (`https://acme.atlassian.net`).
+    pub url: String,
+    /// Access token (Jira Cloud: an API token).
+    pub token: String,
+    /// Jira Cloud's e-mail for basic authentication; without it Jira is Server / Data Center
+    /// with a personal access token.
+    pub username: Option<String>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("username", &self.username)
+            .finish()
+    }
+}
