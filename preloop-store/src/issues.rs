@@ -11,19 +11,20 @@ use diesel::sql_types::{Double, Nullable, Text};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use preloop_core::store::{
-    IssueStore, SimilarIssue, SimilarityFilter, StoreError, check_embedding, cosine,
+    IssueHit, IssueStore, SimilarIssue, SimilarityFilter, StoreError, StoredIssue, TextSearch,
+    check_embedding, cosine, searchable_text,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use std::future::Future;
 
-fn state_name(state: IssueState) -> &'static str {
+pub(crate) fn state_name(state: IssueState) -> &'static str {
     match state {
         IssueState::Open => "open",
         IssueState::Closed => "closed",
     }
 }
 
-fn parse(body: &str) -> Result<Issue, StoreError> {
+pub(crate) fn parse(body: &str) -> Result<Issue, StoreError> {
     serde_json::from_str(body).map_err(|e| corrupt("issue", e))
 }
 
@@ -214,6 +215,17 @@ async fn search_sqlite(
         .collect()
 }
 
+/// An issue row: its store id, tracker and body.
+type IssueRow = (String, String, String);
+
+fn stored((id, tracker_id, body): IssueRow) -> Result<StoredIssue, StoreError> {
+    Ok(StoredIssue {
+        id,
+        tracker_id,
+        issue: parse(&body)?,
+    })
+}
+
 #[async_trait]
 impl IssueStore for Database {
     async fn upsert_issue(
@@ -222,14 +234,15 @@ impl IssueStore for Database {
         tracker_id: &str,
         issue: &Issue,
         embedding: Option<&[f32]>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
         if let Some(vector) = embedding {
             check_embedding(vector)?;
         }
         let body = serde_json::to_string(issue).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let search_text = searchable_text(issue);
         with_connection!(self, |conn| {
             conn.transaction::<_, TxError, _>(async |conn| {
-                diesel::insert_into(issues::table)
+                let id: String = diesel::insert_into(issues::table)
                     .values((
                         issues::id.eq(uuid::Uuid::new_v4().to_string()),
                         issues::organization_id.eq(organization_id),
@@ -239,6 +252,8 @@ impl IssueStore for Database {
                         issues::state.eq(state_name(issue.state)),
                         issues::updated_at.eq(to_micros(issue.updated_at)),
                         issues::body.eq(&body),
+                        issues::title.eq(&issue.title),
+                        issues::search_text.eq(&search_text),
                     ))
                     .on_conflict((issues::organization_id, issues::tracker_id, issues::key))
                     .do_update()
@@ -247,14 +262,17 @@ impl IssueStore for Database {
                         issues::state.eq(excluded(issues::state)),
                         issues::updated_at.eq(excluded(issues::updated_at)),
                         issues::body.eq(excluded(issues::body)),
+                        issues::title.eq(excluded(issues::title)),
+                        issues::search_text.eq(excluded(issues::search_text)),
                     ))
-                    .execute(conn)
+                    .returning(issues::id)
+                    .get_result(conn)
                     .await?;
                 if let Some(vector) = embedding {
                     conn.store_embedding(organization_id, tracker_id, &issue.key, vector)
                         .await?;
                 }
-                Ok(())
+                Ok(id)
             })
             .await
             .map_err(StoreError::from)
@@ -266,19 +284,83 @@ impl IssueStore for Database {
         organization_id: &str,
         tracker_id: &str,
         key: &str,
-    ) -> Result<Option<Issue>, StoreError> {
-        let body: Option<String> = with_connection!(self, |conn| {
+    ) -> Result<Option<StoredIssue>, StoreError> {
+        let row: Option<IssueRow> = with_connection!(self, |conn| {
             issues::table
                 .filter(issues::organization_id.eq(organization_id))
                 .filter(issues::tracker_id.eq(tracker_id))
                 .filter(issues::key.eq(key))
-                .select(issues::body)
+                .select((issues::id, issues::tracker_id, issues::body))
                 .first(conn)
                 .await
                 .optional()
                 .map_err(backend)?
         });
-        body.as_deref().map(parse).transpose()
+        row.map(stored).transpose()
+    }
+
+    async fn find_issue(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredIssue>, StoreError> {
+        let row: Option<IssueRow> = with_connection!(self, |conn| {
+            issues::table
+                .filter(issues::organization_id.eq(organization_id))
+                .filter(issues::id.eq(id))
+                .select((issues::id, issues::tracker_id, issues::body))
+                .first(conn)
+                .await
+                .optional()
+                .map_err(backend)?
+        });
+        row.map(stored).transpose()
+    }
+
+    async fn delete_issue(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted = with_connection!(self, |conn| {
+            diesel::delete(
+                issues::table
+                    .filter(issues::organization_id.eq(organization_id))
+                    .filter(issues::tracker_id.eq(tracker_id))
+                    .filter(issues::key.eq(key)),
+            )
+            .execute(conn)
+            .await
+            .map_err(backend)?
+        });
+        Ok(deleted > 0)
+    }
+
+    async fn count_issues(
+        &self,
+        organization_id: &str,
+        tracker_id: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = with_connection!(self, |conn| {
+            let mut query = issues::table
+                .filter(issues::organization_id.eq(organization_id))
+                .count()
+                .into_boxed();
+            if let Some(tracker) = tracker_id {
+                query = query.filter(issues::tracker_id.eq(tracker));
+            }
+            query.get_result(conn).await.map_err(backend)?
+        });
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    async fn search_text(
+        &self,
+        organization_id: &str,
+        search: &TextSearch,
+    ) -> Result<Vec<IssueHit>, StoreError> {
+        crate::issue_search::search(self, organization_id, search).await
     }
 
     async fn search_similar(

@@ -58,6 +58,7 @@ mod connect;
 mod documents;
 mod error;
 mod grants;
+mod issue_search;
 mod issues;
 mod migrate;
 mod notify;

@@ -72,6 +72,8 @@ diesel::table! {
         state -> Text,
         updated_at -> BigInt,
         body -> Text,
+        title -> Text,
+        search_text -> Text,
     }
 }
 

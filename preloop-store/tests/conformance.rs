@@ -54,8 +54,8 @@ use preloop_core::policy::{Format, GovernanceDocument};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::{
     AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DocumentStore,
-    EMBEDDING_DIMENSIONS, GrantStore, IssueStore, MemoryStore, NO_POLICY_VERSION, PolicyStore,
-    SimilarityFilter, StoreError, StoredPolicy,
+    EMBEDDING_DIMENSIONS, GrantStore, IssueHit, IssueStore, MemoryStore, NO_POLICY_VERSION,
+    PolicyStore, SimilarityFilter, StoreError, StoredPolicy, TextSearch,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use preloop_store::Database;
@@ -170,6 +170,7 @@ conformance!(
     policy_changes_are_compare_and_set,
     pending_work_survives_a_restart,
     issues_round_trip_and_rank_by_similarity,
+    issues_are_found_by_their_words,
     users_and_api_keys_round_trip,
     documents_round_trip_with_unique_names_per_parent,
     every_document_kind_round_trips,
@@ -950,7 +951,11 @@ async fn issues_round_trip_and_rank_by_similarity<B: Backend>(backend: &B) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_issue("acme", "jira", "A-1").await.unwrap(),
+        store
+            .get_issue("acme", "jira", "A-1")
+            .await
+            .unwrap()
+            .map(|stored| stored.issue),
         Some(renamed.clone())
     );
     let hits = store
@@ -989,6 +994,172 @@ async fn issues_round_trip_and_rank_by_similarity<B: Backend>(backend: &B) {
             .await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+fn worded(key: &str, title: &str, body: &str, minutes: i64) -> Issue {
+    let mut issue = issue(key, "web", IssueState::Open);
+    issue.title = title.into();
+    issue.body = body.into();
+    issue.updated_at = t0() + chrono::Duration::minutes(minutes);
+    issue
+}
+
+async fn issues_are_found_by_their_words<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let login = worded(
+        "W-1",
+        "Login fails after token refresh",
+        "SSO users are signed out.",
+        1,
+    );
+    let export = worded(
+        "W-2",
+        "Export audit events",
+        "The login page is unrelated here.",
+        2,
+    );
+    let mut closed = worded("W-3", "Dark mode", "Colours of the settings page.", 3);
+    closed.state = IssueState::Closed;
+    closed.labels = vec!["frontend".into()];
+    let id = store
+        .upsert_issue("acme", "gh", &login, None)
+        .await
+        .unwrap();
+    store
+        .upsert_issue("acme", "gh", &export, None)
+        .await
+        .unwrap();
+    store
+        .upsert_issue("acme", "jira", &closed, None)
+        .await
+        .unwrap();
+    store
+        .upsert_issue("globex", "gh", &login, None)
+        .await
+        .unwrap();
+    let search = |text: &str| TextSearch {
+        text: text.into(),
+        limit: 10,
+        ..TextSearch::default()
+    };
+    let keys = |hits: Vec<IssueHit>| -> Vec<String> {
+        hits.into_iter().map(|hit| hit.stored.issue.key).collect()
+    };
+
+    // Words in the title rank above words in the body; stemming finds "failing" in "fails".
+    let hits = store.search_text("acme", &search("login")).await.unwrap();
+    assert_eq!(keys(hits.clone()), ["W-1", "W-2"]);
+    assert!(hits[0].score > hits[1].score);
+    assert_eq!(hits[0].stored.id, id);
+    assert_eq!(
+        keys(store.search_text("acme", &search("failing")).await.unwrap()),
+        ["W-1"]
+    );
+    // Any word matches; more matching words rank first. Labels are searchable.
+    assert_eq!(
+        keys(
+            store
+                .search_text("acme", &search("settings export"))
+                .await
+                .unwrap()
+        )
+        .len(),
+        2
+    );
+    assert_eq!(
+        keys(
+            store
+                .search_text("acme", &search("frontend"))
+                .await
+                .unwrap()
+        ),
+        ["W-3"]
+    );
+    // Query syntax is only words: quotes, operators and column filters match literally or not at all.
+    for hostile in [
+        "\"login\" OR *",
+        "title:login",
+        "login) OR (1=1",
+        "NEAR(login fails)",
+        "'; --",
+    ] {
+        assert!(
+            store.search_text("acme", &search(hostile)).await.is_ok(),
+            "{hostile}"
+        );
+    }
+    // Filters, limits, and the empty query listing the most recent first.
+    let only_jira = TextSearch {
+        tracker_id: Some("jira".into()),
+        ..search("")
+    };
+    assert_eq!(
+        keys(store.search_text("acme", &only_jira).await.unwrap()),
+        ["W-3"]
+    );
+    let open = TextSearch {
+        state: Some(IssueState::Open),
+        ..search("")
+    };
+    assert_eq!(
+        keys(store.search_text("acme", &open).await.unwrap()),
+        ["W-2", "W-1"]
+    );
+    let one = TextSearch {
+        limit: 1,
+        ..search("page")
+    };
+    assert_eq!(store.search_text("acme", &one).await.unwrap().len(), 1);
+    assert!(
+        store
+            .search_text("acme", &search("nothing-like-this"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An update re-indexes: the old words no longer find it.
+    let mut renamed = login.clone();
+    renamed.title = "Session expiry".into();
+    renamed.body = "Tokens expire.".into();
+    assert_eq!(
+        store
+            .upsert_issue("acme", "gh", &renamed, None)
+            .await
+            .unwrap(),
+        id
+    );
+    assert_eq!(
+        keys(store.search_text("acme", &search("login")).await.unwrap()),
+        ["W-2"]
+    );
+    assert_eq!(
+        keys(store.search_text("acme", &search("expiry")).await.unwrap()),
+        ["W-1"]
+    );
+
+    // Lookups by store id, counts and deletion stay within the organization.
+    let found = store.find_issue("acme", &id).await.unwrap().unwrap();
+    assert_eq!(
+        (found.tracker_id.as_str(), found.issue.key.as_str()),
+        ("gh", "W-1")
+    );
+    assert_eq!(store.find_issue("globex", &id).await.unwrap(), None);
+    assert_eq!(store.count_issues("acme", None).await.unwrap(), 3);
+    assert_eq!(store.count_issues("acme", Some("gh")).await.unwrap(), 2);
+    assert!(store.delete_issue("acme", "gh", "W-1").await.unwrap());
+    assert!(!store.delete_issue("acme", "gh", "W-1").await.unwrap());
+    assert!(
+        store
+            .search_text("acme", &search("expiry"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        keys(store.search_text("globex", &search("login")).await.unwrap()),
+        ["W-1"]
+    );
 }
 
 fn user(org: &str, email: &str, roles: &[&str]) -> User {

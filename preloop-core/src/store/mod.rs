@@ -5,9 +5,14 @@
 //! changes another organization's rows.
 
 mod combining;
+mod issues;
 mod memory;
 
 pub use combining::GroupCommitAudit;
+pub use issues::{
+    EMBEDDING_DIMENSIONS, IssueHit, IssueStore, SimilarIssue, SimilarityFilter, StoredIssue,
+    TextSearch, check_embedding, cosine, cosine_similarity, search_terms, searchable_text,
+};
 pub use memory::MemoryStore;
 
 use crate::accounts::{ApiKey, Organization, User};
@@ -15,7 +20,6 @@ use crate::approval::{ApprovalRequest, ApprovalState, Grant};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::documents::Document;
 use crate::policy::GovernanceDocument;
-use crate::tracker::{Issue, IssueState};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -199,108 +203,6 @@ pub trait PolicyStore: Send + Sync {
         document: &GovernanceDocument,
         audit: Vec<AuditEntry>,
     ) -> Result<CasOutcome, StoreError>;
-}
-
-/// Dimensions of issue embeddings (e.g. all-MiniLM-L6-v2 sentences).
-pub const EMBEDDING_DIMENSIONS: usize = 384;
-
-/// Restricts a similarity search.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SimilarityFilter {
-    /// Only issues of this tracker.
-    pub tracker_id: Option<String>,
-    /// Only issues of this project.
-    pub project: Option<String>,
-    /// Only issues in this state.
-    pub state: Option<IssueState>,
-    /// Leave out this issue key (the issue being compared).
-    pub exclude_key: Option<String>,
-}
-
-/// A search hit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimilarIssue {
-    /// The tracker the issue belongs to.
-    pub tracker_id: String,
-    /// The issue.
-    pub issue: Issue,
-    /// Cosine similarity to the query vector, from -1 to 1.
-    pub similarity: f32,
-}
-
-/// Issues synchronized from trackers, with their embeddings.
-#[async_trait]
-pub trait IssueStore: Send + Sync {
-    /// Inserts or replaces the issue `issue.key` of `tracker_id`. `embedding`, when given, must
-    /// have [`EMBEDDING_DIMENSIONS`] finite values; `None` keeps the stored embedding.
-    async fn upsert_issue(
-        &self,
-        organization_id: &str,
-        tracker_id: &str,
-        issue: &Issue,
-        embedding: Option<&[f32]>,
-    ) -> Result<(), StoreError>;
-
-    /// One issue by tracker and key.
-    async fn get_issue(
-        &self,
-        organization_id: &str,
-        tracker_id: &str,
-        key: &str,
-    ) -> Result<Option<Issue>, StoreError>;
-
-    /// The `k` issues with embeddings most similar (cosine) to `vector`, best first.
-    async fn search_similar(
-        &self,
-        organization_id: &str,
-        vector: &[f32],
-        k: usize,
-        filter: &SimilarityFilter,
-    ) -> Result<Vec<SimilarIssue>, StoreError>;
-}
-
-/// Checks an embedding's dimension and values.
-pub fn check_embedding(vector: &[f32]) -> Result<(), StoreError> {
-    if vector.len() != EMBEDDING_DIMENSIONS {
-        return Err(StoreError::Invalid(format!(
-            "embeddings have {EMBEDDING_DIMENSIONS} dimensions, not {}",
-            vector.len()
-        )));
-    }
-    if !vector.iter().all(|v| v.is_finite()) {
-        return Err(StoreError::Invalid(
-            "embeddings must be finite numbers".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// Cosine similarity of two vectors of equal length (0 when either is all zeros).
-pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
-    cosine(a.iter().copied(), b.iter().copied())
-}
-
-/// Cosine similarity of two equally long sequences, for callers that decode values on the fly
-/// (e.g. from stored bytes) instead of building vectors.
-pub fn cosine(a: impl IntoIterator<Item = f32>, b: impl IntoIterator<Item = f32>) -> f32 {
-    let (mut dot, mut norm_a, mut norm_b) = (0.0_f32, 0.0_f32, 0.0_f32);
-    for (x, y) in a.into_iter().zip(b) {
-        dot += x * y;
-        norm_a += x * x;
-        norm_b += y * y;
-    }
-    let norms = (norm_a * norm_b).sqrt();
-    if norms == 0.0 { 0.0 } else { dot / norms }
-}
-
-impl SimilarityFilter {
-    /// Whether a stored issue passes the filter.
-    pub fn admits(&self, tracker_id: &str, issue: &Issue) -> bool {
-        self.tracker_id.as_deref().is_none_or(|t| t == tracker_id)
-            && self.project.as_deref().is_none_or(|p| p == issue.project)
-            && self.state.is_none_or(|s| s == issue.state)
-            && self.exclude_key.as_deref().is_none_or(|k| k != issue.key)
-    }
 }
 
 /// Organizations, users and API keys.
