@@ -8,7 +8,10 @@
 
 #![deny(missing_docs)]
 
+pub mod compliance;
 pub mod http;
+pub mod sync;
+pub mod tools;
 pub mod webhook;
 
 /// Where a tracker is and how to sign in to it. The token never appears in `Debug`.
