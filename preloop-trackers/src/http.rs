@@ -134,6 +134,9 @@ pub struct Api {
     base: Url,
     credentials: Credentials,
     options: ClientOptions,
+    /// Headers of the tracker's own sent with every request (replacing defaults of the same
+    /// name, such as `Accept`).
+    extra_headers: HeaderMap,
     /// Set when an answer said the rate limit is used up: no request leaves before then.
     paused_until: Mutex<Option<DateTime<Utc>>>,
 }
@@ -189,8 +192,16 @@ impl Api {
             base,
             credentials,
             options,
+            extra_headers: HeaderMap::new(),
             paused_until: Mutex::new(None),
         })
+    }
+
+    /// Sends `headers` with every request, each replacing a default of the same name (GitHub's
+    /// `Accept: application/vnd.github+json` and `X-GitHub-Api-Version`).
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.extra_headers = headers;
+        self
     }
 
     /// The base URL (ending in `/`).
@@ -275,7 +286,8 @@ impl Api {
             .client
             .request(method, url)
             .timeout(self.options.timeout)
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header(reqwest::header::ACCEPT, "application/json")
+            .headers(self.extra_headers.clone());
         request = match &self.credentials {
             Credentials::Bearer(token) => request.header(
                 reqwest::header::AUTHORIZATION,

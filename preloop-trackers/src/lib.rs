@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod compliance;
+pub mod github;
 pub mod http;
 pub mod sync;
 pub mod tools;

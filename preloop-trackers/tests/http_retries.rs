@@ -197,3 +197,32 @@ async fn a_tracker_that_is_down_is_unavailable_after_the_retries() -> TestResult
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_adapters_own_headers_replace_the_defaults_on_every_request() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/thing").status(502),
+        Reply::new("GET", "/thing").body("{}"),
+    ])
+    .await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/vnd.github+json"),
+    );
+    headers.insert(
+        "x-github-api-version",
+        reqwest::header::HeaderValue::from_static("2022-11-28"),
+    );
+    let api = api(&stand_in.base)?.with_headers(headers);
+    api.send(Method::GET, api.url("thing", &[])?, None).await?;
+    let received = stand_in.received();
+    assert_eq!(received.len(), 2);
+    for request in &received {
+        let accepts: Vec<_> = request.headers.get_all("accept").iter().collect();
+        assert_eq!(accepts, ["application/vnd.github+json"]);
+        assert_eq!(request.header("x-github-api-version"), Some("2022-11-28"));
+        assert_eq!(request.header("authorization"), Some("Bearer tok"));
+    }
+    Ok(())
+}
