@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod gitlab;
 pub mod http;
 pub mod webhook;
 
