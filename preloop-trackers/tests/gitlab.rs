@@ -1,34 +1,29 @@
 //! The GitLab adapter against a local stand-in answering GitLab's documented responses: what
 //! each call sends (method, encoded project path, query, `PRIVATE-TOKEN`, JSON body) and how
-//! each answer is read. Webhook deliveries are in `gitlab/webhooks.rs`.
+//! each answer is read. Writes are in `gitlab/writes.rs`, webhook deliveries in
+//! `gitlab/webhooks.rs`.
 
 mod support;
 #[path = "gitlab/webhooks.rs"]
 mod webhooks;
+#[path = "gitlab/writes.rs"]
+mod writes;
 
 use chrono::{DateTime, Utc};
-use preloop_core::tracker::{IssueState, IssueUpdate, NewIssue, Tracker, TrackerError};
+use preloop_core::tracker::{IssueState, Tracker, TrackerError};
 use preloop_trackers::Connection;
 use preloop_trackers::gitlab::GitLab;
 use preloop_trackers::http::{ClientOptions, RetryPolicy};
-use serde_json::json;
 use std::time::{Duration, Instant};
 use support::{Received, Reply, StandIn};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const ISSUE: &str = include_str!("fixtures/gitlab/issue.json");
-const ISSUE_CREATED: &str = include_str!("fixtures/gitlab/issue_created.json");
-const ISSUE_CLOSED: &str = include_str!("fixtures/gitlab/issue_closed.json");
 const PAGE_1: &str = include_str!("fixtures/gitlab/issues_page1.json");
 const PAGE_2: &str = include_str!("fixtures/gitlab/issues_page2.json");
 const PAGE_3: &str = include_str!("fixtures/gitlab/issues_page3.json");
-const NOTE: &str = include_str!("fixtures/gitlab/note.json");
 const PROJECT: &str = include_str!("fixtures/gitlab/project.json");
-const JACK: &str = include_str!("fixtures/gitlab/users_jack_smith.json");
-const JOHN: &str = include_str!("fixtures/gitlab/users_john_smith.json");
-const NO_USERS: &str = include_str!("fixtures/gitlab/users_none.json");
-const TITLE_BLANK: &str = include_str!("fixtures/gitlab/error_title_blank.json");
 const UNAUTHORIZED: &str = include_str!("fixtures/gitlab/error_unauthorized.json");
 const RATE_LIMITED: &str = include_str!("fixtures/gitlab/error_rate_limited.json");
 const SERVER_ERROR: &str = include_str!("fixtures/gitlab/error_server.json");
@@ -198,38 +193,60 @@ async fn a_project_is_described_with_its_path_encoded_as_one_segment() -> TestRe
     Ok(())
 }
 
-#[tokio::test]
-async fn sync_pages_by_x_next_page_until_it_is_empty() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("GET", ISSUES)
-            .header("x-page", "1")
-            .header("x-next-page", "2")
-            .body(PAGE_1),
-        Reply::new("GET", ISSUES)
-            .header("x-page", "2")
-            .header("x-next-page", "3")
-            .body(PAGE_2),
-        Reply::new("GET", ISSUES)
-            .header("x-page", "3")
-            .header("x-next-page", "")
-            .body(PAGE_3),
-    ])
-    .await?;
-    let gitlab = gitlab(&stand_in.base)?;
-    let since = Some(time("2016-01-01T00:00:00Z")?);
+/// Three offset-paginated answers (`x-next-page`, empty on the last), each with `bodies[i]`.
+fn offset_pages(bodies: [&str; 3]) -> Vec<Reply> {
+    let next = ["2", "3", ""];
+    bodies
+        .iter()
+        .zip(next)
+        .enumerate()
+        .map(|(index, (body, next))| {
+            Reply::new("GET", ISSUES)
+                .header("x-page", &(index + 1).to_string())
+                .header("x-per-page", "100")
+                .header("x-next-page", next)
+                .body(*body)
+        })
+        .collect()
+}
+
+/// Lists `my-group/my-project` from `since` until the last page: the issues' keys.
+async fn sync_all(
+    gitlab: &GitLab,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<String>, TrackerError> {
     let mut keys = Vec::new();
     let mut cursor: Option<String> = None;
-    for _ in 0..3 {
+    loop {
         let page = gitlab
             .list_updated_since("my-group/my-project", since, cursor.as_deref())
             .await?;
         keys.extend(page.issues.into_iter().map(|issue| issue.key));
         cursor = page.next_cursor;
         if cursor.is_none() {
-            break;
+            return Ok(keys);
         }
     }
-    assert_eq!(cursor, None);
+}
+
+/// Checks the parameters every listing request carries.
+fn assert_listing(sent: &Received) {
+    assert_eq!(sent.uri.path(), ISSUES);
+    assert_eq!(sent.query("scope").as_deref(), Some("all"));
+    assert_eq!(sent.query("order_by").as_deref(), Some("updated_at"));
+    assert_eq!(sent.query("sort").as_deref(), Some("asc"));
+    assert_eq!(sent.query("per_page").as_deref(), Some("100"));
+    assert_eq!(sent.header("private-token"), Some("glpat-test"));
+}
+
+#[tokio::test]
+async fn offset_pages_are_asked_from_the_newest_update_seen_so_none_can_slip() -> TestResult {
+    let stand_in = StandIn::start(offset_pages([PAGE_1, PAGE_2, PAGE_3])).await?;
+    let keys = sync_all(
+        &gitlab(&stand_in.base)?,
+        Some(time("2016-01-01T00:00:00Z")?),
+    )
+    .await?;
     assert_eq!(
         keys,
         [
@@ -240,19 +257,40 @@ async fn sync_pages_by_x_next_page_until_it_is_empty() -> TestResult {
     );
     let received = stand_in.received();
     assert_eq!(received.len(), 3);
+    // Each next page starts at the newest updated_at of the one before (inclusive).
+    for (index, from) in [
+        "2016-01-01T00:00:00.000Z",
+        "2016-01-04T15:31:51.081Z",
+        "2016-04-07T12:20:17.596Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sent = request(&received, index)?;
+        assert_listing(sent);
+        assert_eq!(sent.query("updated_after").as_deref(), Some(from));
+        assert_eq!(sent.query("page"), None);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn pages_sharing_one_time_move_by_x_next_page() -> TestResult {
+    // Every issue of these pages was updated at the time asked from: only the offset moves.
+    let stand_in = StandIn::start(offset_pages([PAGE_1, PAGE_1, PAGE_1])).await?;
+    let since = time("2016-01-04T15:31:51.081Z")?;
+    let keys = sync_all(&gitlab(&stand_in.base)?, Some(since)).await?;
+    assert_eq!(keys.len(), 3);
+    let received = stand_in.received();
+    assert_eq!(received.len(), 3);
     for (index, page) in [None, Some("2"), Some("3")].into_iter().enumerate() {
         let sent = request(&received, index)?;
-        assert_eq!(sent.uri.path(), ISSUES);
-        assert_eq!(sent.query("scope").as_deref(), Some("all"));
-        assert_eq!(sent.query("order_by").as_deref(), Some("updated_at"));
-        assert_eq!(sent.query("sort").as_deref(), Some("asc"));
-        assert_eq!(sent.query("per_page").as_deref(), Some("100"));
+        assert_listing(sent);
         assert_eq!(
             sent.query("updated_after").as_deref(),
-            Some("2016-01-01T00:00:00.000Z")
+            Some("2016-01-04T15:31:51.081Z")
         );
         assert_eq!(sent.query("page").as_deref(), page);
-        assert_eq!(sent.header("private-token"), Some("glpat-test"));
     }
     Ok(())
 }
@@ -389,248 +427,5 @@ async fn a_bad_token_is_unauthorized() -> TestResult {
         Some(TrackerError::Unauthorized("401 Unauthorized".to_owned()))
     );
     assert_eq!(stand_in.received().len(), 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn an_issue_is_created_with_labels_priority_and_assignee_ids() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("GET", "/api/v4/users").body(JACK),
-        Reply::new("POST", ISSUES).status(201).body(ISSUE_CREATED),
-    ])
-    .await?;
-    let issue = gitlab(&stand_in.base)?
-        .create_issue(&NewIssue {
-            project: "my-group/my-project".to_owned(),
-            title: "Issues with auth".to_owned(),
-            body: "Login fails after the upgrade.".to_owned(),
-            labels: vec!["bug".to_owned()],
-            assignees: vec!["jack_smith".to_owned()],
-            priority: Some("high".to_owned()),
-        })
-        .await?;
-    let received = stand_in.received();
-    let lookup = request(&received, 0)?;
-    assert_eq!(lookup.query("username").as_deref(), Some("jack_smith"));
-    let sent = request(&received, 1)?;
-    assert_eq!(sent.method, "POST");
-    assert_eq!(sent.header("content-type"), Some("application/json"));
-    assert_eq!(
-        sent.json(),
-        json!({
-            "title": "Issues with auth",
-            "description": "Login fails after the upgrade.",
-            "labels": "bug,priority::high",
-            "assignee_ids": [2]
-        })
-    );
-    assert_eq!(issue.key, "my-group/my-project#14");
-    assert_eq!(issue.id, "84");
-    assert_eq!(issue.body, "", "a null description is an empty body");
-    assert_eq!(issue.labels, ["bug"]);
-    assert_eq!(issue.priority.as_deref(), Some("high"));
-    assert_eq!(issue.assignees, ["jack_smith"]);
-    Ok(())
-}
-
-#[tokio::test]
-async fn an_unknown_assignee_is_invalid_and_nothing_is_created() -> TestResult {
-    let stand_in = StandIn::start(vec![Reply::new("GET", "/api/v4/users").body(NO_USERS)]).await?;
-    let error = gitlab(&stand_in.base)?
-        .create_issue(&NewIssue {
-            project: "my-group/my-project".to_owned(),
-            title: "t".to_owned(),
-            assignees: vec!["nobody".to_owned()],
-            ..NewIssue::default()
-        })
-        .await
-        .err();
-    assert_eq!(
-        error,
-        Some(TrackerError::Invalid(
-            "GitLab has no user named \"nobody\"".to_owned()
-        ))
-    );
-    assert_eq!(stand_in.received().len(), 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn gitlabs_validation_message_is_carried() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("POST", ISSUES).status(400).body(TITLE_BLANK),
-    ])
-    .await?;
-    let error = gitlab(&stand_in.base)?
-        .create_issue(&NewIssue {
-            project: "my-group/my-project".to_owned(),
-            ..NewIssue::default()
-        })
-        .await
-        .err();
-    assert_eq!(
-        error,
-        Some(TrackerError::Invalid("title: can't be blank".to_owned()))
-    );
-    let received = stand_in.received();
-    assert_eq!(request(&received, 0)?.json(), json!({"title": ""}));
-    Ok(())
-}
-
-#[tokio::test]
-async fn an_update_sends_every_given_field() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("GET", "/api/v4/users").body(JOHN),
-        Reply::new("PUT", &format!("{ISSUES}/15")).body(ISSUE_CLOSED),
-    ])
-    .await?;
-    let issue = gitlab(&stand_in.base)?
-        .update_issue(
-            "my-group/my-project#15",
-            &IssueUpdate {
-                title: Some("Issues with auth".to_owned()),
-                body: Some("Fixed by the new session store.".to_owned()),
-                status: Some("done".to_owned()),
-                priority: Some("low".to_owned()),
-                labels: Some(vec!["bug".to_owned()]),
-                assignees: Some(vec!["john_smith".to_owned()]),
-            },
-        )
-        .await?;
-    let received = stand_in.received();
-    assert_eq!(
-        request(&received, 0)?.query("username").as_deref(),
-        Some("john_smith")
-    );
-    let sent = request(&received, 1)?;
-    assert_eq!(sent.method, "PUT");
-    assert_eq!(
-        sent.json(),
-        json!({
-            "title": "Issues with auth",
-            "description": "Fixed by the new session store.",
-            "state_event": "close",
-            "labels": "bug,priority::low",
-            "assignee_ids": [1]
-        })
-    );
-    assert_eq!(issue.state, IssueState::Closed);
-    assert_eq!(issue.key, "my-group/my-project#15");
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_new_priority_replaces_the_priority_label_and_keeps_the_others() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("GET", &format!("{ISSUES}/6")).body(ISSUE),
-        Reply::new("PUT", &format!("{ISSUES}/6")).body(ISSUE),
-        Reply::new("GET", &format!("{ISSUES}/6")).body(ISSUE),
-        Reply::new("PUT", &format!("{ISSUES}/6")).body(ISSUE),
-    ])
-    .await?;
-    let gitlab = gitlab(&stand_in.base)?;
-    gitlab
-        .update_issue(
-            "my-group/my-project#6",
-            &IssueUpdate {
-                priority: Some("low".to_owned()),
-                ..IssueUpdate::default()
-            },
-        )
-        .await?;
-    // New labels keep the issue's priority label.
-    gitlab
-        .update_issue(
-            "my-group/my-project#6",
-            &IssueUpdate {
-                labels: Some(vec!["ui".to_owned(), "needs review".to_owned()]),
-                ..IssueUpdate::default()
-            },
-        )
-        .await?;
-    let received = stand_in.received();
-    assert_eq!(received.len(), 4);
-    assert_eq!(
-        request(&received, 1)?.json(),
-        json!({"labels": "foo,bar,priority::low"})
-    );
-    assert_eq!(
-        request(&received, 3)?.json(),
-        json!({"labels": "ui,needs review,priority::high"})
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn status_words_become_state_events_and_others_are_refused() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("PUT", &format!("{ISSUES}/6")).body(ISSUE),
-        Reply::new("GET", &format!("{ISSUES}/6")).body(ISSUE),
-    ])
-    .await?;
-    let gitlab = gitlab(&stand_in.base)?;
-    let reopen = IssueUpdate {
-        status: Some("Reopened".to_owned()),
-        ..IssueUpdate::default()
-    };
-    let issue = gitlab
-        .update_issue("my-group/my-project#6", &reopen)
-        .await?;
-    assert_eq!(issue.state, IssueState::Open);
-    let error = gitlab
-        .update_issue(
-            "my-group/my-project#6",
-            &IssueUpdate {
-                status: Some("In Progress".to_owned()),
-                ..IssueUpdate::default()
-            },
-        )
-        .await
-        .err();
-    let Some(TrackerError::Invalid(message)) = error else {
-        return Err(format!("expected Invalid, got {error:?}").into());
-    };
-    assert!(message.contains("In Progress"), "{message}");
-    assert!(
-        message.contains("close") && message.contains("reopen"),
-        "{message}"
-    );
-    // An update that changes nothing reads the issue instead.
-    let unchanged = gitlab
-        .update_issue("my-group/my-project#6", &IssueUpdate::default())
-        .await?;
-    assert_eq!(unchanged.key, "my-group/my-project#6");
-    let received = stand_in.received();
-    assert_eq!(received.len(), 2);
-    assert_eq!(
-        request(&received, 0)?.json(),
-        json!({"state_event": "reopen"})
-    );
-    assert_eq!(request(&received, 1)?.method, "GET");
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_comment_is_posted_as_a_note() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("POST", &format!("{ISSUES}/6/notes"))
-            .status(201)
-            .body(NOTE),
-    ])
-    .await?;
-    let comment = gitlab(&stand_in.base)?
-        .add_comment(
-            &format!("{}/my-group/my-project/-/issues/6", stand_in.base),
-            "Text of the comment",
-        )
-        .await?;
-    assert_eq!(comment.id, "305");
-    assert_eq!(comment.author.as_deref(), Some("pipin"));
-    assert_eq!(comment.body, "Text of the comment\r\n");
-    assert_eq!(comment.created_at, time("2013-10-02T09:56:03Z")?);
-    let received = stand_in.received();
-    let sent = request(&received, 0)?;
-    assert_eq!(sent.method, "POST");
-    assert_eq!(sent.json(), json!({"body": "Text of the comment"}));
     Ok(())
 }

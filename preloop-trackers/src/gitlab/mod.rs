@@ -8,10 +8,11 @@
 
 mod convert;
 mod keys;
+mod pages;
 pub mod webhook;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use convert::{RestIssue, RestNote, RestProject, User};
 use keys::{IssueRef, project_path};
 use preloop_core::tracker::{
@@ -23,10 +24,7 @@ use reqwest::header::HeaderName;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::http::{Answer, Api, ClientOptions, Credentials};
-
-/// Issues per page when listing (GitLab's maximum).
-const PER_PAGE: &str = "100";
+use crate::http::{Api, ClientOptions, Credentials};
 
 /// A GitLab instance.
 #[derive(Debug)]
@@ -120,37 +118,6 @@ impl GitLab {
             ids.push(user.id);
         }
         Ok(ids)
-    }
-
-    /// The next page's URL: the keyset `Link: rel="next"` when given (on GitLab's own origin),
-    /// else this page's URL at the offset `x-next-page` (empty on the last page).
-    fn next_page(&self, page: &Url, answer: &Answer) -> Result<Option<Url>, TrackerError> {
-        if let Some(link) = answer.next_link() {
-            return self.api.same_origin(&link).map(Some);
-        }
-        let Some(next) = answer
-            .header("x-next-page")
-            .map(str::trim)
-            .filter(|next| !next.is_empty())
-        else {
-            return Ok(None);
-        };
-        if !next.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(TrackerError::Unavailable(format!(
-                "GitLab gave a bad x-next-page: {next:?}"
-            )));
-        }
-        let mut url = page.clone();
-        let query: Vec<(String, String)> = page
-            .query_pairs()
-            .filter(|(name, _)| name != "page")
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect();
-        url.query_pairs_mut()
-            .clear()
-            .extend_pairs(query)
-            .append_pair("page", next);
-        Ok(Some(url))
     }
 }
 
@@ -273,25 +240,26 @@ impl Tracker for GitLab {
         let url = match cursor {
             Some(cursor) => self.api.same_origin(cursor)?,
             None => {
-                let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+                let since = since.map(pages::iso);
                 let mut query = vec![
                     ("scope", "all"),
                     ("order_by", "updated_at"),
                     ("sort", "asc"),
-                    ("per_page", PER_PAGE),
+                    ("per_page", pages::PER_PAGE),
                 ];
                 if let Some(since) = &since {
-                    query.push(("updated_after", since.as_str()));
+                    query.push((pages::UPDATED_AFTER, since.as_str()));
                 }
                 self.endpoint(&["projects", project, "issues"], &query)?
             }
         };
         let (found, answer): (Vec<RestIssue>, _) = self.api.get(url.clone()).await?;
-        let next_cursor = self.next_page(&url, &answer)?.map(String::from);
-        let issues = found
+        let issues: Vec<Issue> = found
             .into_iter()
             .map(|issue| issue.into_issue(project))
             .collect::<Result<_, _>>()?;
+        let newest = issues.iter().map(|issue| issue.updated_at).max();
+        let next_cursor = pages::next_page(&self.api, &url, &answer, newest)?.map(String::from);
         Ok(IssuePage {
             issues,
             next_cursor,
