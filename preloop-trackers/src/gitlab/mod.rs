@@ -107,6 +107,11 @@ impl GitLab {
         let mut ids = Vec::with_capacity(usernames.len());
         for username in usernames {
             let username = username.trim();
+            if username.is_empty() {
+                return Err(TrackerError::Invalid(
+                    "an assignee's username is empty".to_owned(),
+                ));
+            }
             let url = self.endpoint(&["users"], &[("username", username)])?;
             let (users, _): (Vec<User>, _) = self.api.get(url).await?;
             let user = users
