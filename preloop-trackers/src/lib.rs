@@ -10,6 +10,7 @@
 
 pub mod compliance;
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod sync;
 pub mod tools;
