@@ -60,6 +60,7 @@ mod error;
 mod grants;
 mod issue_search;
 mod issues;
+mod leases;
 mod migrate;
 mod notify;
 mod policies;

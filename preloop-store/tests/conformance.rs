@@ -54,8 +54,8 @@ use preloop_core::policy::{Format, GovernanceDocument};
 use preloop_core::registry::{ToolDescriptor, ToolSource};
 use preloop_core::store::{
     AccountStore, ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DocumentStore,
-    EMBEDDING_DIMENSIONS, GrantStore, IssueHit, IssueStore, MemoryStore, NO_POLICY_VERSION,
-    PolicyStore, SimilarityFilter, StoreError, StoredPolicy, TextSearch,
+    EMBEDDING_DIMENSIONS, GrantStore, IssueHit, IssueStore, LeaseStore, MemoryStore,
+    NO_POLICY_VERSION, PolicyStore, SimilarityFilter, StoreError, StoredPolicy, TextSearch,
 };
 use preloop_core::tracker::{Issue, IssueState};
 use preloop_store::Database;
@@ -69,6 +69,7 @@ trait Stores:
     + AuditStore
     + PolicyStore
     + IssueStore
+    + LeaseStore
     + AccountStore
     + AllDocuments
     + 'static
@@ -80,6 +81,7 @@ impl<
         + AuditStore
         + PolicyStore
         + IssueStore
+        + LeaseStore
         + AccountStore
         + AllDocuments
         + 'static,
@@ -171,6 +173,7 @@ conformance!(
     pending_work_survives_a_restart,
     issues_round_trip_and_rank_by_similarity,
     issues_are_found_by_their_words,
+    leases_are_held_by_one_holder_until_they_end,
     users_and_api_keys_round_trip,
     documents_round_trip_with_unique_names_per_parent,
     every_document_kind_round_trips,
@@ -1160,6 +1163,85 @@ async fn issues_are_found_by_their_words<B: Backend>(backend: &B) {
         keys(store.search_text("globex", &search("login")).await.unwrap()),
         ["W-1"]
     );
+}
+
+async fn leases_are_held_by_one_holder_until_they_end<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    let now = t0();
+    let minute = chrono::Duration::minutes(1);
+    assert!(
+        store
+            .try_lease("sync:gh", "a", now, now + minute)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease("sync:gh", "b", now, now + minute)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store
+            .try_lease("sync:other", "b", now, now + minute)
+            .await
+            .unwrap(),
+        "another name is free"
+    );
+    assert!(
+        store
+            .try_lease("sync:gh", "a", now, now + minute * 2)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .try_lease("sync:gh", "b", now + minute, now + minute * 3)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(
+        store
+            .try_lease("sync:gh", "b", now + minute * 2, now + minute * 3)
+            .await
+            .unwrap(),
+        "ran out"
+    );
+    store.release_lease("sync:gh", "a").await.unwrap();
+    assert!(
+        !store
+            .try_lease("sync:gh", "a", now + minute * 2, now + minute * 3)
+            .await
+            .unwrap(),
+        "only the holder releases"
+    );
+    store.release_lease("sync:gh", "b").await.unwrap();
+    assert!(
+        store
+            .try_lease("sync:gh", "a", now + minute * 2, now + minute * 3)
+            .await
+            .unwrap()
+    );
+
+    // Fifty concurrent takers: exactly one wins.
+    let takers = (0..50).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .try_lease("race", &format!("r{i}"), now, now + minute)
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures::future::join_all(takers)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    assert_eq!(won, 1);
 }
 
 fn user(org: &str, email: &str, roles: &[&str]) -> User {

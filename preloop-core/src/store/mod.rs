@@ -283,3 +283,22 @@ pub trait DocumentStore<T: Document>: Send + Sync {
         documents: &[T],
     ) -> Result<(), StoreError>;
 }
+
+/// Named leases: work that must run on one replica at a time (a tracker's sync) is done by
+/// whoever holds its lease. A lease is free once its time ran out, so a replica that dies
+/// holding one delays the work by at most the lease's length.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes the lease `name` for `holder` until `until`, if at `now` it is free or already
+    /// `holder`'s (renewing it); whether `holder` holds it now.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up, if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+}

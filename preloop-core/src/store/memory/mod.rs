@@ -3,7 +3,7 @@
 
 use super::{
     ApprovalFilter, ApprovalStore, AuditStore, CasOutcome, DUE_CLAIM_LEASE, DocumentStore,
-    GrantStore, IssueHit, IssueStore, NO_POLICY_VERSION, PolicyStore, SimilarIssue,
+    GrantStore, IssueHit, IssueStore, LeaseStore, NO_POLICY_VERSION, PolicyStore, SimilarIssue,
     SimilarityFilter, StoreError, StoredIssue, StoredPolicy, TextSearch, check_embedding,
     cosine_similarity, search_terms, searchable_text,
 };
@@ -29,6 +29,8 @@ struct State {
     audit: HashMap<String, Vec<AuditEvent>>,
     policies: HashMap<String, StoredPolicy>,
     issues: HashMap<IssueKey, IndexedIssue>,
+    /// Leases by name: holder and end.
+    leases: HashMap<String, (String, DateTime<Utc>)>,
     organizations: HashMap<String, Organization>,
     users: HashMap<String, User>,
     api_keys: HashMap<Uuid, ApiKey>,
@@ -646,6 +648,41 @@ impl<T: Document> DocumentStore<T> for MemoryStore {
             !(*kind == T::KIND && org == organization_id && d.parent_id == parent_id)
         });
         state.documents.extend(entries);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let free = state
+            .leases
+            .get(name)
+            .is_none_or(|(current, ends)| *ends <= now || current == holder);
+        if free {
+            state
+                .leases
+                .insert(name.to_owned(), (holder.to_owned(), until));
+        }
+        Ok(free)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state
+            .leases
+            .get(name)
+            .is_some_and(|(current, _)| current == holder)
+        {
+            state.leases.remove(name);
+        }
         Ok(())
     }
 }
