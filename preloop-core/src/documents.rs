@@ -232,6 +232,12 @@ pub struct TrackerConfig {
     /// Secret webhook deliveries are signed or authenticated with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
+    /// The projects synchronized (`owner/repo`, `group/project`, Jira keys).
+    #[serde(default)]
+    pub projects: Vec<String>,
+    /// Seconds between synchronizations.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_seconds: u64,
     /// Disabled trackers are not synchronized.
     pub enabled: bool,
     /// Creation time.
@@ -251,9 +257,18 @@ impl std::fmt::Debug for TrackerConfig {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("projects", &self.projects)
+            .field("sync_interval_seconds", &self.sync_interval_seconds)
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
     }
+}
+
+/// Five minutes between synchronizations, unless configured.
+pub const DEFAULT_SYNC_INTERVAL_SECONDS: u64 = 300;
+
+fn default_sync_interval() -> u64 {
+    DEFAULT_SYNC_INTERVAL_SECONDS
 }
 
 impl Document for TrackerConfig {
@@ -287,6 +302,12 @@ pub struct Project {
     /// Last successful synchronization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// The newest update synchronized: the next synchronization asks for changes since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_through: Option<DateTime<Utc>>,
+    /// Why the last synchronization failed (cleared by a successful one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Document for Project {

@@ -1,11 +1,12 @@
 //! The server's live events, for the unified WebSocket ([`crate::web::ws`]): one in-process broadcast
-//! bus with four topics. `approvals` hears every request opened, escalated or decided (from the
+//! bus with five topics. `approvals` hears every request opened, escalated or decided (from the
 //! governor's notifications here, and from other replicas through the database's approval
 //! notifications); `activity` hears the audit events of governed calls (decisions, executions)
 //! as they are appended (approval state changes come on `approvals`); `system` hears state
 //! changes of upstream servers (tools registered after a scan, a server unavailable) and of the
 //! server itself (shutting down); `flow_executions` is reserved for flow runs, which nothing in
-//! this server starts yet. Each event names its organization; delivery is filtered per subscriber.
+//! this server starts yet; `issues` hears tracker events (webhook deliveries, normalized) and
+//! synchronizations. Each event names its organization; delivery is filtered per subscriber.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -32,6 +33,9 @@ pub enum Topic {
     Activity,
     /// Flow runs.
     FlowExecutions,
+    /// Issues changed in a tracker (webhook deliveries: `issue.created`, `issue.updated`,
+    /// `issue.closed`, `issue.commented`) and trackers' synchronizations.
+    Issues,
     /// The server's own state.
     System,
 }
@@ -74,7 +78,7 @@ impl Event {
             }
             Topic::Activity => principal.has_role("admin"),
             Topic::System => self.organization_id.is_none() || principal.has_role("admin"),
-            Topic::FlowExecutions => true,
+            Topic::FlowExecutions | Topic::Issues => true,
         }
     }
 }

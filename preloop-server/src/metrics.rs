@@ -15,6 +15,8 @@ pub struct Metrics {
     upstream_calls: HistogramVec,
     http_requests: IntCounterVec,
     pending_approvals: IntGauge,
+    tracker_syncs: IntCounterVec,
+    tracker_issues: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -57,6 +59,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     registry.register(Box::new(http_requests.clone()))?;
     registry.register(Box::new(pending_approvals.clone()))?;
+    let tracker_syncs = IntCounterVec::new(
+        Opts::new("preloop_tracker_syncs_total", "Tracker synchronizations by result"),
+        &["tracker", "result"],
+    )?;
+    let tracker_issues = IntCounterVec::new(
+        Opts::new("preloop_tracker_issues_synced_total", "Issues indexed by synchronizations"),
+        &["tracker"],
+    )?;
+    registry.register(Box::new(tracker_syncs.clone()))?;
+    registry.register(Box::new(tracker_issues.clone()))?;
     Ok(Metrics {
         registry,
         tool_calls,
@@ -64,6 +76,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         upstream_calls,
         http_requests,
         pending_approvals,
+        tracker_syncs,
+        tracker_issues,
     })
 }
 
@@ -112,6 +126,20 @@ pub fn pending_approvals(count: u64) {
     if let Some(m) = global() {
         m.pending_approvals
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
+/// Counts a tracker's synchronization (`ok`, `failed`).
+pub fn tracker_sync(tracker: &str, result: &str) {
+    if let Some(m) = global() {
+        m.tracker_syncs.with_label_values(&[tracker, result]).inc();
+    }
+}
+
+/// Counts issues a tracker's synchronization indexed.
+pub fn tracker_issues(tracker: &str, indexed: u64) {
+    if let Some(m) = global() {
+        m.tracker_issues.with_label_values(&[tracker]).inc_by(indexed);
     }
 }
 

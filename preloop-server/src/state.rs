@@ -3,7 +3,10 @@
 //! services reach authentication and the upstreams, which lie above them.
 
 use crate::app::servers::Cause;
-use crate::app::{Accounts, Approvals, Guards, Policies, Replicas, Servers, UpstreamControl};
+use crate::app::{
+    Accounts, Approvals, Guards, Policies, Replicas, Servers, TrackerReach, Trackers,
+    UpstreamControl,
+};
 use crate::auth::Authenticator;
 use crate::auth::throttle::{Throttles, client_key};
 use crate::channels::Callbacks;
@@ -48,6 +51,8 @@ pub struct Shared {
     pub authenticator: Authenticator,
     /// Signs access and refresh tokens.
     pub tokens: crate::auth::tokens::TokenKeys,
+    /// The server's public base URL (approval links, trackers' webhook URLs).
+    pub public_url: String,
     /// Whether `POST /api/v1/auth/register` creates accounts.
     pub registration_enabled: bool,
     /// Votes, and running what they approve.
@@ -58,6 +63,8 @@ pub struct Shared {
     pub servers: Servers,
     /// Users, API keys, passwords, sign-in and registration.
     pub accounts: Accounts,
+    /// Issue trackers, their synchronization, webhooks and tools.
+    pub trackers: Trackers,
     /// Announcing configuration changes to the other replicas.
     pub replicas: Replicas,
     /// Per-principal request rate limits.
@@ -122,6 +129,16 @@ impl UpstreamControl for Upstreams {
                 .await
                 .map_err(Cause::from),
         )
+    }
+}
+
+impl TrackerReach for Upstreams {
+    fn permit(&self, organization_id: &str, url: &str) -> Result<(), Cause> {
+        Ok(self.egress().permit_url(organization_id, url)?)
+    }
+
+    fn client(&self, organization_id: &str) -> reqwest::Client {
+        self.egress().http_client(organization_id, true)
     }
 }
 

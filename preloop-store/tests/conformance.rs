@@ -1509,6 +1509,8 @@ async fn every_document_kind_round_trips<B: Backend>(backend: &B) {
         token: "ghp_secret".into(),
         username: None,
         webhook_secret: Some("whsec".into()),
+        projects: vec!["acme/web".into()],
+        sync_interval_seconds: 60,
         enabled: true,
         created_at: t0(),
     };
@@ -1529,6 +1531,8 @@ async fn every_document_kind_round_trips<B: Backend>(backend: &B) {
         name: key.into(),
         sync_enabled: true,
         last_synced_at: Some(t0()),
+        synced_through: Some(t0()),
+        last_error: None,
     };
     store.insert_document(&project("acme/web")).await.unwrap();
     store.insert_document(&project("acme/api")).await.unwrap();

@@ -17,6 +17,9 @@ use url::Url;
 /// Largest answer read from a tracker; a larger one is refused as unavailable.
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("preloop/", env!("CARGO_PKG_VERSION"));
+
 /// Longest tracker message carried into an error.
 const MAX_MESSAGE_CHARS: usize = 300;
 
@@ -60,7 +63,6 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             client: reqwest::Client::builder()
-                .user_agent(concat!("preloop/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
@@ -287,6 +289,9 @@ impl Api {
             .request(method, url)
             .timeout(self.options.timeout)
             .header(reqwest::header::ACCEPT, "application/json")
+            // GitHub refuses requests without a User-Agent; a client's own default (the
+            // server's) is replaced, so every tracker sees who is calling.
+            .header(reqwest::header::USER_AGENT, USER_AGENT)
             .headers(self.extra_headers.clone());
         request = match &self.credentials {
             Credentials::Bearer(token) => request.header(

@@ -38,3 +38,30 @@ impl std::fmt::Debug for Connection {
             .finish()
     }
 }
+
+/// The API base a tracker kind uses when none is configured (Jira has none: every site has
+/// its own host).
+pub fn default_url(kind: preloop_core::documents::TrackerKind) -> Option<&'static str> {
+    use preloop_core::documents::TrackerKind;
+    match kind {
+        TrackerKind::Github => Some("https://api.github.com"),
+        TrackerKind::Gitlab => Some("https://gitlab.com"),
+        TrackerKind::Jira => None,
+    }
+}
+
+/// The adapter for a tracker of `kind`.
+pub fn connect(
+    kind: preloop_core::documents::TrackerKind,
+    connection: &Connection,
+    options: http::ClientOptions,
+) -> Result<std::sync::Arc<dyn preloop_core::tracker::Tracker>, preloop_core::tracker::TrackerError>
+{
+    use preloop_core::documents::TrackerKind;
+    use std::sync::Arc;
+    Ok(match kind {
+        TrackerKind::Github => Arc::new(github::GitHub::new(connection, options)?),
+        TrackerKind::Gitlab => Arc::new(gitlab::GitLab::new(connection, options)?),
+        TrackerKind::Jira => Arc::new(jira::Jira::new(connection, options)?),
+    })
+}

@@ -1,8 +1,9 @@
 //! What every tracker's webhook needs: signature and token checks in constant time, delivery
 //! ids for deduplication, and the typed outcome. Each tracker's module reads its own payloads
-//! (`github::webhook`, `gitlab::webhook`, `jira::webhook`).
+//! (`github::webhook`, `gitlab::webhook`, `jira::webhook`); [`receive`] picks the right one.
 
 use hmac::{Hmac, Mac};
+use preloop_core::documents::TrackerKind;
 use preloop_core::tracker::TrackerEvent;
 use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
@@ -35,6 +36,24 @@ pub struct Delivery {
     /// The issue event it reports; `None` for deliveries about something else (a ping, a pull
     /// request, a push), which are accepted and ignored.
     pub event: Option<TrackerEvent>,
+}
+
+/// Checks and reads a delivery for a tracker of `kind` whose webhook secret is `secret`:
+/// without a secret no delivery is trusted.
+pub fn receive(
+    kind: TrackerKind,
+    secret: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Delivery, WebhookError> {
+    let secret = secret
+        .filter(|s| !s.is_empty())
+        .ok_or(WebhookError::NoSecret)?;
+    match kind {
+        TrackerKind::Github => crate::github::webhook::receive(secret, headers, body),
+        TrackerKind::Gitlab => crate::gitlab::webhook::receive(secret, headers, body),
+        TrackerKind::Jira => crate::jira::webhook::receive(secret, headers, body),
+    }
 }
 
 /// Checks `header` (hex HMAC-SHA256 of `body` under `secret`, optionally prefixed `sha256=`)
@@ -156,5 +175,16 @@ mod tests {
         let id = delivery_id(&headers, "x-github-delivery", b"{}");
         assert_eq!(id.len(), 64);
         assert_eq!(id, delivery_id(&headers, "x-github-delivery", b"{}"));
+    }
+
+    #[test]
+    fn no_secret_means_no_delivery_is_trusted() {
+        let headers = HeaderMap::new();
+        for secret in [None, Some("")] {
+            assert_eq!(
+                receive(TrackerKind::Github, secret, &headers, b"{}"),
+                Err(WebhookError::NoSecret)
+            );
+        }
     }
 }

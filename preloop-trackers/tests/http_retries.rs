@@ -45,6 +45,11 @@ async fn a_server_error_is_retried_until_the_tracker_answers() -> TestResult {
             .iter()
             .all(|r| r.header("authorization") == Some("Bearer tok"))
     );
+    // GitHub refuses requests without a User-Agent.
+    assert!(received.iter().all(|r| {
+        r.header("user-agent")
+            .is_some_and(|ua| ua.starts_with("preloop/"))
+    }));
     Ok(())
 }
 

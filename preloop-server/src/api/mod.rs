@@ -9,17 +9,20 @@ pub(crate) mod hitl;
 mod links;
 mod policy;
 mod servers;
+mod trackers;
 mod views;
 
 use crate::state::AppState;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-/// The `/api/v1` routes that need no bearer token (sign-in, decision links).
+/// The `/api/v1` routes that need no bearer token (sign-in, decision links, trackers'
+/// webhooks, which are authenticated by their signatures).
 pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(auth::routes())
         .merge(links::routes())
+        .merge(trackers::public_routes())
 }
 
 /// The `/api/v1` routes (authentication is applied by the caller).
@@ -30,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(policy::routes())
         .merge(servers::routes())
+        .merge(trackers::routes())
 }
 
 /// The document's frame; the paths come from the routes themselves.

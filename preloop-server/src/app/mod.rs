@@ -9,6 +9,8 @@
 //! - [`Servers`]: organizations' upstream MCP servers (checked against what the organization
 //!   may run and reach, stored, started, rescanned, stopped) and their tools' configurations
 //!   (stored, put in force in the registry), each change told to the other replicas.
+//! - [`Trackers`]: organizations' issue trackers (checked, stored, connected, synchronized into
+//!   the issue index, their webhooks received) and the issue tools they bring.
 //! - [`Accounts`]: users, API keys, passwords, sign-in and registration, with their rules.
 //! - [`audit`]: the audit chain paged and filtered, and verified page by page.
 //! - [`Replicas`]: telling the other replicas that an organization's configuration changed.
@@ -23,9 +25,11 @@ pub mod audit;
 mod policies;
 mod replicas;
 pub mod servers;
+pub mod trackers;
 
 pub use accounts::{AccountError, Accounts, Guards};
 pub use approvals::Approvals;
 pub use policies::{Policies, PolicyChangeError, rewrite_stored};
 pub use replicas::Replicas;
 pub use servers::{ServerError, Servers, UpstreamControl};
+pub use trackers::{TrackerChangeError, TrackerInput, TrackerReach, Trackers};

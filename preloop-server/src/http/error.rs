@@ -1,6 +1,9 @@
 //! API errors: each maps to a status and a JSON body; internals are logged, not returned.
 
-use crate::app::{AccountError, PolicyChangeError, ServerError};
+use crate::app::trackers::webhooks::WebhookRefusal;
+use crate::app::{AccountError, PolicyChangeError, ServerError, TrackerChangeError};
+use preloop_core::tracker::TrackerError;
+use preloop_trackers::webhook::WebhookError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -137,6 +140,50 @@ impl From<ServerError> for ApiError {
                 Self::BadGateway(unreachable.to_string())
             }
             ServerError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<TrackerError> for ApiError {
+    fn from(error: TrackerError) -> Self {
+        match error {
+            TrackerError::NotFound(_) => Self::NotFound(error.to_string()),
+            TrackerError::Invalid(_) => Self::Unprocessable(error.to_string()),
+            // The tracker refusing Preloop's credentials, limiting or failing is not the
+            // caller's mistake: a gateway error with the tracker's words.
+            _ => Self::BadGateway(error.to_string()),
+        }
+    }
+}
+
+impl From<TrackerChangeError> for ApiError {
+    fn from(error: TrackerChangeError) -> Self {
+        match error {
+            TrackerChangeError::NoTracker { .. } | TrackerChangeError::NoIssue { .. } => {
+                Self::NotFound(error.to_string())
+            }
+            TrackerChangeError::Invalid(_) | TrackerChangeError::CredentialsNeeded => {
+                Self::Unprocessable(error.to_string())
+            }
+            TrackerChangeError::Refused { .. } => Self::Forbidden(error.to_string()),
+            TrackerChangeError::Exists { .. } | TrackerChangeError::TooMany => {
+                Self::Conflict(error.to_string())
+            }
+            TrackerChangeError::Tracker(error) => error.into(),
+            TrackerChangeError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<WebhookRefusal> for ApiError {
+    fn from(refusal: WebhookRefusal) -> Self {
+        match refusal {
+            WebhookRefusal::NoTracker(_) => Self::NotFound(refusal.to_string()),
+            WebhookRefusal::Webhook(WebhookError::Malformed(_)) => {
+                Self::BadRequest(refusal.to_string())
+            }
+            WebhookRefusal::Webhook(_) => Self::Unauthorized(refusal.to_string()),
+            WebhookRefusal::Store(error) => error.into(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `preloop serve`: open the store, bootstrap, apply the configuration, serve until a signal.
 
-use crate::app::{Accounts, Approvals, Policies, Replicas, Servers, rewrite_stored};
+use crate::app::{Accounts, Approvals, Policies, Replicas, Servers, Trackers, rewrite_stored};
 use crate::auth::Authenticator;
 use crate::auth::jwks::{Jwks, JwksError};
 use crate::auth::limits::RateLimits;
@@ -69,6 +69,18 @@ pub enum StartError {
     /// `[security]` is misconfigured.
     #[error(transparent)]
     Security(#[from] SecurityConfigError),
+    /// A `[[trackers]]` entry is invalid.
+    #[error(transparent)]
+    TrackerEntry(#[from] crate::config::TrackerEntryError),
+    /// A `[[trackers]]` entry could not be applied.
+    #[error("tracker `{name}`: {source}")]
+    Tracker {
+        /// The entry's name.
+        name: String,
+        /// Why not.
+        #[source]
+        source: crate::app::TrackerChangeError,
+    },
     /// The address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -223,15 +235,42 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         events.clone(),
         egress,
     ));
-    crate::runtime::startup::load_organizations(&database, &governor, &upstreams).await?;
+    let replicas = Replicas::new(database.clone());
+    let trackers = Trackers::new(
+        governor.clone(),
+        database.clone(),
+        upstreams.clone(),
+        replicas.clone(),
+        events.clone(),
+    );
+    for entry in &settings.file.trackers {
+        trackers
+            .apply(DEFAULT_ORGANIZATION, entry.to_input()?)
+            .await
+            .map_err(|source| StartError::Tracker {
+                name: entry.name.clone(),
+                source,
+            })?;
+    }
+    crate::runtime::startup::load_organizations(&database, &governor, &upstreams, &trackers)
+        .await?;
     let shutdown = CancellationToken::new();
     spawn_background(&database, &governor, &events, &shutdown);
+    let syncing = trackers.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = syncing.run() => {}
+        }
+    });
     follow(
         &database,
         ConfigReloads {
             database: database.clone(),
             governor: governor.clone(),
             upstreams: upstreams.clone(),
+            trackers: trackers.clone(),
         },
         &shutdown,
     );
@@ -240,7 +279,6 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         let jwks = Jwks::load(config).await?;
         authenticator = authenticator.with_jwks(Arc::new(jwks));
     }
-    let replicas = Replicas::new(database.clone());
     let approvals = Approvals::new(governor.clone());
     let policies = Policies::new(governor.clone(), database.clone(), replicas.clone());
     let servers = Servers::new(
@@ -265,11 +303,13 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         upstreams,
         authenticator,
         tokens,
+        public_url: settings.public_url.clone(),
         registration_enabled: options.registration_enabled,
         approvals,
         policies,
         servers,
         accounts,
+        trackers,
         replicas,
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
         channels: channels.clone(),
@@ -461,6 +501,7 @@ struct ConfigReloads {
     database: Arc<Database>,
     governor: Arc<Governor>,
     upstreams: Arc<Upstreams>,
+    trackers: Trackers,
 }
 
 impl Follower for ConfigReloads {
@@ -471,6 +512,7 @@ impl Follower for ConfigReloads {
             &self.database,
             &self.governor,
             &self.upstreams,
+            &self.trackers,
             &organization,
         )
         .await;
@@ -484,6 +526,7 @@ impl Follower for ConfigReloads {
             &self.database,
             &self.governor,
             &self.upstreams,
+            &self.trackers,
         )
         .await;
         if let Err(error) = reloaded {

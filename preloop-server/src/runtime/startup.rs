@@ -1,7 +1,8 @@
 //! Start-up loading: the configuration file's upstream servers recorded in the store, then every
-//! organization's stored configuration put in force (policy, tool settings, upstream servers).
+//! organization's stored configuration put in force (policy, tool settings, upstream servers,
+//! issue trackers).
 
-use crate::app::rewrite_stored;
+use crate::app::{Trackers, rewrite_stored};
 use crate::config::{McpServerEntry, ServerEntryError};
 use crate::gateway::upstream::Upstreams;
 use crate::tenancy::DEFAULT_ORGANIZATION;
@@ -80,12 +81,13 @@ pub async fn load_organizations(
     database: &Database,
     governor: &Governor,
     upstreams: &Upstreams,
+    trackers: &Trackers,
 ) -> Result<(), StoreError> {
     for organization in database.list_organizations().await? {
         let org = organization.id.as_str();
         let loaded = async {
             migrate_key_selectors(database, org).await?;
-            reload_organization(database, governor, upstreams, org).await
+            reload_organization(database, governor, upstreams, trackers, org).await
         };
         // One organization's unreadable configuration (stored by an older build, say) must not
         // keep the others from being served: it fails closed alone.
@@ -192,7 +194,8 @@ fn migrate_selectors(
     changed
 }
 
-/// Puts one organization's stored policy, tool configurations and upstream servers in force:
+/// Puts one organization's stored policy, tool configurations, upstream servers and issue
+/// trackers in force:
 /// at start, and whenever any replica announces that they changed. An organization without a
 /// stored policy gets the empty one; one whose stored policy no longer compiles (a newer build's
 /// stricter checks) denies every call until an admin fixes it, rather than keeping the server
@@ -201,6 +204,7 @@ pub async fn reload_organization(
     database: &Database,
     governor: &Governor,
     upstreams: &Upstreams,
+    trackers: &Trackers,
     organization_id: &str,
 ) -> Result<(), StoreError> {
     let org = organization_id;
@@ -223,7 +227,7 @@ pub async fn reload_organization(
     governor.registry().replace_settings(org, settings);
     let servers: Vec<McpServer> = database.list_documents(org, None).await?;
     upstreams.sync(org, servers).await;
-    Ok(())
+    trackers.reload(org).await
 }
 
 fn deny_everything() -> GovernanceDocument {

@@ -2,7 +2,7 @@
 //! integrations. A client authenticates with `Authorization: Bearer` on the upgrade request, or
 //! (browsers cannot set headers on a WebSocket) with `{"type":"auth","token":"..."}` as its first
 //! message within 10 s; then it subscribes to topics (`approvals`, `activity`,
-//! `flow_executions`, `system`) with `{"type":"subscribe","topics":[...]}` and receives
+//! `flow_executions`, `issues`, `system`) with `{"type":"subscribe","topics":[...]}` and receives
 //! `{"type":"event","topic":...,"data":...}` for its own organization only, as its roles allow
 //! ([`crate::events::Event::visible_to`]). The server sends a heartbeat every 25 s (`[server] websocket_heartbeat_seconds`), re-checking
 //! the credential (a revoked or expired one closes the socket with 4401; changed roles apply) and answers `{"type":"ping"}`; malformed
@@ -138,7 +138,7 @@ async fn connection(
         "type": "welcome",
         "user": principal.display_name(),
         "organization_id": principal.organization_id,
-        "topics": [Topic::Approvals, Topic::Activity, Topic::FlowExecutions, Topic::System],
+        "topics": [Topic::Approvals, Topic::Activity, Topic::FlowExecutions, Topic::Issues, Topic::System],
         "heartbeat_seconds": lifetime.heartbeat.as_secs(),
     });
     if socket.send(text(&welcome)).await.is_err() {

@@ -13,6 +13,7 @@ mod resolve;
 
 pub use resolve::{
     ConnectedTracker, FixedDirectory, ResolveError, TrackerDirectory, project_of_key,
+    tracker_for_project,
 };
 
 use crate::compliance::{self, Metric};

@@ -12,6 +12,7 @@ pub(super) mod approvals;
 pub(super) mod audit;
 pub(super) mod hitl;
 pub(super) mod policy;
+pub(super) mod trackers;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod trackers;
+
+pub use trackers::{TrackerEntry, TrackerEntryError};
+
 /// Default listen address.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 /// Default data directory.
@@ -238,6 +242,9 @@ pub struct ConfigFile {
     /// `[[mcp_servers]]`.
     #[serde(default)]
     pub mcp_servers: Vec<McpServerEntry>,
+    /// `[[trackers]]`: issue trackers, connected in the default organization.
+    #[serde(default)]
+    pub trackers: Vec<TrackerEntry>,
     /// `[[approval_policies]]`.
     #[serde(default)]
     pub approval_policies: Vec<ApprovalPolicy>,

@@ -1,0 +1,291 @@
+//! Synchronizing trackers into the issue index: a full first sync, then incremental ones from
+//! each project's `synced_through`, on the tracker's interval, on request and from the command
+//! line. A tracker's sync is claimed by a lease, so replicas sharing a database run it once; a
+//! failing tracker is retried with growing pauses and never holds up the others.
+
+use super::{TrackerChangeError, Trackers};
+use chrono::{DateTime, TimeDelta, Utc};
+use preloop_core::documents::{Project, TrackerConfig};
+use preloop_core::store::{DocumentStore, LeaseStore, StoreError};
+use preloop_trackers::sync::{SyncReport, SyncTarget, sync_project};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// How long a replica may hold a tracker's sync before another may take it over.
+const LEASE: TimeDelta = TimeDelta::minutes(30);
+
+/// Longest pause after repeated failures.
+const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
+
+/// How often the runner looks for due trackers (a change or a request wakes it sooner).
+const TICK: Duration = Duration::from_secs(15);
+
+/// How far a running sync got.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The project being synchronized.
+    pub project: String,
+    /// Issues indexed so far (all projects).
+    pub issues: u64,
+    /// Pages read so far.
+    pub pages: u64,
+}
+
+/// What one tracker's sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncSummary {
+    /// Issues indexed.
+    pub issues: u64,
+    /// Pages read.
+    pub pages: u64,
+    /// Projects that failed, with why.
+    pub failures: Vec<(String, String)>,
+    /// Whether another replica held the sync (so this one did nothing).
+    pub skipped: bool,
+}
+
+/// This replica's view of syncs: what runs, what failed, and the runner's wake-up.
+#[derive(Debug)]
+pub struct SyncState {
+    holder: String,
+    running: Mutex<HashMap<Uuid, Progress>>,
+    /// Consecutive failures and when to try again.
+    backoff: Mutex<HashMap<Uuid, (u32, DateTime<Utc>)>>,
+    wake: Notify,
+}
+
+impl Default for SyncState {
+    fn default() -> Self {
+        Self {
+            holder: Uuid::new_v4().to_string(),
+            running: Mutex::default(),
+            backoff: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl SyncState {
+    /// How far the tracker's running sync got, if one runs here.
+    pub fn progress(&self, id: Uuid) -> Option<Progress> {
+        self.running.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Makes the runner look for due trackers now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn set_progress(&self, id: Uuid, progress: Option<Progress>) {
+        if let Ok(mut running) = self.running.lock() {
+            match progress {
+                Some(progress) => running.insert(id, progress),
+                None => running.remove(&id),
+            };
+        }
+    }
+
+    fn backing_off(&self, id: Uuid, now: DateTime<Utc>) -> bool {
+        self.backoff
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&id).map(|(_, until)| *until > now))
+            .unwrap_or(false)
+    }
+
+    fn record(&self, tracker: &TrackerConfig, failed: bool, now: DateTime<Utc>) {
+        let Ok(mut backoff) = self.backoff.lock() else {
+            return;
+        };
+        if !failed {
+            backoff.remove(&tracker.id);
+            return;
+        }
+        let failures = backoff.get(&tracker.id).map_or(0, |(n, _)| *n) + 1;
+        let interval = TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
+        let pause = (interval * 2_i32.saturating_pow(failures.min(10))).min(MAX_BACKOFF);
+        backoff.insert(tracker.id, (failures, now + pause));
+    }
+}
+
+impl Trackers {
+    /// Synchronizes one tracker's projects now (unless another replica is at it).
+    pub async fn sync_now(&self, organization_id: &str, id: Uuid) -> Result<SyncSummary, TrackerChangeError> {
+        let tracker = self.stored(organization_id, id).await?;
+        self.sync_tracker(&tracker).await
+    }
+
+    /// Asks the background runner to synchronize the tracker soon; answers at once.
+    pub async fn request_sync(&self, organization_id: &str, id: Uuid) -> Result<(), TrackerChangeError> {
+        let tracker = self.stored(organization_id, id).await?;
+        let trackers = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = trackers.sync_tracker(&tracker).await {
+                tracing::warn!(tracker = %tracker.name, %error, "requested sync failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Synchronizes every due tracker, forever: the server's background task.
+    pub async fn run(self) {
+        loop {
+            self.sync_due().await;
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = self.sync.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Synchronizes the trackers whose interval elapsed, one after another.
+    pub async fn sync_due(&self) {
+        let now = Utc::now();
+        let configs: Vec<TrackerConfig> = self
+            .connected
+            .configs
+            .read()
+            .map(|c| c.values().map(|(config, _)| config.clone()).collect())
+            .unwrap_or_default();
+        for tracker in configs.into_iter().filter(|t| t.enabled) {
+            if self.sync.backing_off(tracker.id, now) || !self.is_due(&tracker, now).await {
+                continue;
+            }
+            if let Err(error) = self.sync_tracker(&tracker).await {
+                tracing::warn!(tracker = %tracker.name, %error, "sync failed");
+            }
+        }
+    }
+
+    async fn is_due(&self, tracker: &TrackerConfig, now: DateTime<Utc>) -> bool {
+        let interval = TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
+        let projects: Vec<Project> = self
+            .store
+            .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
+            .await
+            .unwrap_or_default();
+        tracker.projects.iter().any(|key| {
+            projects
+                .iter()
+                .find(|p| p.key == *key)
+                .and_then(|p| p.last_synced_at)
+                .is_none_or(|last| last + interval <= now)
+        })
+    }
+
+    async fn sync_tracker(&self, tracker: &TrackerConfig) -> Result<SyncSummary, TrackerChangeError> {
+        let lease = format!("tracker-sync:{}", tracker.id);
+        let now = Utc::now();
+        if !self.store.try_lease(&lease, &self.sync.holder, now, now + LEASE).await? {
+            return Ok(SyncSummary {
+                skipped: true,
+                ..SyncSummary::default()
+            });
+        }
+        let result = self.sync_projects(tracker).await;
+        if let Err(error) = self.store.release_lease(&lease, &self.sync.holder).await {
+            tracing::warn!(tracker = %tracker.name, %error, "could not release the sync lease; it runs out by itself");
+        }
+        self.sync.set_progress(tracker.id, None);
+        let failed = result.as_ref().map_or(true, |s| !s.failures.is_empty());
+        self.sync.record(tracker, failed, Utc::now());
+        crate::metrics::tracker_sync(&tracker.name, if failed { "failed" } else { "ok" });
+        result
+    }
+
+    async fn sync_projects(&self, tracker: &TrackerConfig) -> Result<SyncSummary, TrackerChangeError> {
+        let adapter = super::connect::adapter(tracker, self.reach.as_ref())?;
+        let tracker_id = tracker.id.to_string();
+        let started_at = Utc::now();
+        let mut summary = SyncSummary::default();
+        for key in &tracker.projects {
+            let mut project = self.project_record(tracker, key).await?;
+            let target = SyncTarget {
+                organization_id: &tracker.organization_id,
+                tracker_id: &tracker_id,
+                project: key,
+            };
+            let before = summary.clone();
+            let mut counted = 0;
+            let report_progress = |report: &SyncReport| {
+                self.sync.set_progress(
+                    tracker.id,
+                    Some(Progress {
+                        started_at,
+                        project: key.clone(),
+                        issues: before.issues + report.issues,
+                        pages: before.pages + report.pages,
+                    }),
+                );
+                crate::metrics::tracker_issues(&tracker.name, report.issues - counted);
+                counted = report.issues;
+            };
+            tracing::info!(tracker = %tracker.name, project = %key, since = ?project.synced_through, "syncing");
+            let outcome = sync_project(adapter.as_ref(), self.store.as_ref(), target, project.synced_through, report_progress).await;
+            let report = match &outcome {
+                Ok(report) => *report,
+                Err(failure) => failure.report,
+            };
+            summary.issues += report.issues;
+            summary.pages += report.pages;
+            // What was indexed counts even when the sync stopped half way: resume from there.
+            project.synced_through = report.newest;
+            match outcome {
+                Ok(_) => {
+                    project.last_synced_at = Some(Utc::now());
+                    project.last_error = None;
+                    tracing::info!(tracker = %tracker.name, project = %key, issues = report.issues, pages = report.pages, "synced");
+                }
+                Err(failure) => {
+                    tracing::warn!(tracker = %tracker.name, project = %key, error = %failure.cause, issues = report.issues, "sync stopped");
+                    project.last_error = Some(failure.cause.to_string());
+                    summary.failures.push((key.clone(), failure.cause.to_string()));
+                }
+            }
+            self.store.update_document(&project).await?;
+        }
+        Ok(summary)
+    }
+
+    /// The project's synchronization record, created on its first sync.
+    async fn project_record(&self, tracker: &TrackerConfig, key: &str) -> Result<Project, StoreError> {
+        let projects: Vec<Project> = self
+            .store
+            .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
+            .await?;
+        if let Some(project) = projects.into_iter().find(|p| p.key == key) {
+            return Ok(project);
+        }
+        let project = Project {
+            id: Uuid::new_v4(),
+            organization_id: tracker.organization_id.clone(),
+            tracker_id: tracker.id,
+            key: key.to_owned(),
+            name: key.to_owned(),
+            sync_enabled: true,
+            last_synced_at: None,
+            synced_through: None,
+            last_error: None,
+        };
+        match self.store.insert_document(&project).await {
+            // Another replica created it meanwhile: use theirs.
+            Err(StoreError::AlreadyExists) => {
+                let projects: Vec<Project> = self
+                    .store
+                    .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
+                    .await?;
+                projects
+                    .into_iter()
+                    .find(|p| p.key == key)
+                    .ok_or(StoreError::AlreadyExists)
+            }
+            other => other.map(|()| project),
+        }
+    }
+}
