@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod http;
+pub mod jira;
 pub mod webhook;
 
 /// Where a tracker is and how to sign in to it. The token never appears in `Debug`.
