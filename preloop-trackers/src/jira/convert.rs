@@ -50,8 +50,9 @@ struct Fields {
     assignee: Option<User>,
     #[serde(default)]
     reporter: Option<User>,
+    /// `{name}`, or its name alone (webhook payloads of older Jira).
     #[serde(default)]
-    priority: Option<Named>,
+    priority: Value,
     #[serde(default)]
     created: Option<String>,
     #[serde(default)]
@@ -81,11 +82,6 @@ impl Status {
 #[derive(Debug, Deserialize)]
 struct Category {
     key: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Named {
-    name: String,
 }
 
 /// A user: Server / Data Center by `name`, Cloud by `accountId` and `displayName`.
@@ -181,10 +177,22 @@ impl RawIssue {
             labels: fields.labels,
             assignees: fields.assignee.iter().filter_map(User::login).collect(),
             author: fields.reporter.as_ref().and_then(User::login),
-            priority: fields.priority.map(|p| p.name),
+            priority: match &fields.priority {
+                Value::String(name) => Some(name.clone()),
+                value => value.get("name").and_then(Value::as_str).map(str::to_owned),
+            },
             created_at,
             updated_at,
         })
+    }
+
+    /// The issue with `time` as its update time when it carries none (webhook payloads may
+    /// leave it out; the delivery's time is then the update's).
+    pub(crate) fn updated_by_default(mut self, time: Option<DateTime<Utc>>) -> Self {
+        if self.fields.updated.is_none() {
+            self.fields.updated = time.map(|t| t.to_rfc3339());
+        }
+        self
     }
 
     /// The issue's status, when the answer carries it.

@@ -5,7 +5,7 @@
 //! Issues are keyed `PROJ-12`; a workflow status maps to [`IssueState::Closed`] when its
 //! category is `done`. Status changes go through the issue's transitions.
 
-pub mod adf;
+mod adf;
 mod convert;
 mod search;
 pub mod webhook;

@@ -1,0 +1,638 @@
+//! The Jira adapter against a local stand-in: Cloud (REST v3, ADF, basic authentication) and
+//! Server / Data Center under a context path (REST v2, text, bearer token). Answers are
+//! Atlassian's documented examples (trimmed), kept under `tests/fixtures/jira/`.
+
+mod support;
+
+use chrono::{DateTime, Utc};
+use preloop_core::tracker::{
+    Issue, IssueComment, IssueState, IssueUpdate, NewIssue, ProjectInfo, Tracker, TrackerError,
+};
+use preloop_trackers::Connection;
+use preloop_trackers::http::{ClientOptions, RetryPolicy};
+use preloop_trackers::jira::Jira;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::{Received, Reply, StandIn};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const ISSUE_CLOUD: &str = include_str!("fixtures/jira/issue_cloud.json");
+const ISSUE_SERVER: &str = include_str!("fixtures/jira/issue_server.json");
+const PROJECT: &str = include_str!("fixtures/jira/project.json");
+const TRANSITIONS: &str = include_str!("fixtures/jira/transitions.json");
+
+/// `mia@example.com:api-token` in base64.
+const CLOUD_AUTH: &str = "Basic bWlhQGV4YW1wbGUuY29tOmFwaS10b2tlbg==";
+
+const FIELDS: [&str; 9] = [
+    "summary",
+    "description",
+    "status",
+    "labels",
+    "assignee",
+    "reporter",
+    "priority",
+    "created",
+    "updated",
+];
+
+fn options() -> ClientOptions {
+    ClientOptions {
+        timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_retries: 2,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_rate_limit_wait: Duration::from_secs(5),
+        },
+        ..ClientOptions::default()
+    }
+}
+
+fn cloud(stand_in: &StandIn) -> Result<Jira, TrackerError> {
+    let connection = Connection {
+        url: stand_in.base.clone(),
+        token: "api-token".to_owned(),
+        username: Some("mia@example.com".to_owned()),
+    };
+    Jira::new(&connection, options())
+}
+
+/// Server / Data Center under the context path `/jira`.
+fn server(stand_in: &StandIn) -> Result<Jira, TrackerError> {
+    let connection = Connection {
+        url: format!("{}/jira", stand_in.base),
+        token: "pat-token".to_owned(),
+        username: None,
+    };
+    Jira::new(&connection, options())
+}
+
+fn time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    Ok(DateTime::parse_from_rfc3339(text)?.with_timezone(&Utc))
+}
+
+fn request(received: &[Received], index: usize) -> Result<&Received, String> {
+    received
+        .get(index)
+        .ok_or_else(|| format!("no request #{index}"))
+}
+
+#[tokio::test]
+async fn cloud_issues_are_read_with_basic_auth_and_adf_descriptions() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/issue/ED-1").body(ISSUE_CLOUD),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let issue = jira.get_issue("ed-1").await?;
+    let expected = Issue {
+        id: "10002".to_owned(),
+        key: "ED-1".to_owned(),
+        project: "ED".to_owned(),
+        title: "Order flow broken".to_owned(),
+        body: "Main order flow broken\n\n- checkout fails".to_owned(),
+        state: IssueState::Open,
+        status: Some("In Progress".to_owned()),
+        labels: vec!["checkout".to_owned(), "urgent".to_owned()],
+        assignees: vec!["Mia Krystof".to_owned()],
+        author: Some("Emma Richards".to_owned()),
+        priority: Some("Major".to_owned()),
+        url: Some(format!("{}/browse/ED-1", stand_in.base)),
+        created_at: time("2022-10-06T07:32:47Z")?,
+        updated_at: time("2023-06-24T17:24:50Z")?,
+    };
+    assert_eq!(issue, expected);
+    let received = stand_in.received();
+    let get = request(&received, 0)?;
+    assert_eq!(
+        get.query("fields").as_deref(),
+        Some(FIELDS.join(",").as_str())
+    );
+    assert_eq!(get.header("authorization"), Some(CLOUD_AUTH));
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_issues_are_read_under_the_context_path_with_a_bearer_token() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1").body(ISSUE_SERVER),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let issue = jira
+        .get_issue(&format!("{}/jira/browse/ed-1", stand_in.base))
+        .await?;
+    assert_eq!(issue.key, "ED-1");
+    assert_eq!(issue.body, "Main order flow broken\n\n* checkout fails");
+    assert_eq!(issue.state, IssueState::Closed);
+    assert_eq!(issue.status.as_deref(), Some("Closed"));
+    assert_eq!(issue.assignees, vec!["fred".to_owned()]);
+    assert_eq!(issue.author.as_deref(), Some("admin"));
+    assert_eq!(issue.priority, None);
+    assert_eq!(
+        issue.url,
+        Some(format!("{}/jira/browse/ED-1", stand_in.base))
+    );
+    let received = stand_in.received();
+    let get = request(&received, 0)?;
+    assert_eq!(get.header("authorization"), Some("Bearer pat-token"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_and_urls_name_issues_and_anything_else_is_refused() -> TestResult {
+    let stand_in = StandIn::start(vec![]).await?;
+    let jira = cloud(&stand_in)?;
+    let base = &stand_in.base;
+    assert_eq!(jira.kind(), "jira");
+    assert_eq!(jira.issue_key("ed-12").as_deref(), Some("ED-12"));
+    assert_eq!(jira.issue_key(" ED-12 ").as_deref(), Some("ED-12"));
+    assert_eq!(
+        jira.issue_key(&format!("{base}/browse/ED-12")).as_deref(),
+        Some("ED-12")
+    );
+    assert_eq!(
+        jira.issue_key(&format!("{base}/browse/ed-12?focusedCommentId=10000"))
+            .as_deref(),
+        Some("ED-12")
+    );
+    for other in [
+        "https://other.example/browse/ED-12".to_owned(),
+        format!("{base}/projects/ED"),
+        format!("{base}/browse/ED"),
+        "ED".to_owned(),
+        "owner/repo#12".to_owned(),
+    ] {
+        assert_eq!(jira.issue_key(&other), None, "{other}");
+    }
+    let on_server = server(&stand_in)?;
+    assert_eq!(
+        on_server
+            .issue_key(&format!("{base}/jira/browse/ED-3"))
+            .as_deref(),
+        Some("ED-3")
+    );
+    assert_eq!(on_server.issue_key(&format!("{base}/browse/ED-3")), None);
+    let refused = jira.get_issue("owner/repo#12").await;
+    let Err(TrackerError::Invalid(message)) = refused else {
+        return Err(format!("expected Invalid, got {refused:?}").into());
+    };
+    assert!(
+        message.contains("PROJ-12") && message.contains("/browse/"),
+        "{message}"
+    );
+    assert!(stand_in.received().is_empty());
+    assert!(matches!(
+        Jira::new(
+            &Connection {
+                url: "not a url".to_owned(),
+                token: "t".to_owned(),
+                username: None
+            },
+            options()
+        ),
+        Err(TrackerError::Invalid(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloud_sync_pages_by_next_page_token() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("POST", "/rest/api/3/search/jql")
+            .body(include_str!("fixtures/jira/search_jql_page1.json")),
+        Reply::new("POST", "/rest/api/3/search/jql")
+            .body(include_str!("fixtures/jira/search_jql_page2.json")),
+        Reply::new("POST", "/rest/api/3/search/jql")
+            .body(include_str!("fixtures/jira/search_jql_page3.json")),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let since = Some(time("2026-11-30T10:15:42Z")?);
+    let first = jira.list_updated_since("ED", since, None).await?;
+    assert_eq!(first.next_cursor.as_deref(), Some("CAEaAggD"));
+    let second = jira
+        .list_updated_since("ED", since, first.next_cursor.as_deref())
+        .await?;
+    assert_eq!(second.next_cursor.as_deref(), Some("CAIaAggE"));
+    let third = jira
+        .list_updated_since("ED", since, second.next_cursor.as_deref())
+        .await?;
+    assert_eq!(third.next_cursor, None);
+    let keys: Vec<&str> = [&first, &second, &third]
+        .iter()
+        .flat_map(|page| page.issues.iter().map(|i| i.key.as_str()))
+        .collect();
+    assert_eq!(keys, ["ED-1", "ED-2", "ED-3"]);
+    assert_eq!(first.issues.first().map(|i| i.body.as_str()), Some("first"));
+    assert_eq!(second.issues.first().map(|i| i.body.as_str()), Some(""));
+    assert_eq!(
+        third.issues.first().map(|i| i.updated_at),
+        Some(time("2026-11-30T11:30:00Z")?)
+    );
+    let jql = r#"project = "ED" AND updated >= "2026-11-29 10:15" ORDER BY updated ASC, key ASC"#;
+    let received = stand_in.received();
+    assert_eq!(received.len(), 3);
+    for (request, token) in received
+        .iter()
+        .zip([None, Some("CAEaAggD"), Some("CAIaAggE")])
+    {
+        let mut expected = json!({"jql": jql, "fields": FIELDS, "maxResults": 100});
+        if let Some(token) = token {
+            expected["nextPageToken"] = json!(token);
+        }
+        assert_eq!(request.uri.path(), "/rest/api/3/search/jql");
+        assert_eq!(request.uri.query(), None);
+        assert_eq!(request.json(), expected);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_sync_pages_by_start_at() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("POST", "/jira/rest/api/2/search")
+            .body(include_str!("fixtures/jira/search_page1.json")),
+        Reply::new("POST", "/jira/rest/api/2/search")
+            .body(include_str!("fixtures/jira/search_page2.json")),
+        Reply::new("POST", "/jira/rest/api/2/search")
+            .body(include_str!("fixtures/jira/search_page3.json")),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let mut cursor = None;
+    let mut keys = Vec::new();
+    let mut cursors = Vec::new();
+    for _ in 0..3 {
+        let page = jira
+            .list_updated_since("ED", None, cursor.as_deref())
+            .await?;
+        keys.extend(page.issues.iter().map(|i| i.key.clone()));
+        cursors.push(page.next_cursor.clone());
+        cursor = page.next_cursor;
+    }
+    assert_eq!(keys, ["ED-1", "ED-2", "ED-3"]);
+    assert_eq!(cursors, [Some("1".to_owned()), Some("2".to_owned()), None]);
+    let received = stand_in.received();
+    assert_eq!(received.len(), 3);
+    for (index, request) in received.iter().enumerate() {
+        assert_eq!(request.uri.path(), "/jira/rest/api/2/search");
+        assert_eq!(request.uri.query(), None);
+        assert_eq!(
+            request.json(),
+            json!({
+                "jql": r#"project = "ED" ORDER BY updated ASC, key ASC"#,
+                "startAt": index,
+                "maxResults": 100,
+                "fields": FIELDS
+            })
+        );
+        assert_eq!(request.header("authorization"), Some("Bearer pat-token"));
+    }
+    let bad = jira.list_updated_since("ED", None, Some("CAEaAggD")).await;
+    assert!(matches!(bad, Err(TrackerError::Invalid(_))), "{bad:?}");
+    let bad = jira
+        .list_updated_since("ED\" OR project = \"X", None, None)
+        .await;
+    assert!(matches!(bad, Err(TrackerError::Invalid(_))), "{bad:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_then_the_request_succeeds() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/issue/ED-1")
+            .status(429)
+            .header("retry-after", "1")
+            .body(include_str!("fixtures/jira/error_rate_limited.json")),
+        Reply::new("GET", "/rest/api/3/issue/ED-1").body(ISSUE_CLOUD),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let started = Instant::now();
+    let issue = jira.get_issue("ED-1").await?;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(issue.key, "ED-1");
+    assert_eq!(stand_in.received().len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_then_the_request_succeeds() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1")
+            .status(503)
+            .body("<html>Service Unavailable</html>"),
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1").body(ISSUE_SERVER),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    assert_eq!(jira.get_issue("ED-1").await?.key, "ED-1");
+    assert_eq!(stand_in.received().len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_credentials_are_unauthorized_and_not_retried() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/project/EX")
+            .status(401)
+            .body(include_str!("fixtures/jira/error_unauthorized.json")),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    assert_eq!(
+        jira.get_project("EX").await.err(),
+        Some(TrackerError::Unauthorized(
+            "You are not authenticated. Authentication required to perform this operation."
+                .to_owned()
+        ))
+    );
+    assert_eq!(stand_in.received().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn projects_are_described() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/project/EX").body(PROJECT),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    assert_eq!(
+        jira.get_project("EX").await?,
+        ProjectInfo {
+            key: "EX".to_owned(),
+            name: "Example".to_owned(),
+            url: Some(format!("{}/browse/EX", stand_in.base)),
+        }
+    );
+    assert_eq!(stand_in.unused(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloud_creates_a_task_with_an_adf_description_and_a_resolved_assignee() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/project/EX").body(PROJECT),
+        Reply::new("GET", "/rest/api/3/user/search")
+            .body(include_str!("fixtures/jira/user_search.json")),
+        Reply::new("POST", "/rest/api/3/issue")
+            .status(201)
+            .body(include_str!("fixtures/jira/created.json")),
+        Reply::new("GET", "/rest/api/3/issue/ED-24").body(ISSUE_CLOUD),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let new = NewIssue {
+        project: "EX".to_owned(),
+        title: "Order flow broken".to_owned(),
+        body: "Main order flow broken\n\n- checkout fails".to_owned(),
+        labels: vec!["checkout".to_owned()],
+        assignees: vec!["mia@example.com".to_owned()],
+        priority: Some("Major".to_owned()),
+    };
+    let issue = jira.create_issue(&new).await?;
+    assert_eq!(issue.body, new.body);
+    let received = stand_in.received();
+    assert_eq!(
+        request(&received, 1)?.query("query").as_deref(),
+        Some("mia@example.com")
+    );
+    let fixture: Value = serde_json::from_str(ISSUE_CLOUD)?;
+    assert_eq!(
+        request(&received, 2)?.json(),
+        json!({"fields": {
+            "project": {"key": "EX"},
+            "summary": "Order flow broken",
+            "issuetype": {"id": "3"},
+            "description": fixture["fields"]["description"],
+            "labels": ["checkout"],
+            "priority": {"name": "Major"},
+            "assignee": {"accountId": "5b10a2844c20165700ede21g"}
+        }})
+    );
+    assert_eq!(request(&received, 3)?.uri.path(), "/rest/api/3/issue/ED-24");
+    assert!(
+        received
+            .iter()
+            .all(|r| r.header("authorization") == Some(CLOUD_AUTH))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_creates_with_the_first_standard_type_text_and_a_user_name() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/jira/rest/api/2/project/EX")
+            .body(include_str!("fixtures/jira/project_without_task.json")),
+        Reply::new("POST", "/jira/rest/api/2/issue")
+            .status(201)
+            .body(include_str!("fixtures/jira/created.json")),
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-24").body(ISSUE_SERVER),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let new = NewIssue {
+        project: "EX".to_owned(),
+        title: "Order flow broken".to_owned(),
+        body: "Main order flow broken".to_owned(),
+        assignees: vec!["fred".to_owned()],
+        ..NewIssue::default()
+    };
+    jira.create_issue(&new).await?;
+    let received = stand_in.received();
+    assert_eq!(
+        request(&received, 1)?.json(),
+        json!({"fields": {
+            "project": {"key": "EX"},
+            "summary": "Order flow broken",
+            "issuetype": {"id": "1"},
+            "description": "Main order flow broken",
+            "assignee": {"name": "fred"}
+        }})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_assignees_and_rejected_fields_are_invalid_with_the_reason() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/project/EX").body(PROJECT),
+        Reply::new("GET", "/rest/api/3/user/search").body("[]"),
+        Reply::new("GET", "/rest/api/3/project/EX").body(PROJECT),
+        Reply::new("POST", "/rest/api/3/issue")
+            .status(400)
+            .body(include_str!("fixtures/jira/error_validation.json")),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let mut new = NewIssue {
+        project: "EX".to_owned(),
+        title: "t".to_owned(),
+        assignees: vec!["nobody@example.com".to_owned()],
+        ..NewIssue::default()
+    };
+    assert_eq!(
+        jira.create_issue(&new).await.err(),
+        Some(TrackerError::Invalid(
+            "no Jira user is named \"nobody@example.com\"".to_owned()
+        ))
+    );
+    new.assignees.clear();
+    assert_eq!(
+        jira.create_issue(&new).await.err(),
+        Some(TrackerError::Invalid(
+            "Field 'priority' is required; summary: You must specify a summary of the issue."
+                .to_owned()
+        ))
+    );
+    assert_eq!(stand_in.unused(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloud_updates_every_field_then_moves_to_in_progress() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/rest/api/3/user/search")
+            .body(include_str!("fixtures/jira/user_search.json")),
+        Reply::new("PUT", "/rest/api/3/issue/ED-1")
+            .status(204)
+            .body(""),
+        Reply::new("GET", "/rest/api/3/issue/ED-1/transitions").body(TRANSITIONS),
+        Reply::new("POST", "/rest/api/3/issue/ED-1/transitions")
+            .status(204)
+            .body(""),
+        Reply::new("GET", "/rest/api/3/issue/ED-1").body(ISSUE_CLOUD),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let update = IssueUpdate {
+        title: Some("Order flow broken".to_owned()),
+        body: Some("Main order flow broken\n\n- checkout fails".to_owned()),
+        status: Some("in progress".to_owned()),
+        priority: Some("Major".to_owned()),
+        labels: Some(vec!["checkout".to_owned(), "urgent".to_owned()]),
+        assignees: Some(vec!["Mia Krystof".to_owned()]),
+    };
+    let issue = jira
+        .update_issue(&format!("{}/browse/ED-1", stand_in.base), &update)
+        .await?;
+    assert_eq!(issue.status.as_deref(), Some("In Progress"));
+    let received = stand_in.received();
+    let fixture: Value = serde_json::from_str(ISSUE_CLOUD)?;
+    assert_eq!(
+        request(&received, 1)?.json(),
+        json!({"fields": {
+            "summary": "Order flow broken",
+            "description": fixture["fields"]["description"],
+            "labels": ["checkout", "urgent"],
+            "priority": {"name": "Major"},
+            "assignee": {"accountId": "5b10a2844c20165700ede21g"}
+        }})
+    );
+    assert_eq!(
+        request(&received, 3)?.json(),
+        json!({"transition": {"id": "2"}})
+    );
+    assert_eq!(stand_in.unused(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn closing_takes_the_first_transition_into_the_done_category() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1/transitions").body(TRANSITIONS),
+        Reply::new("POST", "/jira/rest/api/2/issue/ED-1/transitions")
+            .status(204)
+            .body(""),
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1").body(ISSUE_SERVER),
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1/transitions").body(TRANSITIONS),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let close = IssueUpdate {
+        status: Some("close".to_owned()),
+        ..IssueUpdate::default()
+    };
+    let issue = jira.update_issue("ED-1", &close).await?;
+    assert_eq!(issue.state, IssueState::Closed);
+    let received = stand_in.received();
+    assert_eq!(
+        request(&received, 1)?.json(),
+        json!({"transition": {"id": "711"}})
+    );
+    let review = IssueUpdate {
+        status: Some("Review".to_owned()),
+        ..IssueUpdate::default()
+    };
+    assert_eq!(
+        jira.update_issue("ED-1", &review).await.err(),
+        Some(TrackerError::Invalid(
+            "ED-1 cannot move to \"Review\"; its workflow allows: In Progress, Closed".to_owned()
+        ))
+    );
+    assert_eq!(stand_in.unused(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_unassigns_with_a_null_assignee() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("PUT", "/jira/rest/api/2/issue/ED-1")
+            .status(204)
+            .body(""),
+        Reply::new("GET", "/jira/rest/api/2/issue/ED-1").body(ISSUE_SERVER),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let update = IssueUpdate {
+        assignees: Some(Vec::new()),
+        body: Some("plain *wiki* text".to_owned()),
+        ..IssueUpdate::default()
+    };
+    jira.update_issue("ED-1", &update).await?;
+    let received = stand_in.received();
+    assert_eq!(
+        request(&received, 0)?.json(),
+        json!({"fields": {"assignee": null, "description": "plain *wiki* text"}})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloud_comments_are_sent_and_read_as_adf() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        Reply::new("POST", "/rest/api/3/issue/ED-1/comment")
+            .status(201)
+            .body(include_str!("fixtures/jira/comment_cloud.json")),
+    ])
+    .await?;
+    let jira = cloud(&stand_in)?;
+    let comment = jira
+        .add_comment("ED-1", "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\nPellentesque eget venenatis elit.")
+        .await?;
+    assert_eq!(
+        comment,
+        IssueComment {
+            id: "10000".to_owned(),
+            author: Some("Mia Krystof".to_owned()),
+            body: "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\nPellentesque eget venenatis elit."
+                .to_owned(),
+            created_at: time("2021-01-17T12:34:00Z")?,
+        }
+    );
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/jira/comment_cloud.json"))?;
+    let received = stand_in.received();
+    assert_eq!(
+        request(&received, 0)?.json(),
+        json!({"body": fixture["body"]})
+    );
+    Ok(())
+}
