@@ -250,45 +250,61 @@ async fn cloud_sync_pages_by_next_page_token() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn server_sync_pages_by_start_at() -> TestResult {
-    let stand_in = StandIn::start(vec![
-        Reply::new("POST", "/jira/rest/api/2/search")
-            .body(include_str!("fixtures/jira/search_page1.json")),
-        Reply::new("POST", "/jira/rest/api/2/search")
-            .body(include_str!("fixtures/jira/search_page2.json")),
-        Reply::new("POST", "/jira/rest/api/2/search")
-            .body(include_str!("fixtures/jira/search_page3.json")),
-    ])
-    .await?;
-    let jira = server(&stand_in)?;
+fn server_search(file_body: &str) -> Reply {
+    Reply::new("POST", "/jira/rest/api/2/search").body(file_body)
+}
+
+/// Reads every page, answering the keys of each and the cursors handed out.
+async fn read_all(jira: &Jira) -> Result<(Vec<Vec<String>>, Vec<Option<String>>), TrackerError> {
+    let (mut keys, mut cursors) = (Vec::new(), Vec::new());
     let mut cursor = None;
-    let mut keys = Vec::new();
-    let mut cursors = Vec::new();
-    for _ in 0..3 {
+    loop {
         let page = jira
             .list_updated_since("ED", None, cursor.as_deref())
             .await?;
-        keys.extend(page.issues.iter().map(|i| i.key.clone()));
+        keys.push(page.issues.iter().map(|i| i.key.clone()).collect());
         cursors.push(page.next_cursor.clone());
         cursor = page.next_cursor;
+        if cursor.is_none() {
+            return Ok((keys, cursors));
+        }
     }
-    assert_eq!(keys, ["ED-1", "ED-2", "ED-3"]);
-    assert_eq!(cursors, [Some("1".to_owned()), Some("2".to_owned()), None]);
+}
+
+fn server_search_body(start_at: usize) -> Value {
+    json!({
+        "jql": r#"project = "ED" ORDER BY updated ASC, key ASC"#,
+        "startAt": start_at,
+        "maxResults": 100,
+        "fields": FIELDS
+    })
+}
+
+#[tokio::test]
+async fn server_sync_pages_by_start_at_from_the_last_issue_handed_out() -> TestResult {
+    let stand_in = StandIn::start(vec![
+        server_search(include_str!("fixtures/jira/search_page1.json")),
+        server_search(include_str!("fixtures/jira/search_page2.json")),
+        server_search(include_str!("fixtures/jira/search_page3.json")),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let (keys, cursors) = read_all(&jira).await?;
+    assert_eq!(keys, [vec!["ED-1", "ED-2"], vec!["ED-3"], vec!["ED-4"]]);
+    assert_eq!(
+        cursors,
+        [
+            Some("2:1796036400000:2".to_owned()),
+            Some("3:1796038200000:3".to_owned()),
+            None
+        ]
+    );
     let received = stand_in.received();
     assert_eq!(received.len(), 3);
-    for (index, request) in received.iter().enumerate() {
+    for (request, start_at) in received.iter().zip([0, 1, 2]) {
         assert_eq!(request.uri.path(), "/jira/rest/api/2/search");
         assert_eq!(request.uri.query(), None);
-        assert_eq!(
-            request.json(),
-            json!({
-                "jql": r#"project = "ED" ORDER BY updated ASC, key ASC"#,
-                "startAt": index,
-                "maxResults": 100,
-                "fields": FIELDS
-            })
-        );
+        assert_eq!(request.json(), server_search_body(start_at));
         assert_eq!(request.header("authorization"), Some("Bearer pat-token"));
     }
     let bad = jira.list_updated_since("ED", None, Some("CAEaAggD")).await;
@@ -297,6 +313,28 @@ async fn server_sync_pages_by_start_at() -> TestResult {
         .list_updated_since("ED\" OR project = \"X", None, None)
         .await;
     assert!(matches!(bad, Err(TrackerError::Invalid(_))), "{bad:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_sync_misses_nothing_when_issues_move_up_between_pages() -> TestResult {
+    // After the first page ED-1 is updated: it moves to the end and ED-3 takes the place
+    // where ED-2 was, so the page from there does not start at or before ED-2.
+    let stand_in = StandIn::start(vec![
+        server_search(include_str!("fixtures/jira/search_page1.json")),
+        server_search(include_str!("fixtures/jira/search_moved_up.json")),
+        server_search(include_str!("fixtures/jira/search_from_top.json")),
+    ])
+    .await?;
+    let jira = server(&stand_in)?;
+    let (keys, _) = read_all(&jira).await?;
+    assert_eq!(keys, [vec!["ED-1", "ED-2"], vec!["ED-3", "ED-4", "ED-1"]]);
+    let received = stand_in.received();
+    let starts: Vec<Value> = received
+        .iter()
+        .map(|r| r.json()["startAt"].clone())
+        .collect();
+    assert_eq!(starts, [json!(0), json!(1), json!(0)]);
     Ok(())
 }
 

@@ -7,13 +7,18 @@
 //! issues the caller already has; it upserts them.
 //!
 //! Cloud pages with `POST /rest/api/3/search/jql` and its `nextPageToken` (the cursor handed
-//! out is that token); Server / Data Center with `POST /rest/api/2/search` and `startAt` (the
-//! cursor is the next `startAt`).
+//! out is that token). Server / Data Center pages with `POST /rest/api/2/search` and `startAt`,
+//! but offsets are places in a list ordered by update time: an issue updated while the pages
+//! are read moves to the end and the ones after it move up, so a plain offset would skip one.
+//! The cursor therefore also names the last issue handed out (its update time and key), each
+//! page is read from one place before the end of the previous one, and when that place no
+//! longer holds an issue at or before the last one handed out, the page is read again from
+//! further up. Only issues after the last one handed out are answered.
 
 use super::convert::{FIELDS, RawIssue};
 use super::{Flavor, Jira};
 use chrono::{DateTime, TimeDelta, Utc};
-use preloop_core::tracker::{IssuePage, TrackerError};
+use preloop_core::tracker::{Issue, IssuePage, TrackerError};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -38,12 +43,48 @@ struct CloudPage {
 /// A page of `POST /rest/api/2/search`.
 #[derive(Debug, Deserialize)]
 struct ServerPage {
-    #[serde(default, rename = "startAt")]
-    start_at: usize,
     #[serde(default)]
     total: usize,
     #[serde(default)]
     issues: Vec<RawIssue>,
+}
+
+/// Where a Server sync stands: the first `seen` issues of the search sort at or before `last`,
+/// the (update time, key number) of the last issue handed out. As cursor: `seen:millis:number`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    seen: usize,
+    last: Option<(DateTime<Utc>, u64)>,
+}
+
+impl Position {
+    fn parse(cursor: &str) -> Option<Self> {
+        let mut parts = cursor.split(':');
+        let seen = parts.next()?.parse().ok()?;
+        let updated = DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
+        let number = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(Self {
+            seen,
+            last: Some((updated, number)),
+        })
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (updated, number) = self.last.unwrap_or_default();
+        write!(f, "{}:{}:{number}", self.seen, updated.timestamp_millis())
+    }
+}
+
+/// Where an issue sorts in `ORDER BY updated ASC, key ASC` (within one project).
+fn order(issue: &Issue) -> (DateTime<Utc>, u64) {
+    let number = issue
+        .key
+        .rsplit_once('-')
+        .and_then(|(_, number)| number.parse().ok())
+        .unwrap_or_default();
+    (issue.updated_at, number)
 }
 
 /// A JQL string literal: `"` and `\` escaped.
@@ -105,26 +146,55 @@ impl Jira {
         })
     }
 
+    /// A Server page: the issues after `cursor`'s last one, read from one place before where
+    /// it was (so that place is checked to still hold an issue at or before it), or from
+    /// further back when issues moved up.
     async fn search_server(
         &self,
         jql: String,
         cursor: Option<&str>,
     ) -> Result<IssuePage, TrackerError> {
-        let start_at = match cursor {
-            None => 0,
-            Some(cursor) => cursor.parse::<usize>().map_err(|_| {
+        let position = match cursor {
+            None => Position::default(),
+            Some(cursor) => Position::parse(cursor).ok_or_else(|| {
                 TrackerError::Invalid(format!("{cursor:?} is not a cursor this adapter gave"))
             })?,
         };
-        let body =
-            json!({"jql": jql, "startAt": start_at, "maxResults": PAGE_SIZE, "fields": FIELDS});
-        let page: ServerPage = self.post_search("search", &body).await?;
-        let next = page.start_at + page.issues.len();
-        let next_cursor = (!page.issues.is_empty() && next < page.total).then(|| next.to_string());
-        Ok(IssuePage {
-            issues: self.issues(page.issues)?,
-            next_cursor,
-        })
+        let mut start = position.seen.saturating_sub(1);
+        loop {
+            let body =
+                json!({"jql": jql, "startAt": start, "maxResults": PAGE_SIZE, "fields": FIELDS});
+            let page: ServerPage = self.post_search("search", &body).await?;
+            let total = page.total;
+            let issues = self.issues(page.issues)?;
+            let from_there = start == 0
+                || issues
+                    .first()
+                    .is_some_and(|first| position.last.is_some_and(|last| order(first) <= last));
+            if !from_there {
+                // Issues before the last one handed out were updated (moved to the end) or
+                // left: the next ones are further up.
+                start = start.saturating_sub(PAGE_SIZE);
+                continue;
+            }
+            let read = start + issues.len();
+            let last = issues.iter().map(order).chain(position.last).max();
+            let issues: Vec<Issue> = issues
+                .into_iter()
+                .filter(|issue| position.last.is_none_or(|last| order(issue) > last))
+                .collect();
+            let next = Position { seen: read, last };
+            // Only a Jira answering one issue per page (the one read again) could stay put.
+            let stuck = next == position && issues.is_empty();
+            if stuck {
+                tracing::warn!("Jira answers one issue per page: the search ends here");
+            }
+            let next_cursor = (read > 0 && read < total && !stuck).then(|| next.to_string());
+            return Ok(IssuePage {
+                issues,
+                next_cursor,
+            });
+        }
     }
 
     async fn post_search<T: serde::de::DeserializeOwned>(
@@ -136,10 +206,7 @@ impl Jira {
         self.api.send(Method::POST, url, Some(body)).await?.json()
     }
 
-    fn issues(
-        &self,
-        raw: Vec<RawIssue>,
-    ) -> Result<Vec<preloop_core::tracker::Issue>, TrackerError> {
+    fn issues(&self, raw: Vec<RawIssue>) -> Result<Vec<Issue>, TrackerError> {
         raw.into_iter().map(|issue| self.issue(issue)).collect()
     }
 }
@@ -147,6 +214,10 @@ impl Jira {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+        Ok(DateTime::parse_from_rfc3339(text)?.with_timezone(&Utc))
+    }
 
     #[test]
     fn jql_quotes_and_starts_a_day_early_at_minute_precision() -> Result<(), chrono::ParseError> {
@@ -160,6 +231,18 @@ mod tests {
             r#"project = "PROJ" ORDER BY updated ASC, key ASC"#
         );
         assert_eq!(jql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        Ok(())
+    }
+
+    #[test]
+    fn server_cursors_name_the_place_and_the_last_issue() -> Result<(), chrono::ParseError> {
+        let last = Some((time("2026-11-30T11:00:00Z")?, 2));
+        let position = Position { seen: 2, last };
+        assert_eq!(position.to_string(), "2:1796036400000:2");
+        assert_eq!(Position::parse("2:1796036400000:2"), Some(position));
+        for bad in ["", "2", "2:x:2", "2:1:2:3", "-1:1:2"] {
+            assert_eq!(Position::parse(bad), None, "{bad}");
+        }
         Ok(())
     }
 }
