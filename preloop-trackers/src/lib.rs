@@ -12,6 +12,7 @@ pub mod compliance;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod jira;
 pub mod sync;
 pub mod tools;
 pub mod webhook;
