@@ -86,6 +86,18 @@ enum Command {
         #[arg(long, global = true, default_value = "default")]
         org: String,
     },
+    /// Synchronize issue trackers into the index now (the configuration file's `[[trackers]]`
+    /// are applied first).
+    Sync {
+        #[command(flatten)]
+        location: Location,
+        /// Only this tracker (by name).
+        #[arg(long)]
+        tracker: Option<String>,
+        /// Organization.
+        #[arg(long, default_value = "default")]
+        org: String,
+    },
     /// Inspect the audit log.
     Audit {
         #[command(subcommand)]
@@ -266,6 +278,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             };
             preloop_server::runtime::serve::serve(settings, options).await?;
             return Ok(());
+        }
+        Command::Sync {
+            location,
+            tracker,
+            org,
+        } => {
+            init_logging(LogFormat::Text);
+            let settings = settings(location, None)?;
+            let database =
+                std::sync::Arc::new(preloop_store::Database::open(&settings.database_url).await?);
+            commands::sync(database, &settings, &org, tracker.as_deref()).await
         }
         Command::Migrate { location } => {
             let database = open(location).await?;

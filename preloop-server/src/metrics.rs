@@ -60,11 +60,17 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(http_requests.clone()))?;
     registry.register(Box::new(pending_approvals.clone()))?;
     let tracker_syncs = IntCounterVec::new(
-        Opts::new("preloop_tracker_syncs_total", "Tracker synchronizations by result"),
+        Opts::new(
+            "preloop_tracker_syncs_total",
+            "Tracker synchronizations by result",
+        ),
         &["tracker", "result"],
     )?;
     let tracker_issues = IntCounterVec::new(
-        Opts::new("preloop_tracker_issues_synced_total", "Issues indexed by synchronizations"),
+        Opts::new(
+            "preloop_tracker_issues_synced_total",
+            "Issues indexed by synchronizations",
+        ),
         &["tracker"],
     )?;
     registry.register(Box::new(tracker_syncs.clone()))?;
@@ -139,7 +145,9 @@ pub fn tracker_sync(tracker: &str, result: &str) {
 /// Counts issues a tracker's synchronization indexed.
 pub fn tracker_issues(tracker: &str, indexed: u64) {
     if let Some(m) = global() {
-        m.tracker_issues.with_label_values(&[tracker]).inc_by(indexed);
+        m.tracker_issues
+            .with_label_values(&[tracker])
+            .inc_by(indexed);
     }
 }
 

@@ -11,7 +11,7 @@ use crate::auth::Authenticator;
 use crate::auth::throttle::{Throttles, client_key};
 use crate::channels::Callbacks;
 use crate::gateway::upstream::Upstreams;
-use crate::gateway::upstream::egress::MAX_TENANT_SERVERS;
+use crate::gateway::upstream::egress::{Egress, MAX_TENANT_SERVERS};
 use preloop_core::documents::McpServer;
 use preloop_core::governor::Governor;
 use preloop_store::Database;
@@ -132,13 +132,13 @@ impl UpstreamControl for Upstreams {
     }
 }
 
-impl TrackerReach for Upstreams {
+impl TrackerReach for Egress {
     fn permit(&self, organization_id: &str, url: &str) -> Result<(), Cause> {
-        Ok(self.egress().permit_url(organization_id, url)?)
+        Ok(self.permit_url(organization_id, url)?)
     }
 
     fn client(&self, organization_id: &str) -> reqwest::Client {
-        self.egress().http_client(organization_id, true)
+        self.http_client(organization_id, true)
     }
 }
 

@@ -8,8 +8,8 @@ use super::views::trackers::{
     CommentView, DeliveryView, IssueView, ProjectInfoView, SyncView, TrackerView,
 };
 use crate::config::TrackerEntry;
-use crate::http::extract::{Body, Param, QueryParams, require_role};
 use crate::http::ApiError;
+use crate::http::extract::{Body, Param, QueryParams, require_role};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -45,7 +45,11 @@ fn admin(principal: &Principal) -> Result<(), ApiError> {
 
 /// People change issues over REST; agents go through the governed tools.
 fn person(principal: &Principal) -> Result<(), ApiError> {
-    require_role(principal, "member", "change issues over REST (agents use the governed tools)")
+    require_role(
+        principal,
+        "member",
+        "change issues over REST (agents use the governed tools)",
+    )
 }
 
 fn input(entry: &TrackerEntry) -> Result<crate::app::TrackerInput, ApiError> {
@@ -152,7 +156,10 @@ async fn remove(
     Param(id): Param<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     admin(&principal)?;
-    state.trackers.delete(&principal.organization_id, id).await?;
+    state
+        .trackers
+        .delete(&principal.organization_id, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +177,10 @@ async fn sync(
     Param(id): Param<Uuid>,
 ) -> Result<Json<SyncView>, ApiError> {
     admin(&principal)?;
-    let summary = state.trackers.sync_now(&principal.organization_id, id).await?;
+    let summary = state
+        .trackers
+        .sync_now(&principal.organization_id, id)
+        .await?;
     Ok(Json(summary.into()))
 }
 
@@ -192,7 +202,9 @@ async fn test_connection(
         .trackers
         .test_connection(&principal.organization_id, input(&entry)?)
         .await?;
-    Ok(Json(projects.into_iter().map(ProjectInfoView::from).collect()))
+    Ok(Json(
+        projects.into_iter().map(ProjectInfoView::from).collect(),
+    ))
 }
 
 /// A webhook delivery: authenticated by its signature, never by a bearer token.
@@ -314,7 +326,10 @@ async fn show_issue(
     Extension(principal): Extension<Principal>,
     Param(id): Param<String>,
 ) -> Result<Json<IssueView>, ApiError> {
-    let stored = state.trackers.issue(&principal.organization_id, &id).await?;
+    let stored = state
+        .trackers
+        .issue(&principal.organization_id, &id)
+        .await?;
     Ok(Json((&stored).into()))
 }
 

@@ -43,7 +43,10 @@ impl std::fmt::Debug for TrackerEntry {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("username", &self.username)
             .field("projects", &self.projects)
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("sync_interval", &self.sync_interval)
             .field("enabled", &self.enabled)
             .finish()
@@ -131,13 +134,21 @@ sync_interval = "10m"
     }
 
     #[test]
-    fn unknown_kinds_and_bad_intervals_are_clear_errors() -> Result<(), Box<dyn std::error::Error>> {
+    fn unknown_kinds_and_bad_intervals_are_clear_errors() -> Result<(), Box<dyn std::error::Error>>
+    {
         let unknown = entry("name = \"x\"\nkind = \"bugzilla\"\ntoken = \"t\"").err();
-        assert!(unknown.is_some_and(|e| e.to_string().contains("unknown variant `bugzilla`, expected one of `github`, `gitlab`, `jira`")));
+        assert!(
+            unknown.is_some_and(|e| e.to_string().contains(
+                "unknown variant `bugzilla`, expected one of `github`, `gitlab`, `jira`"
+            ))
+        );
         let bad = entry("name = \"x\"\nkind = \"gitlab\"\nsync_interval = \"often\"")?.to_input();
         assert_eq!(
             bad.err().map(|e| e.to_string()),
-            Some("tracker `x`: sync_interval \"often\" is not a duration such as \"5m\" or \"1h\"".to_owned())
+            Some(
+                "tracker `x`: sync_interval \"often\" is not a duration such as \"5m\" or \"1h\""
+                    .to_owned()
+            )
         );
         let fast = entry("name = \"x\"\nkind = \"jira\"\nsync_interval = \"5s\"")?.to_input();
         assert!(matches!(fast, Err(TrackerEntryError::TooFrequent { .. })));

@@ -2,14 +2,14 @@
 
 use crate::app::trackers::webhooks::WebhookRefusal;
 use crate::app::{AccountError, PolicyChangeError, ServerError, TrackerChangeError};
-use preloop_core::tracker::TrackerError;
-use preloop_trackers::webhook::WebhookError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use preloop_core::approval::TransitionError;
 use preloop_core::governor::GovernorError;
 use preloop_core::store::StoreError;
+use preloop_core::tracker::TrackerError;
+use preloop_trackers::webhook::WebhookError;
 use serde_json::json;
 
 /// An error answered to an API caller.

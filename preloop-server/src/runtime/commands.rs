@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 /// Why a command failed: printed as `error: ...` with exit code 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
+    /// A synchronization could not run or failed.
+    #[error("{0}")]
+    Sync(String),
     /// A policy file of a kind the command cannot read.
     #[error("{}: the file must end in .toml, .yaml or .yml", .path.display())]
     UnknownFormat {
@@ -333,6 +336,87 @@ pub async fn audit_export(database: &Database, organization: &str) -> CommandRes
             "{}",
             serde_json::to_string(&event).map_err(CommandError::Export)?
         );
+    }
+    Ok(())
+}
+
+/// `sync [--tracker NAME]`: applies the configuration file's `[[trackers]]`, then synchronizes
+/// the organization's trackers (or the one named) now, in the foreground, and says what each
+/// did. A tracker that fails does not stop the others; the command then exits non-zero.
+pub async fn sync(
+    database: std::sync::Arc<Database>,
+    settings: &crate::config::Settings,
+    organization: &str,
+    tracker: Option<&str>,
+) -> CommandResult {
+    use preloop_core::governor::Governor;
+    use preloop_core::registry::Registry;
+    let egress = crate::gateway::upstream::egress::Egress::new(&settings.file.security)
+        .map_err(|e| CommandError::Sync(e.to_string()))?;
+    let governor = std::sync::Arc::new(
+        Governor::builder(std::sync::Arc::new(Registry::new()))
+            .store(database.clone())
+            .build(),
+    );
+    let trackers = crate::app::Trackers::new(
+        governor,
+        database.clone(),
+        std::sync::Arc::new(egress),
+        crate::app::Replicas::new(database.clone()),
+        crate::events::EventBus::default(),
+    );
+    if organization == crate::tenancy::DEFAULT_ORGANIZATION {
+        for entry in &settings.file.trackers {
+            let input = entry
+                .to_input()
+                .map_err(|e| CommandError::Sync(e.to_string()))?;
+            trackers
+                .apply(organization, input)
+                .await
+                .map_err(|e| CommandError::Sync(format!("tracker `{}`: {e}", entry.name)))?;
+        }
+    }
+    let statuses = trackers
+        .list(organization)
+        .await
+        .map_err(|e| CommandError::Sync(e.to_string()))?;
+    let chosen: Vec<_> = statuses
+        .iter()
+        .filter(|s| tracker.is_none_or(|name| s.tracker.name == name))
+        .collect();
+    if chosen.is_empty() {
+        return Err(CommandError::Sync(match tracker {
+            Some(name) => format!("no tracker `{name}` in organization `{organization}`"),
+            None => format!("organization `{organization}` has no tracker"),
+        }));
+    }
+    let mut failed = 0;
+    for status in chosen {
+        let name = &status.tracker.name;
+        match trackers.sync_now(organization, status.tracker.id).await {
+            Ok(summary) if summary.skipped => {
+                println!("{name}: another replica is synchronizing it; skipped");
+            }
+            Ok(summary) => {
+                println!(
+                    "{name}: {} issues indexed from {} pages",
+                    summary.issues, summary.pages
+                );
+                for (project, error) in &summary.failures {
+                    println!("{name}: {project} failed: {error}");
+                    failed += 1;
+                }
+            }
+            Err(error) => {
+                println!("{name}: {error}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CommandError::Sync(format!(
+            "{failed} synchronization(s) failed"
+        )));
     }
     Ok(())
 }

@@ -239,7 +239,7 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
     let trackers = Trackers::new(
         governor.clone(),
         database.clone(),
-        upstreams.clone(),
+        Arc::new(upstreams.egress().clone()),
         replicas.clone(),
         events.clone(),
     );

@@ -2,8 +2,8 @@
 //! and webhook secret are never shown, only whether they are set.
 
 use crate::app::trackers::TrackerStatus;
-use crate::app::trackers::sync::{Progress, SyncSummary};
 use crate::app::trackers::WebhookOutcome;
+use crate::app::trackers::sync::{Progress, SyncSummary};
 use chrono::{DateTime, Utc};
 use preloop_core::documents::{Project, TrackerKind};
 use preloop_core::store::{IssueHit, StoredIssue};
@@ -113,9 +113,10 @@ impl TrackerView {
     /// The view of `status`, with its webhook URL under `public_url`.
     pub(in crate::api) fn new(status: &TrackerStatus, public_url: &str) -> Self {
         let tracker = &status.tracker;
-        let last_error = status.connection_error.clone().or_else(|| {
-            status.projects.iter().find_map(|p| p.last_error.clone())
-        });
+        let last_error = status
+            .connection_error
+            .clone()
+            .or_else(|| status.projects.iter().find_map(|p| p.last_error.clone()));
         Self {
             id: tracker.id,
             name: tracker.name.clone(),
@@ -133,7 +134,11 @@ impl TrackerView {
                 tracker.id
             ),
             issues_indexed: status.issues_indexed,
-            last_synced_at: status.projects.iter().filter_map(|p| p.last_synced_at).max(),
+            last_synced_at: status
+                .projects
+                .iter()
+                .filter_map(|p| p.last_synced_at)
+                .max(),
             last_error,
             project_status: status.projects.iter().map(ProjectView::from).collect(),
             running: status.running.as_ref().map(ProgressView::from),
@@ -281,7 +286,12 @@ impl From<&StoredIssue> for IssueView {
 
 impl From<&IssueHit> for IssueView {
     fn from(hit: &IssueHit) -> Self {
-        Self::of(&hit.stored.id, &hit.stored.tracker_id, &hit.stored.issue, Some(hit.score))
+        Self::of(
+            &hit.stored.id,
+            &hit.stored.tracker_id,
+            &hit.stored.issue,
+            Some(hit.score),
+        )
     }
 }
 

@@ -34,19 +34,31 @@ impl Trackers {
     }
 
     /// An issue of the index by id.
-    pub async fn issue(&self, organization_id: &str, id: &str) -> Result<StoredIssue, TrackerChangeError> {
+    pub async fn issue(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> Result<StoredIssue, TrackerChangeError> {
         self.store
             .find_issue(organization_id, id)
             .await?
             .ok_or_else(|| TrackerChangeError::NoIssue { id: id.to_owned() })
     }
 
-    fn tracker_of(&self, organization_id: &str, tracker_id: &str) -> Result<ConnectedTracker, TrackerChangeError> {
+    fn tracker_of(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+    ) -> Result<ConnectedTracker, TrackerChangeError> {
         self.connected
             .trackers(organization_id)
             .into_iter()
             .find(|t| t.id == tracker_id)
-            .ok_or_else(|| TrackerChangeError::Invalid("the issue's tracker is not connected (disabled or removed)".to_owned()))
+            .ok_or_else(|| {
+                TrackerChangeError::Invalid(
+                    "the issue's tracker is not connected (disabled or removed)".to_owned(),
+                )
+            })
     }
 
     /// Creates an issue in the tracker that has `issue.project` (`tracker` names one when
@@ -58,13 +70,19 @@ impl Trackers {
         tracker: Option<&str>,
     ) -> Result<StoredIssue, TrackerChangeError> {
         if issue.title.trim().is_empty() {
-            return Err(TrackerChangeError::Invalid("an issue needs a title".to_owned()));
+            return Err(TrackerChangeError::Invalid(
+                "an issue needs a title".to_owned(),
+            ));
         }
         let connected = self.connected.trackers(organization_id);
-        let target = preloop_trackers::tools::tracker_for_project(&connected, &issue.project, tracker)
-            .map_err(|e| TrackerChangeError::Invalid(e.to_string()))?;
+        let target =
+            preloop_trackers::tools::tracker_for_project(&connected, &issue.project, tracker)
+                .map_err(|e| TrackerChangeError::Invalid(e.to_string()))?;
         let created = target.tracker.create_issue(&issue).await?;
-        let id = self.store.upsert_issue(organization_id, &target.id, &created, None).await?;
+        let id = self
+            .store
+            .upsert_issue(organization_id, &target.id, &created, None)
+            .await?;
         Ok(StoredIssue {
             id,
             tracker_id: target.id,
@@ -81,8 +99,13 @@ impl Trackers {
     ) -> Result<StoredIssue, TrackerChangeError> {
         let stored = self.issue(organization_id, id).await?;
         let tracker = self.tracker_of(organization_id, &stored.tracker_id)?;
-        let changed = tracker.tracker.update_issue(&stored.issue.key, &update).await?;
-        self.store.upsert_issue(organization_id, &tracker.id, &changed, None).await?;
+        let changed = tracker
+            .tracker
+            .update_issue(&stored.issue.key, &update)
+            .await?;
+        self.store
+            .upsert_issue(organization_id, &tracker.id, &changed, None)
+            .await?;
         Ok(StoredIssue {
             issue: changed,
             ..stored
@@ -90,9 +113,16 @@ impl Trackers {
     }
 
     /// Comments on an issue in its tracker.
-    pub async fn comment(&self, organization_id: &str, id: &str, body: &str) -> Result<IssueComment, TrackerChangeError> {
+    pub async fn comment(
+        &self,
+        organization_id: &str,
+        id: &str,
+        body: &str,
+    ) -> Result<IssueComment, TrackerChangeError> {
         if body.trim().is_empty() {
-            return Err(TrackerChangeError::Invalid("a comment needs a body".to_owned()));
+            return Err(TrackerChangeError::Invalid(
+                "a comment needs a body".to_owned(),
+            ));
         }
         let stored = self.issue(organization_id, id).await?;
         let tracker = self.tracker_of(organization_id, &stored.tracker_id)?;
@@ -101,7 +131,11 @@ impl Trackers {
 
     /// Removes an issue from the index (not from its tracker; the next full synchronization
     /// brings it back if it still exists there).
-    pub async fn forget_issue(&self, organization_id: &str, id: &str) -> Result<(), TrackerChangeError> {
+    pub async fn forget_issue(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> Result<(), TrackerChangeError> {
         let stored = self.issue(organization_id, id).await?;
         self.store
             .delete_issue(organization_id, &stored.tracker_id, &stored.issue.key)

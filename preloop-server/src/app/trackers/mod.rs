@@ -101,7 +101,9 @@ pub enum TrackerChangeError {
     #[error("an organization may have at most {MAX_TRACKERS} trackers")]
     TooMany,
     /// A credential came back redacted for a new destination.
-    #[error("the tracker's URL changed: give its token and webhook secret again instead of `<redacted>`")]
+    #[error(
+        "the tracker's URL changed: give its token and webhook secret again instead of `<redacted>`"
+    )]
     CredentialsNeeded,
     /// The tracker answered with an error (a connection test).
     #[error(transparent)]
@@ -236,7 +238,10 @@ impl Trackers {
     }
 
     /// The organization's trackers.
-    pub async fn list(&self, organization_id: &str) -> Result<Vec<TrackerStatus>, TrackerChangeError> {
+    pub async fn list(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<TrackerStatus>, TrackerChangeError> {
         let stored: Vec<TrackerConfig> = self.store.list_documents(organization_id, None).await?;
         let mut statuses = Vec::with_capacity(stored.len());
         for tracker in stored {
@@ -246,12 +251,20 @@ impl Trackers {
     }
 
     /// One tracker of the organization, with its status.
-    pub async fn get(&self, organization_id: &str, id: Uuid) -> Result<TrackerStatus, TrackerChangeError> {
+    pub async fn get(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<TrackerStatus, TrackerChangeError> {
         let tracker = self.stored(organization_id, id).await?;
         self.status_of(tracker).await
     }
 
-    async fn stored(&self, organization_id: &str, id: Uuid) -> Result<TrackerConfig, TrackerChangeError> {
+    async fn stored(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<TrackerConfig, TrackerChangeError> {
         DocumentStore::<TrackerConfig>::get_document(&*self.store, organization_id, &id.to_string())
             .await?
             .ok_or(TrackerChangeError::NoTracker { id })
@@ -292,12 +305,15 @@ impl Trackers {
             return Err(TrackerChangeError::TooMany);
         }
         let tracker = self.document(organization_id, Uuid::new_v4(), Utc::now(), input, None)?;
-        self.store.insert_document(&tracker).await.map_err(|error| match error {
-            StoreError::AlreadyExists => TrackerChangeError::Exists {
-                name: tracker.name.clone(),
-            },
-            other => other.into(),
-        })?;
+        self.store
+            .insert_document(&tracker)
+            .await
+            .map_err(|error| match error {
+                StoreError::AlreadyExists => TrackerChangeError::Exists {
+                    name: tracker.name.clone(),
+                },
+                other => other.into(),
+            })?;
         self.put_in_force(organization_id).await?;
         self.sync.wake();
         Ok(tracker)
@@ -311,13 +327,22 @@ impl Trackers {
         input: TrackerInput,
     ) -> Result<TrackerConfig, TrackerChangeError> {
         let existing = self.stored(organization_id, id).await?;
-        let tracker = self.document(organization_id, id, existing.created_at, input, Some(&existing))?;
-        self.store.update_document(&tracker).await.map_err(|error| match error {
-            StoreError::AlreadyExists => TrackerChangeError::Exists {
-                name: tracker.name.clone(),
-            },
-            other => other.into(),
-        })?;
+        let tracker = self.document(
+            organization_id,
+            id,
+            existing.created_at,
+            input,
+            Some(&existing),
+        )?;
+        self.store
+            .update_document(&tracker)
+            .await
+            .map_err(|error| match error {
+                StoreError::AlreadyExists => TrackerChangeError::Exists {
+                    name: tracker.name.clone(),
+                },
+                other => other.into(),
+            })?;
         self.put_in_force(organization_id).await?;
         self.sync.wake();
         Ok(tracker)
@@ -325,18 +350,29 @@ impl Trackers {
 
     /// Creates or changes the tracker of this name (the configuration file's entries, applied
     /// at every start: a tracker of the same name keeps its id).
-    pub async fn apply(&self, organization_id: &str, input: TrackerInput) -> Result<TrackerConfig, TrackerChangeError> {
+    pub async fn apply(
+        &self,
+        organization_id: &str,
+        input: TrackerInput,
+    ) -> Result<TrackerConfig, TrackerChangeError> {
         let stored: Vec<TrackerConfig> = self.store.list_documents(organization_id, None).await?;
         match stored.iter().find(|t| t.name == input.name) {
             Some(existing) => {
-                let tracker = self.document(organization_id, existing.id, existing.created_at, input, Some(existing))?;
+                let tracker = self.document(
+                    organization_id,
+                    existing.id,
+                    existing.created_at,
+                    input,
+                    Some(existing),
+                )?;
                 if tracker != *existing {
                     self.store.update_document(&tracker).await?;
                 }
                 Ok(tracker)
             }
             None => {
-                let tracker = self.document(organization_id, Uuid::new_v4(), Utc::now(), input, None)?;
+                let tracker =
+                    self.document(organization_id, Uuid::new_v4(), Utc::now(), input, None)?;
                 self.store.insert_document(&tracker).await?;
                 Ok(tracker)
             }
@@ -352,9 +388,19 @@ impl Trackers {
             .list_documents(organization_id, Some(&id.to_string()))
             .await?;
         for project in projects {
-            DocumentStore::<Project>::delete_document(&*self.store, organization_id, &project.id.to_string()).await?;
+            DocumentStore::<Project>::delete_document(
+                &*self.store,
+                organization_id,
+                &project.id.to_string(),
+            )
+            .await?;
         }
-        DocumentStore::<TrackerConfig>::delete_document(&*self.store, organization_id, &id.to_string()).await?;
+        DocumentStore::<TrackerConfig>::delete_document(
+            &*self.store,
+            organization_id,
+            &id.to_string(),
+        )
+        .await?;
         self.put_in_force(organization_id).await
     }
 
@@ -400,23 +446,37 @@ impl Trackers {
         if name.is_empty() || name.len() > 100 {
             return invalid("a tracker needs a name of 1 to 100 characters".to_owned());
         }
-        let base_url = match input.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        let base_url = match input
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             Some(url) => url.to_owned(),
             None => match preloop_trackers::default_url(input.kind) {
                 Some(url) => url.to_owned(),
-                None => return invalid("a Jira tracker needs its site's URL (url = \"https://acme.atlassian.net\")".to_owned()),
+                None => return invalid(
+                    "a Jira tracker needs its site's URL (url = \"https://acme.atlassian.net\")"
+                        .to_owned(),
+                ),
             },
         };
-        let parsed = url::Url::parse(&base_url)
-            .map_err(|e| TrackerChangeError::Invalid(format!("the tracker URL {base_url:?} is not a URL: {e}")))?;
+        let parsed = url::Url::parse(&base_url).map_err(|e| {
+            TrackerChangeError::Invalid(format!("the tracker URL {base_url:?} is not a URL: {e}"))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return invalid(format!("the tracker URL {base_url:?} must be http:// or https:// with a host"));
+            return invalid(format!(
+                "the tracker URL {base_url:?} must be http:// or https:// with a host"
+            ));
         }
         self.reach
             .permit(organization_id, &base_url)
             .map_err(|refusal| TrackerChangeError::Refused { refusal })?;
-        let same_destination = existing.is_some_and(|e| e.base_url == base_url && e.kind == input.kind);
-        let keep = |given: Option<String>, stored: Option<String>| -> Result<Option<String>, TrackerChangeError> {
+        let same_destination =
+            existing.is_some_and(|e| e.base_url == base_url && e.kind == input.kind);
+        let keep = |given: Option<String>,
+                    stored: Option<String>|
+         -> Result<Option<String>, TrackerChangeError> {
             match given {
                 Some(value) if value != REDACTED => Ok(Some(value)),
                 _ if stored.is_none() => Ok(None),
@@ -427,15 +487,27 @@ impl Trackers {
         let token = keep(input.token, existing.map(|e| e.token.clone()))?
             .filter(|t| !t.trim().is_empty())
             .ok_or_else(|| TrackerChangeError::Invalid("a tracker needs a token".to_owned()))?;
-        let webhook_secret = keep(input.webhook_secret, existing.and_then(|e| e.webhook_secret.clone()))?
-            .filter(|s| !s.is_empty());
-        let mut projects: Vec<String> = input.projects.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+        let webhook_secret = keep(
+            input.webhook_secret,
+            existing.and_then(|e| e.webhook_secret.clone()),
+        )?
+        .filter(|s| !s.is_empty());
+        let mut projects: Vec<String> = input
+            .projects
+            .iter()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
         projects.dedup();
         if projects.is_empty() || projects.len() > MAX_PROJECTS {
-            return invalid(format!("a tracker synchronizes 1 to {MAX_PROJECTS} projects (owner/repo, group/project or Jira keys)"));
+            return invalid(format!(
+                "a tracker synchronizes 1 to {MAX_PROJECTS} projects (owner/repo, group/project or Jira keys)"
+            ));
         }
         if input.sync_interval_seconds < MIN_SYNC_INTERVAL_SECONDS {
-            return invalid(format!("sync_interval must be at least {MIN_SYNC_INTERVAL_SECONDS} seconds"));
+            return invalid(format!(
+                "sync_interval must be at least {MIN_SYNC_INTERVAL_SECONDS} seconds"
+            ));
         }
         Ok(TrackerConfig {
             id,
@@ -444,7 +516,10 @@ impl Trackers {
             kind: input.kind,
             base_url,
             token,
-            username: input.username.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()),
+            username: input
+                .username
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
             webhook_secret,
             projects,
             sync_interval_seconds: input.sync_interval_seconds,

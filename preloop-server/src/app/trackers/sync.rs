@@ -108,7 +108,8 @@ impl SyncState {
             return;
         }
         let failures = backoff.get(&tracker.id).map_or(0, |(n, _)| *n) + 1;
-        let interval = TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
+        let interval =
+            TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
         let pause = (interval * 2_i32.saturating_pow(failures.min(10))).min(MAX_BACKOFF);
         backoff.insert(tracker.id, (failures, now + pause));
     }
@@ -116,13 +117,21 @@ impl SyncState {
 
 impl Trackers {
     /// Synchronizes one tracker's projects now (unless another replica is at it).
-    pub async fn sync_now(&self, organization_id: &str, id: Uuid) -> Result<SyncSummary, TrackerChangeError> {
+    pub async fn sync_now(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<SyncSummary, TrackerChangeError> {
         let tracker = self.stored(organization_id, id).await?;
         self.sync_tracker(&tracker).await
     }
 
     /// Asks the background runner to synchronize the tracker soon; answers at once.
-    pub async fn request_sync(&self, organization_id: &str, id: Uuid) -> Result<(), TrackerChangeError> {
+    pub async fn request_sync(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<(), TrackerChangeError> {
         let tracker = self.stored(organization_id, id).await?;
         let trackers = self.clone();
         tokio::spawn(async move {
@@ -164,7 +173,8 @@ impl Trackers {
     }
 
     async fn is_due(&self, tracker: &TrackerConfig, now: DateTime<Utc>) -> bool {
-        let interval = TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
+        let interval =
+            TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
         let projects: Vec<Project> = self
             .store
             .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
@@ -179,10 +189,17 @@ impl Trackers {
         })
     }
 
-    async fn sync_tracker(&self, tracker: &TrackerConfig) -> Result<SyncSummary, TrackerChangeError> {
+    async fn sync_tracker(
+        &self,
+        tracker: &TrackerConfig,
+    ) -> Result<SyncSummary, TrackerChangeError> {
         let lease = format!("tracker-sync:{}", tracker.id);
         let now = Utc::now();
-        if !self.store.try_lease(&lease, &self.sync.holder, now, now + LEASE).await? {
+        if !self
+            .store
+            .try_lease(&lease, &self.sync.holder, now, now + LEASE)
+            .await?
+        {
             return Ok(SyncSummary {
                 skipped: true,
                 ..SyncSummary::default()
@@ -199,7 +216,10 @@ impl Trackers {
         result
     }
 
-    async fn sync_projects(&self, tracker: &TrackerConfig) -> Result<SyncSummary, TrackerChangeError> {
+    async fn sync_projects(
+        &self,
+        tracker: &TrackerConfig,
+    ) -> Result<SyncSummary, TrackerChangeError> {
         let adapter = super::connect::adapter(tracker, self.reach.as_ref())?;
         let tracker_id = tracker.id.to_string();
         let started_at = Utc::now();
@@ -227,7 +247,14 @@ impl Trackers {
                 counted = report.issues;
             };
             tracing::info!(tracker = %tracker.name, project = %key, since = ?project.synced_through, "syncing");
-            let outcome = sync_project(adapter.as_ref(), self.store.as_ref(), target, project.synced_through, report_progress).await;
+            let outcome = sync_project(
+                adapter.as_ref(),
+                self.store.as_ref(),
+                target,
+                project.synced_through,
+                report_progress,
+            )
+            .await;
             let report = match &outcome {
                 Ok(report) => *report,
                 Err(failure) => failure.report,
@@ -245,7 +272,9 @@ impl Trackers {
                 Err(failure) => {
                     tracing::warn!(tracker = %tracker.name, project = %key, error = %failure.cause, issues = report.issues, "sync stopped");
                     project.last_error = Some(failure.cause.to_string());
-                    summary.failures.push((key.clone(), failure.cause.to_string()));
+                    summary
+                        .failures
+                        .push((key.clone(), failure.cause.to_string()));
                 }
             }
             self.store.update_document(&project).await?;
@@ -254,7 +283,11 @@ impl Trackers {
     }
 
     /// The project's synchronization record, created on its first sync.
-    async fn project_record(&self, tracker: &TrackerConfig, key: &str) -> Result<Project, StoreError> {
+    async fn project_record(
+        &self,
+        tracker: &TrackerConfig,
+        key: &str,
+    ) -> Result<Project, StoreError> {
         let projects: Vec<Project> = self
             .store
             .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))

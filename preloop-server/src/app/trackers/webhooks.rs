@@ -59,12 +59,22 @@ impl Trackers {
             .ok()
             .and_then(|configs| configs.get(&id).map(|(config, _)| config.clone()))
             .ok_or(WebhookRefusal::NoTracker(id))?;
-        let delivery = webhook::receive(tracker.kind, tracker.webhook_secret.as_deref(), headers, body)?;
+        let delivery = webhook::receive(
+            tracker.kind,
+            tracker.webhook_secret.as_deref(),
+            headers,
+            body,
+        )?;
         let now = Utc::now();
         let remembered = format!("tracker-webhook:{id}:{}", delivery.id);
         let first = self
             .store
-            .try_lease(&remembered, &Uuid::new_v4().to_string(), now, now + REMEMBERED)
+            .try_lease(
+                &remembered,
+                &Uuid::new_v4().to_string(),
+                now,
+                now + REMEMBERED,
+            )
             .await?;
         let mut outcome = WebhookOutcome {
             delivery_id: delivery.id,
@@ -76,12 +86,21 @@ impl Trackers {
             return Ok(outcome);
         };
         // Only the projects this tracker synchronizes enter the index.
-        if !tracker.projects.iter().any(|p| p.eq_ignore_ascii_case(&event.issue.project)) {
+        if !tracker
+            .projects
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(&event.issue.project))
+        {
             tracing::debug!(tracker = %tracker.name, project = %event.issue.project, "webhook delivery for a project not synchronized; ignored");
             return Ok(outcome);
         }
         self.store
-            .upsert_issue(&tracker.organization_id, &id.to_string(), &event.issue, None)
+            .upsert_issue(
+                &tracker.organization_id,
+                &id.to_string(),
+                &event.issue,
+                None,
+            )
             .await?;
         outcome.event = Some(event.kind.as_str().to_owned());
         outcome.issue = Some(event.issue.key.clone());
