@@ -207,6 +207,16 @@ async fn test_connection(
     ))
 }
 
+/// A tracker's webhook payload (GitHub `issues` / `issue_comment`, GitLab `Issue Hook` /
+/// `Note Hook`, Jira `jira:issue_*` / `comment_created`), read exactly as signed.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+#[expect(
+    dead_code,
+    reason = "documents the body the handler reads as raw bytes"
+)]
+struct WebhookPayload(serde_json::Value);
+
 /// A webhook delivery: authenticated by its signature, never by a bearer token.
 #[utoipa::path(
     post,
@@ -214,7 +224,7 @@ async fn test_connection(
     tag = "trackers",
     summary = "A tracker's webhook delivery (GitHub X-Hub-Signature-256, GitLab X-Gitlab-Token, Jira X-Hub-Signature)",
     params(("id" = uuid::Uuid, Path, description = "The tracker's id")),
-    request_body(content = String, description = "The tracker's payload, exactly as signed"),
+    request_body(content = WebhookPayload, content_type = "application/json", description = "The tracker's payload, exactly as signed"),
     responses((status = 200, description = "Accepted (replays too, flagged `duplicate`)", body = DeliveryView), (status = 400, description = "Not a payload of this tracker"), (status = 401, description = "Missing or wrong signature"), (status = 404, description = "No such tracker")),
     security(())
 )]
