@@ -2,7 +2,7 @@
 //!
 //! The adapter, [`JsonFileTracker`], keeps issues in a local JSON file (read and written on
 //! every operation). Copy it and replace the file with your tracker's API: the [`Tracker`]
-//! trait is seven methods, and the seven built-in issue tools (`search`, `get_issue`,
+//! trait is eight methods, and the seven built-in issue tools (`search`, `get_issue`,
 //! `create_issue`, `update_issue`, `add_comment`, `estimate_compliance`,
 //! `improve_compliance`) then work over it under the organization's policy, approvals and
 //! audit, like over GitHub or GitLab.
@@ -376,7 +376,8 @@ const SECURITY_ISSUE: &str = "local/app#2";
 /// Agents may not close issues, and new issues wait for a maintainer. A policy sees the call
 /// (`tool`, `args`, `user`, `client`, `now`), not the issue it names: it cannot read #2's
 /// `security` label, so the rule refuses every close by an agent instead of trusting the
-/// agent to mention the label.
+/// agent to mention the label. Its words are those [`IssueState::from_word`] reads as closed,
+/// and the adapter refuses any other status, so no other word closes an issue.
 const POLICY: &str = r#"
 [[approval_policies]]
 name = "maintainers"
@@ -608,6 +609,37 @@ fn first_result<'a>(output: &'a ToolOutput, field: &str) -> &'a Value {
         .map_or(&Value::Null, |content| &content["results"][0][field])
 }
 
+/// The governor serving the seven issue tools over `tracker`, indexing into `store` (which
+/// also keeps approvals and the audit log), with [`POLICY`] and a maintainer on another task.
+fn govern(
+    tracker: Arc<JsonFileTracker>,
+    store: Arc<MemoryStore>,
+) -> Result<(Arc<Governor>, tokio::task::JoinHandle<()>), Box<dyn Error>> {
+    let directory = FixedDirectory(vec![ConnectedTracker {
+        id: TRACKER_ID.to_owned(),
+        name: "local".to_owned(),
+        projects: vec![PROJECT.to_owned()],
+        tracker,
+    }]);
+    let registry = Arc::new(Registry::new());
+    for tool in IssueTools::new(Arc::new(directory), store.clone()).tools() {
+        registry.register(tool)?;
+    }
+    let (to_maintainer, inbox) = mpsc::unbounded_channel();
+    let governor = Arc::new(
+        Governor::builder(registry)
+            .store(store)
+            .notifier(Arc::new(ChannelNotifier(to_maintainer)))
+            .build(),
+    );
+    governor.set_policy(
+        ORGANIZATION,
+        &GovernanceDocument::parse(POLICY, Format::Toml)?,
+    )?;
+    let maintainer = spawn_maintainer(governor.clone(), inbox);
+    Ok((governor, maintainer))
+}
+
 /// Runs the whole demonstration in `dir` (where the issue file goes).
 async fn run(dir: &Path) -> Result<Summary, Box<dyn Error>> {
     let path = dir.join("issues.json");
@@ -636,29 +668,7 @@ async fn run(dir: &Path) -> Result<Summary, Box<dyn Error>> {
     })
     .await?;
 
-    // The seven tools over the adapter, governed.
-    let directory = FixedDirectory(vec![ConnectedTracker {
-        id: TRACKER_ID.to_owned(),
-        name: "local".to_owned(),
-        projects: vec![PROJECT.to_owned()],
-        tracker: tracker.clone(),
-    }]);
-    let registry = Arc::new(Registry::new());
-    for tool in IssueTools::new(Arc::new(directory), store.clone()).tools() {
-        registry.register(tool)?;
-    }
-    let (to_maintainer, inbox) = mpsc::unbounded_channel();
-    let governor = Arc::new(
-        Governor::builder(registry)
-            .store(store.clone())
-            .notifier(Arc::new(ChannelNotifier(to_maintainer)))
-            .build(),
-    );
-    governor.set_policy(
-        ORGANIZATION,
-        &GovernanceDocument::parse(POLICY, Format::Toml)?,
-    )?;
-    let maintainer = spawn_maintainer(governor.clone(), inbox);
+    let (governor, maintainer) = govern(tracker.clone(), store.clone())?;
     let agent = Agent {
         governor: governor.clone(),
         principal: Principal::new("agent-7", ORGANIZATION).with_role("agent"),
