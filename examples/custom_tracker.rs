@@ -308,7 +308,9 @@ impl Tracker for JsonFileTracker {
         cursor: Option<&str>,
     ) -> Result<IssuePage, TrackerError> {
         let name = Self::project_name(project)?;
-        // The cursor is the offset of the next page in the oldest-first list.
+        // The cursor is the offset of the next page in the list by number: numbers never change
+        // and new issues come last, so an issue edited between two pages shifts no other one
+        // (sorted by update time, it would move to the end and could push one past the cursor).
         let offset: usize = match cursor {
             None => 0,
             Some(cursor) => cursor
@@ -322,7 +324,7 @@ impl Tracker for JsonFileTracker {
                 .iter()
                 .filter(|i| since.is_none_or(|since| i.updated_at >= since))
                 .collect();
-            changed.sort_by_key(|i| (i.updated_at, i.number));
+            changed.sort_by_key(|i| i.number);
             let end = offset.saturating_add(PAGE_SIZE).min(changed.len());
             Ok(IssuePage {
                 issues: changed
@@ -842,7 +844,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keys_and_urls_name_issues_and_pages_follow_the_cursor() -> TestResult {
+    async fn keys_and_urls_name_issues_and_pages_survive_edits_between_them() -> TestResult {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("issues.json");
         std::fs::write(&path, seed().to_string())?;
@@ -869,6 +871,12 @@ mod tests {
         ));
         let first = tracker.list_updated_since(PROJECT, None, None).await?;
         assert_eq!(first.next_cursor.as_deref(), Some("2"));
+        // An edit between two pages must not push an issue past the cursor.
+        let edit = IssueUpdate {
+            priority: Some("Low".into()),
+            ..IssueUpdate::default()
+        };
+        tracker.update_issue("local/app#1", &edit).await?;
         let rest = tracker
             .list_updated_since(PROJECT, None, first.next_cursor.as_deref())
             .await?;
