@@ -110,7 +110,7 @@ impl Record {
             labels: (0..h % 3)
                 .map(|k| LABELS[(h / 13 + k * 5) % LABELS.len()])
                 .collect(),
-            open: h % 4 != 0,
+            open: !h.is_multiple_of(4),
             created_at: start + TimeDelta::minutes(minutes) - TimeDelta::days(30),
             updated_at: start + TimeDelta::minutes(minutes),
         }
