@@ -16,7 +16,9 @@
 )]
 
 use chrono::Utc;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+mod support;
+
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use preloop_core::Principal;
 use preloop_core::approval::{
     ApprovalEvent, ApprovalPolicy, ApprovalRequest, NewApprovalRequest, RequestContext,
@@ -182,9 +184,7 @@ async fn load_embeddings(db: &Database, vectors: &[Vec<f32>]) -> Duration {
             }
         }
         Backend::Postgres => {
-            let mut conn = AsyncPgConnection::establish(&postgres_url(db))
-                .await
-                .unwrap();
+            let mut conn = support::raw_postgres(db).await;
             conn.batch_execute("DROP INDEX issues_embedding")
                 .await
                 .unwrap();
@@ -243,15 +243,6 @@ async fn load_embeddings(db: &Database, vectors: &[Vec<f32>]) -> Duration {
     started.elapsed()
 }
 
-fn postgres_url(db: &Database) -> String {
-    // The load tool created this database; the URL carries no password.
-    db.redacted_url()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 async fn similarity(db: &Database, vectors: &[Vec<f32>], queries: &[Vec<f32>]) {
     let load = load_embeddings(db, vectors).await;
     println!(
@@ -284,8 +275,8 @@ async fn similarity(db: &Database, vectors: &[Vec<f32>], queries: &[Vec<f32>]) {
     println!(
         "  similarity top-10 over {} x {EMBEDDING_DIMENSIONS}: p50 {:.2} ms, p99 {:.2} ms, recall@10 {:.3} ({} queries)",
         vectors.len(),
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        support::percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        support::percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         recall / queries.len() as f64,
         queries.len()
     );
@@ -321,33 +312,13 @@ fn main() {
         let mut rng = SmallRng::seed_from_u64(7);
         let (vectors, queries) = dataset(&mut rng, count, QUERIES);
 
-        let dir = std::env::temp_dir().join(format!("preloop-load-{}", Uuid::new_v4().simple()));
-        let sqlite = Database::open(&format!("sqlite://{}/load.db", dir.display()))
-            .await
-            .unwrap();
-        run("SQLite (file, WAL)", &sqlite, &vectors, &queries).await;
+        let (sqlite, dir) = support::sqlite().await;
+        run(support::SQLITE, &sqlite, &vectors, &queries).await;
         drop(sqlite);
-        let _ = std::fs::remove_dir_all(&dir);
+        support::remove(&dir);
 
-        match std::env::var("PRELOOP_TEST_DATABASE_URL") {
-            Ok(server) => {
-                let name = format!("load_{}", Uuid::new_v4().simple());
-                let mut admin = AsyncPgConnection::establish(&server).await.unwrap();
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap();
-                let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-                let postgres = Database::open(&format!("{base}/{name}")).await.unwrap();
-                run(
-                    "PostgreSQL 16 + pgvector (loopback)",
-                    &postgres,
-                    &vectors,
-                    &queries,
-                )
-                .await;
-            }
-            Err(_) => println!("PostgreSQL: skipped (run under scripts/test-postgres)"),
+        if let Some(postgres) = support::postgres().await {
+            run(support::POSTGRES, &postgres, &vectors, &queries).await;
         }
     });
 }
