@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use preloop_core::tracker::{IssueState, IssueUpdate, NewIssue, Tracker, TrackerError};
 use preloop_trackers::Connection;
 use preloop_trackers::github::GitHub;
-use preloop_trackers::http::{ClientOptions, RetryPolicy};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::{Received, Reply, StandIn};
@@ -19,16 +18,7 @@ const PAGINATED: &str = "/repos/octokit-fixture-org/paginate-issues/issues";
 const HELLO_ISSUE: &str = "/repos/Codertocat/Hello-World/issues/1";
 
 fn adapter(base: &str) -> Result<GitHub, TrackerError> {
-    let options = ClientOptions {
-        timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_retries: 2,
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_rate_limit_wait: Duration::from_secs(5),
-        },
-        ..ClientOptions::default()
-    };
+    let options = support::fast_options();
     let connection = Connection {
         url: base.to_owned(),
         token: "ghp_test".to_owned(),

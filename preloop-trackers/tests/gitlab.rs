@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use preloop_core::tracker::{IssueState, Tracker, TrackerError};
 use preloop_trackers::Connection;
 use preloop_trackers::gitlab::GitLab;
-use preloop_trackers::http::{ClientOptions, RetryPolicy};
+use preloop_trackers::http::ClientOptions;
 use std::time::{Duration, Instant};
 use support::{Received, Reply, StandIn};
 
@@ -32,16 +32,7 @@ const SERVER_ERROR: &str = include_str!("fixtures/gitlab/error_server.json");
 const ISSUES: &str = "/api/v4/projects/my-group%2Fmy-project/issues";
 
 fn gitlab(url: &str) -> Result<GitLab, TrackerError> {
-    let options = ClientOptions {
-        timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_retries: 2,
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_rate_limit_wait: Duration::from_secs(5),
-        },
-        ..ClientOptions::default()
-    };
+    let options = support::fast_options();
     let connection = Connection {
         url: url.to_owned(),
         token: "glpat-test".to_owned(),

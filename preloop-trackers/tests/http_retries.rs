@@ -4,7 +4,7 @@
 mod support;
 
 use preloop_core::tracker::TrackerError;
-use preloop_trackers::http::{Api, ClientOptions, Credentials, RetryPolicy};
+use preloop_trackers::http::{Api, Credentials};
 use reqwest::Method;
 use std::time::{Duration, Instant};
 use support::{Reply, StandIn};
@@ -12,16 +12,7 @@ use support::{Reply, StandIn};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn api(base: &str) -> Result<Api, TrackerError> {
-    let options = ClientOptions {
-        timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_retries: 2,
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_rate_limit_wait: Duration::from_secs(5),
-        },
-        ..ClientOptions::default()
-    };
+    let options = support::fast_options();
     Api::new(base, Credentials::Bearer("tok".to_owned()), options)
 }
 

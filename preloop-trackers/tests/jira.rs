@@ -9,7 +9,6 @@ use preloop_core::tracker::{
     Issue, IssueComment, IssueState, IssueUpdate, NewIssue, ProjectInfo, Tracker, TrackerError,
 };
 use preloop_trackers::Connection;
-use preloop_trackers::http::{ClientOptions, RetryPolicy};
 use preloop_trackers::jira::Jira;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -37,26 +36,13 @@ const FIELDS: [&str; 9] = [
     "updated",
 ];
 
-fn options() -> ClientOptions {
-    ClientOptions {
-        timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_retries: 2,
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_rate_limit_wait: Duration::from_secs(5),
-        },
-        ..ClientOptions::default()
-    }
-}
-
 fn cloud(stand_in: &StandIn) -> Result<Jira, TrackerError> {
     let connection = Connection {
         url: stand_in.base.clone(),
         token: "api-token".to_owned(),
         username: Some("mia@example.com".to_owned()),
     };
-    Jira::new(&connection, options())
+    Jira::new(&connection, support::fast_options())
 }
 
 /// Server / Data Center under the context path `/jira`.
@@ -66,7 +52,7 @@ fn server(stand_in: &StandIn) -> Result<Jira, TrackerError> {
         token: "pat-token".to_owned(),
         username: None,
     };
-    Jira::new(&connection, options())
+    Jira::new(&connection, support::fast_options())
 }
 
 fn time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
@@ -194,7 +180,7 @@ async fn keys_and_urls_name_issues_and_anything_else_is_refused() -> TestResult 
                 token: "t".to_owned(),
                 username: None
             },
-            options()
+            support::fast_options()
         ),
         Err(TrackerError::Invalid(_))
     ));

@@ -7,8 +7,25 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use preloop_trackers::http::{ClientOptions, RetryPolicy};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Client options for tests: short timeouts, two retries after milliseconds, rate limits
+/// waited out up to 5 s.
+pub fn fast_options() -> ClientOptions {
+    ClientOptions {
+        timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_retries: 2,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_rate_limit_wait: Duration::from_secs(5),
+        },
+        ..ClientOptions::default()
+    }
+}
 
 /// One scripted reply: answered to the next request, which must have this method and path.
 #[derive(Debug, Clone)]

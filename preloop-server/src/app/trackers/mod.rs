@@ -113,6 +113,16 @@ pub enum TrackerChangeError {
     Store(#[from] StoreError),
 }
 
+/// Maps the store's refusal of a duplicate name to [`TrackerChangeError::Exists`].
+fn name_taken(tracker: &TrackerConfig) -> impl FnOnce(StoreError) -> TrackerChangeError + '_ {
+    move |error| match error {
+        StoreError::AlreadyExists => TrackerChangeError::Exists {
+            name: tracker.name.clone(),
+        },
+        other => other.into(),
+    }
+}
+
 /// A tracker with what is known of its synchronization.
 #[derive(Debug, Clone)]
 pub struct TrackerStatus {
@@ -308,12 +318,7 @@ impl Trackers {
         self.store
             .insert_document(&tracker)
             .await
-            .map_err(|error| match error {
-                StoreError::AlreadyExists => TrackerChangeError::Exists {
-                    name: tracker.name.clone(),
-                },
-                other => other.into(),
-            })?;
+            .map_err(name_taken(&tracker))?;
         self.put_in_force(organization_id).await?;
         self.sync.wake();
         Ok(tracker)
@@ -337,12 +342,7 @@ impl Trackers {
         self.store
             .update_document(&tracker)
             .await
-            .map_err(|error| match error {
-                StoreError::AlreadyExists => TrackerChangeError::Exists {
-                    name: tracker.name.clone(),
-                },
-                other => other.into(),
-            })?;
+            .map_err(name_taken(&tracker))?;
         self.put_in_force(organization_id).await?;
         self.sync.wake();
         Ok(tracker)
