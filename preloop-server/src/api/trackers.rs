@@ -5,7 +5,7 @@
 
 use super::views::Items;
 use super::views::trackers::{
-    CommentView, DeliveryView, IssueView, ProjectInfoView, SyncView, TrackerView,
+    CommentView, DeliveryView, IssueView, ProjectInfoView, ProjectView, SyncView, TrackerView,
 };
 use crate::config::TrackerEntry;
 use crate::http::ApiError;
@@ -28,6 +28,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show, replace, remove))
         .routes(routes!(sync))
         .routes(routes!(test_connection))
+        .routes(routes!(list_projects))
+        .routes(routes!(show_project))
         .routes(routes!(search))
         .routes(routes!(create_issue))
         .routes(routes!(show_issue, update_issue, forget_issue))
@@ -205,6 +207,46 @@ async fn test_connection(
     Ok(Json(
         projects.into_iter().map(ProjectInfoView::from).collect(),
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/organizations/{org_id}/projects",
+    tag = "trackers",
+    summary = "The organization's synchronized projects: each one's last sync, cursor and last error",
+    params(("org_id" = String, Path, description = "The caller's organization")),
+    responses((status = 200, description = "Done", body = Items<ProjectView>), (status = 404, description = "Not the caller's organization"))
+)]
+async fn list_projects(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(org_id): Param<String>,
+) -> Result<Json<Items<ProjectView>>, ApiError> {
+    if org_id != principal.organization_id {
+        return Err(ApiError::NotFound(format!("no organization `{org_id}`")));
+    }
+    let projects = state.trackers.projects(&principal.organization_id).await?;
+    Ok(Json(projects.iter().map(ProjectView::from).collect()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/projects/{id}",
+    tag = "trackers",
+    summary = "One synchronized project",
+    params(("id" = uuid::Uuid, Path, description = "Id")),
+    responses((status = 200, description = "Done", body = ProjectView), (status = 404, description = "Not found in the caller's organization"))
+)]
+async fn show_project(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Param(id): Param<Uuid>,
+) -> Result<Json<ProjectView>, ApiError> {
+    let project = state
+        .trackers
+        .project(&principal.organization_id, id)
+        .await?;
+    Ok(Json((&project).into()))
 }
 
 /// A tracker's webhook payload (GitHub `issues` / `issue_comment`, GitLab `Issue Hook` /

@@ -159,9 +159,9 @@ impl From<TrackerError> for ApiError {
 impl From<TrackerChangeError> for ApiError {
     fn from(error: TrackerChangeError) -> Self {
         match error {
-            TrackerChangeError::NoTracker { .. } | TrackerChangeError::NoIssue { .. } => {
-                Self::NotFound(error.to_string())
-            }
+            TrackerChangeError::NoTracker { .. }
+            | TrackerChangeError::NoProject { .. }
+            | TrackerChangeError::NoIssue { .. } => Self::NotFound(error.to_string()),
             TrackerChangeError::Invalid(_) | TrackerChangeError::CredentialsNeeded => {
                 Self::Unprocessable(error.to_string())
             }

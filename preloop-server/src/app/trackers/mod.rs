@@ -76,6 +76,12 @@ pub enum TrackerChangeError {
         /// The id asked for.
         id: Uuid,
     },
+    /// No such project in the organization.
+    #[error("no project `{id}`")]
+    NoProject {
+        /// The id asked for.
+        id: Uuid,
+    },
     /// No such issue in the organization's index.
     #[error("no issue `{id}`")]
     NoIssue {
@@ -303,6 +309,25 @@ impl Trackers {
             issues_indexed,
             connection_error,
         })
+    }
+
+    /// The organization's projects' synchronization records, by key.
+    pub async fn projects(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<Project>, TrackerChangeError> {
+        Ok(self.store.list_documents(organization_id, None).await?)
+    }
+
+    /// One project's synchronization record.
+    pub async fn project(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<Project, TrackerChangeError> {
+        DocumentStore::<Project>::get_document(&*self.store, organization_id, &id.to_string())
+            .await?
+            .ok_or(TrackerChangeError::NoProject { id })
     }
 
     /// Connects a tracker, and synchronizes it soon.
