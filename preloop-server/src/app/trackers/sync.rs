@@ -126,22 +126,6 @@ impl Trackers {
         self.sync_tracker(&tracker).await
     }
 
-    /// Asks the background runner to synchronize the tracker soon; answers at once.
-    pub async fn request_sync(
-        &self,
-        organization_id: &str,
-        id: Uuid,
-    ) -> Result<(), TrackerChangeError> {
-        let tracker = self.stored(organization_id, id).await?;
-        let trackers = self.clone();
-        tokio::spawn(async move {
-            if let Err(error) = trackers.sync_tracker(&tracker).await {
-                tracing::warn!(tracker = %tracker.name, %error, "requested sync failed");
-            }
-        });
-        Ok(())
-    }
-
     /// Synchronizes every due tracker, forever: the server's background task.
     pub async fn run(self) {
         loop {
