@@ -575,6 +575,34 @@ async fn agents_work_on_issues_through_the_governed_tools() {
         "an incremental sync: {requests:?}"
     );
 
+    // `preloop sync` does the same from the command line, beside the running server.
+    let synced = std::process::Command::new(common::binary("preloop"))
+        .args(["sync", "--tracker", "gh", "--config"])
+        .arg(data.path().join("preloop.toml"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&synced.stdout);
+    assert!(
+        synced.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    assert!(
+        printed.starts_with("gh: ") && printed.contains("issues indexed from"),
+        "{printed}"
+    );
+    let unknown = std::process::Command::new(common::binary("preloop"))
+        .args(["sync", "--tracker", "nope", "--data-dir"])
+        .arg(data.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tracker `nope`"));
+
     // The tracker goes down: reads come from the index, the gateway's other tools still work.
     github_task.abort();
     let agent = connect_url(&format!("{base}/mcp"), Some(&agent_key))
