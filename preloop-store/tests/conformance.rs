@@ -1226,6 +1226,17 @@ async fn leases_are_held_by_one_holder_until_they_end<B: Backend>(backend: &B) {
             .unwrap()
     );
 
+    // Pruning forgets only the leases that ended: "sync:other" ended at now + 1 minute.
+    assert_eq!(store.prune_leases(now + minute * 2).await.unwrap(), 1);
+    assert!(
+        !store
+            .try_lease("sync:gh", "b", now + minute * 2, now + minute * 3)
+            .await
+            .unwrap(),
+        "a running lease survives pruning"
+    );
+    assert_eq!(store.prune_leases(now + minute * 10).await.unwrap(), 1);
+
     // Fifty concurrent takers: exactly one wins.
     let takers = (0..50).map(|i| {
         let store = store.clone();

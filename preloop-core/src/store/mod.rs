@@ -301,4 +301,7 @@ pub trait LeaseStore: Send + Sync {
 
     /// Gives the lease up, if `holder` holds it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Forgets every lease that ended before `before`; how many.
+    async fn prune_leases(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -260,4 +260,11 @@ impl LeaseStore for MemoryStore {
         }
         Ok(())
     }
+
+    async fn prune_leases(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let count = state.leases.len();
+        state.leases.retain(|_, (_, until)| *until >= before);
+        Ok((count - state.leases.len()) as u64)
+    }
 }

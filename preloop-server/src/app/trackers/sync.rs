@@ -126,10 +126,18 @@ impl Trackers {
         self.sync_tracker(&tracker).await
     }
 
-    /// Synchronizes every due tracker, forever: the server's background task.
+    /// Synchronizes every due tracker, forever: the server's background task. Also forgets
+    /// leases that ended a day ago (webhook deliveries are remembered by one each).
     pub async fn run(self) {
         loop {
             self.sync_due().await;
+            if let Err(error) = self
+                .store
+                .prune_leases(Utc::now() - TimeDelta::days(1))
+                .await
+            {
+                tracing::warn!(%error, "could not prune ended leases");
+            }
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
                 () = self.sync.wake.notified() => {}
