@@ -285,6 +285,22 @@ async fn tracker_status(base: &str) -> Value {
     list["items"][0].clone()
 }
 
+/// Checks that `GET issues/search?query=` answers `key` first.
+async fn assert_found_over_rest(base: &str, query: &str, key: &str) {
+    let (status, answer) = rest(
+        Method::GET,
+        &format!("{base}/api/v1/issues/search?query={query}"),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["items"][0]["key"].as_str()),
+        (200, Some(key)),
+        "{answer}"
+    );
+}
+
 fn structured(result: &rmcp::model::CallToolResult) -> Value {
     result.structured_content.clone().unwrap_or_default()
 }
@@ -530,36 +546,14 @@ async fn agents_work_on_issues_through_the_governed_tools() {
     )
     .await;
     assert_eq!(status, 403, "agents do not connect trackers");
-    let (status, answer) = rest(
-        Method::GET,
-        &format!("{base}/api/v1/issues/search?query=importer"),
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, answer["items"][0]["key"].as_str()),
-        (200, Some("acme/web#99")),
-        "{answer}"
-    );
+    assert_found_over_rest(&base, "importer", "acme/web#99").await;
 
     // A restart keeps the index and the cursor: the next sync asks only for what changed since.
     drop(agent);
     drop(server);
     let server = start_gateway(data.path(), &config(&github_url), &[]);
     let base = server.url.clone();
-    let (status, answer) = rest(
-        Method::GET,
-        &format!("{base}/api/v1/issues/search?query=importer"),
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, answer["items"][0]["key"].as_str()),
-        (200, Some("acme/web#99")),
-        "{answer}"
-    );
+    assert_found_over_rest(&base, "importer", "acme/web#99").await;
     repo.lock().unwrap().requests.clear();
     let (status, answer) = rest(
         Method::POST,

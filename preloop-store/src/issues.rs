@@ -226,6 +226,36 @@ fn stored((id, tracker_id, body): IssueRow) -> Result<StoredIssue, StoreError> {
     })
 }
 
+/// How one issue is named: by its tracker and key, or by its store id.
+enum Lookup<'a> {
+    Key { tracker_id: &'a str, key: &'a str },
+    Id(&'a str),
+}
+
+impl Database {
+    /// The organization's issue `lookup` names.
+    async fn issue_where(
+        &self,
+        organization_id: &str,
+        lookup: Lookup<'_>,
+    ) -> Result<Option<StoredIssue>, StoreError> {
+        let row: Option<IssueRow> = with_connection!(self, |conn| {
+            let mut query = issues::table
+                .filter(issues::organization_id.eq(organization_id))
+                .select((issues::id, issues::tracker_id, issues::body))
+                .into_boxed();
+            query = match lookup {
+                Lookup::Key { tracker_id, key } => query
+                    .filter(issues::tracker_id.eq(tracker_id))
+                    .filter(issues::key.eq(key)),
+                Lookup::Id(id) => query.filter(issues::id.eq(id)),
+            };
+            query.first(conn).await.optional().map_err(backend)?
+        });
+        row.map(stored).transpose()
+    }
+}
+
 #[async_trait]
 impl IssueStore for Database {
     async fn upsert_issue(
@@ -285,18 +315,8 @@ impl IssueStore for Database {
         tracker_id: &str,
         key: &str,
     ) -> Result<Option<StoredIssue>, StoreError> {
-        let row: Option<IssueRow> = with_connection!(self, |conn| {
-            issues::table
-                .filter(issues::organization_id.eq(organization_id))
-                .filter(issues::tracker_id.eq(tracker_id))
-                .filter(issues::key.eq(key))
-                .select((issues::id, issues::tracker_id, issues::body))
-                .first(conn)
-                .await
-                .optional()
-                .map_err(backend)?
-        });
-        row.map(stored).transpose()
+        self.issue_where(organization_id, Lookup::Key { tracker_id, key })
+            .await
     }
 
     async fn find_issue(
@@ -304,17 +324,7 @@ impl IssueStore for Database {
         organization_id: &str,
         id: &str,
     ) -> Result<Option<StoredIssue>, StoreError> {
-        let row: Option<IssueRow> = with_connection!(self, |conn| {
-            issues::table
-                .filter(issues::organization_id.eq(organization_id))
-                .filter(issues::id.eq(id))
-                .select((issues::id, issues::tracker_id, issues::body))
-                .first(conn)
-                .await
-                .optional()
-                .map_err(backend)?
-        });
-        row.map(stored).transpose()
+        self.issue_where(organization_id, Lookup::Id(id)).await
     }
 
     async fn delete_issue(

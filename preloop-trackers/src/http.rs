@@ -119,7 +119,7 @@ impl Answer {
 
     /// The value of a header, when present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        header_text(&self.headers, name)
     }
 
     /// The `next` URL of the `Link` header (RFC 8288), exactly as the tracker gave it.
@@ -451,7 +451,8 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, Failur
     }
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value as text.
+pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -99,10 +99,7 @@ pub fn delivery_id(headers: &HeaderMap, header: &str, body: &[u8]) -> String {
         .unwrap_or_else(|| hex::encode(Sha256::digest(body)))
 }
 
-/// A header's value as text.
-pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
+pub use crate::http::header_text;
 
 /// The body as JSON, or [`WebhookError::Malformed`].
 pub fn json_body(body: &[u8]) -> Result<serde_json::Value, WebhookError> {

@@ -17,11 +17,12 @@ pub use resolve::{
 };
 
 use crate::compliance::{self, Metric};
+pub use arguments::MAX_SEARCH_LIMIT;
 use arguments::{AddComment, Compliance, CreateIssue, GetIssue, Search, UpdateIssue, read};
 use async_trait::async_trait;
 use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, ToolOutput};
 use preloop_core::registry::{RegisteredTool, ToolAnnotations, ToolDescriptor, ToolSource};
-use preloop_core::store::{IssueStore, StoreError, TextSearch};
+use preloop_core::store::{IssueHit, IssueStore, StoreError, TextSearch};
 use preloop_core::tracker::{Issue, IssueState, IssueUpdate, NewIssue, TrackerError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -318,18 +319,15 @@ impl Context<'_> {
             tracker_id: None,
             project: arguments.project,
             state,
-            limit: arguments.limit.clamp(1, arguments::MAX_SEARCH_LIMIT),
+            limit: arguments.limit,
         };
-        let hits = self
-            .tools
-            .index
-            .search_text(self.organization_id, &search)
-            .await?;
-        // Only the trackers still connected: a removed tracker's leftovers are not answers.
-        let hits: Vec<_> = hits
-            .into_iter()
-            .filter(|hit| self.trackers.iter().any(|t| t.id == hit.stored.tracker_id))
-            .collect();
+        let hits = search_connected(
+            self.trackers,
+            self.tools.index.as_ref(),
+            self.organization_id,
+            search,
+        )
+        .await?;
         Ok(render::hits(&arguments.query, &hits, |id| {
             self.trackers
                 .iter()
@@ -367,6 +365,25 @@ impl Context<'_> {
         }
         Ok(render::assessments(&assessed, suggest))
     }
+}
+
+/// Full-text search over the index, answering only issues of `trackers` (a removed or
+/// disabled tracker's leftovers are not answers), at most [`MAX_SEARCH_LIMIT`] of them.
+pub async fn search_connected(
+    trackers: &[ConnectedTracker],
+    index: &dyn IssueStore,
+    organization_id: &str,
+    search: TextSearch,
+) -> Result<Vec<IssueHit>, StoreError> {
+    let search = TextSearch {
+        limit: search.limit.clamp(1, MAX_SEARCH_LIMIT),
+        ..search
+    };
+    let hits = index.search_text(organization_id, &search).await?;
+    Ok(hits
+        .into_iter()
+        .filter(|hit| trackers.iter().any(|t| t.id == hit.stored.tracker_id))
+        .collect())
 }
 
 /// Whether `status` is what the issue already is (so creating needs no transition).

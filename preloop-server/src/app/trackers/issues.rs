@@ -4,10 +4,7 @@
 use super::{TrackerChangeError, Trackers};
 use preloop_core::store::{IssueHit, IssueStore, StoredIssue, TextSearch};
 use preloop_core::tracker::{IssueComment, IssueUpdate, NewIssue};
-use preloop_trackers::tools::{ConnectedTracker, TrackerDirectory};
-
-/// Most results one search answers.
-pub const MAX_SEARCH_LIMIT: usize = 100;
+use preloop_trackers::tools::{ConnectedTracker, TrackerDirectory, search_connected};
 
 impl Trackers {
     /// Full-text search over the organization's connected trackers' issues.
@@ -18,19 +15,20 @@ impl Trackers {
         project: Option<String>,
         limit: usize,
     ) -> Result<Vec<IssueHit>, TrackerChangeError> {
-        let connected = self.connected.trackers(organization_id);
         let search = TextSearch {
             text: text.to_owned(),
             tracker_id: None,
             project,
             state: None,
-            limit: limit.clamp(1, MAX_SEARCH_LIMIT),
+            limit,
         };
-        let hits = self.store.search_text(organization_id, &search).await?;
-        Ok(hits
-            .into_iter()
-            .filter(|hit| connected.iter().any(|t| t.id == hit.stored.tracker_id))
-            .collect())
+        Ok(search_connected(
+            &self.connected.trackers(organization_id),
+            self.store.as_ref(),
+            organization_id,
+            search,
+        )
+        .await?)
     }
 
     /// An issue of the index by id.

@@ -288,10 +288,7 @@ impl Trackers {
 
     async fn status_of(&self, tracker: TrackerConfig) -> Result<TrackerStatus, TrackerChangeError> {
         let id = tracker.id.to_string();
-        let projects: Vec<Project> = self
-            .store
-            .list_documents(&tracker.organization_id, Some(&id))
-            .await?;
+        let projects = self.project_records(&tracker).await?;
         let issues_indexed = self
             .store
             .count_issues(&tracker.organization_id, Some(&id))
@@ -407,12 +404,8 @@ impl Trackers {
     /// Disconnects a tracker: its tools and its synchronization stop; the issues it indexed
     /// leave the answers of search.
     pub async fn delete(&self, organization_id: &str, id: Uuid) -> Result<(), TrackerChangeError> {
-        self.stored(organization_id, id).await?;
-        let projects: Vec<Project> = self
-            .store
-            .list_documents(organization_id, Some(&id.to_string()))
-            .await?;
-        for project in projects {
+        let tracker = self.stored(organization_id, id).await?;
+        for project in self.project_records(&tracker).await? {
             DocumentStore::<Project>::delete_document(
                 &*self.store,
                 organization_id,

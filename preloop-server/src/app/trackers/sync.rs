@@ -15,6 +15,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+/// The tracker's time between synchronizations, at most a year (so that adding it to a time,
+/// or doubling it for a backoff, cannot overflow).
+fn interval(tracker: &TrackerConfig) -> TimeDelta {
+    let year = TimeDelta::days(365);
+    i64::try_from(tracker.sync_interval_seconds)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .map_or(year, |interval| interval.min(year))
+}
+
 /// How long a replica may hold a tracker's sync before another may take it over.
 const LEASE: TimeDelta = TimeDelta::minutes(30);
 
@@ -108,9 +118,9 @@ impl SyncState {
             return;
         }
         let failures = backoff.get(&tracker.id).map_or(0, |(n, _)| *n) + 1;
-        let interval =
-            TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
-        let pause = (interval * 2_i32.saturating_pow(failures.min(10))).min(MAX_BACKOFF);
+        let pause = interval(tracker)
+            .checked_mul(2_i32.saturating_pow(failures.min(10)))
+            .map_or(MAX_BACKOFF, |pause| pause.min(MAX_BACKOFF));
         backoff.insert(tracker.id, (failures, now + pause));
     }
 }
@@ -165,19 +175,13 @@ impl Trackers {
     }
 
     async fn is_due(&self, tracker: &TrackerConfig, now: DateTime<Utc>) -> bool {
-        let interval =
-            TimeDelta::seconds(i64::try_from(tracker.sync_interval_seconds).unwrap_or(300));
-        let projects: Vec<Project> = self
-            .store
-            .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
-            .await
-            .unwrap_or_default();
+        let projects = self.project_records(tracker).await.unwrap_or_default();
         tracker.projects.iter().any(|key| {
             projects
                 .iter()
                 .find(|p| p.key == *key)
                 .and_then(|p| p.last_synced_at)
-                .is_none_or(|last| last + interval <= now)
+                .is_none_or(|last| last + interval(tracker) <= now)
         })
     }
 
@@ -216,8 +220,9 @@ impl Trackers {
         let tracker_id = tracker.id.to_string();
         let started_at = Utc::now();
         let mut summary = SyncSummary::default();
+        let known = self.project_records(tracker).await?;
         for key in &tracker.projects {
-            let mut project = self.project_record(tracker, key).await?;
+            let mut project = self.project_record(tracker, key, &known).await?;
             let target = SyncTarget {
                 organization_id: &tracker.organization_id,
                 tracker_id: &tracker_id,
@@ -274,18 +279,25 @@ impl Trackers {
         Ok(summary)
     }
 
-    /// The project's synchronization record, created on its first sync.
+    /// The tracker's projects' synchronization records.
+    pub(super) async fn project_records(
+        &self,
+        tracker: &TrackerConfig,
+    ) -> Result<Vec<Project>, StoreError> {
+        self.store
+            .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
+            .await
+    }
+
+    /// The project's synchronization record (among `known`), created on its first sync.
     async fn project_record(
         &self,
         tracker: &TrackerConfig,
         key: &str,
+        known: &[Project],
     ) -> Result<Project, StoreError> {
-        let projects: Vec<Project> = self
-            .store
-            .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
-            .await?;
-        if let Some(project) = projects.into_iter().find(|p| p.key == key) {
-            return Ok(project);
+        if let Some(project) = known.iter().find(|p| p.key == key) {
+            return Ok(project.clone());
         }
         let project = Project {
             id: Uuid::new_v4(),
@@ -300,16 +312,12 @@ impl Trackers {
         };
         match self.store.insert_document(&project).await {
             // Another replica created it meanwhile: use theirs.
-            Err(StoreError::AlreadyExists) => {
-                let projects: Vec<Project> = self
-                    .store
-                    .list_documents(&tracker.organization_id, Some(&tracker.id.to_string()))
-                    .await?;
-                projects
-                    .into_iter()
-                    .find(|p| p.key == key)
-                    .ok_or(StoreError::AlreadyExists)
-            }
+            Err(StoreError::AlreadyExists) => self
+                .project_records(tracker)
+                .await?
+                .into_iter()
+                .find(|p| p.key == key)
+                .ok_or(StoreError::AlreadyExists),
             other => other.map(|()| project),
         }
     }
