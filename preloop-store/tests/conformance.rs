@@ -173,6 +173,7 @@ conformance!(
     pending_work_survives_a_restart,
     issues_round_trip_and_rank_by_similarity,
     issues_are_found_by_their_words,
+    rare_words_are_found_among_thousands_of_common_matches,
     leases_are_held_by_one_holder_until_they_end,
     users_and_api_keys_round_trip,
     documents_round_trip_with_unique_names_per_parent,
@@ -1007,6 +1008,63 @@ fn worded(key: &str, title: &str, body: &str, minutes: i64) -> Issue {
     issue
 }
 
+/// More issues with a query's common words than any backend ranks in full (2,000): the issue
+/// with its rare word still comes first, and the filters apply before words are counted.
+async fn rare_words_are_found_among_thousands_of_common_matches<B: Backend>(backend: &B) {
+    let store = backend.open().await;
+    // The oldest issue, the first indexed: outside any window of recent common matches.
+    let mut needle = worded("N-1", "Login error in the zanzibar module", "It fails.", 0);
+    needle.project = "api".into();
+    store
+        .upsert_issue("acme", "gh", &needle, None)
+        .await
+        .unwrap();
+    for i in 1..=2_100 {
+        let common = worded(&format!("C-{i}"), "Login error", "The page fails to load.", i);
+        store
+            .upsert_issue("acme", "gh", &common, None)
+            .await
+            .unwrap();
+    }
+    let search = |text: &str, project: Option<&str>| TextSearch {
+        text: text.into(),
+        project: project.map(str::to_owned),
+        limit: 10,
+        ..TextSearch::default()
+    };
+    let first_key = |hits: &[IssueHit]| hits.first().map(|hit| hit.stored.issue.key.clone());
+
+    let hits = store
+        .search_text("acme", &search("login error zanzibar", None))
+        .await
+        .unwrap();
+    assert_eq!(first_key(&hits).as_deref(), Some("N-1"));
+    assert_eq!(hits.len(), 10, "the common words still find the rest");
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    // Common words alone: a full page of matches, best first.
+    let hits = store
+        .search_text("acme", &search("login error", None))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 10);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    // Within one project "login" is rare again, and its only issue is found.
+    let hits = store
+        .search_text("acme", &search("login", Some("api")))
+        .await
+        .unwrap();
+    assert_eq!(first_key(&hits).as_deref(), Some("N-1"));
+    assert_eq!(hits.len(), 1);
+    // Another organization sees none of it.
+    assert!(
+        store
+            .search_text("globex", &search("zanzibar login", None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn issues_are_found_by_their_words<B: Backend>(backend: &B) {
     let store = backend.open().await;
     let login = worded(
@@ -1269,6 +1327,7 @@ async fn organization<S: Stores>(store: &S, id: &str) {
         id: id.into(),
         name: format!("{id} Inc."),
         created_at: t0(),
+        closed_at: None,
     };
     store.create_organization(&org).await.unwrap();
     assert_eq!(store.get_organization(id).await.unwrap(), Some(org));
@@ -1284,10 +1343,25 @@ async fn users_and_api_keys_round_trip<B: Backend>(backend: &B) {
             .create_organization(&Organization {
                 id: "acme".into(),
                 name: "again".into(),
-                created_at: t0()
+                created_at: t0(),
+                closed_at: None,
             })
             .await,
         Err(StoreError::AlreadyExists)
+    );
+    // Renaming and closing are kept; an unknown organization is not found.
+    let mut closed = store.get_organization("globex").await.unwrap().unwrap();
+    closed.name = "Globex (closed)".into();
+    closed.closed_at = Some(t0() + ChronoDuration::seconds(5));
+    store.update_organization(&closed).await.unwrap();
+    assert_eq!(
+        store.get_organization("globex").await.unwrap(),
+        Some(closed.clone())
+    );
+    closed.id = "initech".into();
+    assert_eq!(
+        store.update_organization(&closed).await,
+        Err(StoreError::NotFound)
     );
     let ids: Vec<String> = store
         .list_organizations()
