@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The first organization: the operator's.
+const DEFAULT_ORGANIZATION: &str = "default";
+
 /// Written into the first organization's resources; never to be seen by the second.
 const MARKER: &str = "org-a-private-marker";
 
@@ -58,6 +61,7 @@ impl OrgA {
         let value = match name {
             "name" => &self.policy,
             "tool" => &self.tool,
+            "org_id" => return DEFAULT_ORGANIZATION.to_owned(),
             _ if template.contains("/approval-requests/") || template.contains("/approval/") => {
                 &self.request
             }
@@ -158,6 +162,7 @@ async fn state_of_a(base: &str, a: &OrgA) -> Value {
         format!("/users/{}", a.user),
         "/api-keys".to_owned(),
         "/policy".to_owned(),
+        format!("/organizations/{DEFAULT_ORGANIZATION}"),
         "/tool-configurations".to_owned(),
         "/users".to_owned(),
     ] {
@@ -204,6 +209,10 @@ fn body_for(template: &str, method: &Method, a: &OrgA) -> Value {
             json!({"approval_policy": a.policy})
         }
         ("PATCH", _) => json!({"name": "changed", "disabled": true, "roles": ["agent"]}),
+        ("POST", "/api/v1/organizations") => {
+            json!({"name": "Shadow", "admin_email": "shadow@example.com"})
+        }
+        ("PUT", "/api/v1/organizations/{org_id}") => json!({"name": "stolen"}),
         ("PUT", "/api/v1/access-rules/order") => json!({"ids": [a.rule]}),
         ("PUT", "/api/v1/access-rules/{id}") => json!({"tools": ["*"], "action": "allow"}),
         ("PUT", "/api/v1/approval-policies/{name}") => {
@@ -459,4 +468,167 @@ default = "allow"
             .sum::<usize>(),
         roles.len()
     );
+}
+
+/// The operator (an admin of the default organization) creates an organization with its first
+/// admin, who sees and renames only their own and can neither create nor close any; the
+/// operator closes it, and its people and keys are shut out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_creates_and_closes_organizations_their_admins_only_rename_their_own() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_gateway(
+        data.path(),
+        "",
+        &[("SECRET_KEY", "the isolation test's secret key, 32+ chars")],
+    );
+    let api = |path: &str| format!("{}/api/v1{path}", server.url);
+    let password = "initech's own first password";
+    let new = json!({"name": "Initech", "admin_email": "Boss@Initech.example", "admin_password": password});
+    let (status, answer) = rest(
+        Method::POST,
+        &api("/organizations"),
+        Some(ADMIN_KEY),
+        Some(new.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["organization"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(answer["organization"]["name"], "Initech");
+    assert_eq!(answer["admin"]["email"], "boss@initech.example");
+    assert_eq!(answer["admin"]["roles"], json!(["admin"]));
+    assert!(!answer.to_string().contains("argon2"), "{answer}");
+    // The same admin twice, a blank name, an unknown field: clear refusals.
+    for (body, expected) in [
+        (new.clone(), 409),
+        (
+            json!({"name": "  ", "admin_email": "x@initech.example"}),
+            422,
+        ),
+        (json!({"name": "X", "admin_email": "not-an-address"}), 422),
+        (
+            json!({"name": "X", "admin_email": "y@initech.example", "plan": "gold"}),
+            400,
+        ),
+    ] {
+        let (status, answer) = rest(
+            Method::POST,
+            &api("/organizations"),
+            Some(ADMIN_KEY),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, expected, "{answer}");
+    }
+
+    let (status, tokens) = rest(
+        Method::POST,
+        &api("/auth/token"),
+        None,
+        Some(json!({"email": "boss@initech.example", "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let boss = tokens["access_token"].as_str().unwrap().to_owned();
+    let (_, key) = rest(
+        Method::POST,
+        &api("/api-keys"),
+        Some(&boss),
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    let boss_key = key["secret"].as_str().unwrap().to_owned();
+
+    // Their own organization only.
+    let (status, listed) = rest(Method::GET, &api("/organizations"), Some(&boss), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+    let (status, _) = rest(
+        Method::GET,
+        &api(&format!("/organizations/{DEFAULT_ORGANIZATION}")),
+        Some(&boss),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, renamed) = rest(
+        Method::PUT,
+        &api(&format!("/organizations/{id}")),
+        Some(&boss_key),
+        Some(json!({"name": "Initech Ltd"})),
+    )
+    .await;
+    assert_eq!(
+        (status, renamed["name"].as_str()),
+        (200, Some("Initech Ltd"))
+    );
+    let (status, _) = rest(
+        Method::POST,
+        &api("/organizations"),
+        Some(&boss),
+        Some(json!({"name": "Mine", "admin_email": "z@initech.example"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = rest(
+        Method::DELETE,
+        &api(&format!("/organizations/{id}")),
+        Some(&boss),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The operator sees every organization, cannot close their own, closes Initech.
+    let (_, listed) = rest(Method::GET, &api("/organizations"), Some(ADMIN_KEY), None).await;
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&DEFAULT_ORGANIZATION) && ids.contains(&id.as_str()),
+        "{listed}"
+    );
+    let (status, _) = rest(
+        Method::DELETE,
+        &api(&format!("/organizations/{DEFAULT_ORGANIZATION}")),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, closed) = rest(
+        Method::DELETE,
+        &api(&format!("/organizations/{id}")),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{closed}");
+    assert!(closed["closed_at"].is_string(), "{closed}");
+    for token in [&boss, &boss_key] {
+        let (status, answer) = rest(Method::GET, &api("/users/me"), Some(token), None).await;
+        assert_eq!(
+            status, 401,
+            "a closed organization's credential still works: {answer}"
+        );
+    }
+    let (status, _) = rest(
+        Method::POST,
+        &api("/auth/token"),
+        None,
+        Some(json!({"email": "boss@initech.example", "password": password})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, again) = rest(
+        Method::GET,
+        &api(&format!("/organizations/{id}")),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!((status, &again["closed_at"]), (200, &closed["closed_at"]));
 }

@@ -21,6 +21,10 @@ pub struct Organization {
     pub name: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// When the organization was closed: its users disabled, its keys revoked, its calls
+    /// denied, its records kept. `None` while it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// A person (or service account) who signs in, approves, or runs agents.

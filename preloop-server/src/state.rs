@@ -63,6 +63,8 @@ pub struct Shared {
     pub servers: Servers,
     /// Users, API keys, passwords, sign-in and registration.
     pub accounts: Accounts,
+    /// Organizations: listed, renamed, created and closed.
+    pub organizations: crate::app::Organizations,
     /// Issue trackers, their synchronization, webhooks and tools.
     pub trackers: Trackers,
     /// Announcing configuration changes to the other replicas.

@@ -122,6 +122,7 @@ impl AccountStore for Database {
                     organizations::id.eq(&organization.id),
                     organizations::name.eq(&organization.name),
                     organizations::created_at.eq(to_micros(organization.created_at)),
+                    organizations::closed_at.eq(organization.closed_at.map(to_micros)),
                 ))
                 .execute(conn)
                 .await
@@ -131,7 +132,7 @@ impl AccountStore for Database {
     }
 
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError> {
-        let row: Option<(String, String, i64)> = with_connection!(self, |conn| {
+        let row: Option<OrganizationRow> = with_connection!(self, |conn| {
             organizations::table
                 .find(id)
                 .first(conn)
@@ -143,7 +144,7 @@ impl AccountStore for Database {
     }
 
     async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError> {
-        let rows: Vec<(String, String, i64)> = with_connection!(self, |conn| {
+        let rows: Vec<OrganizationRow> = with_connection!(self, |conn| {
             organizations::table
                 .order(organizations::id)
                 .load(conn)
@@ -151,6 +152,20 @@ impl AccountStore for Database {
                 .map_err(backend)?
         });
         Ok(rows.into_iter().map(organization_of).collect())
+    }
+
+    async fn update_organization(&self, organization: &Organization) -> Result<(), StoreError> {
+        let updated = with_connection!(self, |conn| {
+            diesel::update(organizations::table.find(&organization.id))
+                .set((
+                    organizations::name.eq(&organization.name),
+                    organizations::closed_at.eq(organization.closed_at.map(to_micros)),
+                ))
+                .execute(conn)
+                .await
+                .map_err(backend)?
+        });
+        found(updated)
     }
 
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
@@ -303,10 +318,14 @@ impl AccountStore for Database {
     }
 }
 
-fn organization_of((id, name, created_at): (String, String, i64)) -> Organization {
+/// An `organizations` row: id, name, creation and closing times.
+type OrganizationRow = (String, String, i64, Option<i64>);
+
+fn organization_of((id, name, created_at, closed_at): OrganizationRow) -> Organization {
     Organization {
         id,
         name,
         created_at: from_micros(created_at),
+        closed_at: closed_at.map(from_micros),
     }
 }

@@ -97,6 +97,7 @@ diesel::table! {
         id -> Text,
         name -> Text,
         created_at -> BigInt,
+        closed_at -> Nullable<BigInt>,
     }
 }
 

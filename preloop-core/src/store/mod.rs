@@ -217,6 +217,9 @@ pub trait AccountStore: Send + Sync {
     /// Every organization, sorted by id (for start-up, which loads each one's configuration).
     async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError>;
 
+    /// Replaces an organization's name and closing time; `NotFound` if it does not exist.
+    async fn update_organization(&self, organization: &Organization) -> Result<(), StoreError>;
+
     /// Creates a user; `AlreadyExists` if the id or the e-mail address is taken (in any
     /// organization: the address is the sign-in name).
     async fn create_user(&self, user: &User) -> Result<(), StoreError>;

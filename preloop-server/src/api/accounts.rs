@@ -30,7 +30,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// A user as the API shows it: never the password hash.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct UserView {
+pub(super) struct UserView {
     created_at: DateTime<Utc>,
     /// Disabled users cannot authenticate.
     disabled: bool,

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 pub(crate) mod hitl;
 mod links;
+mod organizations;
 mod policy;
 mod servers;
 mod trackers;
@@ -31,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(accounts::routes())
         .merge(approvals::routes())
         .merge(audit::routes())
+        .merge(organizations::routes())
         .merge(policy::routes())
         .merge(servers::routes())
         .merge(trackers::routes())

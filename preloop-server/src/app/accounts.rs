@@ -62,6 +62,24 @@ pub enum AccountError {
         /// The id asked for.
         id: String,
     },
+    /// No such organization (or not one the caller may see).
+    #[error("no organization `{id}`")]
+    NoOrganization {
+        /// The id asked for.
+        id: String,
+    },
+    /// Only the operator (an admin of the default organization) may do this.
+    #[error("only the operator can {action}")]
+    OperatorOnly {
+        /// What was refused, completing "only the operator can ...".
+        action: &'static str,
+    },
+    /// The operator's own organization cannot be closed.
+    #[error("the operator's organization cannot be closed")]
+    OperatorOrganization,
+    /// An empty or over-long organization name.
+    #[error("an organization needs a name of 1 to 200 characters")]
+    OrganizationName,
     /// No such API key in the organization.
     #[error("no API key `{id}`")]
     NoKey {
@@ -494,6 +512,7 @@ impl Accounts {
                 .organization
                 .unwrap_or_else(|| format!("{}'s organization", registrant.email)),
             created_at: now,
+            closed_at: None,
         };
         let mut user = User::new(
             &organization.id,
@@ -537,7 +556,7 @@ pub fn new_user(organization_id: &str, draft: UserDraft) -> Result<User, Account
     Ok(user)
 }
 
-fn check_email(email: &str) -> Result<(), AccountError> {
+pub(super) fn check_email(email: &str) -> Result<(), AccountError> {
     if email.contains('@') {
         Ok(())
     } else {
@@ -562,7 +581,7 @@ fn check_password(password: &str) -> Result<(), AccountError> {
 }
 
 /// The hash of a password long enough.
-fn checked_password(password: &str) -> Result<String, AccountError> {
+pub(super) fn checked_password(password: &str) -> Result<String, AccountError> {
     check_password(password)?;
     Ok(hash_password(password)?)
 }

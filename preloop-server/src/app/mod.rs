@@ -12,6 +12,8 @@
 //! - [`Trackers`]: organizations' issue trackers (checked, stored, connected, synchronized into
 //!   the issue index, their webhooks received) and the issue tools they bring.
 //! - [`Accounts`]: users, API keys, passwords, sign-in and registration, with their rules.
+//! - [`Organizations`]: organizations listed and renamed by their admins, created and closed
+//!   by the operator (a closed one's users disabled, keys revoked, configuration out of force).
 //! - [`audit`]: the audit chain paged and filtered, and verified page by page.
 //! - [`Replicas`]: telling the other replicas that an organization's configuration changed.
 //!
@@ -22,6 +24,7 @@
 pub mod accounts;
 mod approvals;
 pub mod audit;
+pub mod organizations;
 mod policies;
 mod replicas;
 pub mod servers;
@@ -29,6 +32,7 @@ pub mod trackers;
 
 pub use accounts::{AccountError, Accounts, Guards};
 pub use approvals::Approvals;
+pub use organizations::{NewOrganization, Organizations, Reload};
 pub use policies::{Policies, PolicyChangeError, rewrite_stored};
 pub use replicas::Replicas;
 pub use servers::{ServerError, Servers, UpstreamControl};

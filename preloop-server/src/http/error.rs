@@ -195,8 +195,11 @@ impl From<AccountError> for ApiError {
             | AccountError::NotOwn
             | AccountError::NotInteractive
             | AccountError::WrongCurrentPassword
-            | AccountError::NothingToGrant => Self::Forbidden(error.to_string()),
-            AccountError::NoUser { .. } | AccountError::NoKey { .. } => {
+            | AccountError::NothingToGrant
+            | AccountError::OperatorOnly { .. } => Self::Forbidden(error.to_string()),
+            AccountError::NoUser { .. }
+            | AccountError::NoKey { .. }
+            | AccountError::NoOrganization { .. } => {
                 Self::NotFound(error.to_string())
             }
             AccountError::NotAnEmail { .. }
@@ -205,8 +208,12 @@ impl From<AccountError> for ApiError {
             | AccountError::Password(_)
             | AccountError::ScopeNotGrantable { .. }
             | AccountError::ExpiryPassed
-            | AccountError::Unnamed => Self::Unprocessable(error.to_string()),
-            AccountError::EmailTaken | AccountError::OwnAdminRole | AccountError::DisablingSelf => {
+            | AccountError::Unnamed
+            | AccountError::OrganizationName => Self::Unprocessable(error.to_string()),
+            AccountError::EmailTaken
+            | AccountError::OwnAdminRole
+            | AccountError::DisablingSelf
+            | AccountError::OperatorOrganization => {
                 Self::Conflict(error.to_string())
             }
             AccountError::WrongCredentials => Self::Unauthorized(error.to_string()),

@@ -49,6 +49,7 @@ pub async fn bootstrap(
         id: DEFAULT_ORGANIZATION.to_owned(),
         name: "Default organization".to_owned(),
         created_at: now,
+        closed_at: None,
     };
     match store.create_organization(&organization).await {
         Ok(()) | Err(StoreError::AlreadyExists) => {}
@@ -96,6 +97,7 @@ mod tests {
             id: DEFAULT_ORGANIZATION.into(),
             name: "x".into(),
             created_at: Utc::now(),
+            closed_at: None,
         };
         store.create_organization(&organization).await.unwrap();
         store

@@ -276,6 +276,7 @@ async fn ensure_organization(database: &Database, organization: &str) -> Command
         id: DEFAULT_ORGANIZATION.to_owned(),
         name: "Default organization".to_owned(),
         created_at: Utc::now(),
+        closed_at: None,
     };
     Ok(database.create_organization(&default).await?)
 }

@@ -1,6 +1,8 @@
 //! `preloop serve`: open the store, bootstrap, apply the configuration, serve until a signal.
 
-use crate::app::{Accounts, Approvals, Policies, Replicas, Servers, Trackers, rewrite_stored};
+use crate::app::{
+    Accounts, Approvals, Organizations, Policies, Replicas, Servers, Trackers, rewrite_stored,
+};
 use crate::auth::Authenticator;
 use crate::auth::jwks::{Jwks, JwksError};
 use crate::auth::limits::RateLimits;
@@ -15,7 +17,7 @@ use crate::gateway::upstream::Upstreams;
 use crate::gateway::upstream::egress::SecurityConfigError;
 use crate::router::app;
 use crate::runtime::bootstrap::bootstrap;
-use crate::runtime::startup::ConfiguredServersError;
+use crate::runtime::startup::{ConfigReloads, ConfiguredServersError};
 use crate::state::{AccountGuards, AppState, Shared};
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use preloop_core::governor::{Governor, GovernorConfig, GovernorError};
@@ -264,16 +266,13 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
             () = syncing.run() => {}
         }
     });
-    follow(
-        &database,
-        ConfigReloads {
-            database: database.clone(),
-            governor: governor.clone(),
-            upstreams: upstreams.clone(),
-            trackers: trackers.clone(),
-        },
-        &shutdown,
-    );
+    let reloads = ConfigReloads {
+        database: database.clone(),
+        governor: governor.clone(),
+        upstreams: upstreams.clone(),
+        trackers: trackers.clone(),
+    };
+    follow(&database, reloads.clone(), &shutdown);
     let mut authenticator = Authenticator::new(database.clone(), tokens.clone());
     if let Some(config) = settings.file.auth.jwks.clone() {
         let jwks = Jwks::load(config).await?;
@@ -288,15 +287,18 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         replicas.clone(),
     );
     let throttles = Arc::new(Throttles::default());
+    let guards = Arc::new(AccountGuards {
+        throttles: throttles.clone(),
+        authenticator: authenticator.clone(),
+    });
     let accounts = Accounts::new(
         database.clone(),
         governor.clone(),
         replicas.clone(),
-        Arc::new(AccountGuards {
-            throttles: throttles.clone(),
-            authenticator: authenticator.clone(),
-        }),
+        guards.clone(),
     );
+    let organizations =
+        Organizations::new(database.clone(), replicas.clone(), guards, Arc::new(reloads));
     let state = AppState::new(Shared {
         governor,
         store: database.clone(),
@@ -309,6 +311,7 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         policies,
         servers,
         accounts,
+        organizations,
         trackers,
         replicas,
         limits: RateLimits::new(settings.requests_per_second, settings.burst),
@@ -406,7 +409,7 @@ fn housekeeping(state: &AppState, shutdown: &CancellationToken) {
 }
 
 /// What a replica does with notifications on one PostgreSQL channel.
-trait Follower: Send + Sync + 'static {
+pub(crate) trait Follower: Send + Sync + 'static {
     /// The channel.
     const CHANNEL: &'static str;
     /// One notification's payload.
@@ -493,45 +496,6 @@ impl Follower for ApprovalWakeups {
 
     async fn on_renewed(&self) {
         self.governor.wake_all();
-    }
-}
-
-/// Configuration changed on another replica: reload that organization (everything, after a gap).
-struct ConfigReloads {
-    database: Arc<Database>,
-    governor: Arc<Governor>,
-    upstreams: Arc<Upstreams>,
-    trackers: Trackers,
-}
-
-impl Follower for ConfigReloads {
-    const CHANNEL: &'static str = preloop_store::CONFIG_CHANNEL;
-
-    async fn on_payload(&self, organization: String) {
-        let reloaded = crate::runtime::startup::reload_organization(
-            &self.database,
-            &self.governor,
-            &self.upstreams,
-            &self.trackers,
-            &organization,
-        )
-        .await;
-        if let Err(error) = reloaded {
-            tracing::warn!(%error, %organization, "reloading an organization failed");
-        }
-    }
-
-    async fn on_renewed(&self) {
-        let reloaded = crate::runtime::startup::load_organizations(
-            &self.database,
-            &self.governor,
-            &self.upstreams,
-            &self.trackers,
-        )
-        .await;
-        if let Err(error) = reloaded {
-            tracing::warn!(%error, "reloading the configuration failed");
-        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! organization's stored configuration put in force (policy, tool settings, upstream servers,
 //! issue trackers).
 
-use crate::app::{Trackers, rewrite_stored};
+use crate::app::{Reload, Trackers, rewrite_stored};
+use crate::runtime::serve::Follower;
 use crate::config::{McpServerEntry, ServerEntryError};
 use crate::gateway::upstream::Upstreams;
 use crate::tenancy::DEFAULT_ORGANIZATION;
@@ -14,6 +15,7 @@ use preloop_core::policy::GovernanceDocument;
 use preloop_core::principal::PrincipalSelector;
 use preloop_core::store::{AccountStore, DocumentStore, PolicyStore, StoreError};
 use preloop_store::Database;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Why the configuration file's `[[mcp_servers]]` could not be recorded.
@@ -94,7 +96,7 @@ pub async fn load_organizations(
         if let Err(error) = loaded.await {
             tracing::error!(organization = org, %error, "cannot load the organization's configuration; denying its calls until it is fixed");
             governor
-                .set_policy(org, &deny_everything())
+                .set_policy(org, &deny_everything(INVALID_POLICY))
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
     }
@@ -208,6 +210,19 @@ pub async fn reload_organization(
     organization_id: &str,
 ) -> Result<(), StoreError> {
     let org = organization_id;
+    let closed = database
+        .get_organization(org)
+        .await?
+        .is_some_and(|o| o.closed_at.is_some());
+    if closed {
+        governor
+            .set_policy(org, &deny_everything("the organization is closed"))
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        governor.registry().replace_settings(org, Default::default());
+        upstreams.sync(org, Vec::new()).await;
+        trackers.forget(org);
+        return Ok(());
+    }
     let document = database
         .load_policy(org)
         .await?
@@ -216,7 +231,7 @@ pub async fn reload_organization(
     if let Err(error) = governor.set_policy(org, &document) {
         tracing::error!(organization = org, %error, "stored policy does not compile; denying every call until it is fixed");
         governor
-            .set_policy(org, &deny_everything())
+            .set_policy(org, &deny_everything(INVALID_POLICY))
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
     }
     let configurations: Vec<ToolConfiguration> = database.list_documents(org, None).await?;
@@ -230,10 +245,71 @@ pub async fn reload_organization(
     trackers.reload(org).await
 }
 
-fn deny_everything() -> GovernanceDocument {
+/// A policy denying every call with `message`.
+fn deny_everything(message: &str) -> GovernanceDocument {
     let mut document = GovernanceDocument::default();
     document.policy.default = preloop_core::policy::ActionKind::Deny;
-    document.policy.default_message =
-        Some("the organization's stored policy is invalid; an admin must fix it".to_owned());
+    document.policy.default_message = Some(message.to_owned());
     document
+}
+
+/// Why an organization whose configuration cannot be read or compiled denies every call.
+const INVALID_POLICY: &str = "the organization's stored policy is invalid; an admin must fix it";
+
+/// Puts an organization's configuration in force: on this replica after a change here, and when
+/// another replica announces one (everything, after a gap in the announcements).
+#[derive(Clone)]
+pub struct ConfigReloads {
+    /// The store the configuration is read from.
+    pub database: Arc<Database>,
+    /// Where policies and tool settings go.
+    pub governor: Arc<Governor>,
+    /// The organizations' running upstreams.
+    pub upstreams: Arc<Upstreams>,
+    /// The organizations' connected trackers.
+    pub trackers: Trackers,
+}
+
+impl std::fmt::Debug for ConfigReloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfigReloads")
+    }
+}
+
+#[async_trait::async_trait]
+impl Reload for ConfigReloads {
+    async fn reload(&self, organization: &str) {
+        let reloaded = reload_organization(
+            &self.database,
+            &self.governor,
+            &self.upstreams,
+            &self.trackers,
+            organization,
+        )
+        .await;
+        if let Err(error) = reloaded {
+            tracing::warn!(%error, %organization, "reloading an organization failed");
+        }
+    }
+}
+
+impl Follower for ConfigReloads {
+    const CHANNEL: &'static str = preloop_store::CONFIG_CHANNEL;
+
+    async fn on_payload(&self, organization: String) {
+        Reload::reload(self, &organization).await;
+    }
+
+    async fn on_renewed(&self) {
+        let reloaded = load_organizations(
+            &self.database,
+            &self.governor,
+            &self.upstreams,
+            &self.trackers,
+        )
+        .await;
+        if let Err(error) = reloaded {
+            tracing::warn!(%error, "reloading the configuration failed");
+        }
+    }
 }

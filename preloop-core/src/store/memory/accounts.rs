@@ -30,6 +30,16 @@ impl AccountStore for MemoryStore {
         Ok(organizations)
     }
 
+    async fn update_organization(&self, organization: &Organization) -> Result<(), StoreError> {
+        match self.state().organizations.get_mut(&organization.id) {
+            Some(stored) => {
+                stored.clone_from(organization);
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let mut state = self.state();
         let email = user.email.to_lowercase();

@@ -207,6 +207,17 @@ impl Trackers {
     /// has an enabled tracker (at start, and when any replica announces a change).
     pub async fn reload(&self, organization_id: &str) -> Result<(), StoreError> {
         let stored: Vec<TrackerConfig> = self.store.list_documents(organization_id, None).await?;
+        self.connect_all(organization_id, &stored);
+        Ok(())
+    }
+
+    /// Takes the organization's trackers out of force (it was closed): no adapters, no tools,
+    /// no syncs.
+    pub fn forget(&self, organization_id: &str) {
+        self.connect_all(organization_id, &[]);
+    }
+
+    fn connect_all(&self, organization_id: &str, stored: &[TrackerConfig]) {
         let mut connected = Vec::new();
         {
             let mut configs = self
@@ -215,7 +226,7 @@ impl Trackers {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             configs.retain(|_, (config, _)| config.organization_id != organization_id);
-            for config in &stored {
+            for config in stored {
                 let built = connect::adapter(config, self.reach.as_ref());
                 let error = built.as_ref().err().map(ToString::to_string);
                 if let Some(error) = &error {
@@ -250,7 +261,6 @@ impl Trackers {
         } else {
             by_organization.insert(organization_id.to_owned(), connected);
         }
-        Ok(())
     }
 
     /// The organization's trackers.
