@@ -256,6 +256,68 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Inserts or replaces `issues` (each with its embedding, or `None` to keep the stored
+    /// one) in one transaction; their store ids in order.
+    async fn upsert_batch(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        issues: &[(&Issue, Option<&[f32]>)],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut rows = Vec::with_capacity(issues.len());
+        for (issue, embedding) in issues {
+            if let Some(vector) = embedding {
+                check_embedding(vector)?;
+            }
+            let body =
+                serde_json::to_string(issue).map_err(|e| StoreError::Backend(e.to_string()))?;
+            rows.push((*issue, *embedding, body, searchable_text(issue)));
+        }
+        with_connection!(self, |conn| {
+            conn.transaction::<_, TxError, _>(async |conn| {
+                let mut ids = Vec::with_capacity(rows.len());
+                for (issue, embedding, body, search_text) in &rows {
+                    let id: String = diesel::insert_into(issues::table)
+                        .values((
+                            issues::id.eq(uuid::Uuid::new_v4().to_string()),
+                            issues::organization_id.eq(organization_id),
+                            issues::tracker_id.eq(tracker_id),
+                            issues::key.eq(&issue.key),
+                            issues::project.eq(&issue.project),
+                            issues::state.eq(state_name(issue.state)),
+                            issues::updated_at.eq(to_micros(issue.updated_at)),
+                            issues::body.eq(body),
+                            issues::title.eq(&issue.title),
+                            issues::search_text.eq(search_text),
+                        ))
+                        .on_conflict((issues::organization_id, issues::tracker_id, issues::key))
+                        .do_update()
+                        .set((
+                            issues::project.eq(excluded(issues::project)),
+                            issues::state.eq(excluded(issues::state)),
+                            issues::updated_at.eq(excluded(issues::updated_at)),
+                            issues::body.eq(excluded(issues::body)),
+                            issues::title.eq(excluded(issues::title)),
+                            issues::search_text.eq(excluded(issues::search_text)),
+                        ))
+                        .returning(issues::id)
+                        .get_result(conn)
+                        .await?;
+                    if let Some(vector) = embedding {
+                        conn.store_embedding(organization_id, tracker_id, &issue.key, vector)
+                            .await?;
+                    }
+                    ids.push(id);
+                }
+                Ok(ids)
+            })
+            .await
+            .map_err(StoreError::from)
+        })
+    }
+}
+
 #[async_trait]
 impl IssueStore for Database {
     async fn upsert_issue(
@@ -265,48 +327,22 @@ impl IssueStore for Database {
         issue: &Issue,
         embedding: Option<&[f32]>,
     ) -> Result<String, StoreError> {
-        if let Some(vector) = embedding {
-            check_embedding(vector)?;
-        }
-        let body = serde_json::to_string(issue).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let search_text = searchable_text(issue);
-        with_connection!(self, |conn| {
-            conn.transaction::<_, TxError, _>(async |conn| {
-                let id: String = diesel::insert_into(issues::table)
-                    .values((
-                        issues::id.eq(uuid::Uuid::new_v4().to_string()),
-                        issues::organization_id.eq(organization_id),
-                        issues::tracker_id.eq(tracker_id),
-                        issues::key.eq(&issue.key),
-                        issues::project.eq(&issue.project),
-                        issues::state.eq(state_name(issue.state)),
-                        issues::updated_at.eq(to_micros(issue.updated_at)),
-                        issues::body.eq(&body),
-                        issues::title.eq(&issue.title),
-                        issues::search_text.eq(&search_text),
-                    ))
-                    .on_conflict((issues::organization_id, issues::tracker_id, issues::key))
-                    .do_update()
-                    .set((
-                        issues::project.eq(excluded(issues::project)),
-                        issues::state.eq(excluded(issues::state)),
-                        issues::updated_at.eq(excluded(issues::updated_at)),
-                        issues::body.eq(excluded(issues::body)),
-                        issues::title.eq(excluded(issues::title)),
-                        issues::search_text.eq(excluded(issues::search_text)),
-                    ))
-                    .returning(issues::id)
-                    .get_result(conn)
-                    .await?;
-                if let Some(vector) = embedding {
-                    conn.store_embedding(organization_id, tracker_id, &issue.key, vector)
-                        .await?;
-                }
-                Ok(id)
-            })
-            .await
-            .map_err(StoreError::from)
-        })
+        let ids = self
+            .upsert_batch(organization_id, tracker_id, &[(issue, embedding)])
+            .await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Backend("an upsert answered no id".to_owned()))
+    }
+
+    async fn upsert_issues(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        issues: &[Issue],
+    ) -> Result<Vec<String>, StoreError> {
+        let batch: Vec<(&Issue, Option<&[f32]>)> = issues.iter().map(|i| (i, None)).collect();
+        self.upsert_batch(organization_id, tracker_id, &batch).await
     }
 
     async fn get_issue(

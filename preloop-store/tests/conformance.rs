@@ -1019,13 +1019,30 @@ async fn rare_words_are_found_among_thousands_of_common_matches<B: Backend>(back
         .upsert_issue("acme", "gh", &needle, None)
         .await
         .unwrap();
-    for i in 1..=2_100 {
-        let common = worded(&format!("C-{i}"), "Login error", "The page fails to load.", i);
-        store
-            .upsert_issue("acme", "gh", &common, None)
-            .await
-            .unwrap();
+    // In pages, as a sync stores them: one id per issue, in order, kept when stored again.
+    let common: Vec<Issue> = (1..=2_100)
+        .map(|i| {
+            worded(
+                &format!("C-{i}"),
+                "Login error",
+                "The page fails to load.",
+                i,
+            )
+        })
+        .collect();
+    for page in common.chunks(100) {
+        let ids = store.upsert_issues("acme", "gh", page).await.unwrap();
+        assert_eq!(ids.len(), page.len());
+        let stored = store.find_issue("acme", &ids[7]).await.unwrap().unwrap();
+        assert_eq!(stored.issue.key, page[7].key);
     }
+    let again = store
+        .upsert_issues("acme", "gh", &common[..100])
+        .await
+        .unwrap();
+    let first = store.get_issue("acme", "gh", "C-1").await.unwrap().unwrap();
+    assert_eq!(again[0], first.id);
+    assert_eq!(store.count_issues("acme", None).await.unwrap(), 2_101);
     let search = |text: &str, project: Option<&str>| TextSearch {
         text: text.into(),
         project: project.map(str::to_owned),

@@ -80,14 +80,14 @@ pub async fn sync_project(
             .await
             .map_err(|e| fail(report, e.into()))?;
         report.pages += 1;
-        for issue in &page.issues {
-            index
-                .upsert_issue(target.organization_id, target.tracker_id, issue, None)
-                .await
-                .map_err(|e| fail(report, e.into()))?;
-            report.issues += 1;
-            report.newest = report.newest.max(Some(issue.updated_at));
-        }
+        index
+            .upsert_issues(target.organization_id, target.tracker_id, &page.issues)
+            .await
+            .map_err(|e| fail(report, e.into()))?;
+        report.issues += page.issues.len() as u64;
+        report.newest = report
+            .newest
+            .max(page.issues.iter().map(|issue| issue.updated_at).max());
         progress(&report);
         match page.next_cursor {
             Some(next) if cursor.as_deref() == Some(next.as_str()) => {

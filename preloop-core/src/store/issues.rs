@@ -107,6 +107,25 @@ pub trait IssueStore: Send + Sync {
         embedding: Option<&[f32]>,
     ) -> Result<String, StoreError>;
 
+    /// Inserts or replaces several issues of `tracker_id` at once (one transaction where the
+    /// backend has them: a sync's page), keeping their embeddings; answers their store ids in
+    /// order. Either every issue is stored or none.
+    async fn upsert_issues(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        issues: &[Issue],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(issues.len());
+        for issue in issues {
+            ids.push(
+                self.upsert_issue(organization_id, tracker_id, issue, None)
+                    .await?,
+            );
+        }
+        Ok(ids)
+    }
+
     /// One issue by tracker and key.
     async fn get_issue(
         &self,
