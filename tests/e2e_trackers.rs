@@ -14,208 +14,13 @@
 
 use preloop_testkit as common;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use common::github::{FakeGitHub, first_tracker, issue, sample_issues};
 use common::wait::{eventually, eventually_some};
 use common::{ADMIN_KEY, call, connect_url, rest, start_gateway, text, user_with_key};
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// The stand-in's repository `acme/web`: issues as GitHub's REST API shows them, and every
-/// request's path and query.
-#[derive(Default)]
-struct Repository {
-    base: String,
-    issues: Vec<Value>,
-    created: usize,
-    requests: Vec<String>,
-}
-
-type Shared = Arc<Mutex<Repository>>;
-
-fn github_issue(base: &str, number: usize, title: &str, body: &str, minute: usize) -> Value {
-    json!({
-        "id": 1000 + number,
-        "node_id": format!("I_{number}"),
-        "number": number,
-        "title": title,
-        "body": body,
-        "state": "open",
-        "labels": [{"id": 1, "name": "bug", "color": "d73a4a"}],
-        "assignees": [],
-        "user": {"login": "octocat", "id": 1},
-        "html_url": format!("{base}/acme/web/issues/{number}"),
-        "url": format!("{base}/repos/acme/web/issues/{number}"),
-        "created_at": format!("2026-11-30T10:{minute:02}:00Z"),
-        "updated_at": format!("2026-11-30T10:{minute:02}:00Z"),
-    })
-}
-
-/// Issues pages of two, the next page linked at `/repositories/1/issues` as GitHub does.
-async fn list(
-    State(repo): State<Shared>,
-    Query(query): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    let repo = repo.lock().unwrap();
-    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let since = query.get("since").cloned().unwrap_or_default();
-    let matching: Vec<&Value> = repo
-        .issues
-        .iter()
-        .filter(|i| i["updated_at"].as_str().unwrap_or_default() >= since.as_str())
-        .collect();
-    let items: Vec<&Value> = matching
-        .iter()
-        .skip((page - 1) * 2)
-        .take(2)
-        .copied()
-        .collect();
-    let mut headers = HeaderMap::new();
-    if matching.len() > page * 2 {
-        let next = format!(
-            "<{}/repositories/1/issues?page={}&since={since}>; rel=\"next\"",
-            repo.base,
-            page + 1
-        );
-        headers.insert("link", next.parse().unwrap());
-    }
-    (headers, Json(json!(items)))
-}
-
-async fn one(State(repo): State<Shared>, Path(number): Path<usize>) -> impl IntoResponse {
-    let repo = repo.lock().unwrap();
-    match repo.issues.iter().find(|i| i["number"] == number) {
-        Some(issue) => (StatusCode::OK, Json(issue.clone())),
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))),
-    }
-}
-
-async fn create(State(repo): State<Shared>, Json(body): Json<Value>) -> impl IntoResponse {
-    let mut repo = repo.lock().unwrap();
-    repo.created += 1;
-    let number = repo.issues.len() + 1;
-    let mut issue = github_issue(
-        &repo.base.clone(),
-        number,
-        body["title"].as_str().unwrap_or_default(),
-        body["body"].as_str().unwrap_or_default(),
-        50,
-    );
-    issue["labels"] = json!(
-        body["labels"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|l| json!({"name": l}))
-            .collect::<Vec<_>>()
-    );
-    repo.issues.push(issue.clone());
-    (StatusCode::CREATED, Json(issue))
-}
-
-async fn change(
-    State(repo): State<Shared>,
-    Path(number): Path<usize>,
-    Json(body): Json<Value>,
-) -> impl IntoResponse {
-    let mut repo = repo.lock().unwrap();
-    let Some(issue) = repo.issues.iter_mut().find(|i| i["number"] == number) else {
-        return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"})));
-    };
-    for field in ["title", "body", "state"] {
-        if let Some(value) = body.get(field) {
-            issue[field] = value.clone();
-        }
-    }
-    if let Some(labels) = body["labels"].as_array() {
-        issue["labels"] = json!(
-            labels
-                .iter()
-                .map(|l| json!({"name": l}))
-                .collect::<Vec<_>>()
-        );
-    }
-    issue["updated_at"] = json!("2026-11-30T11:00:00Z");
-    (StatusCode::OK, Json(issue.clone()))
-}
-
-async fn comment(Path(number): Path<usize>, Json(body): Json<Value>) -> impl IntoResponse {
-    (
-        StatusCode::CREATED,
-        Json(json!({
-            "id": 77, "body": body["body"], "user": {"login": "octocat"},
-            "created_at": "2026-11-30T12:00:00Z",
-            "html_url": format!("https://github.test/acme/web/issues/{number}#issuecomment-77")
-        })),
-    )
-}
-
-async fn repository(State(repo): State<Shared>) -> Json<Value> {
-    let base = repo.lock().unwrap().base.clone();
-    Json(
-        json!({"id": 1, "name": "web", "full_name": "acme/web", "html_url": format!("{base}/acme/web")}),
-    )
-}
-
-/// Starts the stand-in; dropping the handle's task stops it.
-async fn github() -> (String, Shared, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let repo: Shared = Arc::new(Mutex::new(Repository {
-        base: base.clone(),
-        ..Repository::default()
-    }));
-    {
-        let mut r = repo.lock().unwrap();
-        r.issues = vec![
-            github_issue(
-                &base,
-                1,
-                "Login fails after SSO token refresh",
-                "Users are signed out.",
-                1,
-            ),
-            github_issue(
-                &base,
-                2,
-                "Export audit events as CSV",
-                "Admins want a spreadsheet.",
-                2,
-            ),
-            github_issue(&base, 3, "Dark mode for the settings page", "Colours.", 3),
-        ];
-    }
-    let recorder = repo.clone();
-    let app = axum::Router::new()
-        .route("/repos/acme/web", get(repository))
-        .route("/repos/acme/web/issues", get(list).post(create))
-        .route("/repositories/1/issues", get(list))
-        .route("/repos/acme/web/issues/{number}", get(one).patch(change))
-        .route("/repos/acme/web/issues/{number}/comments", post(comment))
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let recorder = recorder.clone();
-                async move {
-                    let seen = request.uri().to_string();
-                    recorder.lock().unwrap().requests.push(seen);
-                    next.run(request).await
-                }
-            },
-        ))
-        .with_state(repo.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (base, repo, task)
-}
 
 fn config(github: &str) -> String {
     format!(
@@ -273,18 +78,6 @@ async fn deliver(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn tracker_status(base: &str) -> Value {
-    let (status, list) = rest(
-        Method::GET,
-        &format!("{base}/api/v1/trackers"),
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{list}");
-    list["items"][0].clone()
-}
-
 /// Checks that `GET issues/search?query=` answers `key` first.
 async fn assert_found_over_rest(base: &str, query: &str, key: &str) {
     let (status, answer) = rest(
@@ -307,7 +100,8 @@ fn structured(result: &rmcp::model::CallToolResult) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_work_on_issues_through_the_governed_tools() {
-    let (github_url, repo, github_task) = github().await;
+    let github = FakeGitHub::start("ghp_e2e_token", sample_issues).await;
+    let (github_url, repo) = (github.url.clone(), github.repo.clone());
     let data = tempfile::tempdir().unwrap();
     let server = start_gateway(data.path(), &config(&github_url), &[]);
     let base = server.url.clone();
@@ -315,7 +109,7 @@ async fn agents_work_on_issues_through_the_governed_tools() {
     // The first sync runs at start: three issues over two pages, the second at GitHub's
     // /repositories/{id} link.
     let status = eventually_some("the first sync", async || {
-        let status = tracker_status(&base).await;
+        let status = first_tracker(&base).await;
         (status["issues_indexed"] == 3).then_some(status)
     })
     .await;
@@ -462,7 +256,7 @@ async fn agents_work_on_issues_through_the_governed_tools() {
     // A signed webhook makes an issue searchable without a sync; forged and replayed ones are not applied.
     let delivery = json!({
         "action": "opened",
-        "issue": github_issue(&github_url, 99, "Webhook-only crash in the importer", "It crashes.", 30),
+        "issue": issue(&github_url, 99, "Webhook-only crash in the importer", "It crashes.", 30),
         "repository": {"id": 1, "name": "web", "full_name": "acme/web"},
         "sender": {"login": "octocat"}
     })
@@ -555,6 +349,7 @@ async fn agents_work_on_issues_through_the_governed_tools() {
     let base = server.url.clone();
     assert_found_over_rest(&base, "importer", "acme/web#99").await;
     repo.lock().unwrap().requests.clear();
+    // Started in the background (202), followed in the tracker's status until it ends.
     let (status, answer) = rest(
         Method::POST,
         &format!("{base}/api/v1/trackers/{tracker_id}/sync"),
@@ -562,7 +357,19 @@ async fn agents_work_on_issues_through_the_governed_tools() {
         None,
     )
     .await;
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!((status, &answer), (202, &json!({"started": true})));
+    let tracker = eventually_some("the started sync ends", async || {
+        let (_, tracker) = rest(
+            Method::GET,
+            &format!("{base}/api/v1/trackers/{tracker_id}"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+        tracker["running"].is_null().then_some(tracker)
+    })
+    .await;
+    assert_eq!(tracker["last_error"], Value::Null, "{tracker}");
     let requests = repo.lock().unwrap().requests.clone();
     assert!(
         requests.iter().any(|r| r.contains("since=")),
@@ -598,7 +405,7 @@ async fn agents_work_on_issues_through_the_governed_tools() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tracker `nope`"));
 
     // The tracker goes down: reads come from the index, the gateway's other tools still work.
-    github_task.abort();
+    drop(github);
     let agent = connect_url(&format!("{base}/mcp"), Some(&agent_key))
         .await
         .unwrap();

@@ -105,8 +105,8 @@ const put = (path, body) => request("PUT", path, body);
 const del = (path) => request("DELETE", path);
 
 // ---------------------------------------------------------------------------------------------
-// Live updates over the unified WebSocket: the console subscribes to approvals and re-renders the
-// page it shows when one changes.
+// Live updates over the unified WebSocket: the console subscribes to approvals and issues, and
+// the page it shows re-renders when one of its own changes (each page's listener checks the topic).
 
 const live = {
   socket: null,
@@ -119,7 +119,7 @@ const live = {
     this.socket = socket;
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: "auth", token: session.access }));
-      socket.send(JSON.stringify({ type: "subscribe", topics: ["approvals"] }));
+      socket.send(JSON.stringify({ type: "subscribe", topics: ["approvals", "issues"] }));
     };
     socket.onmessage = (message) => {
       const data = JSON.parse(message.data);
@@ -224,7 +224,7 @@ async function approvals(params) {
   };
   show(h("h1", {}, "Approvals"), h("label", {}, "Show", choose), h("p"), table);
   await load();
-  return () => load();
+  return (event) => event.topic === "approvals" && load();
 }
 
 async function approval(id) {
@@ -312,7 +312,7 @@ async function approval(id) {
     setTimeout(() => { if (location.hash === shown) route(); }, 1000);
   }
   // Re-read when this request changes, unless the approver is typing a decision.
-  return (event) => event.data.id === id && !document.activeElement?.matches("textarea, input") && approval(id);
+  return (event) => event.topic === "approvals" && event.data.id === id && !document.activeElement?.matches("textarea, input") && approval(id);
 }
 
 async function audit(params) {
@@ -468,6 +468,389 @@ async function keys() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Issue trackers (admins): each one's status and webhook URL, "Sync now" with live progress, and
+// a form to connect another. Tokens and webhook secrets are write-only: the API never returns them.
+
+const trackerKinds = {
+  github: { url: "https://api.github.com", webhook: "content type application/json; events: Issues, Issue comments" },
+  gitlab: { url: "https://gitlab.com", webhook: "trigger: Issues events, Comments; the secret goes in Secret token" },
+  jira: { url: "", webhook: "events: issue created, updated, deleted, comment created" },
+};
+
+// Trackers whose "Sync now" the page is following, by id: each one's `sync.*` events go to its
+// card (and a live refresh of the list, which would interrupt it, waits).
+const syncing = new Map();
+
+const pause = (milliseconds) => new Promise((resolve) => setTimeout(resolve, milliseconds));
+
+function duration(seconds) {
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+const plural = (count, noun) => `${count} ${noun}${count === 1 ? "" : "s"}`;
+
+function progressText(running) {
+  return `Synchronizing ${running.project}: ${plural(running.issues, "issue")}, ${plural(running.pages, "page")} so far (since ${when(running.started_at)})`;
+}
+
+function projectStatus(tracker) {
+  return tracker.projects.map((key) => {
+    const record = tracker.project_status.find((p) => p.key === key);
+    return h("div", { "data-project": key },
+      h("code", {}, key),
+      h("span", { class: "muted" }, record?.last_synced_at ? ` · synced ${when(record.last_synced_at)}` : " · not synced yet"),
+      record?.last_error && h("div", { class: "error" }, record.last_error));
+  });
+}
+
+function trackerFacts(tracker) {
+  const row = (label, field, ...value) => h("tr", {}, h("th", {}, label), h("td", { "data-field": field }, ...value));
+  return h("table", { class: "facts" },
+    row("Kind", "kind", tracker.kind),
+    row("URL", "url", tracker.url),
+    tracker.username && row("Jira username", "username", tracker.username),
+    row("Projects", "projects", projectStatus(tracker)),
+    row("Synchronized every", "interval", duration(tracker.sync_interval_seconds), tracker.enabled ? "" : " (disabled)"),
+    row("Last sync", "last-sync", tracker.last_synced_at ? when(tracker.last_synced_at) : "never"),
+    row("Issues indexed", "issues-indexed", tracker.issues_indexed),
+    row("Last error", "last-error", tracker.last_error ? h("span", { class: "error" }, tracker.last_error) : "none"),
+    row("Synchronization", "running", tracker.running ? progressText(tracker.running) : "not running"));
+}
+
+function webhookField(tracker) {
+  const field = h("input", { id: `webhook-${tracker.id}`, class: "webhook-url", readonly: true, value: tracker.webhook_url });
+  const copied = h("span", { class: "muted", "aria-live": "polite" });
+  const copy = async () => {
+    field.select();
+    try {
+      await navigator.clipboard.writeText(tracker.webhook_url);
+    } catch {
+      document.execCommand("copy");
+    }
+    copied.textContent = " Copied.";
+  };
+  const secret = tracker.has_webhook_secret ?
+    "Deliveries are checked against the webhook secret you set (it is not shown again); give the tracker the same secret." :
+    "No webhook secret is set, so deliveries are refused: connect the tracker again with one to use webhooks.";
+  return h("div", {},
+    h("label", { for: field.id }, "Webhook URL"),
+    h("div", { class: "row" }, field, h("div", { class: "copy" }, h("button", { type: "button", onclick: copy }, "Copy"), copied)),
+    h("p", { class: "muted hint" }, `${secret} In the tracker's settings: ${trackerKinds[tracker.kind]?.webhook ?? ""}.`));
+}
+
+// How a followed synchronization ended: its `sync.finished` event (if it arrived) and the
+// tracker's status afterwards.
+function syncOutcome(finished, startedHere, tracker) {
+  const failures = finished?.failures ?? [];
+  const error = finished ? finished.error : tracker.last_error;
+  let done = "Another synchronization of this tracker was running; it has finished.";
+  if (startedHere) {
+    done = finished?.issues === undefined ? "Synchronized." :
+      `Synchronized: ${plural(finished.issues, "issue")} read over ${plural(finished.pages, "page")}.`;
+  }
+  return h("div", { class: "sync-done", "data-issues-indexed": tracker.issues_indexed },
+    h("p", { class: failures.length || error ? "error" : "notice" }, `${done} ${plural(tracker.issues_indexed, "issue")} indexed.`),
+    failures.map((f) => h("p", { class: "error", role: "alert" }, `${f.project}: ${f.error}`)),
+    error && h("p", { class: "error", role: "alert" }, error));
+}
+
+// Shows the tracker's status; its progress while a synchronization runs.
+async function showStatus(id, view) {
+  const tracker = await get(`/trackers/${id}`);
+  view.facts.replaceChildren(trackerFacts(tracker));
+  if (tracker.running) view.result.replaceChildren(h("p", { class: "notice sync-progress" }, progressText(tracker.running)));
+  return tracker;
+}
+
+// The tracker once no synchronization of it runs (on the replica that answers).
+async function settled(id, view) {
+  for (let attempt = 0; attempt < 600; attempt += 1) {
+    const tracker = await showStatus(id, view);
+    if (!tracker.running) return tracker;
+    await pause(700);
+  }
+  throw new Error("The synchronization is still running; reload the page later to see how it ended.");
+}
+
+// Starts a synchronization in the background (202; 409 when one runs already, which is
+// followed instead) and follows it: live progress from its events, the status until it ends.
+async function syncNow(id, view) {
+  view.button.disabled = true;
+  view.result.replaceChildren(h("p", { class: "notice sync-progress" }, "Synchronizing…"));
+  let finished = null;
+  syncing.set(id, (data) => {
+    if (data.event === "sync.progress") view.result.replaceChildren(h("p", { class: "notice sync-progress" }, progressText(data)));
+    if (data.event === "sync.finished") finished = data;
+  });
+  try {
+    let startedHere = true;
+    try {
+      await post(`/trackers/${id}/sync`);
+    } catch (error) {
+      if (error.status !== 409) throw error;
+      startedHere = false;
+    }
+    const tracker = await settled(id, view);
+    view.result.replaceChildren(syncOutcome(finished, startedHere, tracker));
+  } catch (error) {
+    view.result.replaceChildren(errorBox(error));
+  } finally {
+    syncing.delete(id);
+    view.button.disabled = false;
+  }
+}
+
+function trackerCard(tracker, reload) {
+  const view = { facts: h("div", {}, trackerFacts(tracker)), result: h("div", { class: "sync-result", "aria-live": "polite" }) };
+  view.button = h("button", { class: "primary", "data-action": "sync", onclick: () => syncNow(tracker.id, view) }, "Sync now");
+  const remove = async () => {
+    if (!confirm(`Disconnect ${tracker.name}? Its issues leave the search index and its issue tools go away.`)) return;
+    try {
+      await del(`/trackers/${tracker.id}`);
+      await reload();
+    } catch (error) {
+      view.result.replaceChildren(errorBox(error));
+    }
+  };
+  return h("div", { class: "card", "data-tracker": tracker.name, "data-id": tracker.id },
+    h("h2", {}, tracker.name, " ", h("span", { class: "muted" }, tracker.kind)),
+    view.facts,
+    webhookField(tracker),
+    h("div", { class: "buttons" }, view.button, h("button", { class: "danger", "data-action": "delete", onclick: remove }, "Delete")),
+    view.result);
+}
+
+// The form's tracker as `POST /trackers` and `POST /projects/test-connection` take it; empty
+// fields are left out (the server's defaults apply).
+function trackerEntry(form) {
+  const data = new FormData(form);
+  const text = (name) => String(data.get(name) ?? "").trim() || undefined;
+  return {
+    name: text("name") ?? "",
+    kind: data.get("kind"),
+    url: text("url"),
+    token: text("token"),
+    username: text("username"),
+    projects: (text("projects") ?? "").split(",").map((p) => p.trim()).filter(Boolean),
+    webhook_secret: text("webhook_secret"),
+    sync_interval: text("sync_interval"),
+  };
+}
+
+function connectionResult(projects) {
+  return h("div", { class: "notice", id: "connection-ok" },
+    h("p", {}, `Connected: the tracker shows ${projects.length === 1 ? "this project" : `these ${projects.length} projects`}.`),
+    h("ul", {}, projects.map((p) => h("li", {},
+      h("code", {}, p.key), ` ${p.name}`,
+      safeUrl(p.url) && [" · ", h("a", { href: p.url, target: "_blank", rel: "noopener noreferrer" }, "open")]))));
+}
+
+function connectionError(error) {
+  const box = errorBox(new Error(`The connection test failed: ${error.message}`));
+  box.id = "connection-error";
+  return box;
+}
+
+function formField(label, input, hint) {
+  return h("div", {}, h("label", { for: input.id }, label), input, hint && h("div", { class: "muted hint" }, hint));
+}
+
+function trackerForm(added) {
+  const answer = h("div", { "aria-live": "polite" });
+  const url = h("input", { id: "tracker-url", name: "url", type: "url", placeholder: `default: ${trackerKinds.github.url}` });
+  const kind = h("select", {
+    id: "tracker-kind", name: "kind",
+    onchange: () => { url.placeholder = trackerKinds[kind.value].url ? `default: ${trackerKinds[kind.value].url}` : "required: https://your-site.atlassian.net"; },
+  }, Object.keys(trackerKinds).map((k) => h("option", { value: k }, k)));
+  const form = h("form", {
+    class: "card", id: "tracker-form",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const tracker = await post("/trackers", trackerEntry(form));
+        await added(tracker);
+      } catch (error) {
+        answer.replaceChildren(errorBox(error));
+      }
+    },
+  },
+    h("h2", {}, "Connect a tracker"),
+    h("div", { class: "row" },
+      formField("Name", h("input", { id: "tracker-name", name: "name", required: true, maxlength: "100" })),
+      formField("Kind", kind),
+      formField("URL", url, "The API base: GitHub Enterprise's …/api/v3, a self-hosted GitLab, the Jira site.")),
+    h("div", { class: "row" },
+      formField("Token", h("input", { id: "tracker-token", name: "token", type: "password", autocomplete: "new-password", required: true }), "Jira Cloud: an API token. Never shown again."),
+      formField("Jira username", h("input", { id: "tracker-username", name: "username", autocomplete: "off" }), "Jira Cloud only: the token's e-mail.")),
+    h("div", { class: "row" },
+      formField("Projects (comma-separated)", h("input", { id: "tracker-projects", name: "projects", required: true, placeholder: "owner/repo, group/project, KEY" })),
+      formField("Webhook secret", h("input", { id: "tracker-webhook-secret", name: "webhook_secret", type: "password", autocomplete: "new-password" }), "Optional; without one, webhook deliveries are refused."),
+      formField("Sync interval", h("input", { id: "tracker-interval", name: "sync_interval", placeholder: "5m" }), "At least 1m.")),
+    answer,
+    h("div", { class: "buttons" },
+      h("button", {
+        type: "button", id: "test-connection",
+        onclick: async () => {
+          answer.replaceChildren(h("p", { class: "muted" }, "Asking the tracker…"));
+          const entry = trackerEntry(form);
+          try {
+            const { items } = await post("/projects/test-connection", { ...entry, name: entry.name || "connection test" });
+            answer.replaceChildren(connectionResult(items));
+          } catch (error) {
+            answer.replaceChildren(connectionError(error));
+          }
+        },
+      }, "Test connection"),
+      h("button", { class: "primary", type: "submit", id: "add-tracker" }, "Add")));
+  return form;
+}
+
+async function trackers() {
+  const list = h("div", { id: "trackers" });
+  const notice = h("div");
+  const reload = async () => {
+    const { items } = await get("/trackers");
+    list.replaceChildren(...(items.length ? items.map((t) => trackerCard(t, reload)) :
+      [h("p", { class: "muted", id: "no-trackers" }, "No trackers yet: connect one below.")]));
+  };
+  const added = async (tracker) => {
+    show(h("h1", {}, "Issue trackers"), notice, list, trackerForm(added));
+    notice.replaceChildren(h("p", { class: "notice", id: "tracker-added" }, `Connected ${tracker.name}; its first synchronization has started.`));
+    await reload();
+  };
+  show(h("h1", {}, "Issue trackers"), notice, list, trackerForm(added));
+  await reload();
+  // A followed sync's events go to its card; other issue events (webhook deliveries, other
+  // syncs) refresh the list, unless a "Sync now" is being followed.
+  return (event) => {
+    if (event.topic !== "issues") return;
+    const follow = syncing.get(event.data?.tracker);
+    if (follow) follow(event.data);
+    else if (!syncing.size) reload().catch((error) => notice.replaceChildren(errorBox(error)));
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issues: search the index, read one, comment on it in its tracker.
+
+// Only web links are links: a tracker's `url` never becomes a `javascript:` href.
+function safeUrl(url) {
+  return typeof url === "string" && /^https?:\/\//i.test(url) ? url : null;
+}
+
+const issueHref = (id) => `#/issues/${encodeURIComponent(id)}`;
+
+// The search the Issues page showed last, so an issue's page links back to it.
+let lastIssueSearch = "#/issues";
+
+function issueSearchForm(query, project) {
+  const form = h("form", {
+    class: "row", id: "issue-search",
+    onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [k, v] of new FormData(form)) if (String(v).trim()) next.set(k, String(v).trim());
+      const hash = `#/issues?${next}`;
+      if (location.hash === hash) route();
+      else location.hash = hash;
+    },
+  },
+    h("div", {}, h("label", { for: "issue-query" }, "Search"), h("input", { id: "issue-query", name: "query", type: "search", value: query, placeholder: "words of titles and descriptions" })),
+    h("div", {}, h("label", { for: "issue-project" }, "Project (optional)"), h("input", { id: "issue-project", name: "project", value: project, placeholder: "owner/repo, group/project, KEY" })),
+    h("div", {}, h("button", { class: "primary", type: "submit", id: "search-issues" }, "Search")));
+  return form;
+}
+
+function issueRows(items, query) {
+  if (!items.length) {
+    return [h("tr", {}, h("td", { colspan: 6, class: "muted" }, query ? "No issues match." : "No issues in the index yet (trackers are connected under Trackers)."))];
+  }
+  return items.map((issue) => h("tr", { class: "clickable", "data-issue": issue.id, onclick: () => { location.hash = issueHref(issue.id); } },
+    h("td", {}, h("a", { href: issueHref(issue.id) }, issue.key)),
+    h("td", {}, issue.title),
+    h("td", {}, stateBadge(issue.state), issue.status ? ` ${issue.status}` : ""),
+    h("td", {}, issue.project),
+    h("td", {}, issue.labels.join(", ")),
+    h("td", {}, when(issue.updated_at))));
+}
+
+async function issues(params) {
+  const query = params.get("query") ?? "";
+  const project = params.get("project") ?? "";
+  const search = new URLSearchParams({ query, limit: "50" });
+  if (project) search.set("project", project);
+  lastIssueSearch = location.hash || "#/issues";
+  const { items } = await get(`/issues/search?${search}`);
+  show(
+    h("h1", {}, "Issues"),
+    issueSearchForm(query, project),
+    h("p", { class: "muted" }, query ? `Best matches first (${items.length}).` : "The most recently updated issues."),
+    h("table", { class: "list", id: "issue-results" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Key"), h("th", {}, "Title"), h("th", {}, "State"), h("th", {}, "Project"), h("th", {}, "Labels"), h("th", {}, "Updated"))),
+      h("tbody", {}, issueRows(items, query))));
+  // A webhook delivery changed an issue: search again, unless someone is typing a search.
+  return (event) => event.topic === "issues" && !document.activeElement?.matches("input") && issues(params);
+}
+
+function issueFacts(issue) {
+  const row = (label, field, ...value) => h("tr", {}, h("th", {}, label), h("td", { "data-field": field }, ...value));
+  const link = safeUrl(issue.url);
+  return h("table", { class: "facts" },
+    row("Key", "key", issue.key),
+    row("State", "state", stateBadge(issue.state), issue.status ? ` — ${issue.status}` : ""),
+    row("Project", "project", issue.project),
+    row("Labels", "labels", issue.labels.join(", ") || "none"),
+    row("Assignees", "assignees", issue.assignees.join(", ") || "nobody"),
+    row("Priority", "priority", issue.priority || "none"),
+    row("Author", "author", issue.author || "unknown"),
+    row("Created", "created", when(issue.created_at)),
+    row("Updated", "updated", when(issue.updated_at)),
+    row("On the tracker", "url", link ? h("a", { id: "issue-link", href: link, target: "_blank", rel: "noopener noreferrer" }, link) : "no link"));
+}
+
+function commentForm(id) {
+  const answer = h("div", { "aria-live": "polite" });
+  const text = h("textarea", { id: "issue-comment", name: "body", required: true, "aria-label": "Comment" });
+  const form = h("form", {
+    class: "card", id: "comment-form",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      if (!text.value.trim()) return;
+      try {
+        const comment = await post(`/issues/${encodeURIComponent(id)}/comments`, { body: text.value });
+        text.value = "";
+        answer.replaceChildren(h("div", { class: "notice", id: "comment-added" },
+          h("p", {}, `Comment added on the tracker${comment.author ? ` as ${comment.author}` : ""}, ${when(comment.created_at)}:`),
+          h("pre", {}, comment.body)));
+      } catch (error) {
+        answer.replaceChildren(errorBox(error));
+      }
+    },
+  },
+    h("h2", {}, "Add a comment"),
+    text,
+    answer,
+    h("div", { class: "buttons" }, h("button", { class: "primary", type: "submit", id: "add-comment" }, "Comment")));
+  return form;
+}
+
+async function issue(id) {
+  const shown = await get(`/issues/${encodeURIComponent(id)}`);
+  show(
+    h("p", {}, h("a", { href: lastIssueSearch }, "← Issues")),
+    h("h1", { id: "issue-title" }, shown.title),
+    h("div", { class: "card" }, issueFacts(shown)),
+    h("h2", {}, "Description"),
+    h("pre", { id: "issue-body", class: "text" }, shown.body || "(no description)"),
+    commentForm(id));
+  // Its tracker reported a change (a webhook): read it again, unless a comment is being typed.
+  return (event) => event.topic === "issues" && event.data.issue?.key === shown.key &&
+    !document.activeElement?.matches("textarea, input") && issue(id);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Routing: `#/page/arg?query`.
 
 let onLiveEvent = null;
@@ -496,6 +879,10 @@ async function route() {
       case "servers": await servers(); break;
       case "policies": await policies(); break;
       case "keys": await keys(); break;
+      case "trackers": onLiveEvent = await trackers(); break;
+      case "issues":
+        onLiveEvent = parts[1] ? await issue(decodeURIComponent(parts[1])) : await issues(params);
+        break;
       default: location.hash = "#/approvals";
     }
   } catch (error) {

@@ -34,7 +34,8 @@ pub enum Topic {
     /// Flow runs.
     FlowExecutions,
     /// Issues changed in a tracker (webhook deliveries: `issue.created`, `issue.updated`,
-    /// `issue.closed`, `issue.commented`) and trackers' synchronizations.
+    /// `issue.closed`, `issue.commented`) and trackers' synchronizations (`sync.progress`,
+    /// `sync.finished`).
     Issues,
     /// The server's own state.
     System,

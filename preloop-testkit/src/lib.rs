@@ -6,6 +6,7 @@
 //! | this root | [`binary`] (a workspace binary next to the running test), [`Process`] (a child killed when dropped, with the URL it printed) and [`spawn`], [`start_gateway`] and [`start_upstream`], MCP clients ([`connect_url`], [`connect_with`], [`Client`], [`call`], [`text`], [`wait_for_tool`]), raw MCP sessions ([`raw_session`], [`raw_post`]), REST ([`rest`]), users and keys ([`register`], [`user_with_key`]), and a webhook receiver ([`webhook_receiver`]) |
 //! | [`gateway`] | [`Gateway`](gateway::Gateway): a gateway set up for approval tests (an upstream whose large additions need an admin's approval, a member and an agent user), with REST helpers |
 //! | [`fakes`] | local stand-ins for chat platforms' APIs and webhooks ([`FakePlatform`](fakes::FakePlatform)) and SMTP ([`smtp_sink`](fakes::smtp_sink)), recording what they receive |
+//! | [`github`] | a local stand-in for GitHub's REST API for one repository ([`FakeGitHub`](github::FakeGitHub)), refusing any other token |
 //! | [`wait`] | waiting for what happens asynchronously: [`eventually`](wait::eventually) (a condition), [`eventually_some`](wait::eventually_some) (a value), [`eventually_within`](wait::eventually_within) (another deadline) |
 //!
 //! The test upstream MCP server is this crate's binary, `preloop-test-upstream` (stdio or
@@ -27,6 +28,7 @@
 
 pub mod fakes;
 pub mod gateway;
+pub mod github;
 pub mod wait;
 
 use rmcp::ServiceExt;

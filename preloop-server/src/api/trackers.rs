@@ -14,10 +14,11 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use preloop_core::Principal;
 use preloop_core::tracker::{IssueUpdate, NewIssue};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -165,25 +166,54 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /trackers/{id}/sync`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct SyncQuery {
+    /// Wait for the synchronization to end and answer what it did (default: start it and
+    /// answer 202 at once; follow it in the tracker's status or on the `issues` topic).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// A synchronization started in the background.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct SyncStartedView {
+    /// Always true: a sync that cannot start answers 409.
+    started: bool,
+}
+
 #[utoipa::path(
     post,
     path = "/trackers/{id}/sync",
     tag = "trackers",
-    summary = "Synchronize a tracker now and say what it did (admins)",
-    params(("id" = uuid::Uuid, Path, description = "Id")),
-    responses((status = 200, description = "Done", body = SyncView), (status = 404, description = "Not found in the caller's organization"), (status = 502, description = "The tracker could not be reached"))
+    summary = "Synchronize a tracker now: started in the background (202), or waited for with `wait=true` (admins)",
+    params(("id" = uuid::Uuid, Path, description = "Id"), SyncQuery),
+    responses((status = 200, description = "Done (`wait=true`)", body = SyncView), (status = 202, description = "Started", body = SyncStartedView), (status = 404, description = "Not found in the caller's organization"), (status = 409, description = "A synchronization of this tracker is running"), (status = 502, description = "The tracker could not be reached"))
 )]
 async fn sync(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Param(id): Param<Uuid>,
-) -> Result<Json<SyncView>, ApiError> {
+    QueryParams(query): QueryParams<SyncQuery>,
+) -> Result<Response, ApiError> {
     admin(&principal)?;
-    let summary = state
-        .trackers
-        .sync_now(&principal.organization_id, id)
-        .await?;
-    Ok(Json(summary.into()))
+    let organization_id = &principal.organization_id;
+    if query.wait {
+        let summary = state.trackers.sync_now(organization_id, id).await?;
+        return Ok(Json(SyncView::from(summary)).into_response());
+    }
+    if !state.trackers.start_sync(organization_id, id).await? {
+        return Err(ApiError::Conflict(
+            "a synchronization of this tracker is running; follow it in the tracker's status"
+                .to_owned(),
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SyncStartedView { started: true }),
+    )
+        .into_response())
 }
 
 #[utoipa::path(
@@ -287,7 +317,7 @@ struct SearchQuery {
     /// Words to look for (empty: the most recently updated issues).
     #[serde(default)]
     query: String,
-    /// Only this project.
+    /// Only this project (empty: every project).
     project: Option<String>,
     /// Most results (1 to 100; default 10).
     limit: Option<usize>,
@@ -311,7 +341,7 @@ async fn search(
         .search(
             &principal.organization_id,
             &query.query,
-            query.project,
+            query.project.filter(|project| !project.is_empty()),
             query.limit.unwrap_or(10),
         )
         .await?;

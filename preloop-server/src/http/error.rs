@@ -199,9 +199,7 @@ impl From<AccountError> for ApiError {
             | AccountError::OperatorOnly { .. } => Self::Forbidden(error.to_string()),
             AccountError::NoUser { .. }
             | AccountError::NoKey { .. }
-            | AccountError::NoOrganization { .. } => {
-                Self::NotFound(error.to_string())
-            }
+            | AccountError::NoOrganization { .. } => Self::NotFound(error.to_string()),
             AccountError::NotAnEmail { .. }
             | AccountError::UnknownRole { .. }
             | AccountError::ShortPassword
@@ -213,9 +211,7 @@ impl From<AccountError> for ApiError {
             AccountError::EmailTaken
             | AccountError::OwnAdminRole
             | AccountError::DisablingSelf
-            | AccountError::OperatorOrganization => {
-                Self::Conflict(error.to_string())
-            }
+            | AccountError::OperatorOrganization => Self::Conflict(error.to_string()),
             AccountError::WrongCredentials => Self::Unauthorized(error.to_string()),
             AccountError::Throttled { wait } => Self::TooManyRequests(wait),
             AccountError::Governor(error) => error.into(),

@@ -297,8 +297,12 @@ pub async fn assemble(settings: &Settings, options: ServeOptions) -> Result<Asse
         replicas.clone(),
         guards.clone(),
     );
-    let organizations =
-        Organizations::new(database.clone(), replicas.clone(), guards, Arc::new(reloads));
+    let organizations = Organizations::new(
+        database.clone(),
+        replicas.clone(),
+        guards,
+        Arc::new(reloads),
+    );
     let state = AppState::new(Shared {
         governor,
         store: database.clone(),

@@ -3,9 +3,9 @@
 //! issue trackers).
 
 use crate::app::{Reload, Trackers, rewrite_stored};
-use crate::runtime::serve::Follower;
 use crate::config::{McpServerEntry, ServerEntryError};
 use crate::gateway::upstream::Upstreams;
+use crate::runtime::serve::Follower;
 use crate::tenancy::DEFAULT_ORGANIZATION;
 use chrono::Utc;
 use preloop_core::audit::{AuditEntry, AuditEventKind};
@@ -218,7 +218,9 @@ pub async fn reload_organization(
         governor
             .set_policy(org, &deny_everything("the organization is closed"))
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        governor.registry().replace_settings(org, Default::default());
+        governor
+            .registry()
+            .replace_settings(org, Default::default());
         upstreams.sync(org, Vec::new()).await;
         trackers.forget(org);
         return Ok(());

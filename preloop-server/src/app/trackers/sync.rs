@@ -1,14 +1,18 @@
 //! Synchronizing trackers into the issue index: a full first sync, then incremental ones from
 //! each project's `synced_through`, on the tracker's interval, on request and from the command
 //! line. A tracker's sync is claimed by a lease, so replicas sharing a database run it once; a
-//! failing tracker is retried with growing pauses and never holds up the others.
+//! failing tracker is retried with growing pauses and never holds up the others. Progress goes
+//! to the tracker's status and, as `sync.progress` and `sync.finished` events, to the
+//! organization's `issues` topic.
 
 use super::{TrackerChangeError, Trackers};
+use crate::events::{Event, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use preloop_core::documents::{Project, TrackerConfig};
 use preloop_core::store::{DocumentStore, LeaseStore, StoreError};
 use preloop_trackers::sync::{SyncReport, SyncTarget, sync_project};
 use serde::Serialize;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +27,11 @@ fn interval(tracker: &TrackerConfig) -> TimeDelta {
         .ok()
         .and_then(TimeDelta::try_seconds)
         .map_or(year, |interval| interval.min(year))
+}
+
+/// The lease that claims a tracker's sync.
+fn lease_name(tracker: &TrackerConfig) -> String {
+    format!("tracker-sync:{}", tracker.id)
 }
 
 /// How long a replica may hold a tracker's sync before another may take it over.
@@ -126,7 +135,8 @@ impl SyncState {
 }
 
 impl Trackers {
-    /// Synchronizes one tracker's projects now (unless another replica is at it).
+    /// Synchronizes one tracker's projects now and says what it did (unless another replica
+    /// is at it).
     pub async fn sync_now(
         &self,
         organization_id: &str,
@@ -134,6 +144,27 @@ impl Trackers {
     ) -> Result<SyncSummary, TrackerChangeError> {
         let tracker = self.stored(organization_id, id).await?;
         self.sync_tracker(&tracker).await
+    }
+
+    /// Starts synchronizing one tracker in the background; `false` if a sync of it runs
+    /// already (here or on another replica). Its progress shows in the tracker's status (at
+    /// once: it counts as running when this returns) and on the `issues` topic.
+    pub async fn start_sync(
+        &self,
+        organization_id: &str,
+        id: Uuid,
+    ) -> Result<bool, TrackerChangeError> {
+        let tracker = self.stored(organization_id, id).await?;
+        if !self.claim(&tracker).await? {
+            return Ok(false);
+        }
+        let trackers = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = trackers.run_claimed(&tracker).await {
+                tracing::warn!(tracker = %tracker.name, %error, "sync failed");
+            }
+        });
+        Ok(true)
     }
 
     /// Synchronizes every due tracker, forever: the server's background task. Also forgets
@@ -189,27 +220,78 @@ impl Trackers {
         &self,
         tracker: &TrackerConfig,
     ) -> Result<SyncSummary, TrackerChangeError> {
-        let lease = format!("tracker-sync:{}", tracker.id);
-        let now = Utc::now();
-        if !self
-            .store
-            .try_lease(&lease, &self.sync.holder, now, now + LEASE)
-            .await?
-        {
+        if !self.claim(tracker).await? {
             return Ok(SyncSummary {
                 skipped: true,
                 ..SyncSummary::default()
             });
         }
+        self.run_claimed(tracker).await
+    }
+
+    /// Claims the tracker's sync for this replica; `false` if another holds it. Once claimed,
+    /// the tracker counts as running.
+    async fn claim(&self, tracker: &TrackerConfig) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let claimed = self
+            .store
+            .try_lease(&lease_name(tracker), &self.sync.holder, now, now + LEASE)
+            .await?;
+        if claimed {
+            self.sync.set_progress(
+                tracker.id,
+                Some(Progress {
+                    started_at: now,
+                    project: tracker.projects.first().cloned().unwrap_or_default(),
+                    issues: 0,
+                    pages: 0,
+                }),
+            );
+        }
+        Ok(claimed)
+    }
+
+    /// Runs a claimed sync to its end, then gives the claim up and tells how it went.
+    async fn run_claimed(
+        &self,
+        tracker: &TrackerConfig,
+    ) -> Result<SyncSummary, TrackerChangeError> {
         let result = self.sync_projects(tracker).await;
-        if let Err(error) = self.store.release_lease(&lease, &self.sync.holder).await {
+        let released = self
+            .store
+            .release_lease(&lease_name(tracker), &self.sync.holder)
+            .await;
+        if let Err(error) = released {
             tracing::warn!(tracker = %tracker.name, %error, "could not release the sync lease; it runs out by itself");
         }
         self.sync.set_progress(tracker.id, None);
         let failed = result.as_ref().map_or(true, |s| !s.failures.is_empty());
         self.sync.record(tracker, failed, Utc::now());
         crate::metrics::tracker_sync(&tracker.name, if failed { "failed" } else { "ok" });
+        let finished = match &result {
+            Ok(summary) => json!({
+                "issues": summary.issues,
+                "pages": summary.pages,
+                "failures": summary.failures.iter()
+                    .map(|(project, error)| json!({"project": project, "error": error}))
+                    .collect::<Vec<_>>(),
+            }),
+            Err(error) => json!({"error": error.to_string()}),
+        };
+        self.publish_sync(tracker, "sync.finished", finished);
         result
+    }
+
+    /// Tells the organization's `issues` topic how the tracker's sync goes.
+    fn publish_sync(&self, tracker: &TrackerConfig, event: &str, mut data: serde_json::Value) {
+        data["event"] = json!(event);
+        data["tracker"] = json!(tracker.id);
+        self.events.publish(Event {
+            topic: Topic::Issues,
+            organization_id: Some(tracker.organization_id.clone()),
+            request: None,
+            data,
+        });
     }
 
     async fn sync_projects(
@@ -231,15 +313,14 @@ impl Trackers {
             let before = summary.clone();
             let mut counted = 0;
             let report_progress = |report: &SyncReport| {
-                self.sync.set_progress(
-                    tracker.id,
-                    Some(Progress {
-                        started_at,
-                        project: key.clone(),
-                        issues: before.issues + report.issues,
-                        pages: before.pages + report.pages,
-                    }),
-                );
+                let progress = Progress {
+                    started_at,
+                    project: key.clone(),
+                    issues: before.issues + report.issues,
+                    pages: before.pages + report.pages,
+                };
+                self.publish_sync(tracker, "sync.progress", json!(progress));
+                self.sync.set_progress(tracker.id, Some(progress));
                 crate::metrics::tracker_issues(&tracker.name, report.issues - counted);
                 counted = report.issues;
             };
