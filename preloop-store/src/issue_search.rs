@@ -23,8 +23,8 @@ use crate::connect::{Database, Pools, with_connection};
 use crate::error::backend;
 use crate::issues::{parse, state_name};
 use crate::schema::issues;
-use diesel::prelude::*;
 use diesel::backend::Backend;
+use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
@@ -176,12 +176,16 @@ pub(crate) async fn search(
     let hits: Vec<TextHit> = with_connection!(database, |conn| {
         let (mut rare, mut common) = (Vec::new(), Vec::new());
         for term in terms {
-            let matches: Number =
-                filtered(sql.count, sql.any(std::slice::from_ref(&term)), organization_id, search)
-                    .bind::<BigInt, _>(COMMON_MATCHES)
-                    .get_result(conn)
-                    .await
-                    .map_err(backend)?;
+            let matches: Number = filtered(
+                sql.count,
+                sql.any(std::slice::from_ref(&term)),
+                organization_id,
+                search,
+            )
+            .bind::<BigInt, _>(COMMON_MATCHES)
+            .get_result(conn)
+            .await
+            .map_err(backend)?;
             match matches.n {
                 0 => {}
                 n if n < COMMON_MATCHES => rare.push(term),
