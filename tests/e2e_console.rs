@@ -589,5 +589,14 @@ async fn an_admin_connects_a_tracker_syncs_it_and_comments_on_an_issue_in_the_co
         (status, list["items"].as_array().map(Vec::len)),
         (200, Some(0))
     );
+    // Its issues left the index with it.
+    let (status, found) = rest(
+        Method::GET,
+        &url("/api/v1/issues/search?query=importer"),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!((status, &found["items"]), (200, &json!([])), "{found}");
     browser.close().await.unwrap();
 }

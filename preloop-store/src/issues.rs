@@ -383,6 +383,25 @@ impl IssueStore for Database {
         Ok(deleted > 0)
     }
 
+    async fn delete_issues(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        project: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let deleted = with_connection!(self, |conn| {
+            let mut query = diesel::delete(issues::table)
+                .filter(issues::organization_id.eq(organization_id))
+                .filter(issues::tracker_id.eq(tracker_id))
+                .into_boxed();
+            if let Some(project) = project {
+                query = query.filter(issues::project.eq(project));
+            }
+            query.execute(conn).await.map_err(backend)?
+        });
+        Ok(deleted as u64)
+    }
+
     async fn count_issues(
         &self,
         organization_id: &str,

@@ -1080,6 +1080,27 @@ async fn rare_words_are_found_among_thousands_of_common_matches<B: Backend>(back
             .unwrap()
             .is_empty()
     );
+    // A project's issues leave the index, then the tracker's; nothing of another tracker's.
+    store
+        .upsert_issue("acme", "jira", &needle, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .delete_issues("acme", "gh", Some("api"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.delete_issues("acme", "gh", None).await.unwrap(),
+        2_100
+    );
+    assert_eq!(store.count_issues("acme", None).await.unwrap(), 1);
+    assert_eq!(
+        store.delete_issues("globex", "jira", None).await.unwrap(),
+        0
+    );
 }
 
 async fn issues_are_found_by_their_words<B: Backend>(backend: &B) {

@@ -149,6 +149,14 @@ pub trait IssueStore: Send + Sync {
         key: &str,
     ) -> Result<bool, StoreError>;
 
+    /// Removes a tracker's issues from the index (of one project when given); how many.
+    async fn delete_issues(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        project: Option<&str>,
+    ) -> Result<u64, StoreError>;
+
     /// How many issues the index holds for the organization (of one tracker when given).
     async fn count_issues(
         &self,

@@ -142,6 +142,22 @@ impl IssueStore for MemoryStore {
         Ok(self.state().issues.remove(&key).is_some())
     }
 
+    async fn delete_issues(
+        &self,
+        organization_id: &str,
+        tracker_id: &str,
+        project: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let before = state.issues.len();
+        state.issues.retain(|(org, tracker, _), indexed| {
+            !(org == organization_id
+                && tracker == tracker_id
+                && project.is_none_or(|p| indexed.issue.project == p))
+        });
+        Ok((before - state.issues.len()) as u64)
+    }
+
     async fn count_issues(
         &self,
         organization_id: &str,

@@ -375,6 +375,7 @@ impl Trackers {
             .update_document(&tracker)
             .await
             .map_err(name_taken(&tracker))?;
+        self.forget_projects(&tracker).await?;
         self.put_in_force(organization_id).await?;
         self.sync.wake();
         Ok(tracker)
@@ -399,6 +400,7 @@ impl Trackers {
                 )?;
                 if tracker != *existing {
                     self.store.update_document(&tracker).await?;
+                    self.forget_projects(&tracker).await?;
                 }
                 Ok(tracker)
             }
@@ -412,24 +414,43 @@ impl Trackers {
     }
 
     /// Disconnects a tracker: its tools and its synchronization stop; the issues it indexed
-    /// leave the answers of search.
+    /// leave the index.
     pub async fn delete(&self, organization_id: &str, id: Uuid) -> Result<(), TrackerChangeError> {
-        let tracker = self.stored(organization_id, id).await?;
-        for project in self.project_records(&tracker).await? {
-            DocumentStore::<Project>::delete_document(
-                &*self.store,
-                organization_id,
-                &project.id.to_string(),
-            )
-            .await?;
-        }
+        let mut tracker = self.stored(organization_id, id).await?;
+        tracker.projects.clear();
+        self.forget_projects(&tracker).await?;
         DocumentStore::<TrackerConfig>::delete_document(
             &*self.store,
             organization_id,
             &id.to_string(),
         )
         .await?;
+        self.store
+            .delete_issues(organization_id, &id.to_string(), None)
+            .await?;
         self.put_in_force(organization_id).await
+    }
+
+    /// Forgets the projects the tracker no longer lists: their sync records and their issues.
+    async fn forget_projects(&self, tracker: &TrackerConfig) -> Result<(), StoreError> {
+        let organization_id = &tracker.organization_id;
+        for project in self.project_records(tracker).await? {
+            if tracker.projects.contains(&project.key) {
+                continue;
+            }
+            DocumentStore::<Project>::delete_document(
+                &*self.store,
+                organization_id,
+                &project.id.to_string(),
+            )
+            .await?;
+            let removed = self
+                .store
+                .delete_issues(organization_id, &tracker.id.to_string(), Some(&project.key))
+                .await?;
+            tracing::info!(tracker = %tracker.name, project = %project.key, issues = removed, "project no longer synchronized; its issues left the index");
+        }
+        Ok(())
     }
 
     /// Checks that a described tracker can be reached and read: each project as the tracker
