@@ -795,6 +795,20 @@ async fn tools_calls_on_a_session_are_answered_as_json_and_bad_ones_still_fail_c
         body["id"], 13,
         "the restored session is answered as JSON: {body}"
     );
+    // A client of this revision (2025-06-18) gets no 2026-07-28 `resultType`.
+    assert!(body["result"].get("resultType").is_none(), "{body}");
+
+    // Ending the session: 204, then the session is gone.
+    let ended = reqwest::Client::new()
+        .delete(&mcp)
+        .bearer_auth(ADMIN_KEY)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    let (status, _) = common::raw_post(&mcp, &session, status_call(14)).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,9 +60,9 @@ pub fn call_tool_result(output: &ToolOutput) -> Option<CallToolResult> {
         .iter()
         .map(|item| serde_json::from_value::<ContentBlock>(item.clone()).ok())
         .collect::<Option<Vec<_>>>()?;
+    // `resultType: "complete"`, which 2026-07-28 requires; rmcp and the fast path leave it out
+    // for clients of earlier revisions.
     let mut result = CallToolResult::success(content);
-    // Absent, as in every result before the 2026-07-28 revision; rmcp sets it where it applies.
-    result.result_type = None;
     result
         .structured_content
         .clone_from(&output.structured_content);
@@ -134,7 +134,7 @@ mod tests {
             is_error: true,
         };
         let result = call_tool_result(&output).unwrap();
-        assert_eq!(result.result_type, None);
+        assert!(result.result_type.as_ref().is_some_and(|t| t.is_complete()));
         assert_eq!(tool_output(result).unwrap(), output);
     }
 

@@ -121,6 +121,9 @@ pub async fn bind(State(owners): State<SessionOwners>, request: Request, next: N
     let response = next.run(request).await;
     if ends && response.status().is_success() {
         owners.sessions.forget(&id);
+        // rmcp answers 202; clients expect an ended session to be answered 200 or 204 (the
+        // Python SDK logs "Session termination failed: 202").
+        return StatusCode::NO_CONTENT.into_response();
     }
     response
 }
