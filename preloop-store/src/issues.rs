@@ -254,9 +254,7 @@ impl Database {
         });
         row.map(stored).transpose()
     }
-}
 
-impl Database {
     /// Inserts or replaces `issues` (each with its embedding, or `None` to keep the stored
     /// one) in one transaction; their store ids in order.
     async fn upsert_batch(

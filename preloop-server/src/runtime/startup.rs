@@ -89,7 +89,8 @@ pub async fn load_organizations(
         let org = organization.id.as_str();
         let loaded = async {
             migrate_key_selectors(database, org).await?;
-            reload_organization(database, governor, upstreams, trackers, org).await
+            let closed = organization.closed_at.is_some();
+            put_in_force(database, governor, upstreams, trackers, org, closed).await
         };
         // One organization's unreadable configuration (stored by an older build, say) must not
         // keep the others from being served: it fails closed alone.
@@ -209,11 +210,32 @@ pub async fn reload_organization(
     trackers: &Trackers,
     organization_id: &str,
 ) -> Result<(), StoreError> {
-    let org = organization_id;
     let closed = database
-        .get_organization(org)
+        .get_organization(organization_id)
         .await?
         .is_some_and(|o| o.closed_at.is_some());
+    put_in_force(
+        database,
+        governor,
+        upstreams,
+        trackers,
+        organization_id,
+        closed,
+    )
+    .await
+}
+
+/// [`reload_organization`] for an organization whose closing is known: a closed one denies
+/// every call and has no tool settings, upstreams or trackers.
+async fn put_in_force(
+    database: &Database,
+    governor: &Governor,
+    upstreams: &Upstreams,
+    trackers: &Trackers,
+    organization_id: &str,
+    closed: bool,
+) -> Result<(), StoreError> {
+    let org = organization_id;
     if closed {
         governor
             .set_policy(org, &deny_everything("the organization is closed"))
