@@ -18,7 +18,7 @@ use preloop_testkit as common;
 
 use common::fakes::FakePlatform;
 use common::gateway::{Gateway, returned};
-use common::github::{FakeGitHub, first_tracker, sample_issues};
+use common::github::{FakeGitHub, sample_issues, synchronized_tracker};
 use common::wait::eventually_some;
 use common::{ADMIN_KEY, Process, rest, spawn, start_gateway};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -337,18 +337,6 @@ async fn an_approver_edits_and_approves_a_blocked_call_live_in_the_console() {
     );
     assert_eq!(returned(blocked).await, "201");
     browser.close().await.unwrap();
-}
-
-/// The gateway's view of its only tracker, once its synchronization has finished.
-async fn synchronized_tracker(base: &str, issues: u64) -> Value {
-    eventually_some("the first synchronization ends", async || {
-        let tracker = first_tracker(base).await;
-        let done = tracker["issues_indexed"] == issues
-            && tracker["running"].is_null()
-            && tracker["last_synced_at"].is_string();
-        done.then_some(tracker)
-    })
-    .await
 }
 
 const IMPORTER_BODY: &str =

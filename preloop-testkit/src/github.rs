@@ -280,3 +280,16 @@ pub async fn first_tracker(base: &str) -> Value {
     assert_eq!(status, 200, "{list}");
     list["items"][0].clone()
 }
+
+/// The gateway's view of its only tracker, once its synchronization has finished with `issues`
+/// indexed (issues are indexed page by page, before the sync is dated and stops running).
+pub async fn synchronized_tracker(base: &str, issues: u64) -> Value {
+    crate::wait::eventually_some("the first synchronization ends", async || {
+        let tracker = first_tracker(base).await;
+        let done = tracker["issues_indexed"] == issues
+            && tracker["running"].is_null()
+            && tracker["last_synced_at"].is_string();
+        done.then_some(tracker)
+    })
+    .await
+}
