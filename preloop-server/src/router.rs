@@ -55,8 +55,15 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
 
     let listeners = ToolListeners::new(sessions.clone());
     listeners.follow(governor.registry().clone(), shutdown.clone());
+    let handler_sessions = sessions.clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(PreloopMcp::new(governor.clone(), listeners.clone())),
+        move || {
+            Ok(PreloopMcp::new(
+                governor.clone(),
+                listeners.clone(),
+                handler_sessions.clone(),
+            ))
+        },
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -18,7 +18,7 @@
 //! The call runs in its own task, as under rmcp: a client that disconnects does not cut a call
 //! off between its decision and its audit record.
 
-use crate::gateway::server::call_tool;
+use crate::gateway::server::{Caller, call_tool};
 use crate::gateway::sessions::{KnownClient, Sessions};
 use crate::http::bounds;
 use crate::wire::{json_rpc_error, sse};
@@ -29,7 +29,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use preloop_core::governor::Governor;
-use preloop_core::{ClientInfo, Principal};
+use preloop_core::Principal;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest, ErrorData,
     GetMeta, ProgressToken, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
@@ -84,7 +84,7 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
     if known.elicits && asks_inline(&fast.governor, &principal.organization_id) {
         return next.run(request).await;
     }
-    let client = known.client;
+    let client = known;
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, bounds::BODY).await else {
         return too_large();
@@ -186,21 +186,19 @@ fn tools_call(body: &[u8]) -> Option<Call> {
 }
 
 /// Runs the call in its own task and answers with its messages.
-async fn answer(fast: FastPath, principal: Principal, client: ClientInfo, call: Call) -> Response {
+async fn answer(fast: FastPath, principal: Principal, client: KnownClient, call: Call) -> Response {
     let (sender, mut messages) = mpsc::unbounded_channel();
     let governor = fast.governor.clone();
     tokio::spawn(async move {
         let notify = Arc::new(sender.clone());
-        let result = call_tool(
-            &governor,
-            &principal,
-            client,
-            call.params,
-            call.progress,
+        let caller = Caller {
+            client: client.client,
+            progress: call.progress,
             notify,
-            None,
-        )
-        .await;
+            elicit: None,
+            logs: client.logs,
+        };
+        let result = call_tool(&governor, &principal, caller, call.params).await;
         let _ = sender.send(final_message(result, call.id));
     });
     match tokio::time::timeout(JSON_WAIT, messages.recv()).await {

@@ -18,7 +18,7 @@ use rmcp::RoleServer;
     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
 )]
 use rmcp::model::{
-    LoggingMessageNotification, LoggingMessageNotificationParam, ProgressNotification,
+    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam, ProgressNotification,
     ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage, ServerNotification,
 };
 use rmcp::service::Peer;
@@ -60,6 +60,35 @@ impl Notify for mpsc::UnboundedSender<ServerJsonRpcMessage> {
     async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError> {
         mpsc::UnboundedSender::send(self, ServerJsonRpcMessage::notification(notification))
             .map_err(|_| NotifyError::Closed)
+    }
+}
+
+/// Which log messages a call's client receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFilter {
+    /// Every message (a session that never set a level).
+    #[default]
+    All,
+    /// Messages of this severity ([`convert::severity`]) or more (`logging/setLevel`, or a
+    /// 2026-07-28 request's `io.modelcontextprotocol/logLevel`).
+    AtLeast(u8),
+    /// None (a 2026-07-28 request that asked for no level).
+    Nothing,
+}
+
+impl LogFilter {
+    /// Messages at `level` or more severe.
+    pub fn at_least(level: LoggingLevel) -> Self {
+        Self::AtLeast(convert::severity(level))
+    }
+
+    /// Whether a message at `level` goes through.
+    fn passes(self, level: LoggingLevel) -> bool {
+        match self {
+            Self::All => true,
+            Self::AtLeast(least) => convert::severity(level) >= least,
+            Self::Nothing => false,
+        }
     }
 }
 
@@ -117,6 +146,7 @@ impl ExecutionObserver for EventSink {
 pub struct Relay {
     notify: Arc<dyn Notify>,
     token: Option<ProgressToken>,
+    logs: LogFilter,
     events: mpsc::UnboundedReceiver<Event>,
     progress: Monotonic,
 }
@@ -156,12 +186,17 @@ impl Monotonic {
 }
 
 /// A sink for the call's events and the relay that forwards them; `token` is the client's
-/// progress token (without one, progress is not reported).
-pub fn relay(notify: Arc<dyn Notify>, token: Option<ProgressToken>) -> (EventSink, Relay) {
+/// progress token (without one, progress is not reported), `logs` the log messages it wants.
+pub fn relay(
+    notify: Arc<dyn Notify>,
+    token: Option<ProgressToken>,
+    logs: LogFilter,
+) -> (EventSink, Relay) {
     let (sender, events) = mpsc::unbounded_channel();
     let relay = Relay {
         notify,
         token,
+        logs,
         events,
         progress: Monotonic::default(),
     };
@@ -210,6 +245,9 @@ impl Relay {
                 data,
             } => {
                 let level = convert::level(&level);
+                if !self.logs.passes(level) {
+                    return;
+                }
                 #[allow(
                     deprecated,
                     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"

@@ -2,7 +2,8 @@
 
 use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::elicitation::Elicitation;
-use crate::gateway::relay::{Notify, relay};
+use crate::gateway::relay::{LogFilter, Notify, relay};
+use crate::gateway::sessions::Sessions;
 use crate::gateway::sessions::listeners::ToolListeners;
 use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub struct PreloopMcp {
     governor: Arc<Governor>,
     listeners: ToolListeners,
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for PreloopMcp {
@@ -35,27 +37,63 @@ impl std::fmt::Debug for PreloopMcp {
 
 impl PreloopMcp {
     /// A handler over the governor; the session is told of tool list changes through
-    /// `listeners`.
-    pub fn new(governor: Arc<Governor>, listeners: ToolListeners) -> Self {
+    /// `listeners`, and what it asks of its notifications is kept in `sessions`.
+    pub fn new(governor: Arc<Governor>, listeners: ToolListeners, sessions: Sessions) -> Self {
         Self {
             governor,
             listeners,
+            sessions,
         }
+    }
+
+    /// The log messages the request's client wants: on 2026-07-28 those of the level its
+    /// request names (none without one), before it those its session's `logging/setLevel` set.
+    fn logs(&self, context: &RequestContext<RoleServer>) -> LogFilter {
+        let modern = context
+            .protocol_version()
+            .is_some_and(|version| !version.has_initialize());
+        if modern {
+            return context
+                .meta
+                .log_level()
+                .map_or(LogFilter::Nothing, LogFilter::at_least);
+        }
+        session_id(&context.extensions).map_or_else(LogFilter::default, |id| self.sessions.logs(id))
     }
 
     /// Remembers this session to tell it when its tools change.
     fn listen(&self, extensions: &rmcp::model::Extensions, peer: &Peer<RoleServer>) {
-        let Some(parts) = extensions.get::<axum::http::request::Parts>() else {
-            return;
-        };
-        let session = parts
-            .headers
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok());
-        if let (Some(principal), Some(session)) = (parts.extensions.get::<Principal>(), session) {
+        let principal = extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>());
+        if let (Some(principal), Some(session)) = (principal, session_id(extensions)) {
             self.listeners.listen(principal, session, peer.clone());
         }
     }
+}
+
+/// The MCP session the HTTP request belongs to, if any.
+fn session_id(extensions: &rmcp::model::Extensions) -> Option<&str> {
+    extensions
+        .get::<axum::http::request::Parts>()?
+        .headers
+        .get("mcp-session-id")?
+        .to_str()
+        .ok()
+}
+
+/// Where one call's result and notifications go, and what its client asked of them.
+pub struct Caller {
+    /// The client's name and version.
+    pub client: ClientInfo,
+    /// The client's progress token: without one, no progress is reported.
+    pub progress: Option<ProgressToken>,
+    /// Where notifications go.
+    pub notify: Arc<dyn Notify>,
+    /// The client's peer when it can be asked inline ([`crate::gateway::elicitation`]).
+    pub elicit: Option<Peer<RoleServer>>,
+    /// The log messages it wants.
+    pub logs: LogFilter,
 }
 
 /// The principal the auth layer put on the HTTP request.
@@ -179,42 +217,61 @@ impl ServerHandler for PreloopMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = principal(&context)?;
         let progress = context.meta.get_progress_token();
-        let elicit =
-            crate::gateway::elicitation::supported(&context.peer).then(|| context.peer.clone());
-        call_tool(
-            &self.governor,
-            &principal,
-            client(&context),
-            request,
+        let caller = Caller {
+            client: client(&context),
             progress,
-            Arc::new(context.peer.clone()),
-            elicit,
-        )
-        .await
-        .map(Into::into)
+            notify: Arc::new(context.peer.clone()),
+            elicit: crate::gateway::elicitation::supported(&context.peer)
+                .then(|| context.peer.clone()),
+            logs: self.logs(&context),
+        };
+        call_tool(&self.governor, &principal, caller, request)
+            .await
+            .map(Into::into)
+    }
+
+    #[allow(
+        deprecated,
+        reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
+    )]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        principal(&context)?;
+        let session = session_id(&context.extensions).ok_or_else(|| {
+            ErrorData::invalid_request("logging/setLevel needs an MCP session", None)
+        })?;
+        self.sessions
+            .set_logs(session, LogFilter::at_least(request.level));
+        Ok(())
     }
 }
 
 /// One `tools/call`, however it arrived (rmcp's session worker or [`crate::gateway::fastpath`]):
 /// built-in tools answered here, every other call governed, with its progress and log messages
-/// sent to `notify` (progress only when the client gave a `progress` token). `elicit` is the
-/// client's peer when it can be asked inline ([`crate::gateway::elicitation`]).
+/// sent to the `caller`.
 pub async fn call_tool(
     governor: &Arc<Governor>,
     principal: &Principal,
-    client: ClientInfo,
+    caller: Caller,
     request: CallToolRequestParams,
-    progress: Option<ProgressToken>,
-    notify: Arc<dyn Notify>,
-    elicit: Option<Peer<RoleServer>>,
 ) -> Result<CallToolResult, ErrorData> {
+    let Caller {
+        client,
+        progress,
+        notify,
+        elicit,
+        logs,
+    } = caller;
     let arguments = Value::Object(request.arguments.unwrap_or_default());
     let name = request.name.as_ref();
     if name == GET_APPROVAL_STATUS {
         return approval_status(governor, principal, &arguments).await;
     }
     let started = std::time::Instant::now();
-    let (events, relay) = relay(notify, progress);
+    let (events, relay) = relay(notify, progress, logs);
     let mut call = ToolCall::new(name, arguments)
         .with_client(client)
         .with_progress(match elicit {

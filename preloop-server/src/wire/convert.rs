@@ -98,6 +98,11 @@ pub fn level_name(level: LoggingLevel) -> &'static str {
     }
 }
 
+/// How severe `level` is: 0 for `debug` up to 7 for `emergency`, in MCP's (syslog's) order.
+pub fn severity(level: LoggingLevel) -> u8 {
+    level as u8
+}
+
 /// The logging level MCP names `name`; an unknown name is `info`.
 pub fn level(name: &str) -> LoggingLevel {
     [

@@ -11,6 +11,7 @@ pub mod listeners;
 pub mod owners;
 pub mod stored;
 
+use crate::gateway::relay::LogFilter;
 use preloop_core::ClientInfo;
 use rmcp::RoleServer;
 use rmcp::service::Peer;
@@ -32,6 +33,8 @@ pub struct KnownClient {
     pub client: ClientInfo,
     /// Whether it declared the elicitation capability.
     pub elicits: bool,
+    /// The log messages it asked for with `logging/setLevel`.
+    pub logs: LogFilter,
 }
 
 /// A session's peer, to tell it of tool changes in its organization.
@@ -47,6 +50,9 @@ struct Session {
     owner: Option<String>,
     client: Option<KnownClient>,
     listener: Option<Listener>,
+    /// Set by `logging/setLevel`; kept apart from the client, which is remembered anew
+    /// whenever rmcp stores the session.
+    logs: LogFilter,
 }
 
 /// Every MCP session this replica has seen; cheap to clone.
@@ -56,7 +62,22 @@ pub struct Sessions(Arc<RwLock<HashMap<String, Session>>>);
 impl Sessions {
     /// The client of a session whose handshake this replica has seen or restored.
     pub fn client(&self, session_id: &str) -> Option<KnownClient> {
-        self.read(session_id, |session| session.client.clone())
+        self.read(session_id, |session| {
+            let mut client = session.client.clone()?;
+            client.logs = session.logs;
+            Some(client)
+        })
+    }
+
+    /// Which log messages the session's client asked for (all until it sets a level).
+    pub fn logs(&self, session_id: &str) -> LogFilter {
+        self.read(session_id, |session| Some(session.logs))
+            .unwrap_or_default()
+    }
+
+    /// Records the log level the session's client set.
+    pub fn set_logs(&self, session_id: &str, logs: LogFilter) {
+        self.update(session_id, |session| session.logs = logs);
     }
 
     /// The session's owner, if remembered.

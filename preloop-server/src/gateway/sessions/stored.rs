@@ -2,6 +2,7 @@
 //! the client each one introduced, in [`Sessions`].
 
 use super::{KnownClient, Sessions};
+use crate::gateway::relay::LogFilter;
 use chrono::Utc;
 use preloop_core::ClientInfo;
 use preloop_store::Database;
@@ -51,6 +52,7 @@ fn remember(sessions: &Sessions, session_id: &str, state: &SessionState) {
     let client = KnownClient {
         client: ClientInfo::introduced(&params.client_info.name, &params.client_info.version),
         elicits: params.capabilities.elicitation.is_some(),
+        logs: LogFilter::default(),
     };
     sessions.update(session_id, |session| session.client = Some(client));
 }
