@@ -2,6 +2,7 @@
 
 use crate::approval::{ApprovalState, VoteDecision};
 use crate::policy::ActionKind;
+use crate::registry::OperationKind;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,10 +23,13 @@ pub enum AuditEventKind {
         call_id: Uuid,
         /// Caller.
         principal_id: String,
-        /// Exposed tool name.
+        /// Exposed tool name (for a prompt its name, for a resource its URI).
         tool: String,
         /// Arguments as sent.
         arguments: Value,
+        /// A tool call (left out), a prompt got or a resource read.
+        #[serde(default, skip_serializing_if = "OperationKind::is_tool")]
+        kind: OperationKind,
     },
     /// A call was refused before policy: the tool does not exist or is not visible.
     CallRejected {

@@ -120,6 +120,7 @@ mod tests {
                     principal_id: format!("p{i}"),
                     tool: "fs__read".into(),
                     arguments: json!({"path": i}),
+                    kind: crate::registry::OperationKind::Tool,
                 },
             );
             let previous = events.last();

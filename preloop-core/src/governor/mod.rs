@@ -30,7 +30,7 @@ use crate::policy::{
     Decision, Effect, EvaluationInput, Governance, GovernanceDocument, INLINE_BUDGET, Reason,
 };
 use crate::principal::{ClientInfo, Principal};
-use crate::registry::{RegisteredTool, Registry};
+use crate::registry::{OperationKind, RegisteredTool, Registry, ToolDescriptor};
 use crate::store::{ApprovalStore, AuditStore, GrantStore};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -129,6 +129,26 @@ impl Governor {
         }))
     }
 
+    /// Of `operations` (prompts or resources an upstream offers), those no rule denies
+    /// `principal` unconditionally; none when no policy is in force.
+    pub fn visible_operations(
+        &self,
+        principal: &Principal,
+        operations: impl IntoIterator<Item = ToolDescriptor>,
+    ) -> Vec<ToolDescriptor> {
+        let Some(governance) = self.governance(&principal.organization_id) else {
+            return Vec::new();
+        };
+        operations
+            .into_iter()
+            .filter(|operation| {
+                !governance
+                    .policy()
+                    .denies_unconditionally(operation, principal)
+            })
+            .collect()
+    }
+
     /// The tools `principal` may see, without those a rule denies them unconditionally.
     pub fn list_tools(&self, principal: &Principal) -> Vec<RegisteredTool> {
         let governance = self.governance(&principal.organization_id);
@@ -151,13 +171,39 @@ impl Governor {
         principal: &Principal,
         call: ToolCall,
     ) -> Result<Outcome, GovernorError> {
-        let call_id = Uuid::new_v4();
-        let now = self.clock.now();
-        let org = principal.organization_id.as_str();
         let checked = self.visible_tool(principal, &call.tool).and_then(|tool| {
             let arguments = checked_arguments(&tool, &call.arguments)?;
             Ok((tool, arguments))
         });
+        self.govern(principal, checked, &call).await
+    }
+
+    /// Governs an operation that is not a registered tool: getting a prompt or reading a
+    /// resource through an upstream server (`tool.descriptor.kind` says which), done by
+    /// `tool`'s executor. The policy rules of that kind decide it and the audit log records it
+    /// as it records tool calls; `call.tool` is ignored. Such operations are not held for
+    /// approval: a rule that would hold one denies it. Visibility is the caller's to check.
+    pub async fn call_operation(
+        &self,
+        principal: &Principal,
+        tool: RegisteredTool,
+        call: ToolCall,
+    ) -> Result<Outcome, GovernorError> {
+        let checked = normalize_arguments(&call.arguments).map(|arguments| (tool, arguments));
+        self.govern(principal, checked, &call).await
+    }
+
+    /// Decides the `checked` call (or records why it was rejected), then runs it, holds it or
+    /// refuses it, recording every step.
+    async fn govern(
+        &self,
+        principal: &Principal,
+        checked: Result<(RegisteredTool, Value), GovernorError>,
+        call: &ToolCall,
+    ) -> Result<Outcome, GovernorError> {
+        let call_id = Uuid::new_v4();
+        let now = self.clock.now();
+        let org = principal.organization_id.as_str();
         let (tool, arguments) = match checked {
             Ok(checked) => checked,
             Err(error) => {
@@ -181,23 +227,34 @@ impl Governor {
                         principal_id: principal.id.clone(),
                         tool: tool.descriptor.exposed_name.clone(),
                         arguments: arguments.clone(),
+                        kind: tool.descriptor.kind,
                     },
                 ),
                 AuditEntry::new(org, now, decision_event(call_id, &decision)),
             ])
             .await?;
         match &decision.effect {
-            Effect::Allow => self.run(&tool, arguments, principal, &call, call_id).await,
+            Effect::Allow => self.run(&tool, arguments, principal, call, call_id).await,
             Effect::Deny { message } => Ok(Outcome::Denied {
                 call_id,
                 message: message.to_string(),
                 rule: decision.rule().map(|r| r.id.clone()),
             }),
+            Effect::RequireApproval { .. } if tool.descriptor.kind != OperationKind::Tool => {
+                Ok(Outcome::Denied {
+                    call_id,
+                    message: format!(
+                        "denied: a rule holds this {} for approval, and only tool calls can be held",
+                        tool.descriptor.kind.as_str()
+                    ),
+                    rule: decision.rule().map(|r| r.id.clone()),
+                })
+            }
             Effect::RequireApproval { approval_policy } => {
                 let held = Held {
                     tool: &tool,
                     arguments,
-                    call: &call,
+                    call,
                     call_id,
                     rule: decision.rule().map(|r| r.id.clone()),
                 };
@@ -289,6 +346,7 @@ impl Governor {
                 principal_id: principal.id.clone(),
                 tool: tool.descriptor.exposed_name.clone(),
                 arguments: arguments.clone(),
+                kind: tool.descriptor.kind,
             },
         )
         .await?;

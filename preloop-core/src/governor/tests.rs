@@ -7,7 +7,7 @@ use crate::clock::ManualClock;
 use crate::executor::{ExecutionError, FnExecutor, ToolOutput};
 use crate::governor::notifier::{Notification, NotifyError};
 use crate::policy::Format;
-use crate::registry::{ToolDescriptor, ToolSource};
+use crate::registry::{OperationKind, ToolDescriptor, ToolSource};
 use crate::store::{AuditStore, MemoryStore};
 use futures::executor::block_on;
 use serde_json::json;
@@ -51,6 +51,17 @@ id = "deploys"
 tools = ["ci__deploy"]
 action = "require_approval"
 approval_policy = "later"
+
+[[policy.rules]]
+id = "secrets"
+resources = ["secret://*"]
+action = "deny"
+
+[[policy.rules]]
+id = "held-prompts"
+prompts = ["held"]
+action = "require_approval"
+approval_policy = "ops"
 "#;
 
 struct Fixture {
@@ -222,6 +233,77 @@ fn allowed_calls_run_and_are_audited() {
             ..
         }
     ));
+}
+
+/// An operation on `name` of `kind`, counting its runs in `f`.
+fn operation(f: &Fixture, kind: OperationKind, name: &str) -> RegisteredTool {
+    let runs = f.runs.clone();
+    RegisteredTool::new(
+        ToolDescriptor::new("docs", name, ToolSource::Upstream)
+            .with_exposed_name(name)
+            .with_kind(kind),
+        Arc::new(FnExecutor::new(move |_, _| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(ToolOutput::text("contents"))
+        })),
+    )
+}
+
+#[test]
+fn prompts_and_resources_are_governed_by_their_own_rules_and_audited() {
+    let f = fixture();
+    let read = |uri: &str| {
+        block_on(f.governor.call_operation(
+            &agent(),
+            operation(&f, OperationKind::Resource, uri),
+            ToolCall::new("ignored", json!({"uri": uri})),
+        ))
+        .unwrap()
+    };
+    assert!(matches!(read("file:///readme"), Outcome::Executed { .. }));
+    let denied = read("secret://token");
+    assert!(matches!(denied, Outcome::Denied { rule: Some(ref r), .. } if r == "secrets"));
+    let held = block_on(f.governor.call_operation(
+        &agent(),
+        operation(&f, OperationKind::Prompt, "held"),
+        ToolCall::new("held", json!({})),
+    ))
+    .unwrap();
+    assert!(
+        matches!(held, Outcome::Denied { ref message, .. } if message.contains("only tool calls can be held")),
+        "{held:?}"
+    );
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+    let received: Vec<(String, OperationKind)> = chain_is_intact(&f, "acme")
+        .into_iter()
+        .filter_map(|kind| match kind {
+            AuditEventKind::CallReceived { tool, kind, .. } => Some((tool, kind)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        received,
+        [
+            ("file:///readme".to_owned(), OperationKind::Resource),
+            ("secret://token".to_owned(), OperationKind::Resource),
+            ("held".to_owned(), OperationKind::Prompt),
+        ]
+    );
+    let listed = f.governor.visible_operations(
+        &agent(),
+        [
+            operation(&f, OperationKind::Resource, "secret://a")
+                .descriptor
+                .as_ref()
+                .clone(),
+            operation(&f, OperationKind::Resource, "file:///b")
+                .descriptor
+                .as_ref()
+                .clone(),
+        ],
+    );
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "file:///b");
 }
 
 #[test]

@@ -526,6 +526,7 @@ fn tool_value(tool: &ToolDescriptor) -> BoxedVal<'static> {
         ("name", owned(&tool.name)),
         ("server", owned(&tool.server)),
         ("exposed_name", owned(&tool.exposed_name)),
+        ("kind", owned(tool.kind.as_str())),
         ("annotations", map(annotations)),
     ])
 }

@@ -38,10 +38,6 @@ pub enum OnError {
     RequireApproval,
 }
 
-fn any_tool() -> Vec<String> {
-    vec!["*".to_owned()]
-}
-
 fn enabled() -> bool {
     true
 }
@@ -57,8 +53,17 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Glob patterns over the tool's exposed name or its own name (`github__*`, `*__delete_*`).
-    #[serde(default = "any_tool")]
-    pub tools: Vec<String>,
+    /// Absent: every tool, unless the rule names prompts or resources (then no tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Glob patterns over the names of prompts got through the gateway (`prompts/get`), as
+    /// agents see them or as their server calls them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
+    /// Glob patterns over the URIs of resources read through the gateway (`resources/read`,
+    /// `file:///etc/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     /// Glob patterns over the server name; empty means any server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<String>,
@@ -90,7 +95,9 @@ impl RuleSpec {
         Self {
             id: None,
             description: None,
-            tools: tools.into_iter().map(Into::into).collect(),
+            tools: Some(tools.into_iter().map(Into::into).collect()),
+            prompts: Vec::new(),
+            resources: Vec::new(),
             servers: Vec::new(),
             principals: Vec::new(),
             when: None,
@@ -328,7 +335,10 @@ approval_policy = "ops"
         let doc = GovernanceDocument::parse(text, Format::Toml).unwrap();
         assert_eq!(doc.policy.rules.len(), 2);
         assert_eq!(doc.policy.rules[0].action, ActionKind::Deny);
-        assert_eq!(doc.policy.rules[1].tools, ["time__convert_time"]);
+        assert_eq!(
+            doc.policy.rules[1].tools.as_deref(),
+            Some(&["time__convert_time".to_owned()][..])
+        );
         assert_eq!(doc.approval_policies[0].name, "ops");
     }
 

@@ -6,7 +6,7 @@ use super::document::{ActionKind, OnError, PolicyDocument, RuleMode};
 use super::errors::{PolicyError, RuleError, RuleProblem};
 use super::pattern::NamePattern;
 use crate::principal::{Principal, PrincipalSelector};
-use crate::registry::{ToolAnnotations, ToolDescriptor};
+use crate::registry::{OperationKind, ToolAnnotations, ToolDescriptor};
 use cel::Env;
 use cel::common::value::Val;
 use std::collections::HashMap;
@@ -148,7 +148,12 @@ pub struct PolicySet {
     default_effect: Effect,
     shadow_set: bool,
     on_error: OnError,
-    index: RuleIndex,
+    /// Candidate rules of tool calls.
+    tools: RuleIndex,
+    /// Candidate rules of prompt gets.
+    prompts: RuleIndex,
+    /// Candidate rules of resource reads.
+    resources: RuleIndex,
     env: Arc<Env>,
     budget: u64,
     document: PolicyDocument,
@@ -213,7 +218,8 @@ impl PolicySet {
         let shadow_set = document.mode == RuleMode::Shadow;
         let mut errors = Vec::new();
         let mut rules = Vec::new();
-        let mut tool_patterns = Vec::new();
+        let (mut tool_patterns, mut prompt_patterns, mut resource_patterns) =
+            (Vec::new(), Vec::new(), Vec::new());
         let mut server_patterns = Vec::new();
         let mut seen_ids = std::collections::HashSet::new();
         for (index, spec) in document.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
@@ -242,7 +248,13 @@ impl PolicySet {
             if !seen_ids.insert(id.clone()) {
                 problems.push(RuleProblem::DuplicateId);
             }
-            if spec.tools.is_empty() {
+            let names_others = !spec.prompts.is_empty() || !spec.resources.is_empty();
+            let tool_globs = match &spec.tools {
+                Some(tools) => tools.clone(),
+                None if names_others => Vec::new(),
+                None => vec!["*".to_owned()],
+            };
+            if tool_globs.is_empty() && !names_others {
                 problems.push(RuleProblem::NoTools);
             }
             let mut compile_patterns = |patterns: &[String]| -> Vec<NamePattern> {
@@ -260,7 +272,9 @@ impl PolicySet {
                     })
                     .collect()
             };
-            let tools = compile_patterns(&spec.tools);
+            let tools = compile_patterns(&tool_globs);
+            let prompts = compile_patterns(&spec.prompts);
+            let resources = compile_patterns(&spec.resources);
             let servers = compile_patterns(&spec.servers);
             let principals = spec
                 .principals
@@ -311,6 +325,8 @@ impl PolicySet {
                 shadow: mode == RuleMode::Shadow,
             });
             tool_patterns.push(tools);
+            prompt_patterns.push(prompts);
+            resource_patterns.push(resources);
             server_patterns.push(servers);
         }
         if !errors.is_empty() {
@@ -334,11 +350,23 @@ impl PolicySet {
             default_effect,
             shadow_set,
             on_error: document.on_error,
-            index: RuleIndex::new(tool_patterns, server_patterns),
+            tools: RuleIndex::new(tool_patterns, server_patterns.clone()),
+            prompts: RuleIndex::new(prompt_patterns, server_patterns.clone()),
+            resources: RuleIndex::new(resource_patterns, server_patterns),
             env,
             budget: limits.evaluation_budget,
             document: document.clone(),
         })
+    }
+
+    /// The rules that can apply to `tool`, among those of its kind.
+    fn candidates(&self, tool: &ToolDescriptor) -> Arc<Candidates> {
+        match tool.kind {
+            OperationKind::Tool => &self.tools,
+            OperationKind::Prompt => &self.prompts,
+            OperationKind::Resource => &self.resources,
+        }
+        .candidates(tool)
     }
 
     /// The document this set was compiled from.
@@ -360,7 +388,7 @@ impl PolicySet {
     /// [`COSTLY_CONDITION`]): such decisions are bounded by the evaluation budget, but may still
     /// take milliseconds, so servers run them apart from their request threads.
     pub fn is_costly(&self, tool: &ToolDescriptor) -> bool {
-        self.index.candidates(tool).rules.iter().any(|&index| {
+        self.candidates(tool).rules.iter().any(|&index| {
             self.rules
                 .get(index as usize)
                 .and_then(|rule| rule.condition.as_ref())
@@ -386,7 +414,7 @@ impl PolicySet {
     }
 
     fn evaluate_within_budget(&self, input: &EvaluationInput<'_>) -> Decision {
-        let candidates = self.index.candidates(input.tool);
+        let candidates = self.candidates(input.tool);
         let activation = Activation::new(input, &candidates.tool_value);
         let mut shadow: Option<ShadowDecision> = None;
         for &index in candidates.rules.iter() {
@@ -471,7 +499,7 @@ impl PolicySet {
         if self.shadow_set {
             return false;
         }
-        let candidates = self.index.candidates(tool);
+        let candidates = self.candidates(tool);
         for &index in candidates.rules.iter() {
             let Some(rule) = self.rules.get(index as usize) else {
                 continue;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::principal::{ClientInfo, Principal};
-use crate::registry::{ToolAnnotations, ToolDescriptor, ToolSource};
+use crate::registry::{OperationKind, ToolAnnotations, ToolDescriptor, ToolSource};
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -50,6 +50,66 @@ fn decide(set: &PolicySet, tool: &ToolDescriptor, args: Value) -> Decision {
 fn compile_error(toml: &str) -> String {
     let document = GovernanceDocument::parse(toml, Format::Toml).unwrap();
     Governance::compile(&document).unwrap_err().to_string()
+}
+
+fn resource(server: &str, uri: &str) -> ToolDescriptor {
+    tool(server, uri)
+        .with_exposed_name(uri)
+        .with_kind(OperationKind::Resource)
+}
+
+#[test]
+fn prompts_and_resources_match_only_the_rules_that_name_them() {
+    let set = compile(
+        r#"
+[policy]
+default = "allow"
+[[policy.rules]]
+id = "secrets"
+resources = ["file:///etc/*"]
+servers = ["fs"]
+action = "deny"
+message = "no system files"
+[[policy.rules]]
+id = "admin-prompts"
+prompts = ["ops__*"]
+when = 'tool.kind == "prompt" && args.env == "prod"'
+action = "deny"
+[[policy.rules]]
+id = "every-tool"
+action = "require_approval"
+"#,
+    );
+    let secret = decide(&set, &resource("fs", "file:///etc/shadow"), json!({}));
+    assert_eq!(secret.rule().unwrap().id, "secrets");
+    assert!(matches!(secret.effect, Effect::Deny { .. }));
+    // Another server's URI, or a tool named like the URI, is not the rule's.
+    let other = decide(&set, &resource("web", "file:///etc/shadow"), json!({}));
+    assert_eq!(other.effect, Effect::Allow);
+    let named_like = decide(&set, &tool("fs", "file:///etc/shadow"), json!({}));
+    assert_eq!(named_like.rule().unwrap().id, "every-tool");
+
+    let prompt = tool("ops", "restart").with_kind(OperationKind::Prompt);
+    let prod = decide(&set, &prompt, json!({"env": "prod"}));
+    assert_eq!(prod.rule().unwrap().id, "admin-prompts");
+    assert_eq!(
+        decide(&set, &prompt, json!({"env": "dev"})).effect,
+        Effect::Allow
+    );
+    // The rule without `tools` covers every tool, and no prompt or resource.
+    let call = decide(&set, &tool("ops", "restart"), json!({}));
+    assert_eq!(call.rule().unwrap().id, "every-tool");
+    assert!(set.denies_unconditionally(&resource("fs", "file:///etc/passwd"), &agent()));
+    assert!(!set.denies_unconditionally(&prompt, &agent()));
+
+    let error = compile_error(
+        r#"
+[[policy.rules]]
+tools = []
+action = "deny"
+"#,
+    );
+    assert!(error.contains("no prompts or resources"), "{error}");
 }
 
 #[test]
@@ -774,7 +834,8 @@ proptest! {
         // The naive model.
         let glob = |p: &str, s: &str| globset::GlobBuilder::new(p).literal_separator(false).build().unwrap().compile_matcher().is_match(s);
         let expected = rules.iter().enumerate().find(|(i, rule)| {
-            let tool_ok = glob(&rule.tools[0], &descriptor.exposed_name) || glob(&rule.tools[0], &descriptor.name);
+            let pattern = &rule.tools.as_ref().unwrap()[0];
+            let tool_ok = glob(pattern, &descriptor.exposed_name) || glob(pattern, &descriptor.name);
             let server_ok = servers[*i].is_none_or(|s| glob(s, server));
             let when_ok = thresholds[*i].is_none_or(|t| n > t);
             tool_ok && server_ok && when_ok

@@ -6,7 +6,10 @@
 
 mod tool;
 
-pub use tool::{EXPOSED_NAME_SEPARATOR, ToolAnnotations, ToolDescriptor, ToolSource, exposed_name};
+pub use tool::{
+    EXPOSED_NAME_SEPARATOR, OperationKind, ToolAnnotations, ToolDescriptor, ToolSource,
+    exposed_name,
+};
 
 mod changes;
 

@@ -49,7 +49,38 @@ pub enum ToolSource {
     Embedded,
 }
 
-/// Everything the governor knows about a tool.
+/// What a governed operation does: call a tool, get a prompt, or read a resource. Policy rules
+/// name each kind apart (`tools`, `prompts`, `resources`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// `tools/call`.
+    #[default]
+    Tool,
+    /// `prompts/get`: the descriptor's names are the prompt's.
+    Prompt,
+    /// `resources/read`: the descriptor's names are the resource's URI (its own, and the one
+    /// agents see).
+    Resource,
+}
+
+impl OperationKind {
+    /// `tool`, `prompt` or `resource`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Prompt => "prompt",
+            Self::Resource => "resource",
+        }
+    }
+
+    /// Whether it is a tool call (the kind serialization leaves out).
+    pub fn is_tool(&self) -> bool {
+        *self == Self::Tool
+    }
+}
+
+/// Everything the governor knows about a tool (or another governed operation, see `kind`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolDescriptor {
     /// The tool's own name on its server.
@@ -69,6 +100,9 @@ pub struct ToolDescriptor {
     pub annotations: ToolAnnotations,
     /// Where the implementation lives.
     pub source: ToolSource,
+    /// A tool, or the prompt or resource an operation gets.
+    #[serde(default, skip_serializing_if = "OperationKind::is_tool")]
+    pub kind: OperationKind,
 }
 
 fn empty_object_schema() -> Value {
@@ -88,7 +122,15 @@ impl ToolDescriptor {
             input_schema: empty_object_schema(),
             annotations: ToolAnnotations::default(),
             source,
+            kind: OperationKind::Tool,
         }
+    }
+
+    /// Makes it describe a prompt or a resource instead of a tool.
+    #[must_use]
+    pub fn with_kind(mut self, kind: OperationKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Overrides the exposed name (e.g. a transparent proxy keeps the upstream name).

@@ -18,8 +18,9 @@ use rmcp::RoleServer;
     reason = "MCP logging is deprecated (SEP-2577) but clients still use it"
 )]
 use rmcp::model::{
-    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam, ProgressNotification,
-    ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage, ServerNotification,
+    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam,
+    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
+    ServerNotification,
 };
 use rmcp::service::Peer;
 use serde_json::Value;
