@@ -147,6 +147,7 @@ impl Naive {
                 let globs = rule
                     .tools
                     .iter()
+                    .flatten()
                     .map(|p| globset::Glob::new(p).expect("glob").compile_matcher())
                     .collect();
                 let program = rule
