@@ -19,7 +19,6 @@ use preloop_testkit as common;
 use common::fakes::FakePlatform;
 use common::gateway::{Gateway, returned};
 use common::github::{FakeGitHub, sample_issues, synchronized_tracker};
-use common::wait::eventually_some;
 use common::{ADMIN_KEY, Process, rest, spawn, start_gateway};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
