@@ -8,6 +8,7 @@
 
 use crate::auth::AuthError;
 use crate::gateway::fastpath::FastPath;
+use crate::gateway::offered::Offered;
 use crate::gateway::server::PreloopMcp;
 use crate::gateway::sessions::Sessions;
 use crate::gateway::sessions::listeners::ToolListeners;
@@ -56,10 +57,12 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     let listeners = ToolListeners::new(sessions.clone());
     listeners.follow(governor.registry().clone(), shutdown.clone());
     let handler_sessions = sessions.clone();
+    let offered = Offered::new(governor.clone(), state.upstreams.clone());
     let mcp = StreamableHttpService::new(
         move || {
             Ok(PreloopMcp::new(
                 governor.clone(),
+                offered.clone(),
                 listeners.clone(),
                 handler_sessions.clone(),
             ))

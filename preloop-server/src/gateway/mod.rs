@@ -3,7 +3,8 @@
 //! share, their owners and the list-changed notifications ([`sessions`]), the `Host` guard
 //! ([`hosts`]), and what a call relays to its client while it runs ([`relay`],
 //! [`elicitation`]). Between them and the
-//! governor: the built-in tools ([`builtins`]) and where costly decisions run ([`decisions`]).
+//! governor: the built-in tools ([`builtins`]), the upstreams' prompts and resources
+//! ([`offered`]), and where costly decisions run ([`decisions`]).
 //! Outbound: the upstream servers ([`upstream`]).
 
 pub mod builtins;
@@ -11,6 +12,7 @@ pub mod decisions;
 pub mod elicitation;
 pub mod fastpath;
 pub mod hosts;
+pub mod offered;
 pub mod relay;
 pub mod server;
 pub mod sessions;

@@ -1,7 +1,10 @@
-//! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor.
+//! The MCP endpoint's handler: `tools/list` and `tools/call` through the governor, the
+//! upstreams' prompts, resources and completion ([`crate::gateway::offered`]), and the
+//! session's log level.
 
 use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::elicitation::Elicitation;
+use crate::gateway::offered::Offered;
 use crate::gateway::relay::{LogFilter, Notify, relay};
 use crate::gateway::sessions::Sessions;
 use crate::gateway::sessions::listeners::ToolListeners;
@@ -11,9 +14,11 @@ use preloop_core::executor::ToolOutput;
 use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
 use preloop_core::{ClientInfo, Principal};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProgressToken, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock as Content, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -25,6 +30,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct PreloopMcp {
     governor: Arc<Governor>,
+    offered: Offered,
     listeners: ToolListeners,
     sessions: Sessions,
 }
@@ -36,11 +42,18 @@ impl std::fmt::Debug for PreloopMcp {
 }
 
 impl PreloopMcp {
-    /// A handler over the governor; the session is told of tool list changes through
-    /// `listeners`, and what it asks of its notifications is kept in `sessions`.
-    pub fn new(governor: Arc<Governor>, listeners: ToolListeners, sessions: Sessions) -> Self {
+    /// A handler over the governor and the upstreams' `offered` prompts and resources; the
+    /// session is told of tool list changes through `listeners`, and what it asks of its
+    /// notifications is kept in `sessions`.
+    pub fn new(
+        governor: Arc<Governor>,
+        offered: Offered,
+        listeners: ToolListeners,
+        sessions: Sessions,
+    ) -> Self {
         Self {
             governor,
+            offered,
             listeners,
             sessions,
         }
@@ -177,9 +190,13 @@ impl ServerHandler for PreloopMcp {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_resources()
+                .enable_resources_subscribe()
                 .enable_tools()
                 .enable_tool_list_changed()
-                .enable_logging()
                 .build(),
         )
             .with_server_info(Implementation::new("preloop", env!("CARGO_PKG_VERSION")))
@@ -228,6 +245,100 @@ impl ServerHandler for PreloopMcp {
         call_tool(&self.governor, &principal, caller, request)
             .await
             .map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let principal = principal(&context)?;
+        Ok(ListPromptsResult::with_all_items(
+            self.offered.prompts(&principal).await,
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let principal = principal(&context)?;
+        self.offered
+            .get_prompt(&principal, client(&context), request)
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let principal = principal(&context)?;
+        Ok(ListResourcesResult::with_all_items(
+            self.offered.resources(&principal).await,
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let principal = principal(&context)?;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.offered.templates(&principal).await,
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let principal = principal(&context)?;
+        self.offered
+            .read_resource(&principal, client(&context), request)
+            .await
+            .map(Into::into)
+    }
+
+    #[allow(
+        deprecated,
+        reason = "resources/subscribe is replaced by subscriptions/listen on 2026-07-28; earlier clients use it"
+    )]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = principal(&context)?;
+        self.offered.subscribe(&principal, &request.uri, true).await
+    }
+
+    #[allow(
+        deprecated,
+        reason = "resources/unsubscribe is replaced by subscriptions/listen on 2026-07-28; earlier clients use it"
+    )]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = principal(&context)?;
+        self.offered
+            .subscribe(&principal, &request.uri, false)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let principal = principal(&context)?;
+        self.offered.complete(&principal, request).await
     }
 
     #[allow(

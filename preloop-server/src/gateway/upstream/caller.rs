@@ -1,11 +1,13 @@
 //! What the gateway asks of an upstream MCP server, whatever its transport: one trait with an
 //! implementation per way of talking to it (rmcp's client over stdio or HTTP in
 //! [`super::connection`], the direct HTTP caller in [`super::http`]), so discovery and the
-//! executor each have one path. Resources, prompts and completion join it as methods here.
+//! executor each have one path. Everything else a client may ask of an upstream (prompts,
+//! resources, completion, subscriptions, log levels) is [`UpstreamClient::forward`]ed as is.
 
 use super::error::UpstreamError;
 use preloop_core::executor::ExecutionObserver;
-use rmcp::model::{CallToolResult, JsonObject, ListToolsResult, Tool};
+use rmcp::model::{CallToolResult, ClientRequest, JsonObject, ListToolsResult, Tool};
+use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 /// Most tools taken from one server's listing, and most pages read for it: an upstream that
@@ -32,9 +34,22 @@ pub trait UpstreamClient: Send + Sync {
         observer: Option<Arc<dyn ExecutionObserver>>,
     ) -> Result<CallToolResult, UpstreamError>;
 
+    /// Sends `request` (anything but a tool call) and returns its result as the upstream
+    /// wrote it.
+    async fn forward(&self, request: ClientRequest) -> Result<serde_json::Value, UpstreamError>;
+
     /// Forgets the connection or session, so the next request starts a new one (after a
     /// failure that leaves it in doubt).
     async fn reset(&self);
+}
+
+/// The result of `request`, decoded.
+pub async fn ask<R: DeserializeOwned>(
+    client: &dyn UpstreamClient,
+    request: ClientRequest,
+) -> Result<R, UpstreamError> {
+    let result = client.forward(request).await?;
+    serde_json::from_value(result).map_err(UpstreamError::Unreadable)
 }
 
 /// The server's tools, page by page, within [`MAX_TOOLS`] and [`MAX_PAGES`].

@@ -9,6 +9,7 @@
 use super::caller::{UpstreamClient, list_tools};
 use super::connection::RmcpConnection;
 use super::error::UpstreamError;
+use super::offerings::{Naming, Offerings};
 use crate::events::EventBus;
 use crate::gateway::upstream::egress::Egress;
 use crate::gateway::upstream::http::HttpCaller;
@@ -19,7 +20,7 @@ use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, Too
 use preloop_core::registry::{RegisteredTool, Registry, ToolDescriptor, ToolSource, exposed_name};
 use preloop_core::store::DocumentStore;
 use serde_json::{Value, json};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,8 @@ pub struct UpstreamServer {
     stopped: CancellationToken,
     /// Cancelled once the first scan has been tried (successful or not).
     first_scan: CancellationToken,
+    /// Its prompts and resources, as the last scan found them.
+    offerings: RwLock<Arc<Offerings>>,
 }
 
 impl std::fmt::Debug for UpstreamServer {
@@ -92,6 +95,7 @@ impl UpstreamServer {
                 permits,
                 stopped: CancellationToken::new(),
                 first_scan: CancellationToken::new(),
+                offerings: RwLock::default(),
             }
         })
     }
@@ -115,6 +119,37 @@ impl UpstreamServer {
             .tool_prefix
             .as_deref()
             .unwrap_or(&self.server.name)
+    }
+
+    /// How agents see its prompts' names and its resources' URIs.
+    pub fn naming(&self) -> Naming {
+        Naming::new(self.prefix())
+    }
+
+    /// Its prompts and resources, as the last scan found them.
+    pub fn offerings(&self) -> Arc<Offerings> {
+        self.offerings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends `request` to the server within its timeout and concurrency bound, and returns
+    /// its result as the server wrote it.
+    pub async fn forward(
+        &self,
+        request: rmcp::model::ClientRequest,
+    ) -> Result<Value, UpstreamError> {
+        let timeout = self.timeout();
+        let forwarded = async {
+            let _permit = self.permits.acquire().await.map_err(|_| {
+                UpstreamError::Client(format!("`{}` was removed", self.server.name))
+            })?;
+            self.client().forward(request).await
+        };
+        tokio::time::timeout(timeout, forwarded)
+            .await
+            .unwrap_or(Err(UpstreamError::RequestTimeout { after: timeout }))
     }
 
     /// How its tools are listed and called.
@@ -198,6 +233,19 @@ impl UpstreamServer {
             })
             .collect();
         let count = descriptors.len();
+        // Prompts and resources are optional: a server without them (or too slow to list
+        // them) still has its tools.
+        match tokio::time::timeout(self.timeout(), Offerings::discover(self.client())).await {
+            Ok(offerings) => {
+                *self
+                    .offerings
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(offerings);
+            }
+            Err(_) => {
+                tracing::warn!(server = %self.server.name, "listing prompts and resources timed out");
+            }
+        }
         let now = Utc::now();
         let discovered: Vec<DiscoveredTool> = descriptors
             .iter()
@@ -295,8 +343,9 @@ impl ToolExecutor for UpstreamExecutor {
                     Ok(result) => convert::tool_output(result).map_err(|e| {
                         ExecutionError::Other(format!("unreadable result from `{name}`: {e}"))
                     }),
-                    Err(UpstreamError::Refused { message }) => Err(ExecutionError::Other(format!(
-                        "`{name}` refused the call: {message}"
+                    Err(UpstreamError::Refused(error)) => Err(ExecutionError::Other(format!(
+                        "`{name}` refused the call: {}",
+                        error.message
                     ))),
                     Err(error) => {
                         // The client's connection or session is in doubt: its next request

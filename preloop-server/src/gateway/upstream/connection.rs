@@ -26,20 +26,34 @@ use tokio::sync::Mutex;
 /// How long connecting (initialize handshake included) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What to do when the server says its tools changed.
-pub type OnToolsChanged = Arc<dyn Fn() + Send + Sync>;
+/// What to do when the server says its tools, prompts or resources changed.
+pub type OnListsChanged = Arc<dyn Fn() + Send + Sync>;
 
 type Client = RunningService<RoleClient, Handler>;
 
 /// Receives the upstream's notifications that concern the server rather than a call.
 #[derive(Clone)]
 pub struct Handler {
-    on_tools_changed: OnToolsChanged,
+    on_lists_changed: OnListsChanged,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
 }
 
 impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.on_tools_changed)();
+        (self.on_lists_changed)();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        (self.on_lists_changed)();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        (self.on_lists_changed)();
     }
 }
 
@@ -64,18 +78,18 @@ impl std::fmt::Debug for RmcpConnection {
 
 impl RmcpConnection {
     /// A connection to `server` (not made yet), reaching it through `http` within what
-    /// `egress` allows; `on_tools_changed` runs when the server announces a new tool list.
+    /// `egress` allows; `on_lists_changed` runs when the server announces a new tool list.
     pub fn new(
         server: McpServer,
         http: reqwest::Client,
         egress: Egress,
-        on_tools_changed: OnToolsChanged,
+        on_lists_changed: OnListsChanged,
     ) -> Arc<Self> {
         Arc::new(Self {
             server,
             http,
             egress,
-            handler: Handler { on_tools_changed },
+            handler: Handler { on_lists_changed },
             connection: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
         })
@@ -218,6 +232,15 @@ impl UpstreamClient for Arc<RmcpConnection> {
             ServerResult::CallToolResult(result) => Ok(result),
             _ => Err(UpstreamError::NotRelayed),
         }
+    }
+
+    async fn forward(&self, request: ClientRequest) -> Result<serde_json::Value, UpstreamError> {
+        let client = self.client().await?;
+        let result = client
+            .send_request(request)
+            .await
+            .map_err(UpstreamError::service)?;
+        serde_json::to_value(result).map_err(UpstreamError::Unreadable)
     }
 
     async fn reset(&self) {

@@ -48,6 +48,12 @@ pub enum UpstreamError {
     /// Listing the tools took longer than the server's timeout.
     #[error("listing tools timed out")]
     ListTimeout,
+    /// A request took longer than the server's timeout.
+    #[error("the upstream did not answer within {} s", .after.as_secs())]
+    RequestTimeout {
+        /// How long it was given.
+        after: Duration,
+    },
     /// rmcp's client failed (transport or protocol); the text is stripped of response bodies.
     #[error("{0}")]
     Client(String),
@@ -79,11 +85,8 @@ pub enum UpstreamError {
         reason: String,
     },
     /// The upstream answered the request with a JSON-RPC error.
-    #[error("the upstream refused the call: {message}")]
-    Refused {
-        /// The error's message.
-        message: String,
-    },
+    #[error("the upstream refused the call: {}", .0.message)]
+    Refused(rmcp::ErrorData),
     /// The upstream answered with something Preloop does not relay.
     #[error("the upstream asked for interactive input or a task, which Preloop does not relay")]
     NotRelayed,
@@ -102,9 +105,7 @@ impl UpstreamError {
     /// of the connection.
     pub fn service(error: rmcp::ServiceError) -> Self {
         match error {
-            rmcp::ServiceError::McpError(error) => Self::Refused {
-                message: error.message.into_owned(),
-            },
+            rmcp::ServiceError::McpError(error) => Self::Refused(error),
             other => Self::client(other),
         }
     }

@@ -20,9 +20,9 @@ use futures::{StreamExt, TryStreamExt};
 use preloop_core::executor::ExecutionObserver;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolResult, ClientJsonRpcMessage, ErrorCode, ErrorData, InitializeResult, JsonObject,
-    JsonRpcMessage, ListToolsResult, NumberOrString, ProgressToken, RequestId, ServerNotification,
-    ServerRequest,
+    CallToolResult, ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, InitializeResult,
+    JsonObject, JsonRpcMessage, ListToolsResult, NumberOrString, ProgressToken, RequestId,
+    ServerNotification, ServerRequest,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -299,9 +299,7 @@ fn result_of(message: UpstreamMessage, id: &RequestId) -> Option<Result<Value, U
     match message {
         JsonRpcMessage::Response(response) if &response.id == id => Some(Ok(response.result)),
         JsonRpcMessage::Error(error) if error.id.as_ref() == Some(id) => {
-            Some(Err(UpstreamError::Refused {
-                message: error.error.message.into_owned(),
-            }))
+            Some(Err(UpstreamError::Refused(error.error)))
         }
         _ => None,
     }
@@ -334,6 +332,15 @@ impl UpstreamClient for HttpCaller {
         }
         let observed = token.as_ref().zip(observer.as_ref());
         self.request("tools/call", params, observed).await
+    }
+
+    async fn forward(&self, request: ClientRequest) -> Result<Value, UpstreamError> {
+        let method = request.method().to_owned();
+        let mut message = serde_json::to_value(&request).map_err(UpstreamError::Unreadable)?;
+        let params = message
+            .get_mut("params")
+            .map_or_else(|| json!({}), Value::take);
+        self.request(&method, params, None).await
     }
 
     async fn reset(&self) {

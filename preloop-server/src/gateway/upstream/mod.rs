@@ -3,13 +3,14 @@
 //! server (stdio through rmcp, HTTP through [`http`]); [`egress`] says what each organization's
 //! servers may run and reach.
 
-mod caller;
+pub mod caller;
 pub mod client;
 mod connection;
 pub mod egress;
 pub mod error;
 pub mod http;
 mod observed;
+pub mod offerings;
 
 use crate::events::EventBus;
 use crate::gateway::upstream::client::{ToolCatalog, UpstreamServer};
@@ -165,6 +166,20 @@ impl Upstreams {
     /// What each organization's servers may run and reach.
     pub fn egress(&self) -> &Egress {
         &self.egress
+    }
+
+    /// The organization's running servers, by name.
+    pub async fn of_organization(&self, organization_id: &str) -> Vec<Arc<UpstreamServer>> {
+        let mut servers: Vec<Arc<UpstreamServer>> = self
+            .running
+            .lock()
+            .await
+            .values()
+            .filter(|s| s.document().organization_id == organization_id)
+            .cloned()
+            .collect();
+        servers.sort_by(|a, b| a.document().name.cmp(&b.document().name));
+        servers
     }
 
     /// The organization's running server `id`.
