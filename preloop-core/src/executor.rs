@@ -79,13 +79,50 @@ pub enum ExecutionError {
     Other(String),
 }
 
+/// Why the calling client could not answer a question a tool asked it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// Nobody can be asked (the call runs in the background, or the client did not declare
+    /// the capability the question needs).
+    #[error("the calling client cannot be asked `{method}`")]
+    Unsupported {
+        /// The question's method (`sampling/createMessage`, ...).
+        method: String,
+    },
+    /// The client answered with an error (its JSON-RPC error object).
+    #[error("the calling client refused: {0}")]
+    Refused(Value),
+    /// The client did not answer.
+    #[error("the calling client did not answer: {0}")]
+    Unanswered(String),
+}
+
+/// A pending answer of the calling client.
+pub type Answer = futures::future::BoxFuture<'static, Result<Value, AskError>>;
+
 /// Hears what a tool reports while it runs (an upstream MCP server's progress and log
-/// notifications), to pass on to whoever made the call.
+/// notifications), to pass on to whoever made the call, and carries the questions the tool
+/// asks that client (an MCP server's sampling, elicitation and roots requests).
 pub trait ExecutionObserver: Send + Sync {
     /// The tool made progress (`progress` increases; `total` if known).
     fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>);
     /// The tool's server logged something (`level` as MCP names it: `info`, `warning`, ...).
     fn log(&self, level: &str, logger: Option<&str>, data: &Value);
+
+    /// What the calling client declared it can be asked: its MCP client capabilities
+    /// (`{"sampling": {}, "elicitation": {}, "roots": {}}`, or fewer); none by default.
+    fn capabilities(&self) -> Value {
+        Value::Object(serde_json::Map::new())
+    }
+
+    /// Asks the calling client request `method` with `params` on the tool's behalf, and
+    /// gives its result. By default nobody can be asked.
+    fn ask(&self, method: &str, params: Value) -> Answer {
+        let _ = params;
+        let method = method.to_owned();
+        Box::pin(async move { Err(AskError::Unsupported { method }) })
+    }
 }
 
 /// What an executor knows about the call it runs.

@@ -42,6 +42,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     let fast_path = FastPath {
         governor: governor.clone(),
         sessions: sessions.clone(),
+        questions: crate::gateway::questions::Questions::default(),
         shutdown: shutdown.clone(),
     };
     let hosts = crate::gateway::hosts::AllowedHosts::new(&allowed_hosts);

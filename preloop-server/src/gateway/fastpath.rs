@@ -18,6 +18,7 @@
 //! The call runs in its own task, as under rmcp: a client that disconnects does not cut a call
 //! off between its decision and its audit record.
 
+use crate::gateway::questions::{Questions, Reply, ResponseStream};
 use crate::gateway::server::{Caller, call_tool};
 use crate::gateway::sessions::{KnownClient, Sessions};
 use crate::http::bounds;
@@ -54,6 +55,8 @@ pub struct FastPath {
     pub governor: Arc<Governor>,
     /// The sessions it may serve.
     pub sessions: Sessions,
+    /// The questions its calls asked their clients, waiting for answers.
+    pub questions: Questions,
     /// Ends open SSE answers at shutdown.
     pub shutdown: CancellationToken,
 }
@@ -84,17 +87,28 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
     if known.elicits && asks_inline(&fast.governor, &principal.organization_id) {
         return next.run(request).await;
     }
-    let client = known;
     let (parts, body) = request.into_parts();
+    let Some(session) = session_id(&parts.headers).map(str::to_owned) else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
     let Ok(bytes) = axum::body::to_bytes(body, bounds::BODY).await else {
         return too_large();
     };
+    if let Some(reply) = Reply::parse(&bytes)
+        && fast.questions.answer(&session, reply)
+    {
+        return StatusCode::ACCEPTED.into_response();
+    }
     let Some(call) = tools_call(&bytes) else {
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
     };
-    answer(fast, principal, client, call).await
+    answer(fast, principal, (session, known), call).await
+}
+
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get("mcp-session-id")?.to_str().ok()
 }
 
 /// Whether an approval policy of the organization uses the elicitation channel.
@@ -136,8 +150,7 @@ fn servable(sessions: &Sessions, request: &Request) -> Option<KnownClient> {
             return None;
         }
     }
-    let session = headers.get("mcp-session-id")?.to_str().ok()?;
-    sessions.client(session)
+    sessions.client(session_id(headers)?)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -186,17 +199,28 @@ fn tools_call(body: &[u8]) -> Option<Call> {
 }
 
 /// Runs the call in its own task and answers with its messages.
-async fn answer(fast: FastPath, principal: Principal, client: KnownClient, call: Call) -> Response {
+async fn answer(
+    fast: FastPath,
+    principal: Principal,
+    (session, client): (String, KnownClient),
+    call: Call,
+) -> Response {
     let (sender, mut messages) = mpsc::unbounded_channel();
     let governor = fast.governor.clone();
+    let questions = fast.questions.clone();
     tokio::spawn(async move {
-        let notify = Arc::new(sender.clone());
+        let notify = Arc::new(ResponseStream {
+            messages: sender.clone(),
+            questions,
+            session,
+        });
         let caller = Caller {
             client: client.client,
             progress: call.progress,
             notify,
             elicit: None,
             logs: client.logs,
+            capabilities: client.capabilities,
         };
         let result = call_tool(&governor, &principal, caller, call.params).await;
         let _ = sender.send(final_message(result, call.id));

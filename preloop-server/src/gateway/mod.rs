@@ -2,7 +2,7 @@
 //! `tools/call` on established sessions ([`fastpath`]), the one registry of the sessions they
 //! share, their owners and the list-changed notifications ([`sessions`]), the `Host` guard
 //! ([`hosts`]), and what a call relays to its client while it runs ([`relay`],
-//! [`elicitation`]). Between them and the
+//! [`elicitation`], and on the fast path the questions an upstream asks it, [`questions`]). Between them and the
 //! governor: the built-in tools ([`builtins`]), the upstreams' prompts and resources
 //! ([`offered`]), and where costly decisions run ([`decisions`]).
 //! Outbound: the upstream servers ([`upstream`]).
@@ -13,6 +13,7 @@ pub mod elicitation;
 pub mod fastpath;
 pub mod hosts;
 pub mod offered;
+pub mod questions;
 pub mod relay;
 pub mod server;
 pub mod sessions;

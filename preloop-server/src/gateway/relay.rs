@@ -1,5 +1,6 @@
 //! Relays what happens during one MCP `tools/call` to the client that made it: progress while it
-//! waits for approval, and the upstream tool's own progress and log messages.
+//! waits for approval, the upstream tool's own progress and log messages, and the questions
+//! the upstream asks the client meanwhile (sampling, elicitation, roots), with their answers.
 //!
 //! Notifications are sent from the request's own task, before its response: rmcp puts a progress
 //! notification on the request's response stream only while that stream is open, so one sent
@@ -10,7 +11,7 @@
 
 use crate::wire::convert;
 use preloop_core::approval::ApprovalRequest;
-use preloop_core::executor::ExecutionObserver;
+use preloop_core::executor::{Answer, AskError, ExecutionObserver};
 use preloop_core::governor::ProgressSink;
 use rmcp::RoleServer;
 #[allow(
@@ -19,16 +20,16 @@ use rmcp::RoleServer;
 )]
 use rmcp::model::{
     LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam,
-    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
-    ServerNotification,
+    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerNotification,
+    ServerRequest,
 };
 use rmcp::service::Peer;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Why a notification did not reach the client.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +42,15 @@ pub enum NotifyError {
     Closed,
 }
 
-/// Where a call's notifications go: the rmcp session's peer, or the response stream of a call
-/// served by the fast path ([`crate::gateway::fastpath`]).
+/// Where a call's notifications and questions go: the rmcp session's peer, or the response
+/// stream of a call served by the fast path ([`crate::gateway::fastpath`]).
 #[async_trait::async_trait]
 pub trait Notify: Send + Sync {
     /// Sends one notification to the calling client.
     async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError>;
+
+    /// Asks the calling client `request` and waits for its result.
+    async fn ask(&self, request: ServerRequest) -> Result<Value, AskError>;
 }
 
 #[async_trait::async_trait]
@@ -54,14 +58,38 @@ impl Notify for Peer<RoleServer> {
     async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError> {
         Ok(self.send_notification(notification).await?)
     }
+
+    async fn ask(&self, request: ServerRequest) -> Result<Value, AskError> {
+        match self.send_request(request).await {
+            Ok(result) => serde_json::to_value(result)
+                .map_err(|error| AskError::Unanswered(error.to_string())),
+            Err(rmcp::ServiceError::McpError(error)) => Err(AskError::Refused(
+                serde_json::to_value(error).unwrap_or_default(),
+            )),
+            Err(other) => Err(AskError::Unanswered(other.to_string())),
+        }
+    }
 }
 
-#[async_trait::async_trait]
-impl Notify for mpsc::UnboundedSender<ServerJsonRpcMessage> {
-    async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError> {
-        mpsc::UnboundedSender::send(self, ServerJsonRpcMessage::notification(notification))
-            .map_err(|_| NotifyError::Closed)
-    }
+/// The methods an upstream may ask the client during a call, with the client capability
+/// each needs.
+const QUESTIONS: [(&str, &str); 3] = [
+    ("sampling/createMessage", "sampling"),
+    ("elicitation/create", "elicitation"),
+    ("roots/list", "roots"),
+];
+
+/// The part of a client's capabilities an upstream may use through Preloop: what it can be
+/// asked during a call.
+pub fn askable(capabilities: &Value) -> Value {
+    let askable: serde_json::Map<String, Value> = QUESTIONS
+        .iter()
+        .filter_map(|(_, capability)| {
+            let declared = capabilities.get(*capability)?;
+            Some(((*capability).to_owned(), declared.clone()))
+        })
+        .collect();
+    Value::Object(askable)
 }
 
 /// Which log messages a call's client receives.
@@ -93,9 +121,13 @@ impl LogFilter {
     }
 }
 
-/// Something to tell the client.
+/// Something to tell (or ask) the client.
 #[derive(Debug)]
 enum Event {
+    Ask {
+        request: Box<ServerRequest>,
+        answer: oneshot::Sender<Result<Value, AskError>>,
+    },
     Progress {
         progress: f64,
         total: Option<f64>,
@@ -110,11 +142,15 @@ enum Event {
 
 /// Where the governor and the executor report events; cheap to clone, never blocks.
 #[derive(Debug, Clone)]
-pub struct EventSink(mpsc::UnboundedSender<Event>);
+pub struct EventSink {
+    events: mpsc::UnboundedSender<Event>,
+    /// What the client can be asked ([`askable`]).
+    capabilities: Arc<Value>,
+}
 
 impl ProgressSink for EventSink {
     fn waiting(&self, request: &ApprovalRequest, elapsed: Duration) {
-        let _ = self.0.send(Event::Progress {
+        let _ = self.events.send(Event::Progress {
             progress: elapsed.as_secs_f64(),
             total: None,
             message: Some(format!(
@@ -127,7 +163,7 @@ impl ProgressSink for EventSink {
 
 impl ExecutionObserver for EventSink {
     fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
-        let _ = self.0.send(Event::Progress {
+        let _ = self.events.send(Event::Progress {
             progress,
             total,
             message: message.map(str::to_owned),
@@ -135,11 +171,46 @@ impl ExecutionObserver for EventSink {
     }
 
     fn log(&self, level: &str, logger: Option<&str>, data: &Value) {
-        let _ = self.0.send(Event::Log {
+        let _ = self.events.send(Event::Log {
             level: level.to_owned(),
             logger: logger.map(str::to_owned),
             data: data.clone(),
         });
+    }
+
+    fn capabilities(&self) -> Value {
+        (*self.capabilities).clone()
+    }
+
+    /// Only the questions of [`QUESTIONS`] whose capability the client declared are passed
+    /// on; each is asked from its own task, so the call's other events keep flowing.
+    fn ask(&self, method: &str, params: Value) -> Answer {
+        let declared = QUESTIONS
+            .iter()
+            .any(|(m, capability)| *m == method && self.capabilities.get(*capability).is_some());
+        let request = declared
+            .then(|| {
+                serde_json::from_value::<ServerRequest>(json!({"method": method, "params": params}))
+                    .ok()
+            })
+            .flatten();
+        let Some(request) = request else {
+            let method = method.to_owned();
+            return Box::pin(async move { Err(AskError::Unsupported { method }) });
+        };
+        let (answer, answered) = oneshot::channel();
+        let sent = self.events.send(Event::Ask {
+            request: Box::new(request),
+            answer,
+        });
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(AskError::Unanswered("the call has ended".to_owned()));
+            }
+            answered
+                .await
+                .unwrap_or_else(|_| Err(AskError::Unanswered("the call has ended".to_owned())))
+        })
     }
 }
 
@@ -187,11 +258,13 @@ impl Monotonic {
 }
 
 /// A sink for the call's events and the relay that forwards them; `token` is the client's
-/// progress token (without one, progress is not reported), `logs` the log messages it wants.
+/// progress token (without one, progress is not reported), `logs` the log messages it wants,
+/// `capabilities` what it can be asked ([`askable`]).
 pub fn relay(
     notify: Arc<dyn Notify>,
     token: Option<ProgressToken>,
     logs: LogFilter,
+    capabilities: Value,
 ) -> (EventSink, Relay) {
     let (sender, events) = mpsc::unbounded_channel();
     let relay = Relay {
@@ -201,7 +274,11 @@ pub fn relay(
         events,
         progress: Monotonic::default(),
     };
-    (EventSink(sender), relay)
+    let sink = EventSink {
+        events: sender,
+        capabilities: Arc::new(capabilities),
+    };
+    (sink, relay)
 }
 
 impl Relay {
@@ -224,6 +301,13 @@ impl Relay {
 
     async fn forward(&mut self, event: Event) {
         let notification = match event {
+            Event::Ask { request, answer } => {
+                let notify = self.notify.clone();
+                tokio::spawn(async move {
+                    let _ = answer.send(notify.ask(*request).await);
+                });
+                return;
+            }
             Event::Progress {
                 progress,
                 total,

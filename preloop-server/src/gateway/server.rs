@@ -5,7 +5,7 @@
 use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::elicitation::Elicitation;
 use crate::gateway::offered::Offered;
-use crate::gateway::relay::{LogFilter, Notify, relay};
+use crate::gateway::relay::{self, LogFilter, Notify};
 use crate::gateway::sessions::Sessions;
 use crate::gateway::sessions::listeners::ToolListeners;
 use crate::wire::convert;
@@ -107,6 +107,8 @@ pub struct Caller {
     pub elicit: Option<Peer<RoleServer>>,
     /// The log messages it wants.
     pub logs: LogFilter,
+    /// What an upstream may ask it during the call ([`crate::gateway::relay::askable`]).
+    pub capabilities: Value,
 }
 
 /// The principal the auth layer put on the HTTP request.
@@ -126,6 +128,20 @@ fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
         .map_or_else(ClientInfo::default, |info| {
             ClientInfo::introduced(&info.client_info.name, &info.client_info.version)
         })
+}
+
+/// What an upstream may ask the client during a call: on a session, what its client declared
+/// at its handshake; nothing on 2026-07-28, where servers ask no questions mid-request.
+fn capabilities(context: &RequestContext<RoleServer>) -> Value {
+    let modern = context
+        .protocol_version()
+        .is_some_and(|version| !version.has_initialize());
+    context
+        .peer
+        .peer_info()
+        .filter(|_| !modern)
+        .and_then(|info| serde_json::to_value(&info.capabilities).ok())
+        .map_or_else(|| json!({}), |declared| relay::askable(&declared))
 }
 
 fn to_result(output: &ToolOutput) -> CallToolResult {
@@ -241,6 +257,7 @@ impl ServerHandler for PreloopMcp {
             elicit: crate::gateway::elicitation::supported(&context.peer)
                 .then(|| context.peer.clone()),
             logs: self.logs(&context),
+            capabilities: capabilities(&context),
         };
         call_tool(&self.governor, &principal, caller, request)
             .await
@@ -375,6 +392,7 @@ pub async fn call_tool(
         notify,
         elicit,
         logs,
+        capabilities,
     } = caller;
     let arguments = Value::Object(request.arguments.unwrap_or_default());
     let name = request.name.as_ref();
@@ -382,7 +400,7 @@ pub async fn call_tool(
         return approval_status(governor, principal, &arguments).await;
     }
     let started = std::time::Instant::now();
-    let (events, relay) = relay(notify, progress, logs);
+    let (events, relay) = relay::relay(notify, progress, logs, capabilities);
     let mut call = ToolCall::new(name, arguments)
         .with_client(client)
         .with_progress(match elicit {

@@ -35,6 +35,8 @@ pub struct KnownClient {
     pub elicits: bool,
     /// The log messages it asked for with `logging/setLevel`.
     pub logs: LogFilter,
+    /// What an upstream may ask it during a call ([`crate::gateway::relay::askable`]).
+    pub capabilities: serde_json::Value,
 }
 
 /// A session's peer, to tell it of tool changes in its organization.

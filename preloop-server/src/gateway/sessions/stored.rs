@@ -2,7 +2,7 @@
 //! the client each one introduced, in [`Sessions`].
 
 use super::{KnownClient, Sessions};
-use crate::gateway::relay::LogFilter;
+use crate::gateway::relay::{LogFilter, askable};
 use chrono::Utc;
 use preloop_core::ClientInfo;
 use preloop_store::Database;
@@ -53,6 +53,9 @@ fn remember(sessions: &Sessions, session_id: &str, state: &SessionState) {
         client: ClientInfo::introduced(&params.client_info.name, &params.client_info.version),
         elicits: params.capabilities.elicitation.is_some(),
         logs: LogFilter::default(),
+        capabilities: serde_json::to_value(&params.capabilities)
+            .map(|declared| askable(&declared))
+            .unwrap_or_default(),
     };
     sessions.update(session_id, |session| session.client = Some(client));
 }

@@ -8,7 +8,10 @@
 //! it (404). The answer is read as JSON or as an SSE stream, decoded with rmcp's message
 //! types; the stream's progress and log notifications go to the call's observer in stream
 //! order ([`crate::wire::notifications`]); requests the upstream makes of the client meanwhile
-//! (sampling, elicitation) are refused, since Preloop cannot relay them.
+//! (sampling, elicitation, roots) are asked of the calling client through the observer, and
+//! its answers posted back. So that the upstream sees what the client can be asked, each set
+//! of client capabilities gets its own upstream session (a handful at most: clients of one kind
+//! declare the same).
 //!
 //! `notifications/tools/list_changed` stays on the rmcp connection
 //! ([`crate::gateway::upstream::connection`]).
@@ -17,16 +20,16 @@ use super::caller::UpstreamClient;
 use super::error::UpstreamError;
 use crate::wire::notifications::{audience, report};
 use futures::{StreamExt, TryStreamExt};
-use preloop_core::executor::ExecutionObserver;
+use preloop_core::executor::{AskError, ExecutionObserver};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolResult, ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, InitializeResult,
-    JsonObject, JsonRpcMessage, ListToolsResult, NumberOrString, ProgressToken, RequestId,
+    CallToolResult, ClientRequest, ErrorCode, ErrorData, InitializeResult, JsonObject,
+    JsonRpcMessage, JsonRpcRequest, ListToolsResult, NumberOrString, ProgressToken, RequestId,
     ServerNotification, ServerRequest,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::RwLock;
@@ -70,13 +73,18 @@ struct Session {
     version: HeaderValue,
 }
 
+/// Most upstream sessions kept at once (one per set of client capabilities); past it they
+/// are all forgotten and opened again as needed.
+const MAX_SESSIONS: usize = 16;
+
 /// Calls tools on one streamable HTTP upstream.
 #[derive(Debug)]
 pub struct HttpCaller {
     http: reqwest::Client,
     url: String,
     headers: HeaderMap,
-    session: RwLock<Option<Session>>,
+    /// Sessions by the client capabilities they declared (as JSON text).
+    sessions: RwLock<HashMap<String, Session>>,
     next_id: AtomicI64,
 }
 
@@ -98,14 +106,15 @@ impl HttpCaller {
             http,
             url: url.to_owned(),
             headers: map,
-            session: RwLock::new(None),
+            sessions: RwLock::new(HashMap::new()),
             next_id: AtomicI64::new(1),
         })
     }
 
-    /// Sends request `method` with `params` in the current session (a new one if the server
-    /// forgot it) and returns its result, decoded; progress for `progress` and log messages
-    /// go to `observer` as they arrive.
+    /// Sends request `method` with `params` in the session for the observer's client
+    /// capabilities (a new one if the server forgot it) and returns its result, decoded;
+    /// progress for `progress` and log messages go to `observer` as they arrive, and the
+    /// upstream's questions to the client through it.
     async fn request<R: DeserializeOwned>(
         &self,
         method: &str,
@@ -114,47 +123,53 @@ impl HttpCaller {
     ) -> Result<R, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let mut session = self.session().await?;
+        let capabilities = observer.map_or_else(|| json!({}), |(_, o)| o.capabilities());
+        let mut session = self.session(&capabilities).await?;
         let mut response = self.post(&session, &request).await?;
         // The server forgot the session (it restarted): a new one, and the request again (a
         // server that does not know the session did not run it).
         if response.status() == reqwest::StatusCode::NOT_FOUND && session.id.is_some() {
-            self.forget(&session).await;
-            session = self.session().await?;
+            self.forget(&capabilities, &session).await;
+            session = self.session(&capabilities).await?;
             response = self.post(&session, &request).await?;
         }
         let result = self.answer(response, id, observer, Some(&session)).await?;
         serde_json::from_value(result).map_err(UpstreamError::Unreadable)
     }
 
-    /// The current session, opening one if there is none.
-    async fn session(&self) -> Result<Session, UpstreamError> {
-        if let Some(session) = self.session.read().await.as_ref() {
+    /// The session declaring `capabilities`, opening one if there is none.
+    async fn session(&self, capabilities: &Value) -> Result<Session, UpstreamError> {
+        let key = capabilities.to_string();
+        if let Some(session) = self.sessions.read().await.get(&key) {
             return Ok(session.clone());
         }
-        let mut slot = self.session.write().await;
-        if let Some(session) = slot.as_ref() {
+        let mut sessions = self.sessions.write().await;
+        if let Some(session) = sessions.get(&key) {
             return Ok(session.clone());
         }
-        let session = self.initialize().await?;
-        *slot = Some(session.clone());
+        let session = self.initialize(capabilities).await?;
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.clear();
+        }
+        sessions.insert(key, session.clone());
         Ok(session)
     }
 
     /// Forgets `session` unless another call already replaced it.
-    async fn forget(&self, session: &Session) {
-        let mut slot = self.session.write().await;
-        if slot.as_ref().is_some_and(|s| s.id == session.id) {
-            slot.take();
+    async fn forget(&self, capabilities: &Value, session: &Session) {
+        let key = capabilities.to_string();
+        let mut sessions = self.sessions.write().await;
+        if sessions.get(&key).is_some_and(|s| s.id == session.id) {
+            sessions.remove(&key);
         }
     }
 
-    /// The `initialize` handshake: a session id (if the server keeps sessions) and the agreed
-    /// protocol version, then `notifications/initialized`.
-    async fn initialize(&self) -> Result<Session, UpstreamError> {
+    /// The `initialize` handshake declaring `capabilities`: a session id (if the server
+    /// keeps sessions) and the agreed protocol version, then `notifications/initialized`.
+    async fn initialize(&self, capabilities: &Value) -> Result<Session, UpstreamError> {
         let request = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": {"name": "preloop", "version": env!("CARGO_PKG_VERSION")},
         }});
         let unversioned = Session {
@@ -257,7 +272,10 @@ impl HttpCaller {
                 continue;
             };
             match message {
-                JsonRpcMessage::Request(request) => self.refuse(request.id, session).await,
+                JsonRpcMessage::Request(request) => {
+                    let asker = observer.map(|(_, observer)| &**observer);
+                    self.ask(request, asker, session).await;
+                }
                 JsonRpcMessage::Notification(notification) => {
                     let Some((token, observer)) = observer else {
                         continue;
@@ -277,19 +295,42 @@ impl HttpCaller {
         Err(UpstreamError::Unanswered)
     }
 
-    /// Answers a request the upstream made of this client with "method not found".
-    async fn refuse(&self, id: RequestId, session: Option<&Session>) {
+    /// Asks the calling client (through `observer`) the request the upstream made of it, and
+    /// posts its answer back in `session`; without an observer, or for a question the client
+    /// cannot be asked, the upstream hears "method not found".
+    async fn ask(
+        &self,
+        request: JsonRpcRequest<ServerRequest>,
+        observer: Option<&dyn ExecutionObserver>,
+        session: Option<&Session>,
+    ) {
         let Some(session) = session else { return };
-        let refusal = ClientJsonRpcMessage::error(
-            ErrorData::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                "Preloop does not relay requests from upstream servers to the client",
-                None,
-            ),
-            Some(id),
-        );
-        if let Err(error) = self.post(session, &refusal).await {
-            tracing::debug!(%error, "could not refuse an upstream request");
+        let mut message = serde_json::to_value(&request.request).unwrap_or_default();
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let params = message
+            .get_mut("params")
+            .map_or_else(|| json!({}), Value::take);
+        let answer = match observer {
+            Some(observer) => observer.ask(&method, params).await,
+            None => Err(AskError::Unsupported { method }),
+        };
+        let reply = match answer {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": request.id, "result": result}),
+            Err(AskError::Refused(error)) => {
+                json!({"jsonrpc": "2.0", "id": request.id, "error": error})
+            }
+            Err(AskError::Unsupported { method }) => json!({"jsonrpc": "2.0", "id": request.id,
+                "error": ErrorData::new(ErrorCode::METHOD_NOT_FOUND,
+                    format!("the client Preloop serves cannot be asked `{method}`"), None)}),
+            Err(error) => json!({"jsonrpc": "2.0", "id": request.id,
+                "error": ErrorData::internal_error(error.to_string(), None)}),
+        };
+        if let Err(error) = self.post(session, &reply).await {
+            tracing::debug!(%error, "could not answer an upstream request");
         }
     }
 }
@@ -344,6 +385,6 @@ impl UpstreamClient for HttpCaller {
     }
 
     async fn reset(&self) {
-        self.session.write().await.take();
+        self.sessions.write().await.clear();
     }
 }
