@@ -1,10 +1,13 @@
 //! A small MCP server for Preloop's end-to-end tests and load tools: tools that echo, add, fail,
-//! sleep, stream progress and "delete" files. Serves over stdio (`--stdio`) or streamable HTTP
-//! (`--http ADDR`, printing `listening on http://ADDR/mcp`).
+//! sleep, stream progress, "delete" files and ask the client (sampling, elicitation, roots); a
+//! prompt, two resources and a resource template. Serves over stdio (`--stdio`) or streamable
+//! HTTP (`--http ADDR`, printing `listening on http://ADDR/mcp`).
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 #[allow(deprecated, reason = "exercises MCP logging, still in use")]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
@@ -30,6 +33,14 @@ fn tool(name: &str, description: &str, properties: Value, annotations: Value) ->
     .ok()
 }
 
+/// The text of resource `test://readme`.
+const README: &str = "Read me first.";
+
+/// A result written as MCP's JSON.
+fn decoded<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
+    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
 fn number(arguments: &serde_json::Map<String, Value>, name: &str) -> f64 {
     arguments.get(name).and_then(Value::as_f64).unwrap_or(0.0)
 }
@@ -38,8 +49,10 @@ impl ServerHandler for TestUpstream {
     fn get_info(&self) -> ServerConfig {
         #[allow(deprecated, reason = "exercises MCP logging, still in use")]
         let capabilities = ServerCapabilities::builder()
-            .enable_tools()
             .enable_logging()
+            .enable_prompts()
+            .enable_resources()
+            .enable_tools()
             .build();
         ServerConfig::new(capabilities)
     }
@@ -86,7 +99,7 @@ impl ServerHandler for TestUpstream {
                 "environment",
                 "The names of the environment variables this server runs with",
                 json!({}),
-                read_only,
+                read_only.clone(),
             ),
             tool(
                 "record",
@@ -100,10 +113,102 @@ impl ServerHandler for TestUpstream {
                 json!({"path": {"type": "string"}}),
                 json!({"destructiveHint": true}),
             ),
+            tool(
+                "ask_model",
+                "Ask the client's model for a word (sampling)",
+                json!({}),
+                read_only.clone(),
+            ),
+            tool(
+                "ask_user",
+                "Ask the client's user for a name (elicitation)",
+                json!({}),
+                read_only.clone(),
+            ),
+            tool("roots", "The client's roots", json!({}), read_only),
         ];
         Ok(ListToolsResult::with_all_items(
             tools.into_iter().flatten().collect(),
         ))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        decoded(json!({"prompts": [{
+            "name": "greeting",
+            "description": "Greets someone, with the readme attached",
+            "arguments": [{"name": "who", "required": true}],
+        }]}))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != "greeting" {
+            return Err(ErrorData::invalid_params("unknown prompt", None));
+        }
+        let who = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("who"))
+            .and_then(Value::as_str)
+            .unwrap_or("nobody");
+        let result: rmcp::model::GetPromptResult = decoded(json!({"messages": [
+            {"role": "user", "content": {"type": "text", "text": format!("Hello, {who}!")}},
+            {"role": "user", "content": {"type": "resource", "resource":
+                {"uri": "test://readme", "mimeType": "text/plain", "text": README}}},
+        ]}))?;
+        Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        decoded(json!({"resources": [
+            {"uri": "test://readme", "name": "readme", "mimeType": "text/plain"},
+            {"uri": "test://secret", "name": "secret", "mimeType": "text/plain"},
+        ]}))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        decoded(json!({"resourceTemplates": [
+            {"uriTemplate": "test://notes/{id}", "name": "note", "mimeType": "text/plain"},
+        ]}))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let text = match request.uri.as_str() {
+            "test://readme" => README.to_owned(),
+            "test://secret" => "the secret".to_owned(),
+            uri => match uri.strip_prefix("test://notes/") {
+                Some(id) => format!("note {id}"),
+                None => {
+                    return Err(ErrorData::resource_not_found(
+                        format!("no resource {uri}"),
+                        None,
+                    ));
+                }
+            },
+        };
+        let result: rmcp::model::ReadResourceResult = decoded(json!({"contents": [
+            {"uri": request.uri, "mimeType": "text/plain", "text": text},
+        ]}))?;
+        Ok(result.into())
     }
 
     async fn call_tool(
@@ -169,12 +274,51 @@ impl ServerHandler for TestUpstream {
                 "deleted {}",
                 arguments.get("path").and_then(Value::as_str).unwrap_or("?")
             )),
+            "ask_model" | "ask_user" | "roots" => {
+                let answer = ask(&context, request.name.as_ref()).await?;
+                text(answer.to_string())
+            }
             other => Err(ErrorData::invalid_params(
                 format!("unknown tool `{other}`"),
                 None,
             )),
         }
     }
+}
+
+/// The client's answer to the question tool `name` asks it, as JSON.
+async fn ask(context: &RequestContext<RoleServer>, name: &str) -> Result<Value, ErrorData> {
+    let failed = |error: rmcp::ServiceError| ErrorData::internal_error(error.to_string(), None);
+    let answer = match name {
+        "ask_model" => {
+            let params = decoded(json!({
+                "messages": [{"role": "user", "content": {"type": "text", "text": "A word?"}}],
+                "maxTokens": 10,
+            }))?;
+            #[allow(deprecated, reason = "exercises sampling, still in use")]
+            let answer = context.peer.create_message(params).await.map_err(failed)?;
+            serde_json::to_value(answer)
+        }
+        "ask_user" => {
+            let params = decoded(json!({
+                "mode": "form",
+                "message": "Your name?",
+                "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}},
+            }))?;
+            let answer = context
+                .peer
+                .create_elicitation(params)
+                .await
+                .map_err(failed)?;
+            serde_json::to_value(answer)
+        }
+        _ => {
+            #[allow(deprecated, reason = "exercises roots, still in use")]
+            let answer = context.peer.list_roots().await.map_err(failed)?;
+            serde_json::to_value(answer)
+        }
+    };
+    answer.map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
 /// Why this server stopped, or a `record` call failed.

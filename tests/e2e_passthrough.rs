@@ -1,0 +1,252 @@
+//! End to end, the rest of MCP through the proxy: an upstream's prompts, resources and
+//! templates listed and read under the gateway's names, governed by rules that name them, and
+//! its sampling, elicitation and roots requests during a call answered by the calling client.
+//! The real `preloop` binary proxies the test upstream over streamable HTTP; rmcp's client
+//! drives it.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+use preloop_testkit as common;
+
+use common::wait::eventually_some;
+use common::{ADMIN_KEY, Client, connect_url, connect_with, start_gateway, start_upstream, text};
+use rmcp::model::{
+    CallToolRequestParams, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, GetPromptRequestParams, ListRootsResult,
+    ReadResourceRequestParams, ResourceContents,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ClientHandler, ErrorData, RoleClient};
+use serde_json::{Value, json};
+
+fn config(upstream: &str) -> String {
+    format!(
+        r#"
+[[mcp_servers]]
+name = "docs"
+transport = "http"
+url = "{upstream}"
+
+[policy]
+default = "allow"
+
+[[policy.rules]]
+id = "no-secrets"
+resources = ["docs+test://secret"]
+action = "deny"
+message = "Secrets stay upstream"
+
+[[policy.rules]]
+id = "greet-people-only"
+prompts = ["docs__greeting"]
+when = 'args.who == "robots"'
+action = "deny"
+"#
+    )
+}
+
+/// A client that can be asked everything, and answers the same each time.
+#[derive(Clone)]
+struct Answering;
+
+impl ClientHandler for Answering {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities =
+            serde_json::from_value(json!({"sampling": {}, "elicitation": {}, "roots": {}}))
+                .unwrap();
+        ClientConfig::new(capabilities, rmcp::model::Implementation::new("e2e", "1"))
+    }
+
+    #[allow(
+        deprecated,
+        reason = "sampling is deprecated on 2026-07-28, not before"
+    )]
+    async fn create_message(
+        &self,
+        _params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        Ok(serde_json::from_value(json!({
+            "role": "assistant", "model": "e2e-model",
+            "content": {"type": "text", "text": "governed"},
+        }))
+        .unwrap())
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        assert!(
+            serde_json::to_string(&params)
+                .unwrap()
+                .contains("Your name?")
+        );
+        Ok(
+            serde_json::from_value(json!({"action": "accept", "content": {"name": "Ada"}}))
+                .unwrap(),
+        )
+    }
+
+    #[allow(deprecated, reason = "roots are deprecated on 2026-07-28, not before")]
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        Ok(
+            serde_json::from_value(json!({"roots": [{"uri": "file:///work", "name": "work"}]}))
+                .unwrap(),
+        )
+    }
+}
+
+async fn call_text<S: rmcp::Service<RoleClient>>(
+    client: &rmcp::service::RunningService<RoleClient, S>,
+    tool: &str,
+) -> String {
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()))
+        .await
+        .expect("the call gets a result");
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    text(&result)
+}
+
+async fn read(client: &Client, uri: &str) -> Result<String, rmcp::ServiceError> {
+    let result = client
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await?;
+    Ok(match &result.contents[0] {
+        ResourceContents::TextResourceContents { uri, text, .. } => format!("{uri} {text}"),
+        other => panic!("not text: {other:?}"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_resources_and_questions_pass_through_governed() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), &config(&upstream.url), &[]);
+    let url = format!("{}/mcp/v1", server.url);
+    let client = connect_url(&url, Some(ADMIN_KEY)).await.unwrap();
+
+    // Prompts are named like tools; URIs get the server's prefix before their scheme. The
+    // resource a rule denies outright is not listed.
+    let prompts = eventually_some("the upstream's prompts are listed", async || {
+        let prompts = client.list_all_prompts().await.unwrap();
+        (!prompts.is_empty()).then_some(prompts)
+    })
+    .await;
+    assert_eq!(prompts[0].name, "docs__greeting");
+    let resources: Vec<String> = client
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(resources, ["docs+test://readme"]);
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert_eq!(templates[0].uri_template, "docs+test://notes/{id}");
+
+    // Reads and gets reach the upstream under its own names and come back under the gateway's.
+    assert_eq!(
+        read(&client, "docs+test://readme").await.unwrap(),
+        "docs+test://readme Read me first."
+    );
+    assert_eq!(
+        read(&client, "docs+test://notes/7").await.unwrap(),
+        "docs+test://notes/7 note 7"
+    );
+    // A URI in the upstream's own form (as a tool's result would carry it) is found too.
+    assert_eq!(
+        read(&client, "test://readme").await.unwrap(),
+        "docs+test://readme Read me first."
+    );
+    let arguments = |who: &str| json!({"who": who}).as_object().cloned().unwrap();
+    let prompt = client
+        .get_prompt(GetPromptRequestParams::new("docs__greeting").with_arguments(arguments("Ada")))
+        .await
+        .unwrap();
+    let messages = serde_json::to_value(&prompt.messages).unwrap();
+    assert_eq!(messages[0]["content"]["text"], "Hello, Ada!");
+    assert_eq!(
+        messages[1]["content"]["resource"]["uri"],
+        "docs+test://readme"
+    );
+
+    // Rules that name resources and prompts decide them, with CEL over the request.
+    let denied = read(&client, "docs+test://secret").await.unwrap_err();
+    assert!(
+        denied.to_string().contains("Secrets stay upstream"),
+        "{denied}"
+    );
+    let denied = client
+        .get_prompt(
+            GetPromptRequestParams::new("docs__greeting").with_arguments(arguments("robots")),
+        )
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("greet-people-only"), "{denied}");
+    // An unknown URI is the protocol's "resource not found".
+    let missing = read(&client, "nobody://here").await.unwrap_err();
+    assert!(missing.to_string().contains("-32002"), "{missing}");
+
+    // The audit log records each read and get with its kind.
+    let (_, audit) = common::rest(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/audit?type=call_received&limit=200", server.url),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    let received: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"]["type"] == "call_received")
+        .map(|e| {
+            (
+                e["kind"]["kind"].as_str().unwrap_or("tool").to_owned(),
+                e["kind"]["tool"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("resource", "docs+test://readme"),
+        ("resource", "docs+test://secret"),
+        ("prompt", "docs__greeting"),
+    ] {
+        assert!(
+            received
+                .iter()
+                .any(|(k, t)| (k.as_str(), t.as_str()) == expected),
+            "{expected:?} not in {received:?}"
+        );
+    }
+
+    // The upstream's questions during a call reach a client that can answer them; a client that
+    // declared nothing is not asked, and the upstream hears so.
+    let answering = connect_with(&url, Some(ADMIN_KEY), Answering)
+        .await
+        .unwrap();
+    let sampled: Value =
+        serde_json::from_str(&call_text(&answering, "docs__ask_model").await).unwrap();
+    assert_eq!(sampled["content"]["text"], "governed");
+    let elicited: Value =
+        serde_json::from_str(&call_text(&answering, "docs__ask_user").await).unwrap();
+    assert_eq!(elicited["content"]["name"], "Ada");
+    let roots: Value = serde_json::from_str(&call_text(&answering, "docs__roots").await).unwrap();
+    assert_eq!(roots["roots"][0]["uri"], "file:///work");
+    let refused = client
+        .call_tool(CallToolRequestParams::new("docs__ask_model"))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+}
