@@ -15,6 +15,10 @@ use preloop_testkit as common;
 
 use common::wait::eventually_some;
 use common::{ADMIN_KEY, Client, connect_url, connect_with, start_gateway, start_upstream, text};
+#[allow(
+    deprecated,
+    reason = "sampling and roots are deprecated on 2026-07-28 (SEP-2577), not before"
+)]
 use rmcp::model::{
     CallToolRequestParams, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
     ElicitRequestParams, ElicitResult, GetPromptRequestParams, ListRootsResult,

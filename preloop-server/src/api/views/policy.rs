@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A rule as policy files write it: `id` (default `rule-<position>`), `description`, `tools`
-/// (globs over the exposed name, default `["*"]`), `servers` (globs), `principals` (selectors:
+/// (globs over the exposed name, default `["*"]` unless the rule names prompts or resources),
+/// `prompts` (globs over prompt names), `resources` (globs over resource URIs), `servers` (globs), `principals` (selectors:
 /// `role:<role>`, `apikey:<key id>`, `user:<id or e-mail>`, `*`), `when` (a CEL condition),
 /// `action` (`allow`, `deny` or `require_approval`), `message` (shown on deny),
 /// `approval_policy`, `mode` (`enforce` or `shadow`), `enabled`. Unknown fields are refused.
@@ -161,7 +162,13 @@ mod tests {
             assert_eq!(wrapped, core);
         }
         let read: RuleDoc = serde_json::from_value(json!({"action": "allow"})).unwrap();
-        assert_eq!(read.0, RuleSpec::new(ActionKind::Allow, ["*"]));
+        assert_eq!(
+            read.0,
+            RuleSpec {
+                tools: None,
+                ..RuleSpec::new(ActionKind::Allow, ["*"])
+            }
+        );
         assert!(serde_json::from_value::<RuleDoc>(json!({"action": "allow", "x": 1})).is_err());
     }
 

@@ -11,7 +11,8 @@
 //! (sampling, elicitation, roots) are asked of the calling client through the observer, and
 //! its answers posted back. So that the upstream sees what the client can be asked, each set
 //! of client capabilities gets its own upstream session (a handful at most: clients of one kind
-//! declare the same).
+//! declare the same). A stream the server closes before answering (SEP-1699 polling) is
+//! resumed with a GET carrying `Last-Event-ID`, after the `retry` delay it asked for.
 //!
 //! `notifications/tools/list_changed` stays on the rmcp connection
 //! ([`crate::gateway::upstream::connection`]).
@@ -32,14 +33,19 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 use tokio::sync::RwLock;
 
 /// The protocol version this caller asks for.
 const PROTOCOL_VERSION: &str = "2025-06-18";
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
-/// Largest answer read from an upstream (a tool's result with its notifications).
+/// Largest answer read from an upstream (a tool's result with its notifications), per stream.
 pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+/// Most times one answer's stream is resumed after the server closed it.
+const MAX_RESUMES: usize = 10;
+/// Longest wait before resuming, whatever `retry` the server asked for.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// A message from the upstream, its result still JSON (decoded once its request is known).
 type UpstreamMessage = JsonRpcMessage<ServerRequest, Value, ServerNotification>;
@@ -238,20 +244,9 @@ impl HttpCaller {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        // INVARIANT (an upstream cannot exhaust the gateway's memory): no answer, JSON or
-        // stream, is read past MAX_ANSWER_BYTES.
-        let mut read = 0usize;
-        let bounded = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(UpstreamError::Http)?;
-            read = read.saturating_add(chunk.len());
-            if read > MAX_ANSWER_BYTES {
-                return Err(UpstreamError::TooLarge);
-            }
-            Ok(chunk)
-        });
         let id = RequestId::Number(id);
         if !is_sse {
-            let body: Vec<u8> = bounded
+            let body: Vec<u8> = bounded(response)
                 .try_fold(Vec::new(), |mut body, chunk| async move {
                     body.extend_from_slice(&chunk);
                     Ok(body)
@@ -261,9 +256,51 @@ impl HttpCaller {
                 serde_json::from_slice(&body).map_err(UpstreamError::Unreadable)?;
             return result_of(message, &id).unwrap_or(Err(UpstreamError::Unanswered));
         }
-        let mut events = sse_stream::SseStream::from_bytes_stream(bounded);
+        let mut stream = response;
+        let mut position = StreamPosition::default();
+        for _ in 0..=MAX_RESUMES {
+            if let Some(result) = self
+                .read_stream(stream, &id, observer, session, &mut position)
+                .await?
+            {
+                return Ok(result);
+            }
+            // The server closed the stream before answering (SEP-1699 polling): the answer
+            // comes on a GET that resumes after the last event seen.
+            let (Some(last), Some(session)) = (position.last_event_id.take(), session) else {
+                break;
+            };
+            tokio::time::sleep(position.retry.min(MAX_RETRY_WAIT)).await;
+            stream = self.resume(session, &last).await?;
+            if !stream.status().is_success() {
+                return Err(UpstreamError::Status {
+                    status: stream.status(),
+                });
+            }
+        }
+        Err(UpstreamError::Unanswered)
+    }
+
+    /// Reads one SSE stream until the answer to `id` (`None` if it ends first), passing the
+    /// notifications to `observer` and its questions to the client, and noting the last event
+    /// id and retry delay in `position`.
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        id: &RequestId,
+        observer: Option<(&ProgressToken, &Arc<dyn ExecutionObserver>)>,
+        session: Option<&Session>,
+        position: &mut StreamPosition,
+    ) -> Result<Option<Value>, UpstreamError> {
+        let mut events = sse_stream::SseStream::from_bytes_stream(bounded(response));
         while let Some(event) = events.next().await {
             let event = event.map_err(UpstreamError::Stream)?;
+            if let Some(event_id) = event.id.filter(|i| !i.is_empty()) {
+                position.last_event_id = Some(event_id);
+            }
+            if let Some(retry) = event.retry {
+                position.retry = Duration::from_millis(retry);
+            }
             let Some(message) = event
                 .data
                 .as_deref()
@@ -286,13 +323,33 @@ impl HttpCaller {
                     }
                 }
                 answer => {
-                    if let Some(result) = result_of(answer, &id) {
-                        return result;
+                    if let Some(result) = result_of(answer, id) {
+                        return result.map(Some);
                     }
                 }
             }
         }
-        Err(UpstreamError::Unanswered)
+        Ok(None)
+    }
+
+    /// The session's stream again, from after event `last_event_id`.
+    async fn resume(
+        &self,
+        session: &Session,
+        last_event_id: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let last = HeaderValue::from_str(last_event_id).map_err(|_| UpstreamError::Unanswered)?;
+        let mut request = self
+            .http
+            .get(&self.url)
+            .headers(self.headers.clone())
+            .header(ACCEPT, HeaderValue::from_static("text/event-stream"))
+            .header(VERSION_HEADER, session.version.clone())
+            .header("last-event-id", last);
+        if let Some(id) = &session.id {
+            request = request.header(SESSION_HEADER, id.clone());
+        }
+        request.send().await.map_err(UpstreamError::Http)
     }
 
     /// Asks the calling client (through `observer`) the request the upstream made of it, and
@@ -333,6 +390,41 @@ impl HttpCaller {
             tracing::debug!(%error, "could not answer an upstream request");
         }
     }
+}
+
+/// Where an SSE stream had got to: what resuming it needs.
+#[derive(Debug)]
+struct StreamPosition {
+    last_event_id: Option<String>,
+    /// How long to wait before resuming (the stream's `retry`, else the SSE default).
+    retry: Duration,
+}
+
+impl Default for StreamPosition {
+    fn default() -> Self {
+        Self {
+            last_event_id: None,
+            retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `response`'s body, failing past [`MAX_ANSWER_BYTES`].
+///
+/// INVARIANT (an upstream cannot exhaust the gateway's memory): no answer, JSON or stream, is
+/// read past MAX_ANSWER_BYTES.
+fn bounded(
+    response: reqwest::Response,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, UpstreamError>> {
+    let mut read = 0usize;
+    response.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(UpstreamError::Http)?;
+        read = read.saturating_add(chunk.len());
+        if read > MAX_ANSWER_BYTES {
+            return Err(UpstreamError::TooLarge);
+        }
+        Ok(chunk)
+    })
 }
 
 /// The outcome `message` gives the request with id `id`, if it answers it.
@@ -386,5 +478,72 @@ impl UpstreamClient for HttpCaller {
 
     async fn reset(&self) {
         self.sessions.write().await.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap as Headers, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::Mutex;
+
+    /// An upstream that answers `tools/call` by closing its stream after a priming event, and
+    /// sends the result on the GET that resumes after it (what SEP-1699 allows).
+    async fn polling_upstream(resumed: Arc<Mutex<Vec<String>>>) -> String {
+        let post = |body: axum::body::Bytes| async move {
+            let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let sse = [(CONTENT_TYPE, "text/event-stream")];
+            match request["method"].as_str() {
+                Some("initialize") => (
+                    [
+                        (SESSION_HEADER, "s-1"),
+                        ("content-type", "application/json"),
+                    ],
+                    json!({"jsonrpc": "2.0", "id": 0, "result": {
+                        "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
+                        "serverInfo": {"name": "polling", "version": "1"}}})
+                    .to_string(),
+                )
+                    .into_response(),
+                Some("tools/call") => (sse, "id: e-1\nretry: 10\ndata: \n\n").into_response(),
+                _ => StatusCode::ACCEPTED.into_response(),
+            }
+        };
+        let get = move |headers: Headers| async move {
+            let last = headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            resumed.lock().unwrap().push(last);
+            let result = json!({"jsonrpc": "2.0", "id": 1, "result": {
+                "content": [{"type": "text", "text": "after the pause"}]}});
+            (
+                [(CONTENT_TYPE, "text/event-stream")],
+                format!("id: e-2\ndata: {result}\n\n"),
+            )
+        };
+        let app = axum::Router::new().route("/mcp", axum::routing::post(post).get(get));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_before_the_answer_is_resumed_after_its_last_event() {
+        let resumed = Arc::new(Mutex::new(Vec::new()));
+        let url = polling_upstream(resumed.clone()).await;
+        let caller = HttpCaller::new(reqwest::Client::new(), &url, &BTreeMap::new()).unwrap();
+        let result = caller
+            .call_tool("wait", JsonObject::new(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            result.content[0].as_text().map(|t| t.text.as_str()),
+            Some("after the pause")
+        );
+        assert_eq!(*resumed.lock().unwrap(), ["e-1"]);
     }
 }
