@@ -254,3 +254,49 @@ async fn prompts_resources_and_questions_pass_through_governed() {
         .unwrap();
     assert_eq!(refused.is_error, Some(true), "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_requests_mirror_arguments_in_headers_that_must_match() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), &config(&upstream.url), &[]);
+    let url = format!("{}/mcp", server.url);
+    let client = connect_url(&url, Some(ADMIN_KEY)).await.unwrap();
+    eventually_some("the upstream's tools are listed", async || {
+        let tools = client.list_all_tools().await.unwrap();
+        tools.iter().any(|t| t.name == "docs__lookup").then_some(())
+    })
+    .await;
+    // A 2026-07-28 request (no session): the header that mirrors `region` must equal it.
+    let call = async |header: &str| {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(ADMIN_KEY)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "docs__lookup")
+            .header("mcp-param-region", header)
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "docs__lookup", "arguments": {"region": "eu"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},
+                }}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        (status, body)
+    };
+    let (status, body) = call("us").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("-32020"), "{body}");
+    let (status, body) = call("eu").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("region eu"), "{body}");
+}

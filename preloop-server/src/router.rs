@@ -3,7 +3,9 @@
 //! Layer order, outermost first: request counting, the body size limit, then on `/mcp` the
 //! `Host` check against DNS rebinding ([`crate::gateway::hosts`]), authentication, session ownership
 //! ([`crate::gateway::sessions::bind`]), the fast path for `tools/call` on established sessions
-//! ([`crate::gateway::fastpath`]), then the rmcp streamable HTTP service. `/health` and `/ready` need no
+//! ([`crate::gateway::fastpath`]), then the rmcp streamable HTTP service, run with the request's
+//! principal in scope ([`crate::gateway::server::scope_principal`]: rmcp checks SEP-2243
+//! `Mcp-Param-*` headers against a tool it asks the handler for without the request). `/health` and `/ready` need no
 //! authentication; `/metrics` needs an operator's.
 
 use crate::auth::AuthError;
@@ -74,6 +76,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     let authenticated_mcp = Router::new()
         .nest_service("/mcp/v1", mcp.clone())
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(crate::gateway::server::scope_principal))
         .layer(middleware::from_fn_with_state(
             fast_path,
             crate::gateway::fastpath::serve,

@@ -26,6 +26,24 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+tokio::task_local! {
+    /// The principal of the HTTP request rmcp is handling, for [`PreloopMcp::get_tool`]: rmcp
+    /// asks for a tool's schema (to check SEP-2243 `Mcp-Param-*` headers) without the request,
+    /// but tool names are the caller's organization's. Set around rmcp by [`scope_principal`].
+    static REQUEST_PRINCIPAL: Principal;
+}
+
+/// Middleware: runs the rest of the request with its principal in [`REQUEST_PRINCIPAL`].
+pub async fn scope_principal(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match request.extensions().get::<Principal>().cloned() {
+        Some(principal) => REQUEST_PRINCIPAL.scope(principal, next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
+
 /// One MCP session's handler; cheap to create per session.
 #[derive(Clone)]
 pub struct PreloopMcp {
@@ -220,6 +238,18 @@ impl ServerHandler for PreloopMcp {
                 "Tools are governed by Preloop: calls may be denied or held for human approval. \
                  When a result says pending_approval, poll get_approval_status with its request_id.",
             )
+    }
+
+    /// The tool the request's principal calls `name`, if it may see it (rmcp checks the
+    /// request's `Mcp-Param-*` headers against its schema); none outside a request.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let principal = REQUEST_PRINCIPAL.try_with(Principal::clone).ok()?;
+        let tool = self
+            .governor
+            .registry()
+            .get(&principal.organization_id, name)
+            .filter(|tool| tool.is_visible_to(&principal))?;
+        convert::tool(&tool.descriptor)
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {

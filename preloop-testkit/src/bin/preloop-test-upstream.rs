@@ -125,7 +125,13 @@ impl ServerHandler for TestUpstream {
                 json!({}),
                 read_only.clone(),
             ),
-            tool("roots", "The client's roots", json!({}), read_only),
+            tool("roots", "The client's roots", json!({}), read_only.clone()),
+            tool(
+                "lookup",
+                "Look up a region (its argument mirrored in the Mcp-Param-Region header)",
+                json!({"region": {"type": "string", "x-mcp-header": "Region"}}),
+                read_only,
+            ),
         ];
         Ok(ListToolsResult::with_all_items(
             tools.into_iter().flatten().collect(),
@@ -273,6 +279,13 @@ impl ServerHandler for TestUpstream {
             "delete_file" => text(format!(
                 "deleted {}",
                 arguments.get("path").and_then(Value::as_str).unwrap_or("?")
+            )),
+            "lookup" => text(format!(
+                "region {}",
+                arguments
+                    .get("region")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
             )),
             "ask_model" | "ask_user" | "roots" => {
                 let answer = ask(&context, request.name.as_ref()).await?;
