@@ -54,9 +54,12 @@ action = "deny"
     )
 }
 
-/// A client that can be asked everything, and answers the same each time.
-#[derive(Clone)]
-struct Answering;
+/// A client that can be asked everything, and answers the same each time; it keeps the URIs
+/// of the resource updates it hears.
+#[derive(Clone, Default)]
+struct Answering {
+    updated: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
 
 impl ClientHandler for Answering {
     fn get_info(&self) -> ClientConfig {
@@ -96,6 +99,14 @@ impl ClientHandler for Answering {
             serde_json::from_value(json!({"action": "accept", "content": {"name": "Ada"}}))
                 .unwrap(),
         )
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.updated.lock().unwrap().push(params.uri);
     }
 
     #[allow(deprecated, reason = "roots are deprecated on 2026-07-28, not before")]
@@ -237,7 +248,9 @@ async fn prompts_resources_and_questions_pass_through_governed() {
 
     // The upstream's questions during a call reach a client that can answer them; a client that
     // declared nothing is not asked, and the upstream hears so.
-    let answering = connect_with(&url, Some(ADMIN_KEY), Answering)
+    let answering = Answering::default();
+    let updated = answering.updated.clone();
+    let answering = connect_with(&url, Some(ADMIN_KEY), answering)
         .await
         .unwrap();
     let sampled: Value =
@@ -248,6 +261,38 @@ async fn prompts_resources_and_questions_pass_through_governed() {
     assert_eq!(elicited["content"]["name"], "Ada");
     let roots: Value = serde_json::from_str(&call_text(&answering, "docs__roots").await).unwrap();
     assert_eq!(roots["roots"][0]["uri"], "file:///work");
+
+    // A subscribed session hears its resource's updates under the gateway's URI, and only it.
+    #[allow(
+        deprecated,
+        reason = "resources/subscribe is how 2025 clients subscribe"
+    )]
+    answering
+        .subscribe(rmcp::model::SubscribeRequestParams::new(
+            "docs+test://readme",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(call_text(&answering, "docs__touch").await, "told 0");
+    let touched = client
+        .call_tool(
+            CallToolRequestParams::new("docs__touch").with_arguments(
+                json!({"uri": "test://readme"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&touched), "told 1");
+    let heard = eventually_some("the subscriber hears of the update", async || {
+        let heard = updated.lock().unwrap().clone();
+        (!heard.is_empty()).then_some(heard)
+    })
+    .await;
+    assert_eq!(heard, ["docs+test://readme"]);
+
     let refused = client
         .call_tool(CallToolRequestParams::new("docs__ask_model"))
         .await

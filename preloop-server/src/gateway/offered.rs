@@ -175,7 +175,8 @@ impl Offered {
         Ok(result)
     }
 
-    /// Subscribes to (or unsubscribes from) a resource's updates at its server.
+    /// Subscribes to (or unsubscribes from) a resource's updates at its server, on the
+    /// connection its notifications arrive on; the URI as agents see it.
     #[allow(
         deprecated,
         reason = "resources/subscribe is legacy-only; Preloop's upstream sessions are legacy ones"
@@ -185,8 +186,9 @@ impl Offered {
         principal: &Principal,
         uri: &str,
         subscribe: bool,
-    ) -> Result<(), ErrorData> {
+    ) -> Result<String, ErrorData> {
         let owner = self.resource_owner(principal, uri).await?;
+        let exposed = owner.server.naming().uri(&owner.own);
         let request = if subscribe {
             ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
                 owner.own,
@@ -198,9 +200,9 @@ impl Offered {
         };
         owner
             .server
-            .forward(request)
+            .forward_on_notified(request)
             .await
-            .map(drop)
+            .map(|_| exposed)
             .map_err(upstream_error)
     }
 

@@ -103,6 +103,26 @@ impl PreloopMcp {
     }
 }
 
+impl PreloopMcp {
+    /// Subscribes the session to `uri`'s updates (or unsubscribes it) at the upstream, and
+    /// remembers it to pass the updates on.
+    async fn subscribe(
+        &self,
+        context: &RequestContext<RoleServer>,
+        uri: &str,
+        subscribed: bool,
+    ) -> Result<(), ErrorData> {
+        let principal = principal(context)?;
+        let session = session_id(&context.extensions).ok_or_else(|| {
+            ErrorData::invalid_request("resources/subscribe needs an MCP session", None)
+        })?;
+        let exposed = self.offered.subscribe(&principal, uri, subscribed).await?;
+        self.listen(&context.extensions, &context.peer);
+        self.sessions.subscribe(session, &exposed, subscribed);
+        Ok(())
+    }
+}
+
 /// The MCP session the HTTP request belongs to, if any.
 fn session_id(extensions: &rmcp::model::Extensions) -> Option<&str> {
     extensions
@@ -360,8 +380,7 @@ impl ServerHandler for PreloopMcp {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let principal = principal(&context)?;
-        self.offered.subscribe(&principal, &request.uri, true).await
+        self.subscribe(&context, &request.uri, true).await
     }
 
     #[allow(
@@ -373,10 +392,7 @@ impl ServerHandler for PreloopMcp {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let principal = principal(&context)?;
-        self.offered
-            .subscribe(&principal, &request.uri, false)
-            .await
+        self.subscribe(&context, &request.uri, false).await
     }
 
     async fn complete(

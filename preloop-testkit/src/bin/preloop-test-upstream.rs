@@ -33,6 +33,30 @@ fn tool(name: &str, description: &str, properties: Value, annotations: Value) ->
     .ok()
 }
 
+/// The sessions subscribed to resources, with the URI each subscribed to.
+fn subscribers() -> std::sync::MutexGuard<'static, Vec<(String, rmcp::service::Peer<RoleServer>)>> {
+    static SUBSCRIBERS: std::sync::Mutex<Vec<(String, rmcp::service::Peer<RoleServer>)>> =
+        std::sync::Mutex::new(Vec::new());
+    SUBSCRIBERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Tells the sessions subscribed to `uri` that it changed; how many were told.
+async fn touch(uri: &str) -> usize {
+    let peers: Vec<_> = subscribers()
+        .iter()
+        .filter(|(subscribed, _)| subscribed == uri)
+        .map(|(_, peer)| peer.clone())
+        .collect();
+    let mut told = 0;
+    for peer in peers {
+        let param = rmcp::model::ResourceUpdatedNotificationParam::new(uri);
+        told += usize::from(peer.notify_resource_updated(param).await.is_ok());
+    }
+    told
+}
+
 /// The text of resource `test://readme`.
 const README: &str = "Read me first.";
 
@@ -52,6 +76,7 @@ impl ServerHandler for TestUpstream {
             .enable_logging()
             .enable_prompts()
             .enable_resources()
+            .enable_resources_subscribe()
             .enable_tools()
             .build();
         ServerConfig::new(capabilities)
@@ -126,6 +151,12 @@ impl ServerHandler for TestUpstream {
                 read_only.clone(),
             ),
             tool("roots", "The client's roots", json!({}), read_only.clone()),
+            tool(
+                "touch",
+                "Tell the sessions subscribed to resource uri that it changed",
+                json!({"uri": {"type": "string"}}),
+                json!({}),
+            ),
             tool(
                 "lookup",
                 "Look up a region (its argument mirrored in the Mcp-Param-Region header)",
@@ -217,6 +248,16 @@ impl ServerHandler for TestUpstream {
         Ok(result.into())
     }
 
+    #[allow(deprecated, reason = "exercises resources/subscribe, still in use")]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        subscribers().push((request.uri, context.peer));
+        Ok(())
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
@@ -280,6 +321,14 @@ impl ServerHandler for TestUpstream {
                 "deleted {}",
                 arguments.get("path").and_then(Value::as_str).unwrap_or("?")
             )),
+            "touch" => {
+                let uri = arguments
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let told = touch(uri).await;
+                text(format!("told {told}"))
+            }
             "lookup" => text(format!(
                 "region {}",
                 arguments

@@ -1,5 +1,6 @@
 //! MCP clients told when their tool lists change (`notifications/tools/list_changed`): an
-//! upstream's tools discovered or gone, a tool enabled or hidden, a policy that hides tools.
+//! upstream's tools discovered or gone, a tool enabled or hidden, a policy that hides tools;
+//! and when a resource they subscribed to changes (`notifications/resources/updated`).
 //!
 //! Each session's peer is remembered in [`Sessions`], with its organization, when its client
 //! finishes initializing or lists tools (sessions resumed after a restart do the latter); one
@@ -8,12 +9,18 @@
 //! open.
 
 use super::{Listener, Sessions};
+use crate::gateway::upstream::ResourceUpdate;
 use preloop_core::Principal;
 use preloop_core::registry::{Registry, ToolChanges};
 use rmcp::RoleServer;
+use rmcp::model::{
+    ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
+    ToolListChangedNotification,
+};
 use rmcp::service::Peer;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// How long changes are gathered before clients are told (a scan registers many tools at once).
@@ -46,13 +53,21 @@ impl ToolListeners {
         let peers = self
             .0
             .listeners(|organization| changes.concerns(organization));
-        // Each session on its own, with a deadline: a client that never reads its stream
-        // holds up nobody else's message.
+        let notification =
+            ServerNotification::ToolListChangedNotification(ToolListChangedNotification::default());
+        self.send_each(peers, &notification);
+    }
+
+    /// Sends `notification` to each of `peers`, each on its own and with a deadline (a client
+    /// that never reads its stream holds up nobody else's message); sessions that do not take
+    /// it stop listening.
+    fn send_each(&self, peers: Vec<(String, Peer<RoleServer>)>, notification: &ServerNotification) {
         for (session, peer) in peers {
             let sessions = self.0.clone();
+            let notification = notification.clone();
             tokio::spawn(async move {
                 let told = !peer.is_transport_closed()
-                    && tokio::time::timeout(SEND_TIMEOUT, peer.notify_tool_list_changed())
+                    && tokio::time::timeout(SEND_TIMEOUT, peer.send_notification(notification))
                         .await
                         .is_ok_and(|sent| sent.is_ok());
                 if !told {
@@ -60,6 +75,43 @@ impl ToolListeners {
                 }
             });
         }
+    }
+
+    /// Tells the subscribed sessions of each resource update, until `shutdown`.
+    pub fn follow_resources(
+        &self,
+        mut updates: broadcast::Receiver<ResourceUpdate>,
+        shutdown: CancellationToken,
+    ) {
+        let listeners = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let update = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    update = updates.recv() => update,
+                };
+                let update = match update {
+                    Ok(update) => update,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "resource updates were dropped: listeners fell behind"
+                        );
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let peers = listeners
+                    .0
+                    .subscribers(&update.organization_id, &update.uri);
+                let notification = ServerNotification::ResourceUpdatedNotification(
+                    ResourceUpdatedNotification::new(ResourceUpdatedNotificationParam::new(
+                        update.uri,
+                    )),
+                );
+                listeners.send_each(peers, &notification);
+            }
+        });
     }
 
     /// Tells sessions about the registry's changes until `shutdown`.

@@ -55,6 +55,8 @@ struct Session {
     /// Set by `logging/setLevel`; kept apart from the client, which is remembered anew
     /// whenever rmcp stores the session.
     logs: LogFilter,
+    /// The resources (URIs as agents see them) it subscribed to.
+    subscribed: std::collections::HashSet<String>,
 }
 
 /// Every MCP session this replica has seen; cheap to clone.
@@ -102,6 +104,32 @@ impl Sessions {
             sessions.clear();
         }
         change(sessions.entry(session_id.to_owned()).or_default());
+    }
+
+    /// Records that the session subscribed to resource `uri` (or unsubscribed).
+    pub fn subscribe(&self, session_id: &str, uri: &str, subscribed: bool) {
+        self.update(session_id, |session| {
+            if subscribed {
+                session.subscribed.insert(uri.to_owned());
+            } else {
+                session.subscribed.remove(uri);
+            }
+        });
+    }
+
+    /// The peers of the organization's sessions subscribed to `uri`, with their ids.
+    fn subscribers(&self, organization_id: &str, uri: &str) -> Vec<(String, Peer<RoleServer>)> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, session)| session.subscribed.contains(uri))
+            .filter_map(|(id, session)| {
+                let listener = session.listener.as_ref()?;
+                (listener.organization_id == organization_id)
+                    .then(|| (id.clone(), listener.peer.clone()))
+            })
+            .collect()
     }
 
     /// Forgets the session (it was deleted).

@@ -67,6 +67,7 @@ impl UpstreamServer {
         catalog: ToolCatalog,
         events: EventBus,
         egress: &Egress,
+        updates: tokio::sync::broadcast::Sender<super::ResourceUpdate>,
     ) -> Arc<Self> {
         let http = egress.http_client(&server.organization_id, server.keep_alive);
         let permits = Semaphore::new(server.max_concurrency.max(1) as usize);
@@ -85,8 +86,20 @@ impl UpstreamServer {
                     }
                 });
             });
+            let organization_id = server.organization_id.clone();
+            let naming = Naming::new(server.tool_prefix.as_deref().unwrap_or(&server.name));
+            let updated = Arc::new(move |uri: &str| {
+                let _ = updates.send(super::ResourceUpdate {
+                    organization_id: organization_id.clone(),
+                    uri: naming.uri(uri),
+                });
+            });
+            let notices = super::connection::Notices {
+                lists_changed: rescan,
+                resource_updated: updated,
+            };
             Self {
-                connection: RmcpConnection::new(server.clone(), http, egress.clone(), rescan),
+                connection: RmcpConnection::new(server.clone(), http, egress.clone(), notices),
                 server,
                 registry,
                 catalog,
@@ -140,14 +153,31 @@ impl UpstreamServer {
         &self,
         request: rmcp::model::ClientRequest,
     ) -> Result<Value, UpstreamError> {
+        self.bounded(self.client().forward(request)).await
+    }
+
+    /// Sends `request` on the connection that carries the server's own notifications (a
+    /// subscription must be made in the session its updates arrive in).
+    pub async fn forward_on_notified(
+        &self,
+        request: rmcp::model::ClientRequest,
+    ) -> Result<Value, UpstreamError> {
+        self.bounded(self.connection.forward(request)).await
+    }
+
+    /// `request` within the server's timeout and concurrency bound.
+    async fn bounded(
+        &self,
+        request: impl std::future::Future<Output = Result<Value, UpstreamError>>,
+    ) -> Result<Value, UpstreamError> {
         let timeout = self.timeout();
-        let forwarded = async {
+        let bounded = async {
             let _permit = self.permits.acquire().await.map_err(|_| {
                 UpstreamError::Client(format!("`{}` was removed", self.server.name))
             })?;
-            self.client().forward(request).await
+            request.await
         };
-        tokio::time::timeout(timeout, forwarded)
+        tokio::time::timeout(timeout, bounded)
             .await
             .unwrap_or(Err(UpstreamError::RequestTimeout { after: timeout }))
     }

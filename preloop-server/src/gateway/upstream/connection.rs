@@ -26,15 +26,27 @@ use tokio::sync::Mutex;
 /// How long connecting (initialize handshake included) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What to do when the server says its tools, prompts or resources changed.
-pub type OnListsChanged = Arc<dyn Fn() + Send + Sync>;
+/// What to do when the server says something changed, apart from calls.
+#[derive(Clone)]
+pub struct Notices {
+    /// Its tools, prompts or resources changed.
+    pub lists_changed: Arc<dyn Fn() + Send + Sync>,
+    /// A resource changed (its URI, the server's own).
+    pub resource_updated: Arc<dyn Fn(&str) + Send + Sync>,
+}
 
 type Client = RunningService<RoleClient, Handler>;
 
 /// Receives the upstream's notifications that concern the server rather than a call.
 #[derive(Clone)]
 pub struct Handler {
-    on_lists_changed: OnListsChanged,
+    notices: Notices,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
 }
 
 impl std::fmt::Debug for Handler {
@@ -45,15 +57,23 @@ impl std::fmt::Debug for Handler {
 
 impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.on_lists_changed)();
+        (self.notices.lists_changed)();
     }
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.on_lists_changed)();
+        (self.notices.lists_changed)();
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.on_lists_changed)();
+        (self.notices.lists_changed)();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        (self.notices.resource_updated)(&params.uri);
     }
 }
 
@@ -78,18 +98,18 @@ impl std::fmt::Debug for RmcpConnection {
 
 impl RmcpConnection {
     /// A connection to `server` (not made yet), reaching it through `http` within what
-    /// `egress` allows; `on_lists_changed` runs when the server announces a new tool list.
+    /// `egress` allows; `notices` hear what the server announces apart from calls.
     pub fn new(
         server: McpServer,
         http: reqwest::Client,
         egress: Egress,
-        on_lists_changed: OnListsChanged,
+        notices: Notices,
     ) -> Arc<Self> {
         Arc::new(Self {
             server,
             http,
             egress,
-            handler: Handler { on_lists_changed },
+            handler: Handler { notices },
             connection: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
         })

@@ -22,12 +22,25 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// A resource an upstream said changed (`notifications/resources/updated`).
+#[derive(Debug, Clone)]
+pub struct ResourceUpdate {
+    /// The upstream's organization.
+    pub organization_id: String,
+    /// The resource's URI as agents see it.
+    pub uri: String,
+}
+
+/// Most resource updates queued for the sessions to hear; a slower listener misses the oldest.
+const UPDATE_QUEUE: usize = 1024;
+
 /// Every running upstream server, by id.
 pub struct Upstreams {
     registry: Arc<Registry>,
     catalog: ToolCatalog,
     events: EventBus,
     egress: Egress,
+    updates: tokio::sync::broadcast::Sender<ResourceUpdate>,
     running: Mutex<HashMap<Uuid, Arc<UpstreamServer>>>,
     created: std::time::Instant,
 }
@@ -56,6 +69,7 @@ impl Upstreams {
             catalog,
             events,
             egress,
+            updates: tokio::sync::broadcast::channel(UPDATE_QUEUE).0,
             running: Mutex::new(HashMap::new()),
             created: std::time::Instant::now(),
         }
@@ -93,6 +107,7 @@ impl Upstreams {
             self.catalog.clone(),
             self.events.clone(),
             &self.egress,
+            self.updates.clone(),
         );
         if let Err(error) = upstream.register_known(known) {
             tracing::warn!(server = %upstream.document().name, %error, "cannot register the tools found earlier");
@@ -161,6 +176,11 @@ impl Upstreams {
             .collect();
         names.sort();
         names
+    }
+
+    /// The resource updates the servers announce from now on.
+    pub fn resource_updates(&self) -> tokio::sync::broadcast::Receiver<ResourceUpdate> {
+        self.updates.subscribe()
     }
 
     /// What each organization's servers may run and reach.
