@@ -55,10 +55,12 @@ action = "deny"
 }
 
 /// A client that can be asked everything, and answers the same each time; it keeps the URIs
-/// of the resource updates it hears.
+/// of the resource updates it hears, and which lists it heard changed.
 #[derive(Clone, Default)]
 struct Answering {
     updated: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The lists it heard changed (`prompts`, `resources`).
+    lists: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
 }
 
 impl ClientHandler for Answering {
@@ -99,6 +101,20 @@ impl ClientHandler for Answering {
             serde_json::from_value(json!({"action": "accept", "content": {"name": "Ada"}}))
                 .unwrap(),
         )
+    }
+
+    async fn on_prompt_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.lists.lock().unwrap().push("prompts");
+    }
+
+    async fn on_resource_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.lists.lock().unwrap().push("resources");
     }
 
     async fn on_resource_updated(
@@ -344,4 +360,37 @@ async fn modern_requests_mirror_arguments_in_headers_that_must_match() {
     let (status, body) = call("eu").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("region eu"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_clients_hear_when_an_upstream_brings_prompts_and_resources() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_gateway(data_dir.path(), "[policy]\ndefault = \"allow\"\n", &[]);
+    let listening = Answering::default();
+    let lists = listening.lists.clone();
+    let client = connect_with(&format!("{}/mcp", server.url), Some(ADMIN_KEY), listening)
+        .await
+        .unwrap();
+    assert!(client.list_all_prompts().await.unwrap().is_empty());
+    let (status, created) = common::rest(
+        reqwest::Method::POST,
+        &format!("{}/api/v1/mcp-servers", server.url),
+        Some(ADMIN_KEY),
+        Some(json!({"name": "docs", "transport": "http", "url": upstream.url})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let mut heard = eventually_some("the client hears both lists changed", async || {
+        let heard = lists.lock().unwrap().clone();
+        (heard.len() >= 2).then_some(heard)
+    })
+    .await;
+    heard.sort_unstable();
+    heard.dedup();
+    assert_eq!(heard, ["prompts", "resources"]);
+    assert_eq!(
+        client.list_all_prompts().await.unwrap()[0].name,
+        "docs__greeting"
+    );
 }

@@ -59,7 +59,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
 
     let listeners = ToolListeners::new(sessions.clone());
     listeners.follow(governor.registry().clone(), shutdown.clone());
-    listeners.follow_resources(state.upstreams.resource_updates(), shutdown.clone());
+    listeners.follow_upstreams(state.upstreams.announcements(), shutdown.clone());
     let handler_sessions = sessions.clone();
     let offered = Offered::new(governor.clone(), state.upstreams.clone());
     let mcp = StreamableHttpService::new(

@@ -8,6 +8,7 @@
 mod approvals;
 mod decisions;
 mod notifier;
+mod operations;
 mod outcome;
 mod wakeups;
 
@@ -30,7 +31,7 @@ use crate::policy::{
     Decision, Effect, EvaluationInput, Governance, GovernanceDocument, INLINE_BUDGET, Reason,
 };
 use crate::principal::{ClientInfo, Principal};
-use crate::registry::{OperationKind, RegisteredTool, Registry, ToolDescriptor};
+use crate::registry::{OperationKind, RegisteredTool, Registry};
 use crate::store::{ApprovalStore, AuditStore, GrantStore};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -129,26 +130,6 @@ impl Governor {
         }))
     }
 
-    /// Of `operations` (prompts or resources an upstream offers), those no rule denies
-    /// `principal` unconditionally; none when no policy is in force.
-    pub fn visible_operations(
-        &self,
-        principal: &Principal,
-        operations: impl IntoIterator<Item = ToolDescriptor>,
-    ) -> Vec<ToolDescriptor> {
-        let Some(governance) = self.governance(&principal.organization_id) else {
-            return Vec::new();
-        };
-        operations
-            .into_iter()
-            .filter(|operation| {
-                !governance
-                    .policy()
-                    .denies_unconditionally(operation, principal)
-            })
-            .collect()
-    }
-
     /// The tools `principal` may see, without those a rule denies them unconditionally.
     pub fn list_tools(&self, principal: &Principal) -> Vec<RegisteredTool> {
         let governance = self.governance(&principal.organization_id);
@@ -175,21 +156,6 @@ impl Governor {
             let arguments = checked_arguments(&tool, &call.arguments)?;
             Ok((tool, arguments))
         });
-        self.govern(principal, checked, &call).await
-    }
-
-    /// Governs an operation that is not a registered tool: getting a prompt or reading a
-    /// resource through an upstream server (`tool.descriptor.kind` says which), done by
-    /// `tool`'s executor. The policy rules of that kind decide it and the audit log records it
-    /// as it records tool calls; `call.tool` is ignored. Such operations are not held for
-    /// approval: a rule that would hold one denies it. Visibility is the caller's to check.
-    pub async fn call_operation(
-        &self,
-        principal: &Principal,
-        tool: RegisteredTool,
-        call: ToolCall,
-    ) -> Result<Outcome, GovernorError> {
-        let checked = normalize_arguments(&call.arguments).map(|arguments| (tool, arguments));
         self.govern(principal, checked, &call).await
     }
 

@@ -183,4 +183,23 @@ mod tests {
         assert!(!questions.answer("s1", reply), "answered twice");
         assert!(questions.0.lock().unwrap().is_empty());
     }
+
+    #[tokio::test]
+    async fn a_question_nobody_waits_for_any_more_is_forgotten() {
+        let questions = Questions::default();
+        let (messages, mut sent) = mpsc::unbounded_channel();
+        let stream = ResponseStream {
+            messages,
+            questions: questions.clone(),
+            session: "s1".into(),
+        };
+        let request: ServerRequest =
+            serde_json::from_value(json!({"method": "roots/list", "params": {}})).unwrap();
+        let asking = tokio::spawn(async move { stream.ask(request).await });
+        assert!(sent.recv().await.is_some());
+        assert_eq!(questions.0.lock().unwrap().len(), 1);
+        asking.abort();
+        let _ = asking.await;
+        assert!(questions.0.lock().unwrap().is_empty());
+    }
 }

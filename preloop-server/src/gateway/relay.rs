@@ -301,10 +301,19 @@ impl Relay {
 
     async fn forward(&mut self, event: Event) {
         let notification = match event {
-            Event::Ask { request, answer } => {
+            Event::Ask {
+                request,
+                mut answer,
+            } => {
                 let notify = self.notify.clone();
+                // The question is withdrawn when its asker stops waiting (the call timed out
+                // or ended), so a client that never answers holds nothing.
                 tokio::spawn(async move {
-                    let _ = answer.send(notify.ask(*request).await);
+                    let answered = tokio::select! {
+                        answered = notify.ask(*request) => answered,
+                        () = answer.closed() => return,
+                    };
+                    let _ = answer.send(answered);
                 });
                 return;
             }

@@ -1,5 +1,6 @@
 //! MCP clients told when their tool lists change (`notifications/tools/list_changed`): an
 //! upstream's tools discovered or gone, a tool enabled or hidden, a policy that hides tools;
+//! their prompts or resources (`notifications/prompts/list_changed`, `.../resources/list_changed`);
 //! and when a resource they subscribed to changes (`notifications/resources/updated`).
 //!
 //! Each session's peer is remembered in [`Sessions`], with its organization, when its client
@@ -9,13 +10,13 @@
 //! open.
 
 use super::{Listener, Sessions};
-use crate::gateway::upstream::ResourceUpdate;
+use crate::gateway::upstream::{Announced, Announcement};
 use preloop_core::Principal;
 use preloop_core::registry::{Registry, ToolChanges};
 use rmcp::RoleServer;
 use rmcp::model::{
-    ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
-    ToolListChangedNotification,
+    PromptListChangedNotification, ResourceListChangedNotification, ResourceUpdatedNotification,
+    ResourceUpdatedNotificationParam, ServerNotification, ToolListChangedNotification,
 };
 use rmcp::service::Peer;
 use std::sync::Arc;
@@ -77,43 +78,6 @@ impl ToolListeners {
         }
     }
 
-    /// Tells the subscribed sessions of each resource update, until `shutdown`.
-    pub fn follow_resources(
-        &self,
-        mut updates: broadcast::Receiver<ResourceUpdate>,
-        shutdown: CancellationToken,
-    ) {
-        let listeners = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let update = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    update = updates.recv() => update,
-                };
-                let update = match update {
-                    Ok(update) => update,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(
-                            missed,
-                            "resource updates were dropped: listeners fell behind"
-                        );
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                let peers = listeners
-                    .0
-                    .subscribers(&update.organization_id, &update.uri);
-                let notification = ServerNotification::ResourceUpdatedNotification(
-                    ResourceUpdatedNotification::new(ResourceUpdatedNotificationParam::new(
-                        update.uri,
-                    )),
-                );
-                listeners.send_each(peers, &notification);
-            }
-        });
-    }
-
     /// Tells sessions about the registry's changes until `shutdown`.
     pub fn follow(&self, registry: Arc<Registry>, shutdown: CancellationToken) {
         let listeners = self.clone();
@@ -130,6 +94,63 @@ impl ToolListeners {
                     changes.organizations.extend(more.organizations);
                 }
                 listeners.tell(&changes);
+            }
+        });
+    }
+
+    /// Tells the sessions concerned what the upstreams announce, until `shutdown`: a
+    /// resource's update those subscribed to it, a change of prompts or resources every
+    /// session of the organization.
+    pub fn follow_upstreams(
+        &self,
+        mut announcements: broadcast::Receiver<Announcement>,
+        shutdown: CancellationToken,
+    ) {
+        let listeners = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let announcement = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    announcement = announcements.recv() => announcement,
+                };
+                let Announcement {
+                    organization_id,
+                    what,
+                } = match announcement {
+                    Ok(announcement) => announcement,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "upstream announcements dropped: listeners fell behind"
+                        );
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let everyone = || listeners.0.listeners(|org| org == organization_id);
+                let (peers, notification) = match what {
+                    Announced::ResourceUpdated(uri) => (
+                        listeners.0.subscribers(&organization_id, &uri),
+                        ServerNotification::ResourceUpdatedNotification(
+                            ResourceUpdatedNotification::new(
+                                ResourceUpdatedNotificationParam::new(uri),
+                            ),
+                        ),
+                    ),
+                    Announced::PromptsChanged => (
+                        everyone(),
+                        ServerNotification::PromptListChangedNotification(
+                            PromptListChangedNotification::default(),
+                        ),
+                    ),
+                    Announced::ResourcesChanged => (
+                        everyone(),
+                        ServerNotification::ResourceListChangedNotification(
+                            ResourceListChangedNotification::default(),
+                        ),
+                    ),
+                };
+                listeners.send_each(peers, &notification);
             }
         });
     }

@@ -10,6 +10,7 @@ use super::caller::{UpstreamClient, list_tools};
 use super::connection::RmcpConnection;
 use super::error::UpstreamError;
 use super::offerings::{Naming, Offerings};
+use super::{Announced, Announcement};
 use crate::events::EventBus;
 use crate::gateway::upstream::egress::Egress;
 use crate::gateway::upstream::http::HttpCaller;
@@ -48,6 +49,8 @@ pub struct UpstreamServer {
     first_scan: CancellationToken,
     /// Its prompts and resources, as the last scan found them.
     offerings: RwLock<Arc<Offerings>>,
+    /// Where it tells its organization's sessions that they changed.
+    announcements: tokio::sync::broadcast::Sender<Announcement>,
 }
 
 impl std::fmt::Debug for UpstreamServer {
@@ -67,7 +70,7 @@ impl UpstreamServer {
         catalog: ToolCatalog,
         events: EventBus,
         egress: &Egress,
-        updates: tokio::sync::broadcast::Sender<super::ResourceUpdate>,
+        announcements: tokio::sync::broadcast::Sender<Announcement>,
     ) -> Arc<Self> {
         let http = egress.http_client(&server.organization_id, server.keep_alive);
         let permits = Semaphore::new(server.max_concurrency.max(1) as usize);
@@ -88,10 +91,11 @@ impl UpstreamServer {
             });
             let organization_id = server.organization_id.clone();
             let naming = Naming::new(server.tool_prefix.as_deref().unwrap_or(&server.name));
+            let announce = announcements.clone();
             let updated = Arc::new(move |uri: &str| {
-                let _ = updates.send(super::ResourceUpdate {
+                let _ = announce.send(Announcement {
                     organization_id: organization_id.clone(),
-                    uri: naming.uri(uri),
+                    what: Announced::ResourceUpdated(naming.uri(uri)),
                 });
             });
             let notices = super::connection::Notices {
@@ -109,6 +113,7 @@ impl UpstreamServer {
                 stopped: CancellationToken::new(),
                 first_scan: CancellationToken::new(),
                 offerings: RwLock::default(),
+                announcements,
             }
         })
     }
@@ -145,6 +150,37 @@ impl UpstreamServer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Keeps `offerings` as the server's, announcing what changed (also at the first scan:
+    /// sessions opened before it heard of none).
+    fn replace_offerings(&self, offerings: Offerings) {
+        let previous = std::mem::replace(
+            &mut *self
+                .offerings
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            Arc::new(offerings.clone()),
+        );
+        let changes = [
+            (
+                previous.prompts != offerings.prompts,
+                Announced::PromptsChanged,
+            ),
+            (
+                previous.resources != offerings.resources
+                    || previous.templates != offerings.templates,
+                Announced::ResourcesChanged,
+            ),
+        ];
+        for (changed, what) in changes {
+            if changed {
+                let _ = self.announcements.send(Announcement {
+                    organization_id: self.server.organization_id.clone(),
+                    what,
+                });
+            }
+        }
     }
 
     /// Sends `request` to the server within its timeout and concurrency bound, and returns
@@ -266,12 +302,7 @@ impl UpstreamServer {
         // Prompts and resources are optional: a server without them (or too slow to list
         // them) still has its tools.
         match tokio::time::timeout(self.timeout(), Offerings::discover(self.client())).await {
-            Ok(offerings) => {
-                *self
-                    .offerings
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(offerings);
-            }
+            Ok(offerings) => self.replace_offerings(offerings),
             Err(_) => {
                 tracing::warn!(server = %self.server.name, "listing prompts and resources timed out");
             }

@@ -22,17 +22,28 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-/// A resource an upstream said changed (`notifications/resources/updated`).
+/// Something an upstream announced that concerns its organization's sessions.
 #[derive(Debug, Clone)]
-pub struct ResourceUpdate {
+pub struct Announcement {
     /// The upstream's organization.
     pub organization_id: String,
-    /// The resource's URI as agents see it.
-    pub uri: String,
+    /// What changed.
+    pub what: Announced,
 }
 
-/// Most resource updates queued for the sessions to hear; a slower listener misses the oldest.
-const UPDATE_QUEUE: usize = 1024;
+/// What an upstream announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announced {
+    /// A resource changed (`notifications/resources/updated`); its URI as agents see it.
+    ResourceUpdated(String),
+    /// The prompts it offers changed.
+    PromptsChanged,
+    /// The resources or resource templates it offers changed.
+    ResourcesChanged,
+}
+
+/// Most announcements queued for the sessions to hear; a slower listener misses the oldest.
+const ANNOUNCEMENT_QUEUE: usize = 1024;
 
 /// Every running upstream server, by id.
 pub struct Upstreams {
@@ -40,7 +51,7 @@ pub struct Upstreams {
     catalog: ToolCatalog,
     events: EventBus,
     egress: Egress,
-    updates: tokio::sync::broadcast::Sender<ResourceUpdate>,
+    announcements: tokio::sync::broadcast::Sender<Announcement>,
     running: Mutex<HashMap<Uuid, Arc<UpstreamServer>>>,
     created: std::time::Instant,
 }
@@ -69,7 +80,7 @@ impl Upstreams {
             catalog,
             events,
             egress,
-            updates: tokio::sync::broadcast::channel(UPDATE_QUEUE).0,
+            announcements: tokio::sync::broadcast::channel(ANNOUNCEMENT_QUEUE).0,
             running: Mutex::new(HashMap::new()),
             created: std::time::Instant::now(),
         }
@@ -107,7 +118,7 @@ impl Upstreams {
             self.catalog.clone(),
             self.events.clone(),
             &self.egress,
-            self.updates.clone(),
+            self.announcements.clone(),
         );
         if let Err(error) = upstream.register_known(known) {
             tracing::warn!(server = %upstream.document().name, %error, "cannot register the tools found earlier");
@@ -178,9 +189,9 @@ impl Upstreams {
         names
     }
 
-    /// The resource updates the servers announce from now on.
-    pub fn resource_updates(&self) -> tokio::sync::broadcast::Receiver<ResourceUpdate> {
-        self.updates.subscribe()
+    /// What the servers announce from now on.
+    pub fn announcements(&self) -> tokio::sync::broadcast::Receiver<Announcement> {
+        self.announcements.subscribe()
     }
 
     /// What each organization's servers may run and reach.

@@ -1,0 +1,43 @@
+//! Governed operations that are not registered tools: prompts got and resources read through
+//! an upstream server, decided by the rules that name their kind and audited like tool calls.
+
+use super::{Governor, GovernorError, Outcome, ToolCall, normalize_arguments};
+use crate::principal::Principal;
+use crate::registry::{RegisteredTool, ToolDescriptor};
+
+impl Governor {
+    /// Of `operations` (prompts or resources an upstream offers), those no rule denies
+    /// `principal` unconditionally; none when no policy is in force.
+    pub fn visible_operations(
+        &self,
+        principal: &Principal,
+        operations: impl IntoIterator<Item = ToolDescriptor>,
+    ) -> Vec<ToolDescriptor> {
+        let Some(governance) = self.governance(&principal.organization_id) else {
+            return Vec::new();
+        };
+        operations
+            .into_iter()
+            .filter(|operation| {
+                !governance
+                    .policy()
+                    .denies_unconditionally(operation, principal)
+            })
+            .collect()
+    }
+
+    /// Governs an operation that is not a registered tool: getting a prompt or reading a
+    /// resource through an upstream server (`tool.descriptor.kind` says which), done by
+    /// `tool`'s executor. The policy rules of that kind decide it and the audit log records it
+    /// as it records tool calls; `call.tool` is ignored. Such operations are not held for
+    /// approval: a rule that would hold one denies it. Visibility is the caller's to check.
+    pub async fn call_operation(
+        &self,
+        principal: &Principal,
+        tool: RegisteredTool,
+        call: ToolCall,
+    ) -> Result<Outcome, GovernorError> {
+        let checked = normalize_arguments(&call.arguments).map(|arguments| (tool, arguments));
+        self.govern(principal, checked, &call).await
+    }
+}
