@@ -20,7 +20,7 @@
 
 use crate::gateway::questions::{Questions, Reply, ResponseStream};
 use crate::gateway::server::{Caller, call_tool};
-use crate::gateway::sessions::{KnownClient, Sessions};
+use crate::gateway::sessions::{KnownClient, Sessions, session_id};
 use crate::http::bounds;
 use crate::wire::{json_rpc_error, sse};
 use axum::body::{Body, Bytes};
@@ -104,11 +104,7 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
     };
-    answer(fast, principal, (session, known), call).await
-}
-
-fn session_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get("mcp-session-id")?.to_str().ok()
+    answer(fast, principal, session, known, call).await
 }
 
 /// Whether an approval policy of the organization uses the elicitation channel.
@@ -202,7 +198,8 @@ fn tools_call(body: &[u8]) -> Option<Call> {
 async fn answer(
     fast: FastPath,
     principal: Principal,
-    (session, client): (String, KnownClient),
+    session: String,
+    client: KnownClient,
     call: Call,
 ) -> Response {
     let (sender, mut messages) = mpsc::unbounded_channel();

@@ -12,6 +12,7 @@ use rmcp::model::{RequestId, ServerJsonRpcMessage, ServerNotification, ServerReq
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,14 +57,13 @@ impl Questions {
         let RequestId::String(id) = &reply.id else {
             return false;
         };
-        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if open.get(id.as_ref()).is_none_or(|q| q.session != session) {
-            return false;
-        }
-        let Some(question) = open.remove(id.as_ref()) else {
-            return false;
+        let question = {
+            let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match open.entry(id.to_string()) {
+                Entry::Occupied(question) if question.get().session == session => question.remove(),
+                _ => return false,
+            }
         };
-        drop(open);
         let answer = match (reply.result, reply.error) {
             (Some(result), _) => Ok(result),
             (None, error) => Err(AskError::Refused(error.unwrap_or_default())),
@@ -154,10 +154,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[tokio::test]
-    async fn an_answer_reaches_its_question_only_from_the_session_asked() {
-        let questions = Questions::default();
-        let (messages, mut sent) = mpsc::unbounded_channel();
+    type Asking = tokio::task::JoinHandle<Result<Value, AskError>>;
+
+    /// A `roots/list` question of session `s1`, being asked, and what its stream sends.
+    fn ask_roots(questions: &Questions) -> (Asking, mpsc::UnboundedReceiver<ServerJsonRpcMessage>) {
+        let (messages, sent) = mpsc::unbounded_channel();
         let stream = ResponseStream {
             messages,
             questions: questions.clone(),
@@ -165,7 +166,13 @@ mod tests {
         };
         let request: ServerRequest =
             serde_json::from_value(json!({"method": "roots/list", "params": {}})).unwrap();
-        let asking = tokio::spawn(async move { stream.ask(request).await });
+        (tokio::spawn(async move { stream.ask(request).await }), sent)
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_its_question_only_from_the_session_asked() {
+        let questions = Questions::default();
+        let (asking, mut sent) = ask_roots(&questions);
         let Some(ServerJsonRpcMessage::Request(request)) = sent.recv().await else {
             panic!("no question was sent");
         };
@@ -187,15 +194,7 @@ mod tests {
     #[tokio::test]
     async fn a_question_nobody_waits_for_any_more_is_forgotten() {
         let questions = Questions::default();
-        let (messages, mut sent) = mpsc::unbounded_channel();
-        let stream = ResponseStream {
-            messages,
-            questions: questions.clone(),
-            session: "s1".into(),
-        };
-        let request: ServerRequest =
-            serde_json::from_value(json!({"method": "roots/list", "params": {}})).unwrap();
-        let asking = tokio::spawn(async move { stream.ask(request).await });
+        let (asking, mut sent) = ask_roots(&questions);
         assert!(sent.recv().await.is_some());
         assert_eq!(questions.0.lock().unwrap().len(), 1);
         asking.abort();

@@ -6,8 +6,8 @@ use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::elicitation::Elicitation;
 use crate::gateway::offered::Offered;
 use crate::gateway::relay::{self, LogFilter, Notify};
-use crate::gateway::sessions::Sessions;
 use crate::gateway::sessions::listeners::ToolListeners;
+use crate::gateway::sessions::{self, Sessions};
 use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::ToolOutput;
@@ -80,10 +80,7 @@ impl PreloopMcp {
     /// The log messages the request's client wants: on 2026-07-28 those of the level its
     /// request names (none without one), before it those its session's `logging/setLevel` set.
     fn logs(&self, context: &RequestContext<RoleServer>) -> LogFilter {
-        let modern = context
-            .protocol_version()
-            .is_some_and(|version| !version.has_initialize());
-        if modern {
+        if is_modern(context) {
             return context
                 .meta
                 .log_level()
@@ -101,9 +98,7 @@ impl PreloopMcp {
             self.listeners.listen(principal, session, peer.clone());
         }
     }
-}
 
-impl PreloopMcp {
     /// Subscribes the session to `uri`'s updates (or unsubscribes it) at the upstream, and
     /// remembers it to pass the updates on.
     async fn subscribe(
@@ -125,12 +120,15 @@ impl PreloopMcp {
 
 /// The MCP session the HTTP request belongs to, if any.
 fn session_id(extensions: &rmcp::model::Extensions) -> Option<&str> {
-    extensions
-        .get::<axum::http::request::Parts>()?
-        .headers
-        .get("mcp-session-id")?
-        .to_str()
-        .ok()
+    sessions::session_id(&extensions.get::<axum::http::request::Parts>()?.headers)
+}
+
+/// Whether the request is of the 2026-07-28 generation (or later): stateless, with its
+/// protocol version, log level and capabilities in `_meta`.
+fn is_modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|version| !version.has_initialize())
 }
 
 /// Where one call's result and notifications go, and what its client asked of them.
@@ -171,13 +169,10 @@ fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
 /// What an upstream may ask the client during a call: on a session, what its client declared
 /// at its handshake; nothing on 2026-07-28, where servers ask no questions mid-request.
 fn capabilities(context: &RequestContext<RoleServer>) -> Value {
-    let modern = context
-        .protocol_version()
-        .is_some_and(|version| !version.has_initialize());
     context
         .peer
         .peer_info()
-        .filter(|_| !modern)
+        .filter(|_| !is_modern(context))
         .and_then(|info| serde_json::to_value(&info.capabilities).ok())
         .map_or_else(|| json!({}), |declared| relay::askable(&declared))
 }

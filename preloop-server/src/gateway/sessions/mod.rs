@@ -19,6 +19,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+/// The MCP session a request names in its `Mcp-Session-Id` header, if any.
+pub fn session_id(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("mcp-session-id")?.to_str().ok()
+}
+
 /// How long an idle session is kept.
 pub const SESSION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
