@@ -6,23 +6,25 @@ use crate::principal::Principal;
 use crate::registry::{RegisteredTool, ToolDescriptor};
 
 impl Governor {
-    /// Of `operations` (prompts or resources an upstream offers), those no rule denies
-    /// `principal` unconditionally; none when no policy is in force.
-    pub fn visible_operations(
+    /// Of `operations` (prompts or resources an upstream offers, each with the descriptor the
+    /// policy sees), those no rule denies `principal` unconditionally; none when no policy is
+    /// in force.
+    pub fn visible_operations<T>(
         &self,
         principal: &Principal,
-        operations: impl IntoIterator<Item = ToolDescriptor>,
-    ) -> Vec<ToolDescriptor> {
+        operations: impl IntoIterator<Item = (ToolDescriptor, T)>,
+    ) -> Vec<T> {
         let Some(governance) = self.governance(&principal.organization_id) else {
             return Vec::new();
         };
         operations
             .into_iter()
-            .filter(|operation| {
+            .filter(|(operation, _)| {
                 !governance
                     .policy()
                     .denies_unconditionally(operation, principal)
             })
+            .map(|(_, item)| item)
             .collect()
     }
 

@@ -25,7 +25,6 @@ use rmcp::model::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The upstreams' prompts and resources, governed.
@@ -69,7 +68,7 @@ impl Offered {
                 prompts.push((descriptor, prompt));
             }
         }
-        self.visible(principal, prompts)
+        self.governor.visible_operations(principal, prompts)
     }
 
     /// Every listed resource `principal` may read, under the URIs agents see.
@@ -86,7 +85,7 @@ impl Offered {
                 resources.push((descriptor, resource));
             }
         }
-        self.visible(principal, resources)
+        self.governor.visible_operations(principal, resources)
     }
 
     /// Every resource template, under the URIs agents see.
@@ -253,21 +252,6 @@ impl Offered {
         self.upstreams
             .of_organization(&principal.organization_id)
             .await
-    }
-
-    /// Of `items` (each with the descriptor the policy sees), those no rule denies outright.
-    fn visible<T>(&self, principal: &Principal, items: Vec<(ToolDescriptor, T)>) -> Vec<T> {
-        let visible: HashSet<(String, String)> = self
-            .governor
-            .visible_operations(principal, items.iter().map(|(d, _)| d.clone()))
-            .into_iter()
-            .map(|d| (d.server, d.exposed_name))
-            .collect();
-        items
-            .into_iter()
-            .filter(|(d, _)| visible.contains(&(d.server.clone(), d.exposed_name.clone())))
-            .map(|(_, item)| item)
-            .collect()
     }
 
     /// The server that offers the prompt agents call `exposed` (the first by server name).

@@ -90,7 +90,7 @@ impl UpstreamServer {
                 });
             });
             let organization_id = server.organization_id.clone();
-            let naming = Naming::new(server.tool_prefix.as_deref().unwrap_or(&server.name));
+            let naming = Naming::new(prefix(&server));
             let announce = announcements.clone();
             let updated = Arc::new(move |uri: &str| {
                 let _ = announce.send(Announcement {
@@ -132,16 +132,9 @@ impl UpstreamServer {
         Duration::from_secs(self.server.timeout_seconds)
     }
 
-    fn prefix(&self) -> &str {
-        self.server
-            .tool_prefix
-            .as_deref()
-            .unwrap_or(&self.server.name)
-    }
-
     /// How agents see its prompts' names and its resources' URIs.
     pub fn naming(&self) -> Naming {
-        Naming::new(self.prefix())
+        Naming::new(prefix(&self.server))
     }
 
     /// Its prompts and resources, as the last scan found them.
@@ -155,12 +148,13 @@ impl UpstreamServer {
     /// Keeps `offerings` as the server's, announcing what changed (also at the first scan:
     /// sessions opened before it heard of none).
     fn replace_offerings(&self, offerings: Offerings) {
+        let offerings = Arc::new(offerings);
         let previous = std::mem::replace(
             &mut *self
                 .offerings
                 .write()
                 .unwrap_or_else(PoisonError::into_inner),
-            Arc::new(offerings.clone()),
+            offerings.clone(),
         );
         let changes = [
             (
@@ -292,7 +286,7 @@ impl UpstreamServer {
                     tool.name.to_string(),
                     ToolSource::Upstream,
                 )
-                .with_exposed_name(exposed_name(self.prefix(), &tool.name))
+                .with_exposed_name(exposed_name(prefix(&self.server), &tool.name))
                 .with_description(tool.description.as_deref().unwrap_or_default())
                 .with_input_schema(Value::Object((*tool.input_schema).clone()))
                 .with_annotations(annotations)
@@ -366,6 +360,11 @@ impl UpstreamServer {
             }
         });
     }
+}
+
+/// The prefix of `server`'s tools and prompts: its `tool_prefix`, else its name.
+fn prefix(server: &McpServer) -> &str {
+    server.tool_prefix.as_deref().unwrap_or(&server.name)
 }
 
 /// Runs a tool on its upstream server.

@@ -213,16 +213,25 @@ impl HttpCaller {
         session: &Session,
         body: &impl serde::Serialize,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self
-            .http
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header(VERSION_HEADER, session.version.clone())
+        let request = self
+            .in_session(self.http.post(&self.url), session)
             .json(body);
-        if let Some(id) = &session.id {
-            request = request.header(SESSION_HEADER, id.clone());
-        }
         request.send().await.map_err(UpstreamError::Http)
+    }
+
+    /// `request` with the configured headers and those of `session`.
+    fn in_session(
+        &self,
+        request: reqwest::RequestBuilder,
+        session: &Session,
+    ) -> reqwest::RequestBuilder {
+        let request = request
+            .headers(self.headers.clone())
+            .header(VERSION_HEADER, session.version.clone());
+        match &session.id {
+            Some(id) => request.header(SESSION_HEADER, id.clone()),
+            None => request,
+        }
     }
 
     /// The result of the request with id `id`, from a JSON body or an SSE stream (passing the
@@ -339,16 +348,10 @@ impl HttpCaller {
         last_event_id: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
         let last = HeaderValue::from_str(last_event_id).map_err(|_| UpstreamError::Unanswered)?;
-        let mut request = self
-            .http
-            .get(&self.url)
-            .headers(self.headers.clone())
+        let request = self
+            .in_session(self.http.get(&self.url), session)
             .header(ACCEPT, HeaderValue::from_static("text/event-stream"))
-            .header(VERSION_HEADER, session.version.clone())
             .header("last-event-id", last);
-        if let Some(id) = &session.id {
-            request = request.header(SESSION_HEADER, id.clone());
-        }
         request.send().await.map_err(UpstreamError::Http)
     }
 
