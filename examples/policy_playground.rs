@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Vec<String>) -> Result<(), String> {
+fn run(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
     let mut principal = Principal::new("playground", "playground");
     let mut positional = Vec::new();
     let mut args = args.into_iter();
@@ -42,7 +42,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
     }
     let (path, calls) = positional.split_first().ok_or("no policy file given")?;
     if calls.is_empty() {
-        return Err("no call given".to_owned());
+        return Err("no call given".into());
     }
     let format =
         Format::from_file_name(path).ok_or("the policy file must end in .toml, .yaml or .yml")?;

@@ -18,7 +18,7 @@ pub use resolve::{
 
 use crate::compliance::{self, Metric};
 pub use arguments::MAX_SEARCH_LIMIT;
-use arguments::{AddComment, Compliance, CreateIssue, GetIssue, Search, UpdateIssue, read};
+use arguments::{AddComment, Compliance, CreateIssue, GetIssue, Search, UpdateIssue};
 use async_trait::async_trait;
 use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, ToolOutput};
 use preloop_core::registry::{RegisteredTool, ToolAnnotations, ToolDescriptor, ToolSource};
@@ -59,6 +59,8 @@ impl std::fmt::Debug for IssueTools {
 enum ToolFailure {
     #[error("{0}")]
     Arguments(String),
+    #[error("invalid arguments: {0}")]
+    Unreadable(#[from] serde_json::Error),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
@@ -102,31 +104,31 @@ impl IssueTools {
         match tool {
             "get_issue" => {
                 context
-                    .get(read(arguments).map_err(ToolFailure::Arguments)?)
+                    .get(serde_json::from_value(arguments)?)
                     .await
             }
             "create_issue" => {
                 context
-                    .create(read(arguments).map_err(ToolFailure::Arguments)?)
+                    .create(serde_json::from_value(arguments)?)
                     .await
             }
             "update_issue" => {
                 context
-                    .update(read(arguments).map_err(ToolFailure::Arguments)?)
+                    .update(serde_json::from_value(arguments)?)
                     .await
             }
             "add_comment" => {
                 context
-                    .comment(read(arguments).map_err(ToolFailure::Arguments)?)
+                    .comment(serde_json::from_value(arguments)?)
                     .await
             }
             "search" => {
                 context
-                    .search(read(arguments).map_err(ToolFailure::Arguments)?)
+                    .search(serde_json::from_value(arguments)?)
                     .await
             }
             "estimate_compliance" | "improve_compliance" => {
-                let arguments: Compliance = read(arguments).map_err(ToolFailure::Arguments)?;
+                let arguments: Compliance = serde_json::from_value(arguments)?;
                 context
                     .compliance(arguments, tool == "improve_compliance")
                     .await
