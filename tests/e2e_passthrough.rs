@@ -309,11 +309,17 @@ async fn prompts_resources_and_questions_pass_through_governed() {
     .await;
     assert_eq!(heard, ["docs+test://readme"]);
 
+    // The upstream refuses the call with a JSON-RPC error, which stays one.
     let refused = client
         .call_tool(CallToolRequestParams::new("docs__ask_model"))
         .await
-        .unwrap();
-    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot be asked `sampling/createMessage`"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

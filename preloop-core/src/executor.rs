@@ -22,6 +22,37 @@ pub struct ToolOutput {
     /// The tool reported an error (`isError: true`).
     #[serde(default)]
     pub is_error: bool,
+    /// What the tool's server answered instead of a finished result, kept whole so the caller
+    /// can pass it on: questions for the calling client, or a refusal of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<ProtocolAnswer>,
+}
+
+/// A tool server's answer that is not a finished result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolAnswer {
+    /// The tool asks the calling client questions before it can finish (MCP's
+    /// `input_required` result, as the server wrote it: `inputRequests` and `requestState`).
+    /// The client answers them in a new call of the same tool carrying [`InputAnswers`].
+    InputRequired(Value),
+    /// The tool's server refused the request: its protocol error (MCP's JSON-RPC error
+    /// object: `code`, `message`, `data`).
+    Refused(Value),
+}
+
+/// The calling client's answers to the questions an earlier round of the same call asked
+/// ([`ProtocolAnswer::InputRequired`]): MCP's `inputResponses` by question key, and the
+/// `requestState` that round handed out, to be returned to the tool's server untouched.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputAnswers {
+    /// The answers by question key (a JSON object), if the client gave any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses: Option<Value>,
+    /// The state the tool's server handed out with its questions, if it handed out any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl ToolOutput {
@@ -31,6 +62,18 @@ impl ToolOutput {
             content: vec![serde_json::json!({"type": "text", "text": text.into()})],
             structured_content: None,
             is_error: false,
+            protocol: None,
+        }
+    }
+
+    /// The tool's server answered `answer` instead of a finished result (a refusal counts as
+    /// an error).
+    pub fn protocol(answer: ProtocolAnswer) -> Self {
+        Self {
+            content: Vec::new(),
+            structured_content: None,
+            is_error: matches!(answer, ProtocolAnswer::Refused(_)),
+            protocol: Some(answer),
         }
     }
 
@@ -48,6 +91,7 @@ impl ToolOutput {
             content: vec![serde_json::json!({"type": "text", "text": value.to_string()})],
             structured_content: Some(value),
             is_error: false,
+            protocol: None,
         }
     }
 
@@ -116,6 +160,19 @@ pub trait ExecutionObserver: Send + Sync {
         Value::Object(serde_json::Map::new())
     }
 
+    /// Whether the calling client takes the tool's questions in the result, to answer them in
+    /// a later call ([`ProtocolAnswer::InputRequired`], MCP 2026-07-28), rather than during
+    /// the call through [`ask`](Self::ask) (the default).
+    fn answers_later(&self) -> bool {
+        false
+    }
+
+    /// The least severe level of log messages the calling client wants from the tool (as MCP
+    /// names levels: `debug`, `info`, ...), or `None` when it wants none (the default).
+    fn log_level(&self) -> Option<String> {
+        None
+    }
+
     /// Asks the calling client request `method` with `params` on the tool's behalf, and
     /// gives its result. By default nobody can be asked.
     fn ask(&self, method: &str, params: Value) -> Answer {
@@ -139,6 +196,8 @@ pub struct ExecutionContext {
     /// Where to report progress and logs while the tool runs (absent when nobody listens, e.g.
     /// for an approved call run in the background).
     pub observer: Option<Arc<dyn ExecutionObserver>>,
+    /// The caller's answers to an earlier round's questions, when this call continues one.
+    pub answers: Option<InputAnswers>,
 }
 
 impl std::fmt::Debug for ExecutionContext {
@@ -149,6 +208,7 @@ impl std::fmt::Debug for ExecutionContext {
             .field("principal_id", &self.principal_id)
             .field("organization_id", &self.organization_id)
             .field("observed", &self.observer.is_some())
+            .field("answers", &self.answers.is_some())
             .finish()
     }
 }

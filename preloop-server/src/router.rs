@@ -9,6 +9,7 @@
 //! authentication; `/metrics` needs an operator's.
 
 use crate::auth::AuthError;
+use crate::gateway::continuations::Continuations;
 use crate::gateway::fastpath::FastPath;
 use crate::gateway::offered::Offered;
 use crate::gateway::server::PreloopMcp;
@@ -41,10 +42,12 @@ use utoipa_axum::router::OpenApiRouter;
 pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationToken) -> Router {
     let governor = state.governor.clone();
     let sessions = Sessions::default();
+    let continuations = Continuations::new(state.tokens.state_key());
     let fast_path = FastPath {
         governor: governor.clone(),
         sessions: sessions.clone(),
         questions: crate::gateway::questions::Questions::default(),
+        continuations: continuations.clone(),
         shutdown: shutdown.clone(),
     };
     let hosts = crate::gateway::hosts::AllowedHosts::new(&allowed_hosts);
@@ -52,6 +55,9 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     config.allowed_hosts = allowed_hosts;
     config.cancellation_token = shutdown.clone();
     config.max_request_body_bytes = bounds::BODY;
+    // 2026-07-28 requests whose first message is their answer get it as one JSON body, as
+    // upstreams answer them; a request that streams notifications first gets SSE.
+    config.json_response = true;
     config.session_store = Some(Arc::new(StoredSessions {
         store: state.store.clone(),
         sessions: sessions.clone(),
@@ -61,7 +67,11 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     listeners.follow(governor.registry().clone(), shutdown.clone());
     listeners.follow_upstreams(state.upstreams.announcements(), shutdown.clone());
     let handler_sessions = sessions.clone();
-    let offered = Offered::new(governor.clone(), state.upstreams.clone());
+    let offered = Offered::new(
+        governor.clone(),
+        state.upstreams.clone(),
+        continuations.clone(),
+    );
     let mcp = StreamableHttpService::new(
         move || {
             Ok(PreloopMcp::new(
@@ -69,6 +79,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
                 offered.clone(),
                 listeners.clone(),
                 handler_sessions.clone(),
+                continuations.clone(),
             ))
         },
         Arc::new(LocalSessionManager::default()),

@@ -194,6 +194,7 @@ fn context() -> ExecutionContext {
         principal_id: "agent".into(),
         organization_id: "acme".into(),
         observer: None,
+        answers: None,
     }
 }
 

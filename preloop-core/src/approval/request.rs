@@ -1,7 +1,7 @@
 //! The approval request: a call held for human decision, with its votes and its outcome.
 
 use super::policy::ApprovalPolicy;
-use crate::executor::ToolOutput;
+use crate::executor::{InputAnswers, ToolOutput};
 use crate::principal::Principal;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,10 @@ pub struct ApprovalRequest {
     /// The agent's explanation, if it gave one.
     #[serde(default)]
     pub context: RequestContext,
+    /// The caller's answers to an earlier round's questions, when the held call continues
+    /// one: they go to the tool with the arguments once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<InputAnswers>,
     /// The approval policy, snapshotted at creation so later edits do not change open requests.
     pub policy: ApprovalPolicy,
     /// The policy rule that required approval.
@@ -222,6 +226,7 @@ impl ApprovalRequest {
             approved_arguments: None,
             arguments_version: 0,
             context: new.context,
+            answers: None,
             policy: new.policy,
             matched_rule: new.matched_rule,
             state: ApprovalState::Pending,

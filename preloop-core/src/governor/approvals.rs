@@ -447,6 +447,7 @@ impl Governor {
             principal_id: request.requester.id.clone(),
             organization_id: request.organization_id.clone(),
             observer: None,
+            answers: request.answers.clone(),
         };
         tool.executor
             .execute(

@@ -1,7 +1,7 @@
 //! One tool call to govern, and what watches it wait.
 
 use crate::approval::{ApprovalRequest, RequestContext};
-use crate::executor::ExecutionObserver;
+use crate::executor::{ExecutionObserver, InputAnswers};
 use crate::principal::ClientInfo;
 use serde_json::Value;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub struct ToolCall {
     pub no_wait: bool,
     /// Shortens (never lengthens) the approval policy's timeout for this call.
     pub approval_timeout: Option<Duration>,
+    /// The caller's answers to the questions an earlier round of this call asked, passed to
+    /// the tool with the arguments (and kept with an approval request until it runs).
+    pub answers: Option<InputAnswers>,
 }
 
 impl std::fmt::Debug for ToolCall {
@@ -65,7 +68,15 @@ impl ToolCall {
             observer: None,
             no_wait: false,
             approval_timeout: None,
+            answers: None,
         }
+    }
+
+    /// Continues a call whose earlier round asked the caller questions, with their answers.
+    #[must_use]
+    pub fn with_answers(mut self, answers: InputAnswers) -> Self {
+        self.answers = Some(answers);
+        self
     }
 
     /// Sets where the tool's progress and logs go while it runs.

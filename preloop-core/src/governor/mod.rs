@@ -391,6 +391,7 @@ impl Governor {
             },
             now,
         );
+        request.answers.clone_from(&call.answers);
         let token = DecisionToken::generate();
         request.token_hash = Some(token.hash.clone());
         request.token_expires_at = Some(request.expires_at);
@@ -482,6 +483,7 @@ impl Governor {
             principal_id: principal.id.clone(),
             organization_id: principal.organization_id.clone(),
             observer: call.observer.clone(),
+            answers: call.answers.clone(),
         };
         let result = tool
             .executor

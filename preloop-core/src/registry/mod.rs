@@ -40,6 +40,8 @@ pub struct RegisteredTool {
     pub approval_policy: Option<String>,
     /// The input schema, compiled on first use and shared by every copy of this registration.
     schema: Arc<OnceLock<ArgumentSchema>>,
+    /// Where its server lists it among its tools: listings keep each server's order.
+    position: usize,
 }
 
 impl std::fmt::Debug for RegisteredTool {
@@ -64,6 +66,7 @@ impl RegisteredTool {
             enabled: true,
             approval_policy: None,
             schema: Arc::new(OnceLock::new()),
+            position: 0,
         }
     }
 
@@ -295,12 +298,16 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         self.update(organization, |tables| {
             tables.remove_server(organization, server);
-            tools.into_iter().try_for_each(|tool| {
-                tables.insert(RegisteredTool {
-                    organization: organization.map(str::to_owned),
-                    ..tool
+            tools
+                .into_iter()
+                .enumerate()
+                .try_for_each(|(position, tool)| {
+                    tables.insert(RegisteredTool {
+                        organization: organization.map(str::to_owned),
+                        position,
+                        ..tool
+                    })
                 })
-            })
         })
     }
 
@@ -364,7 +371,7 @@ impl Registry {
         });
     }
 
-    /// The tools `principal` may see, sorted by exposed name.
+    /// The tools `principal` may see: by server name, each server's in the order it listed them.
     pub fn visible_to(&self, principal: &Principal) -> Vec<RegisteredTool> {
         let snapshot = self.snapshot();
         let org = principal.organization_id.as_str();
@@ -384,7 +391,14 @@ impl Registry {
             .chain(shared)
             .filter(|t| t.is_visible_to(principal))
             .collect();
-        tools.sort_by(|a, b| a.descriptor.exposed_name.cmp(&b.descriptor.exposed_name));
+        // By server, each in its own order (an upstream's tools as it lists them).
+        tools.sort_by(|a, b| {
+            (&a.descriptor.server, a.position, &a.descriptor.exposed_name).cmp(&(
+                &b.descriptor.server,
+                b.position,
+                &b.descriptor.exposed_name,
+            ))
+        });
         tools
     }
 
@@ -399,7 +413,14 @@ impl Registry {
             .filter(|t| t.descriptor.server == server)
             .cloned()
             .collect();
-        tools.sort_by(|a, b| a.descriptor.exposed_name.cmp(&b.descriptor.exposed_name));
+        // By server, each in its own order (an upstream's tools as it lists them).
+        tools.sort_by(|a, b| {
+            (&a.descriptor.server, a.position, &a.descriptor.exposed_name).cmp(&(
+                &b.descriptor.server,
+                b.position,
+                &b.descriptor.exposed_name,
+            ))
+        });
         tools
     }
 

@@ -1,6 +1,7 @@
 //! JWT access and refresh tokens (HS256), signed with `SECRET_KEY`.
 
 use chrono::Utc;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use preloop_core::accounts::User;
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,9 @@ pub struct ApproverClaims {
 pub struct TokenKeys {
     /// Shared: the keys are cloned into every request's state, and copying them would allocate.
     keys: Arc<(EncodingKey, DecodingKey)>,
+    /// The key that seals what the gateway hands clients to send back (2026-07-28
+    /// `requestState`): HMAC-SHA256 of the secret and a label, so it is not the JWT key.
+    state_key: Arc<[u8; 32]>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -116,12 +120,22 @@ impl TokenKeys {
         if secret.len() < MIN_SECRET_LENGTH {
             return Err(KeyError::TooShort);
         }
+        let mut state_key =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| KeyError::TooShort)?;
+        state_key.update(b"preloop request state");
         Ok(Self {
             keys: Arc::new((
                 EncodingKey::from_secret(secret.as_bytes()),
                 DecodingKey::from_secret(secret.as_bytes()),
             )),
+            state_key: Arc::new(state_key.finalize().into_bytes().into()),
         })
+    }
+
+    /// The key that seals state handed to clients to send back (derived from the secret, so
+    /// every replica sharing `SECRET_KEY` opens what another sealed).
+    pub fn state_key(&self) -> &[u8] {
+        &self.state_key[..]
     }
 
     /// `SECRET_KEY` if set; otherwise a key generated once into `data_dir/secret_key` (mode 0600),

@@ -18,8 +18,10 @@
 //! The call runs in its own task, as under rmcp: a client that disconnects does not cut a call
 //! off between its decision and its audit record.
 
+use crate::gateway::calls::{Caller, call_tool};
+use crate::gateway::continuations::Continuations;
 use crate::gateway::questions::{Questions, Reply, ResponseStream};
-use crate::gateway::server::{Caller, call_tool};
+use crate::gateway::relay::ClientView;
 use crate::gateway::sessions::{KnownClient, Sessions, session_id};
 use crate::http::bounds;
 use crate::wire::{json_rpc_error, sse};
@@ -57,6 +59,8 @@ pub struct FastPath {
     pub sessions: Sessions,
     /// The questions its calls asked their clients, waiting for answers.
     pub questions: Questions,
+    /// Opens and seals multi-round state (never needed here: such requests go to rmcp).
+    pub continuations: Continuations,
     /// Ends open SSE answers at shutdown.
     pub shutdown: CancellationToken,
 }
@@ -205,6 +209,7 @@ async fn answer(
     let (sender, mut messages) = mpsc::unbounded_channel();
     let governor = fast.governor.clone();
     let questions = fast.questions.clone();
+    let continuations = fast.continuations.clone();
     tokio::spawn(async move {
         let notify = Arc::new(ResponseStream {
             messages: sender.clone(),
@@ -216,10 +221,13 @@ async fn answer(
             progress: call.progress,
             notify,
             elicit: None,
-            logs: client.logs,
-            capabilities: client.capabilities,
+            view: ClientView {
+                capabilities: client.capabilities,
+                answers_later: false,
+                logs: client.logs,
+            },
         };
-        let result = call_tool(&governor, &principal, caller, call.params).await;
+        let result = call_tool(&governor, &continuations, &principal, caller, call.params).await;
         let _ = sender.send(final_message(result, call.id));
     });
     match tokio::time::timeout(JSON_WAIT, messages.recv()).await {
@@ -236,12 +244,12 @@ async fn answer(
 /// The JSON-RPC answer to the call, shaped as rmcp shapes it for session (pre-2026-07-28)
 /// clients.
 fn final_message(
-    result: Result<rmcp::model::CallToolResult, ErrorData>,
+    result: Result<CallToolResponse, ErrorData>,
     id: RequestId,
 ) -> ServerJsonRpcMessage {
     match result {
         Ok(result) => {
-            let mut result = ServerResult::from(CallToolResponse::from(result));
+            let mut result = ServerResult::from(result);
             result.strip_result_type_for_legacy_peer();
             ServerJsonRpcMessage::response(result, id)
         }

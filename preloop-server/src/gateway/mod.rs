@@ -1,13 +1,17 @@
 //! The MCP gateway, both edges. Inbound: the rmcp handler ([`server`]) and the fast path for
-//! `tools/call` on established sessions ([`fastpath`]), the one registry of the sessions they
+//! `tools/call` on established sessions ([`fastpath`]), which share one call's path
+//! ([`calls`]), the one registry of the sessions they
 //! share, their owners and the list-changed notifications ([`sessions`]), the `Host` guard
 //! ([`hosts`]), and what a call relays to its client while it runs ([`relay`],
 //! [`elicitation`], and on the fast path the questions an upstream asks it, [`questions`]). Between them and the
 //! governor: the built-in tools ([`builtins`]), the upstreams' prompts and resources
-//! ([`offered`]), and where costly decisions run ([`decisions`]).
+//! ([`offered`]), the sealed state of multi-round requests ([`continuations`]), and where
+//! costly decisions run ([`decisions`]).
 //! Outbound: the upstream servers ([`upstream`]).
 
 pub mod builtins;
+pub mod calls;
+pub mod continuations;
 pub mod decisions;
 pub mod elicitation;
 pub mod fastpath;

@@ -5,10 +5,17 @@
 //! prompts or resources decide it, the audit log records it) before it is forwarded to the
 //! server that offers it.
 
+use crate::gateway::continuations::{Continuations, Round};
+use crate::gateway::relay::ClientView;
 use crate::gateway::upstream::Upstreams;
+use crate::gateway::upstream::caller::asks_for_input;
 use crate::gateway::upstream::client::UpstreamServer;
+use crate::gateway::upstream::eras::Era;
 use crate::gateway::upstream::error::UpstreamError;
-use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, ToolOutput};
+use preloop_core::executor::{
+    ExecutionContext, ExecutionError, ExecutionObserver, InputAnswers, ProtocolAnswer,
+    ToolExecutor, ToolOutput,
+};
 use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
 use preloop_core::registry::{OperationKind, RegisteredTool, ToolDescriptor, ToolSource};
 use preloop_core::{ClientInfo, Principal};
@@ -19,8 +26,9 @@ use rmcp::ErrorData;
 )]
 use rmcp::model::{
     CacheScope, ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult,
-    GetPromptRequest, GetPromptRequestParams, GetPromptResult, Prompt, ReadResourceRequest,
-    ReadResourceRequestParams, ReadResourceResult, Reference, Resource, ResourceTemplate,
+    GetPromptRequest, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+    InputRequiredResult, Prompt, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Reference, Resource, ResourceTemplate,
     SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use serde::de::DeserializeOwned;
@@ -32,6 +40,7 @@ use std::sync::Arc;
 pub struct Offered {
     governor: Arc<Governor>,
     upstreams: Arc<Upstreams>,
+    continuations: Continuations,
 }
 
 impl std::fmt::Debug for Offered {
@@ -47,11 +56,17 @@ struct Owner {
 }
 
 impl Offered {
-    /// The prompts and resources of `upstreams`, governed by `governor`.
-    pub fn new(governor: Arc<Governor>, upstreams: Arc<Upstreams>) -> Self {
+    /// The prompts and resources of `upstreams`, governed by `governor`; multi-round requests
+    /// sealed by `continuations`.
+    pub fn new(
+        governor: Arc<Governor>,
+        upstreams: Arc<Upstreams>,
+        continuations: Continuations,
+    ) -> Self {
         Self {
             governor,
             upstreams,
+            continuations,
         }
     }
 
@@ -102,13 +117,16 @@ impl Offered {
         templates
     }
 
-    /// Gets a prompt, governed; its embedded resources' URIs as agents see them.
+    /// Gets a prompt, governed; its embedded resources' URIs as agents see them. The
+    /// upstream may ask the client questions first (2026-07-28): they come back with their
+    /// state sealed.
     pub async fn get_prompt(
         &self,
         principal: &Principal,
         client: ClientInfo,
+        view: ClientView,
         mut params: GetPromptRequestParams,
-    ) -> Result<GetPromptResult, ErrorData> {
+    ) -> Result<GetPromptResponse, ErrorData> {
         let exposed = params.name.clone();
         let owner = self
             .prompt_owner(principal, &exposed)
@@ -117,18 +135,35 @@ impl Offered {
                 ErrorData::invalid_params(format!("unknown prompt `{exposed}`"), None)
             })?;
         let arguments = Value::Object(params.arguments.clone().unwrap_or_default());
+        let round = Round {
+            principal,
+            method: "prompts/get",
+            name: &exposed,
+            arguments: &arguments,
+        };
+        let answers = self.continuations.answers(
+            &round,
+            params.input_responses.take(),
+            params.request_state.take(),
+        )?;
         params.name.clone_from(&owner.own);
         params.meta = None;
         let naming = owner.server.naming();
-        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
         let operation = Operation {
             kind: OperationKind::Prompt,
             exposed: &exposed,
-            arguments,
+            arguments: arguments.clone(),
+            answers,
         };
+        let request = Request::Prompt(params);
         let mut result = self
-            .govern(principal, client, owner, operation, request)
+            .govern(principal, client, view, owner, operation, request)
             .await?;
+        if asks_for_input(&result) {
+            return self
+                .input_required(&round, result)
+                .map(GetPromptResponse::InputRequired);
+        }
         if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
             for message in messages {
                 if let Some(content) = message.get_mut("content") {
@@ -136,30 +171,50 @@ impl Offered {
                 }
             }
         }
-        decode(result)
+        decode::<GetPromptResult>(result).map(GetPromptResponse::Complete)
     }
 
-    /// Reads a resource, governed; the contents' URIs as agents see them.
+    /// Reads a resource, governed; the contents' URIs as agents see them (questions first, as
+    /// for prompts).
     pub async fn read_resource(
         &self,
         principal: &Principal,
         client: ClientInfo,
+        view: ClientView,
         mut params: ReadResourceRequestParams,
-    ) -> Result<ReadResourceResult, ErrorData> {
+    ) -> Result<ReadResourceResponse, ErrorData> {
         let exposed = params.uri.clone();
         let owner = self.resource_owner(principal, &exposed).await?;
+        let arguments = json!({"uri": exposed});
+        let round = Round {
+            principal,
+            method: "resources/read",
+            name: &exposed,
+            arguments: &arguments,
+        };
+        let answers = self.continuations.answers(
+            &round,
+            params.input_responses.take(),
+            params.request_state.take(),
+        )?;
         params.uri.clone_from(&owner.own);
         params.meta = None;
         let naming = owner.server.naming();
-        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
         let operation = Operation {
             kind: OperationKind::Resource,
             exposed: &exposed,
-            arguments: json!({"uri": exposed}),
+            arguments: arguments.clone(),
+            answers,
         };
+        let request = Request::Resource(params);
         let mut result = self
-            .govern(principal, client, owner, operation, request)
+            .govern(principal, client, view, owner, operation, request)
             .await?;
+        if asks_for_input(&result) {
+            return self
+                .input_required(&round, result)
+                .map(ReadResourceResponse::InputRequired);
+        }
         if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
             for content in contents {
                 expose_uri(content, &|uri| naming.uri(uri));
@@ -171,7 +226,16 @@ impl Offered {
         if result.cache_scope.is_some() {
             result.cache_scope = Some(CacheScope::Private);
         }
-        Ok(result)
+        Ok(ReadResourceResponse::Complete(result))
+    }
+
+    /// An upstream's questions for the client, their state sealed for `round`.
+    fn input_required(
+        &self,
+        round: &Round<'_>,
+        result: Value,
+    ) -> Result<InputRequiredResult, ErrorData> {
+        self.continuations.input_required(round, result)
     }
 
     /// Subscribes to (or unsubscribes from) a resource's updates at its server, on the
@@ -205,20 +269,26 @@ impl Offered {
             .map_err(upstream_error)
     }
 
-    /// Completes a prompt's or a resource template's argument at the server that offers it;
+    /// Completes a prompt's or a resource template's argument at the server that offers it
+    /// (asked in the generation of the client, `modern` for 2026-07-28, where it can be);
     /// nothing for a reference nobody offers.
     pub async fn complete(
         &self,
         principal: &Principal,
+        modern: bool,
         mut params: CompleteRequestParams,
     ) -> Result<CompleteResult, ErrorData> {
-        let server = match &mut params.r#ref {
+        let client = Era::of_client(modern);
+        let (server, era) = match &mut params.r#ref {
             Reference::Prompt(prompt) => {
                 let Some(owner) = self.prompt_owner(principal, &prompt.name).await else {
                     return Ok(CompleteResult::default());
                 };
+                let era = owner
+                    .server
+                    .route(OperationKind::Prompt, &owner.own, client);
                 prompt.name = owner.own;
-                owner.server
+                (owner.server, era)
             }
             Reference::Resource(resource) => {
                 let found = self
@@ -238,14 +308,20 @@ impl Offered {
                 let Some((server, own)) = found else {
                     return Ok(CompleteResult::default());
                 };
+                let era = server.route(OperationKind::Resource, &own, client);
                 resource.uri = own;
-                server
+                (server, era)
             }
             _ => return Ok(CompleteResult::default()),
         };
         params.meta = None;
         let request = ClientRequest::CompleteRequest(CompleteRequest::new(params));
-        decode(server.forward(request).await.map_err(upstream_error)?)
+        decode(
+            server
+                .forward(request, era, None)
+                .await
+                .map_err(upstream_error)?,
+        )
     }
 
     async fn servers(&self, principal: &Principal) -> Vec<Arc<UpstreamServer>> {
@@ -306,24 +382,35 @@ impl Offered {
             })
     }
 
-    /// Decides `operation`, and if it may go ahead forwards `request` to its owner; the
-    /// upstream's result, or its own error.
+    /// Decides `operation`, and if it may go ahead forwards `request` to its owner, in the
+    /// generation of the client `view` describes where the owner offers it there; the
+    /// upstream's result (finished, or its questions), or its own error.
     async fn govern(
         &self,
         principal: &Principal,
         client: ClientInfo,
+        view: ClientView,
         owner: Owner,
         operation: Operation<'_>,
-        request: ClientRequest,
+        request: Request,
     ) -> Result<Value, ErrorData> {
+        let era = owner.server.route(
+            operation.kind,
+            &owner.own,
+            Era::of_client(view.answers_later),
+        );
         let tool = RegisteredTool::new(
             descriptor(&owner.server, operation.kind, &owner.own, operation.exposed),
             Arc::new(Forwarding {
                 server: owner.server,
                 request,
+                era,
             }),
         );
-        let call = ToolCall::new(operation.exposed, operation.arguments).with_client(client);
+        let mut call = ToolCall::new(operation.exposed, operation.arguments)
+            .with_client(client)
+            .with_observer(Arc::new(view));
+        call.answers = operation.answers;
         match self.governor.call_operation(principal, tool, call).await {
             Ok(Outcome::Executed { output, .. }) => answer(output),
             Ok(other) => Err(ErrorData::invalid_request(other.message(), None)),
@@ -346,6 +433,40 @@ struct Operation<'a> {
     exposed: &'a str,
     /// What the policy's `args` holds: the prompt's arguments, or the resource's URI.
     arguments: Value,
+    /// The client's answers to an earlier round's questions.
+    answers: Option<InputAnswers>,
+}
+
+/// The request to forward, under the upstream's own name.
+#[derive(Clone)]
+enum Request {
+    Prompt(GetPromptRequestParams),
+    Resource(ReadResourceRequestParams),
+}
+
+impl Request {
+    /// The request, carrying `answers` when it continues an earlier round.
+    fn with_answers(&self, answers: Option<&InputAnswers>) -> ClientRequest {
+        let responses = answers
+            .and_then(|a| a.responses.clone())
+            .and_then(|responses| match responses {
+                Value::Object(responses) => Some(responses.into_iter().collect()),
+                _ => None,
+            });
+        let state = answers.and_then(|a| a.state.clone());
+        match self.clone() {
+            Self::Prompt(mut params) => {
+                params.input_responses = responses;
+                params.request_state = state;
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+            }
+            Self::Resource(mut params) => {
+                params.input_responses = responses;
+                params.request_state = state;
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+            }
+        }
+    }
 }
 
 /// What the policy knows of a prompt or resource.
@@ -360,11 +481,13 @@ fn descriptor(
         .with_kind(kind)
 }
 
-/// Forwards one request to its upstream: the result as the output's structured content, or
-/// the upstream's JSON-RPC error as an error output (so it reaches the client as it was).
+/// Forwards one request to its upstream in generation `era`: the result as the output's
+/// structured content; the upstream's questions or its JSON-RPC error as the protocol answer
+/// they are (so they reach the client as they were).
 struct Forwarding {
     server: Arc<UpstreamServer>,
-    request: ClientRequest,
+    request: Request,
+    era: Era,
 }
 
 #[async_trait::async_trait]
@@ -373,40 +496,46 @@ impl ToolExecutor for Forwarding {
         &self,
         _tool: &ToolDescriptor,
         _arguments: Value,
-        _context: &ExecutionContext,
+        context: &ExecutionContext,
     ) -> Result<ToolOutput, ExecutionError> {
-        let (structured, is_error) = match self.server.forward(self.request.clone()).await {
-            Ok(result) => (result, false),
-            Err(UpstreamError::Refused(error)) => (json!(error), true),
-            Err(UpstreamError::RequestTimeout { after }) => {
-                return Err(ExecutionError::Timeout {
-                    seconds: after.as_secs(),
-                });
+        let request = self.request.with_answers(context.answers.as_ref());
+        let observer: Option<&Arc<dyn ExecutionObserver>> = context.observer.as_ref();
+        match self.server.forward(request, self.era, observer).await {
+            Ok(result) if asks_for_input(&result) => {
+                Ok(ToolOutput::protocol(ProtocolAnswer::InputRequired(result)))
             }
-            Err(error) => {
-                return Err(ExecutionError::Unavailable(format!(
-                    "`{}`: {error}",
-                    self.server.document().name
-                )));
+            Ok(result) => Ok(ToolOutput {
+                content: Vec::new(),
+                structured_content: Some(result),
+                is_error: false,
+                protocol: None,
+            }),
+            Err(UpstreamError::Refused(error)) => {
+                Ok(ToolOutput::protocol(ProtocolAnswer::Refused(json!(error))))
             }
-        };
-        Ok(ToolOutput {
-            content: Vec::new(),
-            structured_content: Some(structured),
-            is_error,
-        })
+            Err(UpstreamError::RequestTimeout { after }) => Err(ExecutionError::Timeout {
+                seconds: after.as_secs(),
+            }),
+            Err(error) => Err(ExecutionError::Unavailable(format!(
+                "`{}`: {error}",
+                self.server.document().name
+            ))),
+        }
     }
 }
 
-/// The upstream's answer from a [`Forwarding`] output.
+/// The upstream's answer from a [`Forwarding`] output: its result or its questions, or its
+/// own error.
 fn answer(output: ToolOutput) -> Result<Value, ErrorData> {
-    let structured = output.structured_content.unwrap_or_default();
-    if output.is_error {
-        return Err(serde_json::from_value(structured).unwrap_or_else(|_| {
-            ErrorData::internal_error("the upstream refused the request", None)
-        }));
+    match output.protocol {
+        Some(ProtocolAnswer::InputRequired(questions)) => Ok(questions),
+        Some(ProtocolAnswer::Refused(error)) => {
+            Err(serde_json::from_value(error).unwrap_or_else(|_| {
+                ErrorData::internal_error("the upstream refused the request", None)
+            }))
+        }
+        None => Ok(output.structured_content.unwrap_or_default()),
     }
-    Ok(structured)
 }
 
 /// An upstream's result, typed; complete unless it says otherwise (a result from a session

@@ -93,14 +93,14 @@ pub fn askable(capabilities: &Value) -> Value {
 }
 
 /// Which log messages a call's client receives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub enum LogFilter {
     /// Every message (a session that never set a level).
     #[default]
     All,
-    /// Messages of this severity ([`convert::severity`]) or more (`logging/setLevel`, or a
-    /// 2026-07-28 request's `io.modelcontextprotocol/logLevel`).
-    AtLeast(u8),
+    /// Messages of this level or more severe (`logging/setLevel`, or a 2026-07-28 request's
+    /// `io.modelcontextprotocol/logLevel`).
+    AtLeast(LoggingLevel),
     /// None (a 2026-07-28 request that asked for no level).
     Nothing,
 }
@@ -108,15 +108,25 @@ pub enum LogFilter {
 impl LogFilter {
     /// Messages at `level` or more severe.
     pub fn at_least(level: LoggingLevel) -> Self {
-        Self::AtLeast(convert::severity(level))
+        Self::AtLeast(level)
     }
 
     /// Whether a message at `level` goes through.
     fn passes(self, level: LoggingLevel) -> bool {
         match self {
             Self::All => true,
-            Self::AtLeast(least) => convert::severity(level) >= least,
+            Self::AtLeast(least) => convert::severity(level) >= convert::severity(least),
             Self::Nothing => false,
+        }
+    }
+
+    /// The least severe level to ask an upstream for (every message: `debug`), or `None`
+    /// for none.
+    pub fn wanted(self) -> Option<&'static str> {
+        match self {
+            Self::All => Some(convert::level_name(LoggingLevel::Debug)),
+            Self::AtLeast(least) => Some(convert::level_name(least)),
+            Self::Nothing => None,
         }
     }
 }
@@ -140,12 +150,42 @@ enum Event {
     },
 }
 
+/// What a tool's server may know of the calling client: what it can be asked, how it takes
+/// questions, and the log messages it wants.
+#[derive(Debug, Clone, Default)]
+pub struct ClientView {
+    /// What the client can be asked ([`askable`]).
+    pub capabilities: Value,
+    /// Whether it takes questions as `input_required` results (2026-07-28).
+    pub answers_later: bool,
+    /// The log messages it wants.
+    pub logs: LogFilter,
+}
+
+impl ExecutionObserver for ClientView {
+    fn progress(&self, _progress: f64, _total: Option<f64>, _message: Option<&str>) {}
+
+    fn log(&self, _level: &str, _logger: Option<&str>, _data: &Value) {}
+
+    fn capabilities(&self) -> Value {
+        self.capabilities.clone()
+    }
+
+    fn answers_later(&self) -> bool {
+        self.answers_later
+    }
+
+    fn log_level(&self) -> Option<String> {
+        self.logs.wanted().map(str::to_owned)
+    }
+}
+
 /// Where the governor and the executor report events; cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct EventSink {
     events: mpsc::UnboundedSender<Event>,
-    /// What the client can be asked ([`askable`]).
-    capabilities: Arc<Value>,
+    /// What the client is.
+    client: Arc<ClientView>,
 }
 
 impl ProgressSink for EventSink {
@@ -179,15 +219,23 @@ impl ExecutionObserver for EventSink {
     }
 
     fn capabilities(&self) -> Value {
-        (*self.capabilities).clone()
+        self.client.capabilities.clone()
+    }
+
+    fn answers_later(&self) -> bool {
+        self.client.answers_later
+    }
+
+    fn log_level(&self) -> Option<String> {
+        self.client.log_level()
     }
 
     /// Only the questions of [`QUESTIONS`] whose capability the client declared are passed
     /// on; each is asked from its own task, so the call's other events keep flowing.
     fn ask(&self, method: &str, params: Value) -> Answer {
-        let declared = QUESTIONS
-            .iter()
-            .any(|(m, capability)| *m == method && self.capabilities.get(*capability).is_some());
+        let declared = QUESTIONS.iter().any(|(m, capability)| {
+            *m == method && self.client.capabilities.get(*capability).is_some()
+        });
         let request = declared
             .then(|| {
                 serde_json::from_value::<ServerRequest>(json!({"method": method, "params": params}))
@@ -258,25 +306,23 @@ impl Monotonic {
 }
 
 /// A sink for the call's events and the relay that forwards them; `token` is the client's
-/// progress token (without one, progress is not reported), `logs` the log messages it wants,
-/// `capabilities` what it can be asked ([`askable`]).
+/// progress token (without one, progress is not reported), `client` what the client is.
 pub fn relay(
     notify: Arc<dyn Notify>,
     token: Option<ProgressToken>,
-    logs: LogFilter,
-    capabilities: Value,
+    client: ClientView,
 ) -> (EventSink, Relay) {
     let (sender, events) = mpsc::unbounded_channel();
     let relay = Relay {
         notify,
         token,
-        logs,
+        logs: client.logs,
         events,
         progress: Monotonic::default(),
     };
     let sink = EventSink {
         events: sender,
-        capabilities: Arc::new(capabilities),
+        client: Arc::new(client),
     };
     (sink, relay)
 }

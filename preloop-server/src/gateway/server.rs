@@ -2,29 +2,28 @@
 //! upstreams' prompts, resources and completion ([`crate::gateway::offered`]), and the
 //! session's log level.
 
-use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
-use crate::gateway::elicitation::Elicitation;
+use crate::gateway::builtins;
+use crate::gateway::calls::{Caller, call_tool};
+use crate::gateway::continuations::Continuations;
 use crate::gateway::offered::Offered;
-use crate::gateway::relay::{self, LogFilter, Notify};
+use crate::gateway::relay::{self, ClientView, LogFilter};
 use crate::gateway::sessions::listeners::ToolListeners;
 use crate::gateway::sessions::{self, Sessions};
 use crate::wire::convert;
-use preloop_core::approval::RequestContext as ApprovalContext;
-use preloop_core::executor::ToolOutput;
-use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
+use preloop_core::governor::Governor;
 use preloop_core::{ClientInfo, Principal};
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    ContentBlock as Content, GetPromptRequestParams, GetPromptResponse, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{Peer, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 tokio::task_local! {
     /// The principal of the HTTP request rmcp is handling, for [`PreloopMcp::get_tool`]: rmcp
@@ -51,6 +50,7 @@ pub struct PreloopMcp {
     offered: Offered,
     listeners: ToolListeners,
     sessions: Sessions,
+    continuations: Continuations,
 }
 
 impl std::fmt::Debug for PreloopMcp {
@@ -61,19 +61,31 @@ impl std::fmt::Debug for PreloopMcp {
 
 impl PreloopMcp {
     /// A handler over the governor and the upstreams' `offered` prompts and resources; the
-    /// session is told of tool list changes through `listeners`, and what it asks of its
-    /// notifications is kept in `sessions`.
+    /// session is told of tool list changes through `listeners`, what it asks of its
+    /// notifications is kept in `sessions`, and multi-round requests are sealed by
+    /// `continuations`.
     pub fn new(
         governor: Arc<Governor>,
         offered: Offered,
         listeners: ToolListeners,
         sessions: Sessions,
+        continuations: Continuations,
     ) -> Self {
         Self {
             governor,
             offered,
             listeners,
             sessions,
+            continuations,
+        }
+    }
+
+    /// What an upstream may know of the request's client.
+    fn client_view(&self, context: &RequestContext<RoleServer>) -> ClientView {
+        ClientView {
+            capabilities: capabilities(context),
+            answers_later: is_modern(context),
+            logs: self.logs(context),
         }
     }
 
@@ -131,22 +143,6 @@ fn is_modern(context: &RequestContext<RoleServer>) -> bool {
         .is_some_and(|version| !version.has_initialize())
 }
 
-/// Where one call's result and notifications go, and what its client asked of them.
-pub struct Caller {
-    /// The client's name and version.
-    pub client: ClientInfo,
-    /// The client's progress token: without one, no progress is reported.
-    pub progress: Option<ProgressToken>,
-    /// Where notifications go.
-    pub notify: Arc<dyn Notify>,
-    /// The client's peer when it can be asked inline ([`crate::gateway::elicitation`]).
-    pub elicit: Option<Peer<RoleServer>>,
-    /// The log messages it wants.
-    pub logs: LogFilter,
-    /// What an upstream may ask it during the call ([`crate::gateway::relay::askable`]).
-    pub capabilities: Value,
-}
-
 /// The principal the auth layer put on the HTTP request.
 fn principal(context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
     context
@@ -166,69 +162,22 @@ fn client(context: &RequestContext<RoleServer>) -> ClientInfo {
         })
 }
 
-/// What an upstream may ask the client during a call: on a session, what its client declared
-/// at its handshake; nothing on 2026-07-28, where servers ask no questions mid-request.
+/// What an upstream may ask the client: on a session, what its client declared at its
+/// handshake; on 2026-07-28, what the request declares (its questions come back as
+/// `input_required` results).
 fn capabilities(context: &RequestContext<RoleServer>) -> Value {
-    context
-        .peer
-        .peer_info()
-        .filter(|_| !is_modern(context))
-        .and_then(|info| serde_json::to_value(&info.capabilities).ok())
-        .map_or_else(|| json!({}), |declared| relay::askable(&declared))
-}
-
-fn to_result(output: &ToolOutput) -> CallToolResult {
-    convert::call_tool_result(output).unwrap_or_else(|| {
-        CallToolResult::error(vec![Content::text(
-            "the tool returned an unreadable result",
-        )])
-    })
-}
-
-fn json_result(value: &Value) -> CallToolResult {
-    CallToolResult::success(vec![Content::text(value.to_string())])
-}
-
-/// The MCP result for an outcome: denials and failures are tool errors the agent can read;
-/// a pending approval is a normal result telling the agent how to poll.
-fn outcome_result(outcome: &Outcome) -> CallToolResult {
-    match outcome {
-        Outcome::Executed { output, .. } => to_result(output),
-        Outcome::PendingApproval {
-            request_id,
-            poll_after_seconds,
-            expires_at,
-            ..
-        } => json_result(&json!({
-            "status": "pending_approval",
-            "request_id": request_id,
-            "poll_after_seconds": poll_after_seconds,
-            "expires_at": expires_at,
-            "message": outcome.message(),
-        })),
-        other => CallToolResult::error(vec![Content::text(other.message())]),
-    }
-}
-
-/// Protocol errors for requests that cannot be served; everything else is a tool result.
-fn protocol_error(error: GovernorError) -> Result<CallToolResult, ErrorData> {
-    match error {
-        GovernorError::UnknownTool(name) => Err(ErrorData::invalid_params(
-            format!("unknown tool `{name}`"),
-            None,
-        )),
-        GovernorError::InvalidArguments(message) => Err(ErrorData::invalid_params(message, None)),
-        GovernorError::Store(error) => {
-            tracing::error!(%error, "store failure during a tool call");
-            Err(ErrorData::internal_error(
-                "the server cannot record this call right now; it was not made",
-                None,
-            ))
-        }
-        other => Ok(CallToolResult::error(vec![Content::text(
-            other.to_string(),
-        )])),
-    }
+    let declared = if is_modern(context) {
+        context
+            .meta
+            .client_capabilities()
+            .and_then(|declared| serde_json::to_value(declared).ok())
+    } else {
+        context
+            .peer
+            .peer_info()
+            .and_then(|info| serde_json::to_value(&info.capabilities).ok())
+    };
+    declared.map_or_else(|| json!({}), |declared| relay::askable(&declared))
 }
 
 impl ServerHandler for PreloopMcp {
@@ -303,12 +252,16 @@ impl ServerHandler for PreloopMcp {
             notify: Arc::new(context.peer.clone()),
             elicit: crate::gateway::elicitation::supported(&context.peer)
                 .then(|| context.peer.clone()),
-            logs: self.logs(&context),
-            capabilities: capabilities(&context),
+            view: self.client_view(&context),
         };
-        call_tool(&self.governor, &principal, caller, request)
-            .await
-            .map(Into::into)
+        call_tool(
+            &self.governor,
+            &self.continuations,
+            &principal,
+            caller,
+            request,
+        )
+        .await
     }
 
     async fn list_prompts(
@@ -329,9 +282,13 @@ impl ServerHandler for PreloopMcp {
     ) -> Result<GetPromptResponse, ErrorData> {
         let principal = principal(&context)?;
         self.offered
-            .get_prompt(&principal, client(&context), request)
+            .get_prompt(
+                &principal,
+                client(&context),
+                self.client_view(&context),
+                request,
+            )
             .await
-            .map(Into::into)
     }
 
     async fn list_resources(
@@ -363,9 +320,13 @@ impl ServerHandler for PreloopMcp {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let principal = principal(&context)?;
         self.offered
-            .read_resource(&principal, client(&context), request)
+            .read_resource(
+                &principal,
+                client(&context),
+                self.client_view(&context),
+                request,
+            )
             .await
-            .map(Into::into)
     }
 
     #[allow(
@@ -398,7 +359,57 @@ impl ServerHandler for PreloopMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let principal = principal(&context)?;
-        self.offered.complete(&principal, request).await
+        self.offered
+            .complete(&principal, is_modern(&context), request)
+            .await
+    }
+
+    /// Every kind of change the gateway tells of; rmcp narrows it to what was asked and what
+    /// [`Self::get_info`] declares.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    /// A 2026-07-28 client's `subscriptions/listen` stream: the changes of its organization's
+    /// tools, prompts and resources, and the updates of the resources it named (subscribed at
+    /// their upstreams for as long as it listens), until the client goes away.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let principal = principal(context.request_context())?;
+        let mut changes = self.listeners.changes();
+        let resources = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        for uri in &resources {
+            if let Err(error) = self.offered.subscribe(&principal, uri, true).await {
+                tracing::debug!(%uri, %error, "no upstream subscription for a listen stream");
+            }
+        }
+        loop {
+            let change = tokio::select! {
+                () = context.cancelled() => break,
+                change = changes.recv() => change,
+            };
+            match change {
+                Ok(change) if change.concerns(&principal.organization_id) => {
+                    // What the client did not ask for is not sent (rmcp checks the filter).
+                    let _ = context.sink().send(change.notification).await;
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a listen stream fell behind and missed changes");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        for uri in &resources {
+            let _ = self.offered.subscribe(&principal, uri, false).await;
+        }
+        Ok(())
     }
 
     #[allow(
@@ -417,134 +428,5 @@ impl ServerHandler for PreloopMcp {
         self.sessions
             .set_logs(session, LogFilter::at_least(request.level));
         Ok(())
-    }
-}
-
-/// One `tools/call`, however it arrived (rmcp's session worker or [`crate::gateway::fastpath`]):
-/// built-in tools answered here, every other call governed, with its progress and log messages
-/// sent to the `caller`.
-pub async fn call_tool(
-    governor: &Arc<Governor>,
-    principal: &Principal,
-    caller: Caller,
-    request: CallToolRequestParams,
-) -> Result<CallToolResult, ErrorData> {
-    let Caller {
-        client,
-        progress,
-        notify,
-        elicit,
-        logs,
-        capabilities,
-    } = caller;
-    let arguments = Value::Object(request.arguments.unwrap_or_default());
-    let name = request.name.as_ref();
-    if name == GET_APPROVAL_STATUS {
-        return approval_status(governor, principal, &arguments).await;
-    }
-    let started = std::time::Instant::now();
-    let (events, relay) = relay::relay(notify, progress, logs, capabilities);
-    let mut call = ToolCall::new(name, arguments)
-        .with_client(client)
-        .with_progress(match elicit {
-            Some(peer) => Arc::new(Elicitation::new(
-                events.clone(),
-                peer,
-                governor.clone(),
-                principal.clone(),
-            )),
-            None => Arc::new(events.clone()),
-        })
-        .with_observer(Arc::new(events));
-    let governed = async {
-        if name == REQUEST_APPROVAL {
-            call.context = ApprovalContext {
-                operation: string_field(&call.arguments, "operation"),
-                context: string_field(&call.arguments, "context"),
-                reasoning: string_field(&call.arguments, "reasoning"),
-            };
-            let policy = string_field(&call.arguments, "approval_policy");
-            governor
-                .request_approval(principal, call, policy.as_deref())
-                .await
-        } else {
-            governor.call(principal, call).await
-        }
-    };
-    match relay.run(governed).await {
-        Ok(outcome) => {
-            record(&outcome, started.elapsed());
-            Ok(outcome_result(&outcome))
-        }
-        Err(error) => {
-            crate::metrics::tool_call("rejected");
-            protocol_error(error)
-        }
-    }
-}
-
-/// Counts an outcome, and the wait of calls that were held for approval.
-fn record(outcome: &Outcome, took: Duration) {
-    let label = match outcome {
-        Outcome::Executed { .. } => "executed",
-        Outcome::Denied { .. } => "denied",
-        Outcome::PendingApproval { .. } => "pending_approval",
-        Outcome::Declined { .. } => "declined",
-        Outcome::Expired { .. } => "expired",
-        Outcome::Cancelled { .. } => "cancelled",
-        Outcome::Failed { .. } => "failed",
-    };
-    crate::metrics::tool_call(label);
-    let held = matches!(
-        outcome,
-        Outcome::Executed {
-            request_id: Some(_),
-            ..
-        } | Outcome::Failed {
-            request_id: Some(_),
-            ..
-        } | Outcome::Declined { .. }
-            | Outcome::Expired { .. }
-            | Outcome::Cancelled { .. }
-    );
-    if held {
-        crate::metrics::approval_wait(label, took);
-    }
-}
-
-fn string_field(arguments: &Value, name: &str) -> Option<String> {
-    arguments
-        .get(name)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-async fn approval_status(
-    governor: &Governor,
-    principal: &Principal,
-    arguments: &Value,
-) -> Result<CallToolResult, ErrorData> {
-    let id = arguments
-        .get("request_id")
-        .and_then(Value::as_str)
-        .and_then(|id| uuid::Uuid::parse_str(id).ok())
-        .ok_or_else(|| {
-            ErrorData::invalid_params("request_id must be the UUID of an approval request", None)
-        })?;
-    match governor.approval_status(principal, id).await {
-        Ok(request) => {
-            let report = builtins::status_report(&request);
-            let outcome = governor.outcome(&request);
-            Ok(match outcome {
-                Outcome::Executed { output, .. } => {
-                    let mut result = to_result(&output);
-                    result.content.insert(0, Content::text(report.to_string()));
-                    result
-                }
-                Outcome::PendingApproval { .. } => json_result(&report),
-                _ => CallToolResult::error(vec![Content::text(report.to_string())]),
-            })
-        }
-        Err(error) => protocol_error(error),
     }
 }

@@ -81,6 +81,7 @@ pub fn tool_output(result: CallToolResult) -> Result<ToolOutput, serde_json::Err
             .collect::<Result<_, _>>()?,
         structured_content: result.structured_content,
         is_error: result.is_error.unwrap_or(false),
+        protocol: None,
     })
 }
 
@@ -137,6 +138,7 @@ mod tests {
             ],
             structured_content: Some(json!({"n": 1})),
             is_error: true,
+            protocol: None,
         };
         let result = call_tool_result(&output).unwrap();
         assert!(result.result_type.as_ref().is_some_and(|t| t.is_complete()));
@@ -149,6 +151,7 @@ mod tests {
             content: vec![json!({"type": "hologram"})],
             structured_content: None,
             is_error: false,
+            protocol: None,
         };
         assert!(call_tool_result(&output).is_none());
     }

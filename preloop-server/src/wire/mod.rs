@@ -5,12 +5,14 @@
 //! - [`notifications`]: an upstream's progress and log notifications, reported to the observer
 //!   of the call they concern.
 //! - [`sse`]: server-sent-event framing of JSON-RPC messages.
+//! - [`headers`]: the HTTP headers a 2026-07-28 request mirrors from its body (SEP-2243).
 //! - [`json_rpc_error`]: the answer to a request that cannot be read or admitted.
 //!
 //! JSON-RPC messages themselves are decoded and encoded by rmcp's model types; nothing here
 //! parses JSON-RPC by hand.
 
 pub mod convert;
+pub mod headers;
 pub mod notifications;
 pub mod sse;
 

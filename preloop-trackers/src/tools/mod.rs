@@ -102,31 +102,11 @@ impl IssueTools {
             organization_id,
         };
         match tool {
-            "get_issue" => {
-                context
-                    .get(serde_json::from_value(arguments)?)
-                    .await
-            }
-            "create_issue" => {
-                context
-                    .create(serde_json::from_value(arguments)?)
-                    .await
-            }
-            "update_issue" => {
-                context
-                    .update(serde_json::from_value(arguments)?)
-                    .await
-            }
-            "add_comment" => {
-                context
-                    .comment(serde_json::from_value(arguments)?)
-                    .await
-            }
-            "search" => {
-                context
-                    .search(serde_json::from_value(arguments)?)
-                    .await
-            }
+            "get_issue" => context.get(serde_json::from_value(arguments)?).await,
+            "create_issue" => context.create(serde_json::from_value(arguments)?).await,
+            "update_issue" => context.update(serde_json::from_value(arguments)?).await,
+            "add_comment" => context.comment(serde_json::from_value(arguments)?).await,
+            "search" => context.search(serde_json::from_value(arguments)?).await,
             "estimate_compliance" | "improve_compliance" => {
                 let arguments: Compliance = serde_json::from_value(arguments)?;
                 context

@@ -13,6 +13,7 @@ pub fn output(text: String, structured: Value) -> ToolOutput {
         content: vec![json!({"type": "text", "text": text})],
         structured_content: Some(structured),
         is_error: false,
+        protocol: None,
     }
 }
 

@@ -7,7 +7,8 @@
 //! finishes initializing or lists tools (sessions resumed after a restart do the latter); one
 //! task waits for the registry's changes and tells the sessions of the organizations
 //! concerned. The message goes on the session's standalone stream, for clients that keep one
-//! open.
+//! open. The same changes go out as [`Change`]s to the `subscriptions/listen` streams of
+//! 2026-07-28 clients ([`ToolListeners::changes`]), which have no session.
 
 use super::{Listener, Sessions};
 use crate::gateway::upstream::{Announced, Announcement};
@@ -29,14 +30,56 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// How long one session's message may take to be accepted; a session that does not take it
 /// is forgotten.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// The sessions to tell: those of [`Sessions`] with a peer.
-#[derive(Debug, Clone, Default)]
-pub struct ToolListeners(Sessions);
+/// How many changes a slow `subscriptions/listen` stream may fall behind before it misses
+/// some.
+const CHANGES_BUFFERED: usize = 256;
+
+/// A change to tell the `subscriptions/listen` streams of an organization (or of every one).
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The organization concerned; `None` for every one (the shared built-in tools).
+    pub organization: Option<String>,
+    /// What to tell them.
+    pub notification: ServerNotification,
+}
+
+impl Change {
+    /// Whether the change concerns `organization_id`.
+    pub fn concerns(&self, organization_id: &str) -> bool {
+        self.organization
+            .as_deref()
+            .is_none_or(|organization| organization == organization_id)
+    }
+}
+
+/// The sessions to tell: those of [`Sessions`] with a peer; and the listen streams.
+#[derive(Debug, Clone)]
+pub struct ToolListeners {
+    sessions: Sessions,
+    changes: broadcast::Sender<Change>,
+}
 
 impl ToolListeners {
     /// Listeners among `sessions`.
     pub fn new(sessions: Sessions) -> Self {
-        Self(sessions)
+        Self {
+            sessions,
+            changes: broadcast::channel(CHANGES_BUFFERED).0,
+        }
+    }
+
+    /// The changes from now on, for a `subscriptions/listen` stream.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Tells the listen streams `notification`, for `organization` (`None`: every one).
+    fn publish(&self, organization: Option<&str>, notification: &ServerNotification) {
+        // Nobody listening is no error.
+        let _ = self.changes.send(Change {
+            organization: organization.map(str::to_owned),
+            notification: notification.clone(),
+        });
     }
 
     /// Remembers the peer of session `session_id` of `principal`'s organization.
@@ -45,17 +88,24 @@ impl ToolListeners {
             organization_id: principal.organization_id.clone(),
             peer,
         };
-        self.0
+        self.sessions
             .update(session_id, |session| session.listener = Some(listener));
     }
 
     /// Tells every session `changes` concerns; sessions that have gone stop listening.
     pub fn tell(&self, changes: &ToolChanges) {
         let peers = self
-            .0
+            .sessions
             .listeners(|organization| changes.concerns(organization));
         let notification =
             ServerNotification::ToolListChangedNotification(ToolListChangedNotification::default());
+        if changes.everyone {
+            self.publish(None, &notification);
+        } else {
+            for organization in &changes.organizations {
+                self.publish(Some(organization), &notification);
+            }
+        }
         self.send_each(peers, &notification);
     }
 
@@ -64,7 +114,7 @@ impl ToolListeners {
     /// it stop listening.
     fn send_each(&self, peers: Vec<(String, Peer<RoleServer>)>, notification: &ServerNotification) {
         for (session, peer) in peers {
-            let sessions = self.0.clone();
+            let sessions = self.sessions.clone();
             let notification = notification.clone();
             tokio::spawn(async move {
                 let told = !peer.is_transport_closed()
@@ -127,10 +177,10 @@ impl ToolListeners {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let everyone = || listeners.0.listeners(|org| org == organization_id);
+                let everyone = || listeners.sessions.listeners(|org| org == organization_id);
                 let (peers, notification) = match what {
                     Announced::ResourceUpdated(uri) => (
-                        listeners.0.subscribers(&organization_id, &uri),
+                        listeners.sessions.subscribers(&organization_id, &uri),
                         ServerNotification::ResourceUpdatedNotification(
                             ResourceUpdatedNotification::new(
                                 ResourceUpdatedNotificationParam::new(uri),
@@ -150,6 +200,7 @@ impl ToolListeners {
                         ),
                     ),
                 };
+                listeners.publish(Some(&organization_id), &notification);
                 listeners.send_each(peers, &notification);
             }
         });

@@ -1,14 +1,18 @@
 //! One upstream MCP server: its tools discovered into the registry as `{prefix}__{tool}` (and
 //! into the store, so they are known before the server answers after a restart), refreshed on
 //! `notifications/tools/list_changed`, and an executor that calls it with a timeout, a
-//! concurrency bound, and a reconnect after a failure. Both go through one
-//! [`UpstreamClient`]: the direct HTTP caller for HTTP servers ([`super::http`]), rmcp's
-//! connection otherwise ([`super::connection`]), which for HTTP servers still carries the
-//! server's own notifications.
+//! concurrency bound, and a reconnect after a failure. Both go through an
+//! [`UpstreamClient`]: in sessions, the direct HTTP caller for HTTP servers ([`super::http`])
+//! and rmcp's connection otherwise ([`super::connection`], which for HTTP servers still
+//! carries the server's own notifications); statelessly ([`super::modern`]) for an HTTP server
+//! that speaks 2026-07-28, in the generation [`Eras`] picks for each request.
 
 use super::caller::{UpstreamClient, list_tools};
-use super::connection::RmcpConnection;
+use super::connection::{Listed, Notices, RmcpConnection};
+use super::eras::{Era, Eras};
 use super::error::UpstreamError;
+use super::executor::{Routed, UpstreamExecutor};
+use super::modern::ModernCaller;
 use super::offerings::{Naming, Offerings};
 use super::{Announced, Announcement};
 use crate::events::EventBus;
@@ -17,8 +21,10 @@ use crate::gateway::upstream::http::HttpCaller;
 use crate::wire::convert;
 use chrono::Utc;
 use preloop_core::documents::{DiscoveredTool, McpServer, McpTransport};
-use preloop_core::executor::{ExecutionContext, ExecutionError, ToolExecutor, ToolOutput};
-use preloop_core::registry::{RegisteredTool, Registry, ToolDescriptor, ToolSource, exposed_name};
+use preloop_core::executor::{ExecutionObserver, ToolExecutor};
+use preloop_core::registry::{
+    OperationKind, RegisteredTool, Registry, ToolDescriptor, ToolSource, exposed_name,
+};
 use preloop_core::store::DocumentStore;
 use serde_json::{Value, json};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -41,8 +47,16 @@ pub struct UpstreamServer {
     events: EventBus,
     /// rmcp's client: stdio servers' only one; HTTP servers' notifications.
     connection: Arc<RmcpConnection>,
-    /// Lists and calls an HTTP server's tools directly.
+    /// Lists and calls an HTTP server's tools directly, in sessions.
     caller: Option<HttpCaller>,
+    /// Calls it statelessly, when its last scan found it speaks 2026-07-28.
+    modern: RwLock<Option<Arc<ModernCaller>>>,
+    /// What to do when it says something changed.
+    notices: Notices,
+    /// Ends the task that listens to its 2026-07-28 list changes, while one runs.
+    listening: std::sync::Mutex<Option<CancellationToken>>,
+    /// What it offers in which generation, as its last scan found.
+    eras: RwLock<Arc<Eras>>,
     permits: Semaphore,
     stopped: CancellationToken,
     /// Cancelled once the first scan has been tried (successful or not).
@@ -81,10 +95,10 @@ impl UpstreamServer {
         };
         Arc::new_cyclic(|this: &Weak<Self>| {
             let this = this.clone();
-            let rescan = Arc::new(move || {
+            let rescan = Arc::new(move |listed: Listed| {
                 let Some(server) = this.upgrade() else { return };
                 tokio::spawn(async move {
-                    if let Err(error) = server.scan().await {
+                    if let Err(error) = server.scan_after(Some(listed)).await {
                         tracing::warn!(server = %server.server.name, %error, "refreshing tools failed");
                     }
                 });
@@ -98,17 +112,26 @@ impl UpstreamServer {
                     what: Announced::ResourceUpdated(naming.uri(uri)),
                 });
             });
-            let notices = super::connection::Notices {
+            let notices = Notices {
                 lists_changed: rescan,
                 resource_updated: updated,
             };
             Self {
-                connection: RmcpConnection::new(server.clone(), http, egress.clone(), notices),
+                connection: RmcpConnection::new(
+                    server.clone(),
+                    http,
+                    egress.clone(),
+                    notices.clone(),
+                ),
+                notices,
+                listening: std::sync::Mutex::default(),
                 server,
                 registry,
                 catalog,
                 events,
                 caller,
+                modern: RwLock::default(),
+                eras: RwLock::new(Arc::new(Eras::new(false, true))),
                 permits,
                 stopped: CancellationToken::new(),
                 first_scan: CancellationToken::new(),
@@ -128,7 +151,7 @@ impl UpstreamServer {
         self.first_scan.is_cancelled()
     }
 
-    fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         Duration::from_secs(self.server.timeout_seconds)
     }
 
@@ -146,8 +169,9 @@ impl UpstreamServer {
     }
 
     /// Keeps `offerings` as the server's, announcing what changed (also at the first scan:
-    /// sessions opened before it heard of none).
-    fn replace_offerings(&self, offerings: Offerings) {
+    /// sessions opened before it heard of none) and what the server said changed (`told`),
+    /// whatever the gateway's view of it.
+    fn replace_offerings(&self, offerings: Offerings, told: Option<Listed>) {
         let offerings = Arc::new(offerings);
         let previous = std::mem::replace(
             &mut *self
@@ -158,12 +182,13 @@ impl UpstreamServer {
         );
         let changes = [
             (
-                previous.prompts != offerings.prompts,
+                previous.prompts != offerings.prompts || told == Some(Listed::Prompts),
                 Announced::PromptsChanged,
             ),
             (
                 previous.resources != offerings.resources
-                    || previous.templates != offerings.templates,
+                    || previous.templates != offerings.templates
+                    || told == Some(Listed::Resources),
                 Announced::ResourcesChanged,
             ),
         ];
@@ -177,13 +202,43 @@ impl UpstreamServer {
         }
     }
 
-    /// Sends `request` to the server within its timeout and concurrency bound, and returns
-    /// its result as the server wrote it.
+    /// Sends `request` to the server in generation `era`, within its timeout and concurrency
+    /// bound, for the client `observer` speaks for, and returns its result as the server wrote
+    /// it.
     pub async fn forward(
         &self,
         request: rmcp::model::ClientRequest,
+        era: Era,
+        observer: Option<&Arc<dyn ExecutionObserver>>,
     ) -> Result<Value, UpstreamError> {
-        self.bounded(self.client().forward(request)).await
+        let client = self.client_in(era);
+        self.bounded(client.as_client().forward(request, observer))
+            .await
+    }
+
+    /// The generation to ask for the `kind` the server calls `own`, on behalf of a client of
+    /// generation `client`.
+    pub fn route(&self, kind: OperationKind, own: &str, client: Era) -> Era {
+        self.eras
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .route(kind, own, client)
+    }
+
+    /// The client that asks in `era` (in sessions when the server does not speak it).
+    pub(super) fn client_in(&self, era: Era) -> Routed<'_> {
+        let modern = match era {
+            Era::Modern => self
+                .modern
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            Era::Legacy => None,
+        };
+        match modern {
+            Some(modern) => Routed::Modern(modern),
+            None => Routed::Sessions(self.client()),
+        }
     }
 
     /// Sends `request` on the connection that carries the server's own notifications (a
@@ -192,7 +247,7 @@ impl UpstreamServer {
         &self,
         request: rmcp::model::ClientRequest,
     ) -> Result<Value, UpstreamError> {
-        self.bounded(self.connection.forward(request)).await
+        self.bounded(self.connection.forward(request, None)).await
     }
 
     /// `request` within the server's timeout and concurrency bound.
@@ -212,12 +267,19 @@ impl UpstreamServer {
             .unwrap_or(Err(UpstreamError::RequestTimeout { after: timeout }))
     }
 
-    /// How its tools are listed and called.
-    fn client(&self) -> &dyn UpstreamClient {
+    /// How its tools are listed and called in sessions.
+    pub(super) fn client(&self) -> &dyn UpstreamClient {
         match &self.caller {
             Some(caller) => caller,
             None => &self.connection,
         }
+    }
+
+    /// A slot of its concurrency bound, while it runs; an error once the server is removed.
+    pub(super) async fn permit(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        self.permits.acquire().await
     }
 
     /// Stops the server: its tools disappear, its connection closes, background scans end.
@@ -229,6 +291,10 @@ impl UpstreamServer {
         if let Some(caller) = &self.caller {
             caller.reset().await;
         }
+        self.modern
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Registers tools found by an earlier scan (at start, before the server answers).
@@ -260,19 +326,33 @@ impl UpstreamServer {
             .map_err(UpstreamError::from)
     }
 
-    /// Discovers the server's tools and replaces its registered tools with them; tools the
-    /// server no longer lists disappear. Returns how many it has.
+    /// Discovers the server's tools (in each generation it speaks) and replaces its registered
+    /// tools with them; tools the server no longer lists disappear. Returns how many it has.
     pub async fn scan(self: &Arc<Self>) -> Result<usize, UpstreamError> {
-        // Connected first also for HTTP servers: the connection carries their notifications.
-        self.connection.client().await?;
-        let tools = match tokio::time::timeout(self.timeout(), list_tools(self.client())).await {
-            Ok(Ok(tools)) => tools,
-            Ok(Err(error)) => {
-                self.client().reset().await;
-                return Err(error);
-            }
-            Err(_) => return Err(UpstreamError::ListTimeout),
+        self.scan_after(None).await
+    }
+
+    /// [`Self::scan`], after the server said its `told` list changed (announced to the
+    /// organization's sessions even when the gateway's view of it did not change).
+    async fn scan_after(self: &Arc<Self>, told: Option<Listed>) -> Result<usize, UpstreamError> {
+        let modern = self.discover_modern().await;
+        let legacy = self.list_in_sessions().await;
+        let modern_tools = match &modern {
+            Some(modern) => Some(self.listed(list_tools(&**modern)).await),
+            None => None,
         };
+        let (mut eras, modern_tools, legacy_tools) = match (legacy, modern_tools) {
+            (Ok(legacy), Some(Ok(modern))) => (Eras::new(true, true), modern, legacy),
+            (Ok(legacy), _) => (Eras::new(false, true), Vec::new(), legacy),
+            (Err(error), Some(Ok(modern))) => {
+                tracing::debug!(server = %self.server.name, %error, "no session: the server speaks 2026-07-28 only");
+                (Eras::new(true, false), modern, Vec::new())
+            }
+            (Err(error), _) => return Err(error),
+        };
+        let tools = eras.merge(OperationKind::Tool, modern_tools, legacy_tools, |tool| {
+            tool.name.as_ref()
+        });
         let descriptors: Vec<ToolDescriptor> = tools
             .iter()
             .map(|tool| {
@@ -292,15 +372,33 @@ impl UpstreamServer {
                 .with_annotations(annotations)
             })
             .collect();
-        let count = descriptors.len();
         // Prompts and resources are optional: a server without them (or too slow to list
         // them) still has its tools.
-        match tokio::time::timeout(self.timeout(), Offerings::discover(self.client())).await {
-            Ok(offerings) => self.replace_offerings(offerings),
+        let offerings = async {
+            let legacy = match eras.speaks_legacy() {
+                true => Offerings::discover(self.client()).await,
+                false => Offerings::default(),
+            };
+            let modern = match &modern {
+                Some(modern) if eras.speaks_modern() => Offerings::discover(&**modern).await,
+                _ => Offerings::default(),
+            };
+            (modern, legacy)
+        };
+        match tokio::time::timeout(self.timeout(), offerings).await {
+            Ok((modern, legacy)) => {
+                let offerings = Offerings::merge(&mut eras, modern, legacy);
+                self.replace_offerings(offerings, told);
+            }
             Err(_) => {
                 tracing::warn!(server = %self.server.name, "listing prompts and resources timed out");
             }
         }
+        let modern = modern.filter(|_| eras.speaks_modern());
+        self.follow_list_changes(modern.as_ref());
+        *self.modern.write().unwrap_or_else(PoisonError::into_inner) = modern;
+        *self.eras.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(eras);
+        let count = descriptors.len();
         let now = Utc::now();
         let discovered: Vec<DiscoveredTool> = descriptors
             .iter()
@@ -331,6 +429,89 @@ impl UpstreamServer {
             json!({"server": self.server.name, "tools": count}),
         );
         Ok(count)
+    }
+
+    /// Keeps one `subscriptions/listen` stream open to a 2026-07-28 server that declares list
+    /// changes (its changes reach the gateway nowhere else), opened again after it ends, with
+    /// a growing pause; none once the server is stopped or no longer speaks 2026-07-28.
+    fn follow_list_changes(self: &Arc<Self>, modern: Option<&Arc<ModernCaller>>) {
+        let mut listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let filter = modern.and_then(|modern| modern.list_changes());
+        let (Some(modern), Some(filter)) = (modern, filter) else {
+            if let Some(listener) = listening.take() {
+                listener.cancel();
+            }
+            return;
+        };
+        if listening.as_ref().is_some_and(|l| !l.is_cancelled()) {
+            return;
+        }
+        let stop = self.stopped.child_token();
+        *listening = Some(stop.clone());
+        let modern = modern.clone();
+        let notices = self.notices.clone();
+        let name = self.server.name.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_secs(1);
+            loop {
+                let heard = |notification: &rmcp::model::ServerNotification| {
+                    notices.hear(notification);
+                };
+                let started = std::time::Instant::now();
+                let ended = tokio::select! {
+                    () = stop.cancelled() => return,
+                    ended = modern.listen(filter.clone(), &heard) => ended,
+                };
+                if let Err(error) = ended {
+                    tracing::debug!(server = %name, %error, "listening to list changes failed");
+                }
+                if started.elapsed() > MAX_RETRY_DELAY {
+                    pause = Duration::from_secs(1);
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(MAX_RETRY_DELAY);
+            }
+        });
+    }
+
+    /// A stateless caller, if the server (an HTTP one) speaks 2026-07-28.
+    async fn discover_modern(&self) -> Option<Arc<ModernCaller>> {
+        let caller = self.caller.as_ref()?;
+        match tokio::time::timeout(self.timeout(), caller.discover_modern()).await {
+            Ok(Ok(modern)) => modern.map(Arc::new),
+            Ok(Err(error)) => {
+                tracing::debug!(server = %self.server.name, %error, "2026-07-28 discovery failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Its tools as a session lists them (connected first, also for HTTP servers: the
+    /// connection carries their notifications).
+    async fn list_in_sessions(&self) -> Result<Vec<rmcp::model::Tool>, UpstreamError> {
+        self.connection.client().await?;
+        let listed = self.listed(list_tools(self.client())).await;
+        if listed.is_err() {
+            self.client().reset().await;
+        }
+        listed
+    }
+
+    /// A listing within the server's timeout.
+    async fn listed(
+        &self,
+        listing: impl std::future::Future<Output = Result<Vec<rmcp::model::Tool>, UpstreamError>>,
+    ) -> Result<Vec<rmcp::model::Tool>, UpstreamError> {
+        tokio::time::timeout(self.timeout(), listing)
+            .await
+            .unwrap_or(Err(UpstreamError::ListTimeout))
     }
 
     /// Scans until it succeeds or the server is stopped, backing off between attempts (for
@@ -365,68 +546,4 @@ impl UpstreamServer {
 /// The prefix of `server`'s tools and prompts: its `tool_prefix`, else its name.
 fn prefix(server: &McpServer) -> &str {
     server.tool_prefix.as_deref().unwrap_or(&server.name)
-}
-
-/// Runs a tool on its upstream server.
-struct UpstreamExecutor {
-    server: Arc<UpstreamServer>,
-}
-
-#[async_trait::async_trait]
-impl ToolExecutor for UpstreamExecutor {
-    async fn execute(
-        &self,
-        tool: &ToolDescriptor,
-        arguments: Value,
-        context: &ExecutionContext,
-    ) -> Result<ToolOutput, ExecutionError> {
-        let name = &self.server.server.name;
-        let timeout = self.server.timeout();
-        let started = std::time::Instant::now();
-        let call =
-            async {
-                // Waiting for a free slot counts against the call's timeout.
-                let _permit =
-                    self.server.permits.acquire().await.map_err(|_| {
-                        ExecutionError::Unavailable(format!("`{name}` was removed"))
-                    })?;
-                let arguments = match arguments {
-                    Value::Object(arguments) => arguments,
-                    _ => serde_json::Map::new(),
-                };
-                let called = self
-                    .server
-                    .client()
-                    .call_tool(&tool.name, arguments, context.observer.clone())
-                    .await;
-                match called {
-                    Ok(result) => convert::tool_output(result).map_err(|e| {
-                        ExecutionError::Other(format!("unreadable result from `{name}`: {e}"))
-                    }),
-                    Err(UpstreamError::Refused(error)) => Err(ExecutionError::Other(format!(
-                        "`{name}` refused the call: {}",
-                        error.message
-                    ))),
-                    Err(error) => {
-                        // The client's connection or session is in doubt: its next request
-                        // starts anew (an HTTP server's notification stream is not affected).
-                        self.server.client().reset().await;
-                        Err(ExecutionError::Unavailable(format!("`{name}`: {error}")))
-                    }
-                }
-            };
-        let result =
-            tokio::time::timeout(timeout, call)
-                .await
-                .unwrap_or(Err(ExecutionError::Timeout {
-                    seconds: timeout.as_secs(),
-                }));
-        let label = match &result {
-            Ok(_) => "ok",
-            Err(ExecutionError::Timeout { .. }) => "timeout",
-            Err(_) => "error",
-        };
-        crate::metrics::upstream_call(name, label, started.elapsed());
-        result
-    }
 }

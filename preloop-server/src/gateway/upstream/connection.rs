@@ -2,7 +2,7 @@
 //! connected when first needed and again after a failure, with the observers of calls in flight
 //! kept by progress token so the upstream's notifications reach the call they concern.
 
-use super::caller::UpstreamClient;
+use super::caller::{ToolRequest, UpstreamClient};
 use super::egress::{Egress, child_environment};
 use super::error::UpstreamError;
 use super::http::parse_headers;
@@ -11,13 +11,14 @@ use crate::wire::notifications::{Audience, audience, report};
 use preloop_core::documents::{McpServer, McpTransport};
 use preloop_core::executor::ExecutionObserver;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ProgressToken, ServerNotification, ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ListToolsResult,
+    PaginatedRequestParams, ProgressToken, ServerNotification, ServerResult,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ServiceExt};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -26,13 +27,45 @@ use tokio::sync::Mutex;
 /// How long connecting (initialize handshake included) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Which of its lists a server says changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// Its tools.
+    Tools,
+    /// Its prompts.
+    Prompts,
+    /// Its resources or resource templates.
+    Resources,
+}
+
 /// What to do when the server says something changed, apart from calls.
 #[derive(Clone)]
 pub struct Notices {
-    /// Its tools, prompts or resources changed.
-    pub lists_changed: Arc<dyn Fn() + Send + Sync>,
+    /// One of its lists changed.
+    pub lists_changed: Arc<dyn Fn(Listed) + Send + Sync>,
     /// A resource changed (its URI, the server's own).
     pub resource_updated: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Notices {
+    /// Acts on `notification`, if it says something changed.
+    pub fn hear(&self, notification: &ServerNotification) {
+        match notification {
+            ServerNotification::ToolListChangedNotification(_) => {
+                (self.lists_changed)(Listed::Tools);
+            }
+            ServerNotification::PromptListChangedNotification(_) => {
+                (self.lists_changed)(Listed::Prompts);
+            }
+            ServerNotification::ResourceListChangedNotification(_) => {
+                (self.lists_changed)(Listed::Resources);
+            }
+            ServerNotification::ResourceUpdatedNotification(update) => {
+                (self.resource_updated)(&update.params.uri);
+            }
+            _ => {}
+        }
+    }
 }
 
 type Client = RunningService<RoleClient, Handler>;
@@ -57,15 +90,15 @@ impl std::fmt::Debug for Handler {
 
 impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.notices.lists_changed)();
+        (self.notices.lists_changed)(Listed::Tools);
     }
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.notices.lists_changed)();
+        (self.notices.lists_changed)(Listed::Prompts);
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        (self.notices.lists_changed)();
+        (self.notices.lists_changed)(Listed::Resources);
     }
 
     async fn on_resource_updated(
@@ -195,42 +228,13 @@ impl RmcpConnection {
         }
     }
 
-    /// Drops the connection so the next request reconnects.
-    pub async fn disconnect(&self) {
-        self.connection.lock().await.take();
-    }
-}
-
-#[async_trait::async_trait]
-impl UpstreamClient for Arc<RmcpConnection> {
-    async fn list_tools_page(
-        &self,
-        cursor: Option<String>,
-    ) -> Result<ListToolsResult, UpstreamError> {
-        let client = self.client().await?;
-        client
-            .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
-            .await
-            .map_err(UpstreamError::service)
-    }
-
-    /// With an observer, the request's progress token is registered before the request can be
-    /// answered (the map stays locked while it is sent), so no notification is missed; it is
-    /// removed when the call ends, however it ends.
-    async fn call_tool(
-        &self,
-        name: &str,
-        arguments: JsonObject,
-        observer: Option<Arc<dyn ExecutionObserver>>,
+    /// Calls a tool with `observer` registered under the request's progress token.
+    async fn observed_call(
+        self: &Arc<Self>,
+        client: &Client,
+        params: CallToolRequestParams,
+        observer: Arc<dyn ExecutionObserver>,
     ) -> Result<CallToolResult, UpstreamError> {
-        let client = self.client().await?;
-        let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        let Some(observer) = observer else {
-            return client
-                .call_tool(params)
-                .await
-                .map_err(UpstreamError::service);
-        };
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let handle = {
             let mut in_flight = self.in_flight.lock().await;
@@ -254,7 +258,46 @@ impl UpstreamClient for Arc<RmcpConnection> {
         }
     }
 
-    async fn forward(&self, request: ClientRequest) -> Result<serde_json::Value, UpstreamError> {
+    /// Drops the connection so the next request reconnects.
+    pub async fn disconnect(&self) {
+        self.connection.lock().await.take();
+    }
+}
+
+#[async_trait::async_trait]
+impl UpstreamClient for Arc<RmcpConnection> {
+    async fn list_tools_page(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<ListToolsResult, UpstreamError> {
+        let client = self.client().await?;
+        client
+            .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
+            .await
+            .map_err(UpstreamError::service)
+    }
+
+    /// With an observer, the request's progress token is registered before the request can be
+    /// answered (the map stays locked while it is sent), so no notification is missed; it is
+    /// removed when the call ends, however it ends.
+    async fn call_tool(&self, call: ToolRequest) -> Result<Value, UpstreamError> {
+        let client = self.client().await?;
+        let params = CallToolRequestParams::new(call.name).with_arguments(call.arguments);
+        let result = match call.observer {
+            None => client
+                .call_tool(params)
+                .await
+                .map_err(UpstreamError::service)?,
+            Some(observer) => self.observed_call(&client, params, observer).await?,
+        };
+        serde_json::to_value(result).map_err(UpstreamError::Unreadable)
+    }
+
+    async fn forward(
+        &self,
+        request: ClientRequest,
+        _observer: Option<&Arc<dyn ExecutionObserver>>,
+    ) -> Result<Value, UpstreamError> {
         let client = self.client().await?;
         let result = client
             .send_request(request)

@@ -87,6 +87,22 @@ pub enum UpstreamError {
     /// The upstream answered the request with a JSON-RPC error.
     #[error("the upstream refused the call: {}", .0.message)]
     Refused(rmcp::ErrorData),
+    /// The upstream asked the calling client a question it cannot be asked, or that it did
+    /// not answer.
+    #[error("the tool asked the client `{method}`: {source}")]
+    Unasked {
+        /// The question's method.
+        method: String,
+        /// Why it went unanswered.
+        #[source]
+        source: preloop_core::executor::AskError,
+    },
+    /// The upstream kept asking for input.
+    #[error("the tool still asked for input after {rounds} rounds of answers")]
+    TooManyRounds {
+        /// How many rounds it was given.
+        rounds: usize,
+    },
     /// The upstream answered with something Preloop does not relay.
     #[error("the upstream asked for interactive input or a task, which Preloop does not relay")]
     NotRelayed,

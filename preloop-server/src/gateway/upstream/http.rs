@@ -17,18 +17,17 @@
 //! `notifications/tools/list_changed` stays on the rmcp connection
 //! ([`crate::gateway::upstream::connection`]).
 
-use super::caller::UpstreamClient;
+use super::caller::{ToolRequest, UpstreamClient};
 use super::error::UpstreamError;
+use super::modern::ModernCaller;
 use crate::wire::notifications::{audience, report};
 use futures::{StreamExt, TryStreamExt};
 use preloop_core::executor::{AskError, ExecutionObserver};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolResult, ClientRequest, ErrorCode, ErrorData, InitializeResult, JsonObject,
-    JsonRpcMessage, JsonRpcRequest, ListToolsResult, NumberOrString, ProgressToken, RequestId,
-    ServerNotification, ServerRequest,
+    ClientRequest, ErrorCode, ErrorData, InitializeResult, JsonRpcMessage, JsonRpcRequest,
+    ListToolsResult, NumberOrString, ProgressToken, RequestId, ServerNotification, ServerRequest,
 };
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -48,7 +47,7 @@ const MAX_RESUMES: usize = 10;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// A message from the upstream, its result still JSON (decoded once its request is known).
-type UpstreamMessage = JsonRpcMessage<ServerRequest, Value, ServerNotification>;
+pub(super) type UpstreamMessage = JsonRpcMessage<ServerRequest, Value, ServerNotification>;
 
 /// An upstream's configured headers as HTTP headers, values marked sensitive (they may hold
 /// credentials), or the first that does not parse.
@@ -117,16 +116,22 @@ impl HttpCaller {
         })
     }
 
+    /// Asks the server whether it also speaks 2026-07-28, with the same headers; a stateless
+    /// caller if it does ([`ModernCaller::discover`]).
+    pub async fn discover_modern(&self) -> Result<Option<ModernCaller>, UpstreamError> {
+        ModernCaller::discover(self.http.clone(), &self.url, self.headers.clone()).await
+    }
+
     /// Sends request `method` with `params` in the session for the observer's client
-    /// capabilities (a new one if the server forgot it) and returns its result, decoded;
-    /// progress for `progress` and log messages go to `observer` as they arrive, and the
-    /// upstream's questions to the client through it.
-    async fn request<R: DeserializeOwned>(
+    /// capabilities (a new one if the server forgot it) and returns its result; progress for
+    /// `progress` and log messages go to `observer` as they arrive, and the upstream's
+    /// questions to the client through it.
+    async fn request(
         &self,
         method: &str,
         params: Value,
         observer: Option<(&ProgressToken, &Arc<dyn ExecutionObserver>)>,
-    ) -> Result<R, UpstreamError> {
+    ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let capabilities = observer.map_or_else(|| json!({}), |(_, o)| o.capabilities());
@@ -139,8 +144,7 @@ impl HttpCaller {
             session = self.session(&capabilities).await?;
             response = self.post(&session, &request).await?;
         }
-        let result = self.answer(response, id, observer, Some(&session)).await?;
-        serde_json::from_value(result).map_err(UpstreamError::Unreadable)
+        self.answer(response, id, observer, Some(&session)).await
     }
 
     /// The session declaring `capabilities`, opening one if there is none.
@@ -416,7 +420,7 @@ impl Default for StreamPosition {
 ///
 /// INVARIANT (an upstream cannot exhaust the gateway's memory): no answer, JSON or stream, is
 /// read past MAX_ANSWER_BYTES.
-fn bounded(
+pub(super) fn bounded(
     response: reqwest::Response,
 ) -> impl futures::Stream<Item = Result<axum::body::Bytes, UpstreamError>> {
     let mut read = 0usize;
@@ -431,7 +435,10 @@ fn bounded(
 }
 
 /// The outcome `message` gives the request with id `id`, if it answers it.
-fn result_of(message: UpstreamMessage, id: &RequestId) -> Option<Result<Value, UpstreamError>> {
+pub(super) fn result_of(
+    message: UpstreamMessage,
+    id: &RequestId,
+) -> Option<Result<Value, UpstreamError>> {
     match message {
         JsonRpcMessage::Response(response) if &response.id == id => Some(Ok(response.result)),
         JsonRpcMessage::Error(error) if error.id.as_ref() == Some(id) => {
@@ -448,17 +455,13 @@ impl UpstreamClient for HttpCaller {
         cursor: Option<String>,
     ) -> Result<ListToolsResult, UpstreamError> {
         let params = cursor.map_or_else(|| json!({}), |cursor| json!({"cursor": cursor}));
-        self.request("tools/list", params, None).await
+        let page = self.request("tools/list", params, None).await?;
+        serde_json::from_value(page).map_err(UpstreamError::Unreadable)
     }
 
-    async fn call_tool(
-        &self,
-        name: &str,
-        arguments: JsonObject,
-        observer: Option<Arc<dyn ExecutionObserver>>,
-    ) -> Result<CallToolResult, UpstreamError> {
-        let mut params = json!({"name": name, "arguments": arguments});
-        let token = observer.as_ref().map(|_| {
+    async fn call_tool(&self, call: ToolRequest) -> Result<Value, UpstreamError> {
+        let mut params = json!({"name": call.name, "arguments": call.arguments});
+        let token = call.observer.as_ref().map(|_| {
             ProgressToken(NumberOrString::Number(
                 self.next_id.fetch_add(1, Ordering::Relaxed),
             ))
@@ -466,11 +469,15 @@ impl UpstreamClient for HttpCaller {
         if let Some(token) = &token {
             params["_meta"] = json!({ "progressToken": token });
         }
-        let observed = token.as_ref().zip(observer.as_ref());
+        let observed = token.as_ref().zip(call.observer.as_ref());
         self.request("tools/call", params, observed).await
     }
 
-    async fn forward(&self, request: ClientRequest) -> Result<Value, UpstreamError> {
+    async fn forward(
+        &self,
+        request: ClientRequest,
+        _observer: Option<&Arc<dyn ExecutionObserver>>,
+    ) -> Result<Value, UpstreamError> {
         let method = request.method().to_owned();
         let mut message = serde_json::to_value(&request).map_err(UpstreamError::Unreadable)?;
         let params = message
@@ -540,13 +547,10 @@ mod tests {
         let url = polling_upstream(resumed.clone()).await;
         let caller = HttpCaller::new(reqwest::Client::new(), &url, &BTreeMap::new()).unwrap();
         let result = caller
-            .call_tool("wait", JsonObject::new(), None)
+            .call_tool(ToolRequest::new("wait", rmcp::model::JsonObject::new()))
             .await
             .unwrap();
-        assert_eq!(
-            result.content[0].as_text().map(|t| t.text.as_str()),
-            Some("after the pause")
-        );
+        assert_eq!(result["content"][0]["text"], "after the pause");
         assert_eq!(*resumed.lock().unwrap(), ["e-1"]);
     }
 }

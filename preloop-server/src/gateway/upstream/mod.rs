@@ -1,16 +1,21 @@
 //! The running upstream servers of every organization: started at boot and whenever the API
 //! creates or changes one, stopped when it is deleted or disabled. [`client`] is one running
-//! server (stdio through rmcp, HTTP through [`http`]); [`egress`] says what each organization's
+//! server (stdio through rmcp; HTTP through [`http`] in sessions and [`modern`] statelessly,
+//! in the generations [`eras`] says it speaks); [`egress`] says what each organization's
 //! servers may run and reach.
 
 pub mod caller;
 pub mod client;
 mod connection;
 pub mod egress;
+pub mod eras;
 pub mod error;
+mod executor;
 pub mod http;
+pub mod modern;
 mod observed;
 pub mod offerings;
+pub mod rounds;
 
 use crate::events::EventBus;
 use crate::gateway::upstream::client::{ToolCatalog, UpstreamServer};

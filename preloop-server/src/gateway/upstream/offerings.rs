@@ -12,8 +12,9 @@
 //! it, or whose template matches it.
 
 use super::caller::{MAX_PAGES, MAX_TOOLS, UpstreamClient, ask};
+use super::eras::Eras;
 use super::error::UpstreamError;
-use preloop_core::registry::{EXPOSED_NAME_SEPARATOR, exposed_name};
+use preloop_core::registry::{EXPOSED_NAME_SEPARATOR, OperationKind, exposed_name};
 use rmcp::model::{
     ClientRequest, ListPromptsRequest, ListPromptsResult, ListResourceTemplatesRequest,
     ListResourceTemplatesResult, ListResourcesRequest, ListResourcesResult, PaginatedRequestParams,
@@ -63,6 +64,27 @@ impl Offerings {
             prompts,
             resources,
             templates,
+        }
+    }
+
+    /// What the two generations offer together ([`Eras::merge`]).
+    pub fn merge(eras: &mut Eras, modern: Self, legacy: Self) -> Self {
+        Self {
+            prompts: eras.merge(OperationKind::Prompt, modern.prompts, legacy.prompts, |p| {
+                p.name.as_str()
+            }),
+            resources: eras.merge(
+                OperationKind::Resource,
+                modern.resources,
+                legacy.resources,
+                |r| r.uri.as_str(),
+            ),
+            templates: eras.merge(
+                OperationKind::Resource,
+                modern.templates,
+                legacy.templates,
+                |t| t.uri_template.as_str(),
+            ),
         }
     }
 
