@@ -1,13 +1,14 @@
 //! A small MCP server for Preloop's end-to-end tests and load tools: tools that echo, add, fail,
 //! sleep, stream progress, "delete" files and ask the client (sampling, elicitation, roots); a
-//! prompt, two resources and a resource template. Serves over stdio (`--stdio`) or streamable
+//! prompt, two resources and a resource template. To 2026-07-28 requests it also lists
+//! `confirm`, whose question comes back as an `input_required` result. Serves over stdio (`--stdio`) or streamable
 //! HTTP (`--http ADDR`, printing `listening on http://ADDR/mcp`).
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+    GetPromptResponse, InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 #[allow(deprecated, reason = "exercises MCP logging, still in use")]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
@@ -85,7 +86,7 @@ impl ServerHandler for TestUpstream {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let read_only = json!({"readOnlyHint": true});
         let tools = [
@@ -161,11 +162,21 @@ impl ServerHandler for TestUpstream {
                 "lookup",
                 "Look up a region (its argument mirrored in the Mcp-Param-Region header)",
                 json!({"region": {"type": "string", "x-mcp-header": "Region"}}),
-                read_only,
+                read_only.clone(),
             ),
         ];
+        let modern_only = is_modern(&context)
+            .then(|| {
+                tool(
+                    "confirm",
+                    "Ask the client's user for a name, as an input_required result",
+                    json!({"item": {"type": "string"}}),
+                    read_only,
+                )
+            })
+            .flatten();
         Ok(ListToolsResult::with_all_items(
-            tools.into_iter().flatten().collect(),
+            tools.into_iter().chain([modern_only]).flatten().collect(),
         ))
     }
 
@@ -336,6 +347,7 @@ impl ServerHandler for TestUpstream {
                     .and_then(Value::as_str)
                     .unwrap_or("?")
             )),
+            "confirm" if is_modern(&context) => confirm(&request),
             "ask_model" | "ask_user" | "roots" => {
                 let answer = ask(&context, request.name.as_ref()).await?;
                 text(answer.to_string())
@@ -344,6 +356,47 @@ impl ServerHandler for TestUpstream {
                 format!("unknown tool `{other}`"),
                 None,
             )),
+        }
+    }
+}
+
+/// Whether the request is of the 2026-07-28 generation (no session, its context in `_meta`).
+fn is_modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|version| !version.has_initialize())
+}
+
+/// The state `confirm` hands out with its question, and wants back untouched.
+const CONFIRM_STATE: &str = "confirm-state-1";
+
+/// `confirm`: a first round asks for a name (with [`CONFIRM_STATE`]); a round answering it,
+/// with that state, is confirmed by the name given.
+fn confirm(request: &CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
+    let name = request
+        .input_responses
+        .as_ref()
+        .and_then(|responses| responses.get("name"))
+        .and_then(|answer| answer["content"]["name"].as_str());
+    match (name, request.request_state.as_deref()) {
+        (Some(name), Some(CONFIRM_STATE)) => Ok(CallToolResult::success(vec![ContentBlock::text(
+            format!("confirmed by {name}"),
+        )])
+        .into()),
+        (Some(_), state) => Err(ErrorData::invalid_params(
+            format!("requestState {state:?} is not the one handed out"),
+            None,
+        )),
+        (None, _) => {
+            let questions = decoded(json!({"name": {"method": "elicitation/create", "params": {
+                "mode": "form",
+                "message": "Who confirms?",
+                "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}},
+            }}}))?;
+            Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
+                Some(questions),
+                Some(CONFIRM_STATE.to_owned()),
+            )))
         }
     }
 }

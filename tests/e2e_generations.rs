@@ -1,0 +1,172 @@
+//! End to end, the two protocol generations through the gateway: an upstream that speaks both
+//! (the test upstream: sessions of the earlier revisions, stateless 2026-07-28 requests) asks
+//! its question as an `input_required` result; a 2026-07-28 client gets it with the
+//! upstream's state sealed by the gateway, and a client of the earlier generation is asked it
+//! during the call. The real `preloop` binary; rmcp's client in both generations.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+use preloop_testkit as common;
+
+use common::wait::eventually_some;
+use common::{ADMIN_KEY, connect_with, start_gateway, start_upstream, text};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ClientConfig, ElicitRequestParams, ElicitResult,
+    ProtocolVersion,
+};
+use rmcp::service::{RequestContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient};
+use serde_json::json;
+
+const CONFIG: &str = r#"
+[[mcp_servers]]
+name = "docs"
+transport = "http"
+url = "UPSTREAM"
+
+[policy]
+default = "allow"
+
+[[policy.rules]]
+id = "no-big-items"
+tools = ["docs__confirm"]
+when = 'args.item == "big"'
+action = "deny"
+message = "Big items are not confirmed"
+"#;
+
+/// A user who answers every elicitation with `name`.
+#[derive(Clone)]
+struct User {
+    name: &'static str,
+}
+
+impl ClientHandler for User {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = serde_json::from_value(json!({"elicitation": {}})).unwrap();
+        ClientConfig::new(capabilities, rmcp::model::Implementation::new("e2e", "1"))
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        assert!(
+            serde_json::to_string(&params)
+                .unwrap()
+                .contains("Who confirms?")
+        );
+        Ok(
+            serde_json::from_value(json!({"action": "accept", "content": {"name": self.name}}))
+                .unwrap(),
+        )
+    }
+}
+
+/// A 2026-07-28 client of `url` (no session: every request carries its context).
+async fn modern_client(url: &str, user: User) -> RunningService<RoleClient, User> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    config.auth_header = Some(ADMIN_KEY.to_owned());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    user.serve_with_lifecycle(
+        StreamableHttpClientTransport::from_config(config),
+        lifecycle,
+    )
+    .await
+    .unwrap()
+}
+
+fn confirm(item: &str) -> CallToolRequestParams {
+    CallToolRequestParams::new("docs__confirm")
+        .with_arguments(json!({"item": item}).as_object().cloned().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_of_a_2026_upstream_reaches_clients_of_both_generations() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("UPSTREAM", &upstream.url);
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let url = format!("{}/mcp/v1", server.url);
+
+    // The tool the upstream offers only to 2026-07-28 requests is listed to every client.
+    let legacy = connect_with(&url, Some(ADMIN_KEY), User { name: "Ada" })
+        .await
+        .unwrap();
+    eventually_some("the 2026-only tool is listed", async || {
+        let tools = legacy.list_all_tools().await.unwrap();
+        tools
+            .iter()
+            .any(|t| t.name == "docs__confirm")
+            .then_some(())
+    })
+    .await;
+
+    // A client of the earlier generation is asked during the call, and gets the result.
+    let confirmed = legacy.call_tool(confirm("small")).await.unwrap();
+    assert_eq!(text(&confirmed), "confirmed by Ada", "{confirmed:?}");
+
+    // A 2026-07-28 client gets the question as an input_required result; the state it
+    // carries is the gateway's seal, not the upstream's own.
+    let modern = modern_client(&url, User { name: "Bea" }).await;
+    let CallToolResponse::InputRequired(asked) =
+        modern.call_tool_once(confirm("small")).await.unwrap()
+    else {
+        panic!("the first round asks");
+    };
+    let questions = asked.input_requests.clone().unwrap();
+    assert!(questions.contains_key("name"), "{questions:?}");
+    let sealed = asked.request_state.clone().unwrap();
+    assert!(!sealed.contains("confirm-state-1"), "{sealed}");
+
+    // Answered with the sealed state, the upstream gets its own state back and finishes.
+    let answer = |state: &str, item: &str| {
+        let responses = [(
+            "name".to_owned(),
+            json!({"action": "accept", "content": {"name": "Bea"}}),
+        )]
+        .into();
+        confirm(item)
+            .with_input_responses(responses)
+            .with_request_state(state)
+    };
+    let CallToolResponse::Complete(done) = modern
+        .call_tool_once(answer(&sealed, "small"))
+        .await
+        .unwrap()
+    else {
+        panic!("the second round finishes");
+    };
+    assert_eq!(text(&done), "confirmed by Bea");
+
+    // A state changed by the client, or sent with other arguments, is refused.
+    let tampered = modern
+        .call_tool_once(answer(&format!("{sealed}-TAMPERED"), "small"))
+        .await
+        .unwrap_err();
+    assert!(tampered.to_string().contains("requestState"), "{tampered}");
+    let replayed = modern
+        .call_tool_once(answer(&sealed, "other"))
+        .await
+        .unwrap_err();
+    assert!(replayed.to_string().contains("requestState"), "{replayed}");
+
+    // A round is governed like any call: a rule that denies its arguments denies it.
+    let denied = modern.call_tool(confirm("big")).await.unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    assert!(text(&denied).contains("Big items"), "{denied:?}");
+
+    // rmcp's own client drives the rounds through its handler.
+    let driven = modern.call_tool(confirm("small")).await.unwrap();
+    assert_eq!(text(&driven), "confirmed by Bea");
+}
