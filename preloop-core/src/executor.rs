@@ -173,6 +173,13 @@ pub trait ExecutionObserver: Send + Sync {
         None
     }
 
+    /// The tool's server paused its answer and will go on after `resume_after` (an MCP server
+    /// that closed its stream for the client to reconnect): a caller holding a connection open
+    /// for the answer may do the same. Nothing by default.
+    fn paused(&self, resume_after: std::time::Duration) {
+        let _ = resume_after;
+    }
+
     /// Asks the calling client request `method` with `params` on the tool's behalf, and
     /// gives its result. By default nobody can be asked.
     fn ask(&self, method: &str, params: Value) -> Answer {

@@ -48,6 +48,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         sessions: sessions.clone(),
         questions: crate::gateway::questions::Questions::default(),
         continuations: continuations.clone(),
+        resumable: crate::gateway::streams::Resumable::default(),
         shutdown: shutdown.clone(),
     };
     let hosts = crate::gateway::hosts::AllowedHosts::new(&allowed_hosts);

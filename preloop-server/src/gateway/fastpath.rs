@@ -23,21 +23,20 @@ use crate::gateway::continuations::Continuations;
 use crate::gateway::questions::{Questions, Reply, ResponseStream};
 use crate::gateway::relay::ClientView;
 use crate::gateway::sessions::{KnownClient, Sessions, session_id};
+use crate::gateway::streams::{self, CallStream, Outgoing, Resumable};
 use crate::http::bounds;
-use crate::wire::{json_rpc_error, sse};
-use axum::body::{Body, Bytes};
+use crate::wire::json_rpc_error;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
 use preloop_core::Principal;
 use preloop_core::governor::Governor;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest, ErrorData,
     GetMeta, ProgressToken, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
 };
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -46,9 +45,6 @@ use tokio_util::sync::CancellationToken;
 /// How long a call may take and still be answered as one JSON body; slower calls get an SSE
 /// stream, so a call held for approval keeps its connection alive.
 pub const JSON_WAIT: Duration = Duration::from_secs(1);
-/// How often an SSE answer with nothing to say sends a comment, so idle-connection timeouts of
-/// proxies in between do not cut it.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What the fast path needs.
 #[derive(Clone)]
@@ -61,6 +57,8 @@ pub struct FastPath {
     pub questions: Questions,
     /// Opens and seals multi-round state (never needed here: such requests go to rmcp).
     pub continuations: Continuations,
+    /// Its SSE answers whose connection ended before the call did.
+    pub resumable: Resumable,
     /// Ends open SSE answers at shutdown.
     pub shutdown: CancellationToken,
 }
@@ -78,8 +76,12 @@ struct Call {
     progress: Option<ProgressToken>,
 }
 
-/// Middleware: answers `tools/call` on a known session, passes everything else on to rmcp.
+/// Middleware: answers `tools/call` on a known session, and resumes its answers; passes
+/// everything else on to rmcp.
 pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -> Response {
+    if let Some(resumed) = resume(&fast, &request) {
+        return resumed;
+    }
     let Some(known) = servable(&fast.sessions, &request) else {
         return next.run(request).await;
     };
@@ -108,7 +110,14 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
     };
-    answer(fast, principal, session, known, call).await
+    // Clients of 2025-11-25 on can resume a stream (SEP-1699); earlier ones get no priming
+    // event, which they would not understand.
+    let resumes = parts
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|version| version >= ProtocolVersion::V_2025_11_25.as_str());
+    answer(fast, principal, session, known, call, resumes).await
 }
 
 /// Whether an approval policy of the organization uses the elicitation channel.
@@ -205,16 +214,19 @@ async fn answer(
     session: String,
     client: KnownClient,
     call: Call,
+    resumes: bool,
 ) -> Response {
     let (sender, mut messages) = mpsc::unbounded_channel();
     let governor = fast.governor.clone();
     let questions = fast.questions.clone();
     let continuations = fast.continuations.clone();
+    let asked = session.clone();
     tokio::spawn(async move {
         let notify = Arc::new(ResponseStream {
             messages: sender.clone(),
             questions,
-            session,
+            session: asked,
+            resumes,
         });
         let caller = Caller {
             client: client.client,
@@ -228,17 +240,43 @@ async fn answer(
             },
         };
         let result = call_tool(&governor, &continuations, &principal, caller, call.params).await;
-        let _ = sender.send(final_message(result, call.id));
+        let _ = sender.send(Outgoing::Message(final_message(result, call.id)));
     });
-    match tokio::time::timeout(JSON_WAIT, messages.recv()).await {
-        Ok(Some(message)) if is_final(&message) => json_response(&message),
-        Ok(Some(first)) => sse_response(Some(first), messages, fast.shutdown),
-        Ok(None) => json_response(&ServerJsonRpcMessage::error(
-            ErrorData::internal_error("the call ended without a result", None),
-            None,
-        )),
-        Err(_) => sse_response(None, messages, fast.shutdown),
+    let first = match tokio::time::timeout(JSON_WAIT, messages.recv()).await {
+        Ok(Some(Outgoing::Message(message))) if is_final(&message) => {
+            return json_response(&message);
+        }
+        Ok(Some(first)) => Some(first),
+        Ok(None) => {
+            return json_response(&ServerJsonRpcMessage::error(
+                ErrorData::internal_error("the call ended without a result", None),
+                None,
+            ));
+        }
+        Err(_) => None,
+    };
+    let stream = CallStream::new(session, messages);
+    streams::response(first, stream, resumes, fast.resumable, fast.shutdown)
+}
+
+/// Continues, for a GET with `Last-Event-ID`, the stream of a call this layer answered whose
+/// connection ended before its answer; `None` if there is no such stream of this session.
+fn resume(fast: &FastPath, request: &Request) -> Option<Response> {
+    if request.method() != Method::GET {
+        return None;
     }
+    let headers = request.headers();
+    let last = headers.get("last-event-id")?.to_str().ok()?;
+    let stream = fast.resumable.resume(session_id(headers)?, last);
+    tracing::debug!(%last, found = stream.is_some(), "resuming an answer");
+    let stream = stream?;
+    Some(streams::response(
+        None,
+        stream,
+        false,
+        fast.resumable.clone(),
+        fast.shutdown.clone(),
+    ))
 }
 
 /// The JSON-RPC answer to the call, shaped as rmcp shapes it for session (pre-2026-07-28)
@@ -288,67 +326,4 @@ fn too_large() -> Response {
         axum::Json(json_rpc_error(-32600, &message)),
     )
         .into_response()
-}
-
-fn sse_response(
-    first: Option<ServerJsonRpcMessage>,
-    messages: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
-    shutdown: CancellationToken,
-) -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        Body::from_stream(sse_events(first, messages, shutdown)),
-    )
-        .into_response()
-}
-
-/// What the SSE answer is doing.
-struct SseState {
-    first: Option<ServerJsonRpcMessage>,
-    messages: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
-    keep_alive: tokio::time::Interval,
-    shutdown: CancellationToken,
-    done: bool,
-}
-
-/// The call's messages as SSE events, ending after the final one (or at shutdown, when the
-/// client can poll for the result later), with a comment whenever nothing was sent for
-/// [`KEEP_ALIVE`].
-fn sse_events(
-    first: Option<ServerJsonRpcMessage>,
-    messages: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
-    shutdown: CancellationToken,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-    keep_alive.reset();
-    let state = SseState {
-        first,
-        messages,
-        keep_alive,
-        shutdown,
-        done: false,
-    };
-    futures::stream::unfold(state, |mut state| async move {
-        if state.done {
-            return None;
-        }
-        let message = match state.first.take() {
-            Some(message) => Some(message),
-            None => tokio::select! {
-                message = state.messages.recv() => message,
-                _ = state.keep_alive.tick() => return Some((Ok(sse::KEEP_ALIVE), state)),
-                () = state.shutdown.cancelled() => None,
-            },
-        };
-        let message = message?;
-        state.done = is_final(&message);
-        state.keep_alive.reset();
-        Some((Ok(sse::event(&message)), state))
-    })
 }

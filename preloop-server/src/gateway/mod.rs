@@ -1,6 +1,6 @@
 //! The MCP gateway, both edges. Inbound: the rmcp handler ([`server`]) and the fast path for
-//! `tools/call` on established sessions ([`fastpath`]), which share one call's path
-//! ([`calls`]), the one registry of the sessions they
+//! `tools/call` on established sessions ([`fastpath`], its SSE answers resumable:
+//! [`streams`]), which share one call's path ([`calls`]), the one registry of the sessions they
 //! share, their owners and the list-changed notifications ([`sessions`]), the `Host` guard
 //! ([`hosts`]), and what a call relays to its client while it runs ([`relay`],
 //! [`elicitation`], and on the fast path the questions an upstream asks it, [`questions`]). Between them and the
@@ -21,4 +21,5 @@ pub mod questions;
 pub mod relay;
 pub mod server;
 pub mod sessions;
+pub mod streams;
 pub mod upstream;

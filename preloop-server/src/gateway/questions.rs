@@ -7,6 +7,7 @@
 //! replica that serves the call (sessions are sticky, or there is one replica).
 
 use crate::gateway::relay::{Notify, NotifyError};
+use crate::gateway::streams::Outgoing;
 use preloop_core::executor::AskError;
 use rmcp::model::{RequestId, ServerJsonRpcMessage, ServerNotification, ServerRequest};
 use serde::Deserialize;
@@ -117,19 +118,30 @@ impl Drop for Opened {
 #[derive(Debug)]
 pub struct ResponseStream {
     /// The stream's messages.
-    pub messages: mpsc::UnboundedSender<ServerJsonRpcMessage>,
+    pub messages: mpsc::UnboundedSender<Outgoing>,
     /// Where questions wait for their answers.
     pub questions: Questions,
     /// The session the call came on.
     pub session: String,
+    /// Whether its client can resume a stream that ends before the answer (SEP-1699,
+    /// 2025-11-25 on); the stream of one that cannot is not paused.
+    pub resumes: bool,
 }
 
 #[async_trait::async_trait]
 impl Notify for ResponseStream {
     async fn send(&self, notification: ServerNotification) -> Result<(), NotifyError> {
         self.messages
-            .send(ServerJsonRpcMessage::notification(notification))
+            .send(Outgoing::Message(ServerJsonRpcMessage::notification(
+                notification,
+            )))
             .map_err(|_| NotifyError::Closed)
+    }
+
+    fn pause(&self, retry: std::time::Duration) {
+        if self.resumes {
+            let _ = self.messages.send(Outgoing::Pause(retry));
+        }
     }
 
     async fn ask(&self, request: ServerRequest) -> Result<Value, AskError> {
@@ -139,7 +151,9 @@ impl Notify for ResponseStream {
             .ok_or_else(|| AskError::Unanswered("too many questions are waiting".to_owned()))?;
         let id = RequestId::String(opened.id.as_str().into());
         self.messages
-            .send(ServerJsonRpcMessage::request(request, id))
+            .send(Outgoing::Message(ServerJsonRpcMessage::request(
+                request, id,
+            )))
             .map_err(|_| AskError::Unanswered("the client's response stream is closed".into()))?;
         let answer = answered
             .await
@@ -157,12 +171,13 @@ mod tests {
     type Asking = tokio::task::JoinHandle<Result<Value, AskError>>;
 
     /// A `roots/list` question of session `s1`, being asked, and what its stream sends.
-    fn ask_roots(questions: &Questions) -> (Asking, mpsc::UnboundedReceiver<ServerJsonRpcMessage>) {
+    fn ask_roots(questions: &Questions) -> (Asking, mpsc::UnboundedReceiver<Outgoing>) {
         let (messages, sent) = mpsc::unbounded_channel();
         let stream = ResponseStream {
             messages,
             questions: questions.clone(),
             session: "s1".into(),
+            resumes: true,
         };
         let request: ServerRequest =
             serde_json::from_value(json!({"method": "roots/list", "params": {}})).unwrap();
@@ -173,7 +188,8 @@ mod tests {
     async fn an_answer_reaches_its_question_only_from_the_session_asked() {
         let questions = Questions::default();
         let (asking, mut sent) = ask_roots(&questions);
-        let Some(ServerJsonRpcMessage::Request(request)) = sent.recv().await else {
+        let Some(Outgoing::Message(ServerJsonRpcMessage::Request(request))) = sent.recv().await
+        else {
             panic!("no question was sent");
         };
         let body = |id: &RequestId| {

@@ -51,6 +51,12 @@ pub trait Notify: Send + Sync {
 
     /// Asks the calling client `request` and waits for its result.
     async fn ask(&self, request: ServerRequest) -> Result<Value, AskError>;
+
+    /// Ends the client's connection for now, for it to come back after `retry` and hear the
+    /// rest (mirroring an upstream that paused); where connections cannot be resumed, nothing.
+    fn pause(&self, retry: Duration) {
+        let _ = retry;
+    }
 }
 
 #[async_trait::async_trait]
@@ -148,6 +154,7 @@ enum Event {
         logger: Option<String>,
         data: Value,
     },
+    Paused(Duration),
 }
 
 /// What a tool's server may know of the calling client: what it can be asked, how it takes
@@ -228,6 +235,10 @@ impl ExecutionObserver for EventSink {
 
     fn log_level(&self) -> Option<String> {
         self.client.log_level()
+    }
+
+    fn paused(&self, resume_after: Duration) {
+        let _ = self.events.send(Event::Paused(resume_after));
     }
 
     /// Only the questions of [`QUESTIONS`] whose capability the client declared are passed
@@ -347,6 +358,10 @@ impl Relay {
 
     async fn forward(&mut self, event: Event) {
         let notification = match event {
+            Event::Paused(retry) => {
+                self.notify.pause(retry);
+                return;
+            }
             Event::Ask {
                 request,
                 mut answer,

@@ -12,7 +12,7 @@
 //! its answers posted back. So that the upstream sees what the client can be asked, each set
 //! of client capabilities gets its own upstream session (a handful at most: clients of one kind
 //! declare the same). A stream the server closes before answering (SEP-1699 polling) is
-//! resumed with a GET carrying `Last-Event-ID`, after the `retry` delay it asked for.
+//! resumed at once with a GET carrying `Last-Event-ID`, and the calling client told to pause too.
 //!
 //! `notifications/tools/list_changed` stays on the rmcp connection
 //! ([`crate::gateway::upstream::connection`]).
@@ -36,15 +36,13 @@ use std::time::Duration;
 use tokio::sync::RwLock;
 
 /// The protocol version this caller asks for.
-const PROTOCOL_VERSION: &str = "2025-06-18";
+const PROTOCOL_VERSION: &str = "2025-11-25";
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Largest answer read from an upstream (a tool's result with its notifications), per stream.
 pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// Most times one answer's stream is resumed after the server closed it.
 const MAX_RESUMES: usize = 10;
-/// Longest wait before resuming, whatever `retry` the server asked for.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// A message from the upstream, its result still JSON (decoded once its request is known).
 pub(super) type UpstreamMessage = JsonRpcMessage<ServerRequest, Value, ServerNotification>;
@@ -283,7 +281,13 @@ impl HttpCaller {
             let (Some(last), Some(session)) = (position.last_event_id.take(), session) else {
                 break;
             };
-            tokio::time::sleep(position.retry.min(MAX_RETRY_WAIT)).await;
+            // The caller's client may be told to do the same. The gateway itself resumes at
+            // once, whatever `retry` asked: a server holds a resuming GET open until it has
+            // something to send, and some (the TypeScript SDK's) keep nothing they sent while
+            // no stream was open, so waiting loses the answer.
+            if let Some((_, observer)) = observer {
+                observer.paused(position.retry);
+            }
             stream = self.resume(session, &last).await?;
             if !stream.status().is_success() {
                 return Err(UpstreamError::Status {
