@@ -33,6 +33,10 @@ const MAX_PARKED: usize = 10_000;
 
 /// What a call sends its client.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "messages are nearly all of it: boxing them would allocate once more per message"
+)]
 pub enum Outgoing {
     /// A JSON-RPC message.
     Message(ServerJsonRpcMessage),
