@@ -30,6 +30,12 @@ const CONFIG: &str = r#"
 name = "docs"
 transport = "http"
 url = "UPSTREAM"
+forward_unlisted = true
+
+[[mcp_servers]]
+name = "strict"
+transport = "http"
+url = "UPSTREAM"
 
 [policy]
 default = "allow"
@@ -40,6 +46,12 @@ tools = ["docs__confirm"]
 when = 'args.item == "big"'
 action = "deny"
 message = "Big items are not confirmed"
+
+[[policy.rules]]
+id = "hidden-needs-a-reason"
+tools = ["docs__hidden"]
+when = '!has(args.reason)'
+action = "require_approval"
 "#;
 
 /// A user who answers every elicitation with `name`.
@@ -169,4 +181,62 @@ async fn a_question_of_a_2026_upstream_reaches_clients_of_both_generations() {
     // rmcp's own client drives the rounds through its handler.
     let driven = modern.call_tool(confirm("small")).await.unwrap();
     assert_eq!(text(&driven), "confirmed by Bea");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_tools_an_upstream_does_not_list_are_forwarded_only_where_it_is_allowed() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("UPSTREAM", &upstream.url);
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let url = format!("{}/mcp/v1", server.url);
+    let client = connect_with(&url, Some(ADMIN_KEY), User { name: "Ada" })
+        .await
+        .unwrap();
+    let tools = eventually_some("both servers' tools are listed", async || {
+        let tools = client.list_all_tools().await.unwrap();
+        let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+        (names.iter().any(|n| n == "docs__echo") && names.iter().any(|n| n == "strict__echo"))
+            .then_some(names)
+    })
+    .await;
+    assert!(!tools.iter().any(|n| n.ends_with("hidden")), "{tools:?}");
+
+    let hidden = |tool: &str, arguments: serde_json::Value| {
+        CallToolRequestParams::new(tool.to_owned())
+            .with_arguments(arguments.as_object().cloned().unwrap())
+    };
+    // Forwarded, governed by the rules like any call.
+    let ran = client
+        .call_tool(hidden("docs__hidden", json!({"reason": "testing"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&ran), "the hidden tool ran");
+    // A rule that would hold it for approval denies it: nothing could run it once approved.
+    let held = client
+        .call_tool(hidden("docs__hidden", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(held.is_error, Some(true), "{held:?}");
+    assert!(
+        text(&held).contains("only calls of listed tools can be held"),
+        "{held:?}"
+    );
+    // A server that does not forward unlisted tools keeps them unknown.
+    let unknown = client
+        .call_tool(hidden("strict__hidden", json!({})))
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("unknown tool"), "{unknown}");
+
+    // The audit log records the forwarded call like any other.
+    let (status, audit) = common::rest(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/audit?limit=200", server.url),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit.to_string().contains("docs__hidden"), "{audit}");
 }

@@ -103,6 +103,11 @@ pub struct McpServer {
     /// others, each call waits for a delayed ACK (about 40 ms) before its connection is free.
     #[serde(default)]
     pub keep_alive: bool,
+    /// Calls of tools it does not list (tools a server keeps hidden) are forwarded to it,
+    /// governed by the rules like the others but never held for approval. Off by default: a
+    /// name the gateway does not list is an unknown tool.
+    #[serde(default)]
+    pub forward_unlisted: bool,
     /// When its tools were last discovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scanned_at: Option<DateTime<Utc>>,

@@ -9,6 +9,7 @@
 //! authentication; `/metrics` needs an operator's.
 
 use crate::auth::AuthError;
+use crate::gateway::calls::Calls;
 use crate::gateway::continuations::Continuations;
 use crate::gateway::fastpath::FastPath;
 use crate::gateway::offered::Offered;
@@ -43,11 +44,15 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     let governor = state.governor.clone();
     let sessions = Sessions::default();
     let continuations = Continuations::new(state.tokens.state_key());
-    let fast_path = FastPath {
+    let calls = Calls {
         governor: governor.clone(),
+        continuations: continuations.clone(),
+        upstreams: state.upstreams.clone(),
+    };
+    let fast_path = FastPath {
+        calls: calls.clone(),
         sessions: sessions.clone(),
         questions: crate::gateway::questions::Questions::default(),
-        continuations: continuations.clone(),
         resumable: crate::gateway::streams::Resumable::default(),
         shutdown: shutdown.clone(),
     };
@@ -76,11 +81,10 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
     let mcp = StreamableHttpService::new(
         move || {
             Ok(PreloopMcp::new(
-                governor.clone(),
+                calls.clone(),
                 offered.clone(),
                 listeners.clone(),
                 handler_sessions.clone(),
-                continuations.clone(),
             ))
         },
         Arc::new(LocalSessionManager::default()),

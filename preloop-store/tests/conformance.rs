@@ -1508,6 +1508,7 @@ fn server(org: &str, name: &str) -> McpServer {
         timeout_seconds: 30,
         max_concurrency: 8,
         keep_alive: true,
+        forward_unlisted: false,
         last_scanned_at: None,
         created_at: t0(),
     }

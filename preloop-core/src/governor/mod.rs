@@ -34,6 +34,7 @@ use crate::principal::{ClientInfo, Principal};
 use crate::registry::{OperationKind, RegisteredTool, Registry};
 use crate::store::{ApprovalStore, AuditStore, GrantStore};
 use chrono::{DateTime, Utc};
+use operations::Holding;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -156,16 +157,18 @@ impl Governor {
             let arguments = checked_arguments(&tool, &call.arguments)?;
             Ok((tool, arguments))
         });
-        self.govern(principal, checked, &call).await
+        self.govern(principal, checked, &call, Holding::Allowed)
+            .await
     }
 
-    /// Decides the `checked` call (or records why it was rejected), then runs it, holds it or
-    /// refuses it, recording every step.
+    /// Decides the `checked` call (or records why it was rejected), then runs it, holds it (if
+    /// `holding` allows) or refuses it, recording every step.
     async fn govern(
         &self,
         principal: &Principal,
         checked: Result<(RegisteredTool, Value), GovernorError>,
         call: &ToolCall,
+        holding: Holding,
     ) -> Result<Outcome, GovernorError> {
         let call_id = Uuid::new_v4();
         let now = self.clock.now();
@@ -206,11 +209,15 @@ impl Governor {
                 message: message.to_string(),
                 rule: decision.rule().map(|r| r.id.clone()),
             }),
-            Effect::RequireApproval { .. } if tool.descriptor.kind != OperationKind::Tool => {
+            Effect::RequireApproval { .. }
+                if holding == Holding::Refused || tool.descriptor.kind != OperationKind::Tool =>
+            {
+                // INVARIANT (an approved call runs): approved requests find their tool in the
+                // registry again, so only calls of registered tools are held.
                 Ok(Outcome::Denied {
                     call_id,
                     message: format!(
-                        "denied: a rule holds this {} for approval, and only tool calls can be held",
+                        "denied: a rule holds this {} for approval, and only calls of listed tools can be held",
                         tool.descriptor.kind.as_str()
                     ),
                     rule: decision.rule().map(|r| r.id.clone()),

@@ -270,7 +270,7 @@ fn prompts_and_resources_are_governed_by_their_own_rules_and_audited() {
     ))
     .unwrap();
     assert!(
-        matches!(held, Outcome::Denied { ref message, .. } if message.contains("only tool calls can be held")),
+        matches!(held, Outcome::Denied { ref message, .. } if message.contains("only calls of listed tools can be held")),
         "{held:?}"
     );
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);

@@ -70,6 +70,8 @@ struct ServerView {
     /// The program's environment variables, each value `<redacted>` (stdio servers).
     #[serde(skip_serializing_if = "Option::is_none")]
     env: Option<BTreeMap<String, String>>,
+    /// Calls of tools it does not list are forwarded to it (governed, never held).
+    forward_unlisted: bool,
     /// Headers sent with every request, each value `<redacted>` (HTTP servers).
     #[serde(skip_serializing_if = "Option::is_none")]
     headers: Option<BTreeMap<String, String>>,
@@ -126,6 +128,7 @@ impl From<&McpServer> for ServerView {
             created_at: server.created_at,
             enabled: server.enabled,
             env,
+            forward_unlisted: server.forward_unlisted,
             headers,
             id: server.id,
             keep_alive: server.keep_alive,
@@ -516,6 +519,7 @@ mod tests {
             timeout_seconds: 30,
             max_concurrency: 8,
             keep_alive: false,
+            forward_unlisted: false,
             last_scanned_at: None,
             created_at: Utc::now(),
         }
@@ -546,6 +550,7 @@ mod tests {
                 "timeout_seconds": server.timeout_seconds,
                 "max_concurrency": server.max_concurrency,
                 "keep_alive": server.keep_alive,
+                "forward_unlisted": server.forward_unlisted,
                 "last_scanned_at": server.last_scanned_at,
                 "created_at": server.created_at,
             });

@@ -76,6 +76,9 @@ pub struct McpServerEntry {
     pub enabled: Option<bool>,
     /// Keep HTTP connections open between calls (default false; see `McpServer::keep_alive`).
     pub keep_alive: Option<bool>,
+    /// Forward calls of tools the server does not list (default false; see
+    /// `McpServer::forward_unlisted`).
+    pub forward_unlisted: Option<bool>,
 }
 
 /// Longest WebSocket heartbeat interval (longer settings are cut to it).
@@ -212,6 +215,7 @@ impl McpServerEntry {
             timeout_seconds,
             max_concurrency,
             keep_alive: self.keep_alive.unwrap_or(false),
+            forward_unlisted: self.forward_unlisted.unwrap_or(false),
             last_scanned_at: None,
             created_at,
         })

@@ -8,6 +8,7 @@ use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::continuations::{Continuations, Round};
 use crate::gateway::elicitation::Elicitation;
 use crate::gateway::relay::{self, ClientView, Notify};
+use crate::gateway::upstream::Upstreams;
 use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::{ProtocolAnswer, ToolOutput};
@@ -134,17 +135,51 @@ fn protocol_error(error: GovernorError) -> Result<CallToolResult, ErrorData> {
     }
 }
 
+/// What a call needs of the gateway.
+#[derive(Clone)]
+pub struct Calls {
+    /// Decides and runs them.
+    pub governor: Arc<Governor>,
+    /// Seals and opens the state of multi-round calls.
+    pub continuations: Continuations,
+    /// The upstreams, for the tools they do not list but take calls of.
+    pub upstreams: Arc<Upstreams>,
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Calls")
+    }
+}
+
+impl Calls {
+    /// One `tools/call` (see [`call_tool`]).
+    pub async fn call_tool(
+        &self,
+        principal: &Principal,
+        caller: Caller,
+        request: CallToolRequestParams,
+    ) -> Result<CallToolResponse, ErrorData> {
+        call_tool(self, principal, caller, request).await
+    }
+}
+
 /// One `tools/call`, however it arrived (rmcp's session worker or [`crate::gateway::fastpath`]):
-/// built-in tools answered here, every other call governed, with its progress and log messages
-/// sent to the `caller`; a round of a multi-round call carries the client's answers, its
-/// state opened by `continuations`.
-pub async fn call_tool(
-    governor: &Arc<Governor>,
-    continuations: &Continuations,
+/// built-in tools answered here, every other call governed (a tool no upstream lists, by the
+/// upstream that takes calls of tools it does not list, if one does), with its progress and
+/// log messages sent to the `caller`; a round of a multi-round call carries the client's
+/// answers, its state opened by the gateway.
+async fn call_tool(
+    calls: &Calls,
     principal: &Principal,
     caller: Caller,
     request: CallToolRequestParams,
 ) -> Result<CallToolResponse, ErrorData> {
+    let Calls {
+        governor,
+        continuations,
+        upstreams,
+    } = calls;
     let Caller {
         client,
         progress,
@@ -194,8 +229,22 @@ pub async fn call_tool(
         })
         .with_observer(Arc::new(events));
     call.answers = answers;
+    let listed = governor
+        .registry()
+        .get(&principal.organization_id, name)
+        .is_some_and(|tool| tool.is_visible_to(principal));
+    let unlisted = match listed || name == REQUEST_APPROVAL {
+        true => None,
+        false => {
+            upstreams
+                .unlisted_tool(&principal.organization_id, name)
+                .await
+        }
+    };
     let governed = async {
-        if name == REQUEST_APPROVAL {
+        if let Some(tool) = unlisted {
+            governor.call_operation(principal, tool, call).await
+        } else if name == REQUEST_APPROVAL {
             call.context = ApprovalContext {
                 operation: string_field(&call.arguments, "operation"),
                 context: string_field(&call.arguments, "context"),

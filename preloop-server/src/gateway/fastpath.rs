@@ -18,8 +18,7 @@
 //! The call runs in its own task, as under rmcp: a client that disconnects does not cut a call
 //! off between its decision and its audit record.
 
-use crate::gateway::calls::{Caller, call_tool};
-use crate::gateway::continuations::Continuations;
+use crate::gateway::calls::{Caller, Calls};
 use crate::gateway::questions::{Questions, Reply, ResponseStream};
 use crate::gateway::relay::ClientView;
 use crate::gateway::sessions::{KnownClient, Sessions, session_id};
@@ -50,13 +49,11 @@ pub const JSON_WAIT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct FastPath {
     /// Runs the calls.
-    pub governor: Arc<Governor>,
+    pub calls: Calls,
     /// The sessions it may serve.
     pub sessions: Sessions,
     /// The questions its calls asked their clients, waiting for answers.
     pub questions: Questions,
-    /// Opens and seals multi-round state (never needed here: such requests go to rmcp).
-    pub continuations: Continuations,
     /// Its SSE answers whose connection ended before the call did.
     pub resumable: Resumable,
     /// Ends open SSE answers at shutdown.
@@ -90,7 +87,7 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
     };
     // A client that can be asked inline, in an organization whose approvals may ask it: only
     // rmcp's session can send it the question and route its answer back.
-    if known.elicits && asks_inline(&fast.governor, &principal.organization_id) {
+    if known.elicits && asks_inline(&fast.calls.governor, &principal.organization_id) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -217,9 +214,8 @@ async fn answer(
     resumes: bool,
 ) -> Response {
     let (sender, mut messages) = mpsc::unbounded_channel();
-    let governor = fast.governor.clone();
+    let calls = fast.calls.clone();
     let questions = fast.questions.clone();
-    let continuations = fast.continuations.clone();
     let asked = session.clone();
     tokio::spawn(async move {
         let notify = Arc::new(ResponseStream {
@@ -239,7 +235,7 @@ async fn answer(
                 logs: client.logs,
             },
         };
-        let result = call_tool(&governor, &continuations, &principal, caller, call.params).await;
+        let result = calls.call_tool(&principal, caller, call.params).await;
         let _ = sender.send(Outgoing::Message(final_message(result, call.id)));
     });
     let first = match tokio::time::timeout(JSON_WAIT, messages.recv()).await {

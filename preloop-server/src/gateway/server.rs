@@ -3,14 +3,12 @@
 //! session's log level.
 
 use crate::gateway::builtins;
-use crate::gateway::calls::{Caller, call_tool};
-use crate::gateway::continuations::Continuations;
+use crate::gateway::calls::{Caller, Calls};
 use crate::gateway::offered::Offered;
 use crate::gateway::relay::{self, ClientView, LogFilter};
 use crate::gateway::sessions::listeners::ToolListeners;
 use crate::gateway::sessions::{self, Sessions};
 use crate::wire::convert;
-use preloop_core::governor::Governor;
 use preloop_core::{ClientInfo, Principal};
 use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
@@ -46,11 +44,10 @@ pub async fn scope_principal(
 /// One MCP session's handler; cheap to create per session.
 #[derive(Clone)]
 pub struct PreloopMcp {
-    governor: Arc<Governor>,
+    calls: Calls,
     offered: Offered,
     listeners: ToolListeners,
     sessions: Sessions,
-    continuations: Continuations,
 }
 
 impl std::fmt::Debug for PreloopMcp {
@@ -60,23 +57,20 @@ impl std::fmt::Debug for PreloopMcp {
 }
 
 impl PreloopMcp {
-    /// A handler over the governor and the upstreams' `offered` prompts and resources; the
-    /// session is told of tool list changes through `listeners`, what it asks of its
-    /// notifications is kept in `sessions`, and multi-round requests are sealed by
-    /// `continuations`.
+    /// A handler making `calls` and offering the upstreams' `offered` prompts and resources;
+    /// the session is told of tool list changes through `listeners`, and what it asks of its
+    /// notifications is kept in `sessions`.
     pub fn new(
-        governor: Arc<Governor>,
+        calls: Calls,
         offered: Offered,
         listeners: ToolListeners,
         sessions: Sessions,
-        continuations: Continuations,
     ) -> Self {
         Self {
-            governor,
+            calls,
             offered,
             listeners,
             sessions,
-            continuations,
         }
     }
 
@@ -211,6 +205,7 @@ impl ServerHandler for PreloopMcp {
     fn get_tool(&self, name: &str) -> Option<Tool> {
         let principal = REQUEST_PRINCIPAL.try_with(Principal::clone).ok()?;
         let tool = self
+            .calls
             .governor
             .registry()
             .get(&principal.organization_id, name)
@@ -230,6 +225,7 @@ impl ServerHandler for PreloopMcp {
         let principal = principal(&context)?;
         self.listen(&context.extensions, &context.peer);
         let mut tools: Vec<Tool> = self
+            .calls
             .governor
             .list_tools(&principal)
             .iter()
@@ -254,14 +250,7 @@ impl ServerHandler for PreloopMcp {
                 .then(|| context.peer.clone()),
             view: self.client_view(&context),
         };
-        call_tool(
-            &self.governor,
-            &self.continuations,
-            &principal,
-            caller,
-            request,
-        )
-        .await
+        self.calls.call_tool(&principal, caller, request).await
     }
 
     async fn list_prompts(

@@ -1,7 +1,8 @@
 //! A small MCP server for Preloop's end-to-end tests and load tools: tools that echo, add, fail,
 //! sleep, stream progress, "delete" files and ask the client (sampling, elicitation, roots); a
 //! prompt, two resources and a resource template. To 2026-07-28 requests it also lists
-//! `confirm`, whose question comes back as an `input_required` result. Serves over stdio (`--stdio`) or streamable
+//! `confirm`, whose question comes back as an `input_required` result; `hidden` takes calls
+//! and is never listed. Serves over stdio (`--stdio`) or streamable
 //! HTTP (`--http ADDR`, printing `listening on http://ADDR/mcp`).
 
 use rmcp::model::{
@@ -348,6 +349,8 @@ impl ServerHandler for TestUpstream {
                     .unwrap_or("?")
             )),
             "confirm" if is_modern(&context) => confirm(&request),
+            // Callable, never listed.
+            "hidden" => text("the hidden tool ran".to_owned()),
             "ask_model" | "ask_user" | "roots" => {
                 let answer = ask(&context, request.name.as_ref()).await?;
                 text(answer.to_string())

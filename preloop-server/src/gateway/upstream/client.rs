@@ -297,6 +297,30 @@ impl UpstreamServer {
             .take();
     }
 
+    /// The tool agents call `exposed`, if the server forwards calls of tools it does not list
+    /// (`forward_unlisted`) and the name is one of its own (its prefix, or none when it keeps
+    /// the upstream's names): no schema or annotations are known of it.
+    pub fn unlisted(self: &Arc<Self>, exposed: &str) -> Option<RegisteredTool> {
+        if !self.server.forward_unlisted || !self.server.enabled {
+            return None;
+        }
+        let own = match prefix(&self.server) {
+            "" => exposed,
+            prefix => exposed.strip_prefix(prefix)?.strip_prefix("__")?,
+        };
+        (!own.is_empty()).then(|| {
+            let descriptor = ToolDescriptor::new(&self.server.name, own, ToolSource::Upstream)
+                .with_exposed_name(exposed)
+                .with_input_schema(json!({"type": "object"}));
+            RegisteredTool::new(
+                descriptor,
+                Arc::new(UpstreamExecutor {
+                    server: self.clone(),
+                }),
+            )
+        })
+    }
+
     /// Registers tools found by an earlier scan (at start, before the server answers).
     pub fn register_known(
         self: &Arc<Self>,

@@ -461,6 +461,7 @@ mod tests {
             timeout_seconds: 60,
             max_concurrency: 32,
             keep_alive: false,
+            forward_unlisted: false,
             last_scanned_at: None,
             created_at: Utc::now(),
         }

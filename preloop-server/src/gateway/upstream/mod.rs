@@ -218,6 +218,26 @@ impl Upstreams {
         servers
     }
 
+    /// The tool agents call `exposed` in the organization, when no server lists it but one
+    /// forwards calls of tools it does not list ([`UpstreamServer::unlisted`]): by its prefix,
+    /// or the only such server keeping the upstream's names.
+    pub async fn unlisted_tool(
+        &self,
+        organization_id: &str,
+        exposed: &str,
+    ) -> Option<preloop_core::registry::RegisteredTool> {
+        let found: Vec<_> = self
+            .of_organization(organization_id)
+            .await
+            .iter()
+            .filter_map(|server| server.unlisted(exposed))
+            .collect();
+        match <[_; 1]>::try_from(found) {
+            Ok([tool]) => Some(tool),
+            Err(_) => None,
+        }
+    }
+
     /// The organization's running server `id`.
     pub async fn get(&self, organization_id: &str, id: Uuid) -> Option<Arc<UpstreamServer>> {
         self.running
