@@ -240,3 +240,125 @@ async fn calls_of_tools_an_upstream_does_not_list_are_forwarded_only_where_it_is
     assert_eq!(status, 200, "{audit}");
     assert!(audit.to_string().contains("docs__hidden"), "{audit}");
 }
+
+/// A 2026-07-28 client that follows tasks.
+#[derive(Clone)]
+struct FollowsTasks;
+
+impl ClientHandler for FollowsTasks {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = rmcp::model::ClientCapabilities::builder()
+            .enable_tasks()
+            .build();
+        ClientConfig::new(capabilities, rmcp::model::Implementation::new("e2e", "1"))
+    }
+}
+
+/// The task's status, once `done` says it has the one wanted.
+async fn task_until(
+    client: &RunningService<RoleClient, FollowsTasks>,
+    task_id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually_some("the task gets where it should", async || {
+        let task = client
+            .get_task(rmcp::model::GetTaskParams::new(task_id))
+            .await
+            .unwrap();
+        let task = serde_json::to_value(task).unwrap();
+        done(&task).then_some(task)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_held_for_approval_is_a_task_to_a_client_that_follows_tasks() {
+    let gateway = common::gateway::Gateway::start("web", "").await;
+    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp/v1"));
+    config.auth_header = Some(gateway.agent_key.clone());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let agent = FollowsTasks
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_config(config),
+            lifecycle,
+        )
+        .await
+        .unwrap();
+    let add = |a: u32| {
+        CallToolRequestParams::new("up__add")
+            .with_arguments(json!({"a": a, "b": 1}).as_object().cloned().unwrap())
+    };
+
+    // A call no rule holds is answered at once, as always.
+    let CallToolResponse::Complete(quick) = agent.call_tool_once(add(1)).await.unwrap() else {
+        panic!("an allowed call completes");
+    };
+    assert_eq!(text(&quick), "2");
+
+    // A held call comes back at once as a task that waits for a person.
+    let CallToolResponse::Task(task) = agent.call_tool_once(add(200)).await.unwrap() else {
+        panic!("a held call is a task");
+    };
+    let task = serde_json::to_value(task).unwrap();
+    assert_eq!(task["status"], "working", "{task}");
+    let task_id = task["taskId"].as_str().unwrap().to_owned();
+    let waiting = task_until(&agent, &task_id, |t| t["status"] == "working").await;
+    assert!(
+        waiting["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("approve"),
+        "{waiting}"
+    );
+
+    // Someone else cannot see it.
+    let (status, _) = common::rest(
+        reqwest::Method::POST,
+        &gateway.url("/api/v1/users"),
+        Some(ADMIN_KEY),
+        Some(json!({"email": "other@example.com", "roles": ["agent"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let other_key = common::gateway::api_key(&gateway.server.url, "other@example.com").await;
+    let mut other_config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp/v1"));
+    other_config.auth_header = Some(other_key);
+    let other = FollowsTasks
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_config(other_config),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap();
+    let hidden = other
+        .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
+        .await
+        .unwrap_err();
+    assert!(hidden.to_string().contains("unknown task"), "{hidden}");
+
+    // Approved, the task carries the call's result.
+    let request = gateway.pending_request_id().await;
+    assert!(
+        task_id.ends_with(&request),
+        "{task_id} names request {request}"
+    );
+    gateway.approve(&request).await;
+    let done = task_until(&agent, &task_id, |t| t["status"] == "completed").await;
+    assert_eq!(done["result"]["content"][0]["text"], "201", "{done}");
+
+    // Another held call, cancelled by the agent: the task says so, and nothing runs.
+    let CallToolResponse::Task(second) = agent.call_tool_once(add(300)).await.unwrap() else {
+        panic!("a held call is a task");
+    };
+    agent
+        .cancel_task(rmcp::model::CancelTaskParams::new(
+            second.task.task_id.clone(),
+        ))
+        .await
+        .unwrap();
+    task_until(&agent, &second.task.task_id, |t| t["status"] == "cancelled").await;
+}

@@ -8,6 +8,7 @@ use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::continuations::{Continuations, Round};
 use crate::gateway::elicitation::Elicitation;
 use crate::gateway::relay::{self, ClientView, Notify};
+use crate::gateway::tasks;
 use crate::gateway::upstream::Upstreams;
 use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
@@ -70,11 +71,15 @@ fn refusal(error: &Value) -> ErrorData {
 
 /// The MCP answer for an outcome: a protocol answer of the tool's server as it was (its
 /// questions, with their state sealed for `round`, when the client takes them later; its
-/// refusal as the JSON-RPC error it is), anything else a result ([`outcome_result`]).
+/// refusal as the JSON-RPC error it is), anything else a result ([`call_result`]).
 fn outcome_response(
     outcome: &Outcome,
     sealing: Option<(&Continuations, Round<'_>)>,
+    as_task: bool,
 ) -> Result<CallToolResponse, ErrorData> {
+    if as_task && let Some(task) = tasks::created(outcome) {
+        return Ok(CallToolResponse::Task(task));
+    }
     if let Outcome::Executed { output, .. } = outcome {
         match (&output.protocol, sealing) {
             (Some(ProtocolAnswer::Refused(error)), _) => return Err(refusal(error)),
@@ -86,7 +91,7 @@ fn outcome_response(
             _ => {}
         }
     }
-    Ok(outcome_result(outcome).into())
+    Ok(call_result(outcome).into())
 }
 
 fn json_result(value: &Value) -> CallToolResult {
@@ -95,7 +100,7 @@ fn json_result(value: &Value) -> CallToolResult {
 
 /// The MCP result for an outcome: denials and failures are tool errors the agent can read;
 /// a pending approval is a normal result telling the agent how to poll.
-fn outcome_result(outcome: &Outcome) -> CallToolResult {
+pub fn call_result(outcome: &Outcome) -> CallToolResult {
     match outcome {
         Outcome::Executed { output, .. } => to_result(output),
         Outcome::PendingApproval {
@@ -215,6 +220,7 @@ async fn call_tool(
         }
     };
     let started = std::time::Instant::now();
+    let as_task = view.tasks;
     let (events, relay) = relay::relay(notify, progress, view);
     let mut call = ToolCall::new(name, arguments)
         .with_client(client)
@@ -229,6 +235,8 @@ async fn call_tool(
         })
         .with_observer(Arc::new(events));
     call.answers = answers;
+    // A client that follows tasks gets a held call as one, at once.
+    call.no_wait |= as_task;
     let listed = governor
         .registry()
         .get(&principal.organization_id, name)
@@ -264,7 +272,7 @@ async fn call_tool(
             let sealing = bound
                 .as_ref()
                 .map(|arguments| (continuations, round(arguments)));
-            outcome_response(&outcome, sealing)
+            outcome_response(&outcome, sealing, as_task)
         }
         Err(error) => {
             crate::metrics::tool_call("rejected");

@@ -232,6 +232,7 @@ async fn answer(
             view: ClientView {
                 capabilities: client.capabilities,
                 answers_later: false,
+                tasks: false,
                 logs: client.logs,
             },
         };

@@ -5,8 +5,8 @@
 //! ([`hosts`]), and what a call relays to its client while it runs ([`relay`],
 //! [`elicitation`], and on the fast path the questions an upstream asks it, [`questions`]). Between them and the
 //! governor: the built-in tools ([`builtins`]), the upstreams' prompts and resources
-//! ([`offered`]), the sealed state of multi-round requests ([`continuations`]), and where
-//! costly decisions run ([`decisions`]).
+//! ([`offered`]), the sealed state of multi-round requests ([`continuations`]), held calls as
+//! tasks ([`tasks`]), and where costly decisions run ([`decisions`]).
 //! Outbound: the upstream servers ([`upstream`]).
 
 pub mod builtins;
@@ -22,4 +22,5 @@ pub mod relay;
 pub mod server;
 pub mod sessions;
 pub mod streams;
+pub mod tasks;
 pub mod upstream;

@@ -165,6 +165,9 @@ pub struct ClientView {
     pub capabilities: Value,
     /// Whether it takes questions as `input_required` results (2026-07-28).
     pub answers_later: bool,
+    /// Whether it follows tasks (it declared the 2026-07-28 tasks extension): a call held for
+    /// approval is answered as one.
+    pub tasks: bool,
     /// The log messages it wants.
     pub logs: LogFilter,
 }

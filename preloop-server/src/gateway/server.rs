@@ -8,15 +8,18 @@ use crate::gateway::offered::Offered;
 use crate::gateway::relay::{self, ClientView, LogFilter};
 use crate::gateway::sessions::listeners::ToolListeners;
 use crate::gateway::sessions::{self, Sessions};
+use crate::gateway::tasks;
 use crate::wire::convert;
 use preloop_core::{ClientInfo, Principal};
-use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
     SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+};
+use rmcp::model::{
+    CancelTaskParams, GetTaskParams, GetTaskResult, SubscriptionFilter, UpdateTaskParams,
 };
 use rmcp::service::{Peer, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -76,9 +79,14 @@ impl PreloopMcp {
 
     /// What an upstream may know of the request's client.
     fn client_view(&self, context: &RequestContext<RoleServer>) -> ClientView {
+        let modern = is_modern(context);
         ClientView {
             capabilities: capabilities(context),
-            answers_later: is_modern(context),
+            answers_later: modern,
+            tasks: modern
+                && context
+                    .client_capabilities()
+                    .is_some_and(|declared| declared.supports_tasks()),
             logs: self.logs(context),
         }
     }
@@ -191,6 +199,7 @@ impl ServerHandler for PreloopMcp {
                 .enable_resources_subscribe()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_tasks()
                 .build(),
         )
             .with_server_info(Implementation::new("preloop", env!("CARGO_PKG_VERSION")))
@@ -351,6 +360,34 @@ impl ServerHandler for PreloopMcp {
         self.offered
             .complete(&principal, is_modern(&context), request)
             .await
+    }
+
+    /// A task: a call held for approval ([`crate::gateway::tasks`]).
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let principal = principal(&context)?;
+        tasks::get(&self.calls.governor, &principal, &request.task_id).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = principal(&context)?;
+        tasks::update(&self.calls.governor, &principal, &request.task_id).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = principal(&context)?;
+        tasks::cancel(&self.calls.governor, &principal, &request.task_id).await
     }
 
     /// Every kind of change the gateway tells of; rmcp narrows it to what was asked and what
