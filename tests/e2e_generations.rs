@@ -2,7 +2,9 @@
 //! (the test upstream: sessions of the earlier revisions, stateless 2026-07-28 requests) asks
 //! its question as an `input_required` result; a 2026-07-28 client gets it with the
 //! upstream's state sealed by the gateway, and a client of the earlier generation is asked it
-//! during the call. The real `preloop` binary; rmcp's client in both generations.
+//! during the call. Tools an upstream does not list, forwarded where allowed; and tasks: a call
+//! held for approval followed as one, and an upstream's own task passed through. The real
+//! `preloop` binary; rmcp's client in both generations.
 
 #![allow(
     clippy::expect_used,
@@ -361,4 +363,45 @@ async fn a_call_held_for_approval_is_a_task_to_a_client_that_follows_tasks() {
         .await
         .unwrap();
     task_until(&agent, &second.task.task_id, |t| t["status"] == "cancelled").await;
+
+    // A call the upstream runs as a task of its own is followed through the gateway, under an
+    // id the gateway sealed for this agent.
+    let slow = |ms: u32| {
+        CallToolRequestParams::new("up__slow")
+            .with_arguments(json!({"ms": ms}).as_object().cloned().unwrap())
+    };
+    let CallToolResponse::Task(upstream) = agent.call_tool_once(slow(300)).await.unwrap() else {
+        panic!("the upstream runs it as a task");
+    };
+    let upstream_id = upstream.task.task_id.clone();
+    assert!(upstream_id.starts_with("upstream-"), "{upstream_id}");
+    assert!(!upstream_id.contains("upstream-task-"), "{upstream_id}");
+    let done = task_until(&agent, &upstream_id, |t| t["status"] == "completed").await;
+    assert_eq!(done["taskId"], upstream_id.as_str());
+    assert_eq!(
+        done["result"]["content"][0]["text"], "slow done after 300 ms",
+        "{done}"
+    );
+    let hidden = other
+        .get_task(rmcp::model::GetTaskParams::new(upstream_id.clone()))
+        .await
+        .unwrap_err();
+    assert!(hidden.to_string().contains("unknown task"), "{hidden}");
+    let forged = agent
+        .get_task(rmcp::model::GetTaskParams::new(format!("{upstream_id}x")))
+        .await
+        .unwrap_err();
+    assert!(forged.to_string().contains("unknown task"), "{forged}");
+
+    // Cancelled through the gateway, it is cancelled at the upstream.
+    let CallToolResponse::Task(long) = agent.call_tool_once(slow(60_000)).await.unwrap() else {
+        panic!("the upstream runs it as a task");
+    };
+    agent
+        .cancel_task(rmcp::model::CancelTaskParams::new(
+            long.task.task_id.clone(),
+        ))
+        .await
+        .unwrap();
+    task_until(&agent, &long.task.task_id, |t| t["status"] == "cancelled").await;
 }

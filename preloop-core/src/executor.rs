@@ -39,6 +39,9 @@ pub enum ProtocolAnswer {
     /// The tool's server refused the request: its protocol error (MCP's JSON-RPC error
     /// object: `code`, `message`, `data`).
     Refused(Value),
+    /// The tool's server runs the call as a task the calling client follows (MCP's
+    /// `CreateTaskResult`, as the server wrote it); its result comes with the task.
+    Task(Value),
 }
 
 /// The calling client's answers to the questions an earlier round of the same call asked

@@ -59,6 +59,9 @@ fn to_result(output: &ToolOutput) -> CallToolResult {
         Some(ProtocolAnswer::InputRequired(_)) => CallToolResult::error(vec![Content::text(
             "the tool asked for input the client could not be asked here; call it again",
         )]),
+        Some(ProtocolAnswer::Task(_)) => CallToolResult::error(vec![Content::text(
+            "the tool's server runs the call as a task, which this client does not follow",
+        )]),
     }
 }
 
@@ -269,6 +272,11 @@ async fn call_tool(
     match relay.run(governed).await {
         Ok(outcome) => {
             record(&outcome, started.elapsed());
+            if as_task && let Some(created) = tasks::of_upstream(&outcome) {
+                return tasks::relayed(calls, principal, name, created)
+                    .await
+                    .map(CallToolResponse::Task);
+            }
             let sealing = bound
                 .as_ref()
                 .map(|arguments| (continuations, round(arguments)));

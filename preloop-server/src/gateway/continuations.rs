@@ -19,6 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// How long a client has to answer a round's questions.
 pub const STATE_TTL: Duration = Duration::from_secs(60 * 60);
@@ -67,6 +68,16 @@ impl Round<'_> {
     }
 }
 
+/// What an upstream task's id is bound to: the organization and the principal.
+fn task_binding(principal: &Principal) -> Vec<u8> {
+    let mut binding = b"task\0".to_vec();
+    for part in [&principal.organization_id, &principal.id] {
+        binding.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        binding.extend_from_slice(part.as_bytes());
+    }
+    binding
+}
+
 impl Continuations {
     /// Sealing with `key` (at least 32 bytes: [`crate::auth::tokens::TokenKeys::state_key`]).
     pub fn new(key: &[u8]) -> Self {
@@ -107,6 +118,27 @@ impl Continuations {
             Value::Object(responses.into_iter().collect::<serde_json::Map<_, _>>())
         });
         Ok(Some(InputAnswers { responses, state }))
+    }
+
+    /// The id a client follows an upstream's task by: the upstream server and its own task
+    /// id, sealed for `principal` (no one else opens it, and it cannot be made up).
+    pub fn seal_task(&self, principal: &Principal, server: Uuid, task_id: &str) -> String {
+        let payload = format!("{server}/{task_id}");
+        let binding = task_binding(principal);
+        let options = SealOptions::new().associated_data(&binding);
+        self.codec.seal_with(payload.as_bytes(), &options)
+    }
+
+    /// The upstream server and its own task id behind `sealed`, if it was sealed for
+    /// `principal`.
+    pub fn open_task(&self, principal: &Principal, sealed: &str) -> Option<(Uuid, String)> {
+        let opened = self
+            .codec
+            .open_with(sealed, &task_binding(principal))
+            .ok()?;
+        let opened = String::from_utf8(opened).ok()?;
+        let (server, task_id) = opened.split_once('/')?;
+        Some((Uuid::parse_str(server).ok()?, task_id.to_owned()))
     }
 
     /// The upstream's `input_required` `result` for `round` as the client gets it: its state

@@ -529,6 +529,10 @@ impl ToolExecutor for Forwarding {
 fn answer(output: ToolOutput) -> Result<Value, ErrorData> {
     match output.protocol {
         Some(ProtocolAnswer::InputRequired(questions)) => Ok(questions),
+        Some(ProtocolAnswer::Task(_)) => Err(ErrorData::internal_error(
+            "the upstream answered with a task, which only tool calls may be",
+            None,
+        )),
         Some(ProtocolAnswer::Refused(error)) => {
             Err(serde_json::from_value(error).unwrap_or_else(|_| {
                 ErrorData::internal_error("the upstream refused the request", None)

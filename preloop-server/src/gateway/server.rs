@@ -80,13 +80,22 @@ impl PreloopMcp {
     /// What an upstream may know of the request's client.
     fn client_view(&self, context: &RequestContext<RoleServer>) -> ClientView {
         let modern = is_modern(context);
+        let tasks = modern
+            && context
+                .client_capabilities()
+                .is_some_and(|declared| declared.supports_tasks());
+        let mut capabilities = capabilities(context);
+        // An upstream may run the call as a task too, which the gateway passes through.
+        if tasks && let Some(capabilities) = capabilities.as_object_mut() {
+            capabilities.insert(
+                "extensions".to_owned(),
+                json!({ rmcp::model::TASKS_EXTENSION_ID: {} }),
+            );
+        }
         ClientView {
-            capabilities: capabilities(context),
+            capabilities,
             answers_later: modern,
-            tasks: modern
-                && context
-                    .client_capabilities()
-                    .is_some_and(|declared| declared.supports_tasks()),
+            tasks,
             logs: self.logs(context),
         }
     }
@@ -369,7 +378,7 @@ impl ServerHandler for PreloopMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
         let principal = principal(&context)?;
-        tasks::get(&self.calls.governor, &principal, &request.task_id).await
+        tasks::get(&self.calls, &principal, &request.task_id).await
     }
 
     async fn update_task(
@@ -378,7 +387,7 @@ impl ServerHandler for PreloopMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let principal = principal(&context)?;
-        tasks::update(&self.calls.governor, &principal, &request.task_id).await
+        tasks::update(&self.calls, &principal, request).await
     }
 
     async fn cancel_task(
@@ -387,7 +396,7 @@ impl ServerHandler for PreloopMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let principal = principal(&context)?;
-        tasks::cancel(&self.calls.governor, &principal, &request.task_id).await
+        tasks::cancel(&self.calls, &principal, &request.task_id).await
     }
 
     /// Every kind of change the gateway tells of; rmcp narrows it to what was asked and what

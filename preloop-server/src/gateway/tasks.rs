@@ -1,24 +1,38 @@
-//! A call held for approval, answered as a task (the 2026-07-28 tasks extension, SEP-2663) to
-//! clients that declare the extension: instead of a request left blocking for minutes, or a
-//! `pending_approval` text the agent must understand, the client gets a task it already knows
-//! how to follow. The task is the approval request (`approval-{request id}`): it is `working`
-//! while people decide (its status message says so), then carries the tool's result exactly as
-//! the call would have returned it (a declined or expired call is a `completed` task whose
-//! result is the error the agent would have read), `failed` when the tool's server refused the
-//! call, or `cancelled` when the requester cancelled it (`tasks/cancel`). Every `tasks/*`
-//! request is authorized as the approval request is: its requester, its approvers, admins.
+//! Tasks (the 2026-07-28 tasks extension, SEP-2663), for clients that declare the extension.
+//!
+//! A call held for approval is answered as a task: instead of a request left blocking for
+//! minutes, or a `pending_approval` text the agent must understand, the client gets a task it
+//! already knows how to follow. The task is the approval request (`approval-{request id}`): it
+//! is `working` while people decide (its status message says so), then carries the tool's
+//! result exactly as the call would have returned it (a declined or expired call is a
+//! `completed` task whose result is the error the agent would have read), `failed` when the
+//! tool's server refused the call, or `cancelled` when the requester cancelled it
+//! (`tasks/cancel`). These are authorized as the approval request is: its requester, its
+//! approvers, admins.
+//!
+//! A call an upstream runs as a task of its own (the client's declaration is passed on) is
+//! passed through: the client follows it by an id the gateway seals (the upstream server and
+//! its task id, bound to the principal: no one else can follow it, and it cannot be made up),
+//! and every `tasks/*` request on it goes to that upstream with the upstream's own id.
 
-use crate::gateway::calls::call_result;
+use crate::gateway::calls::{Calls, call_result};
+use crate::gateway::relay::{ClientView, LogFilter};
+use crate::gateway::upstream::client::UpstreamServer;
+use crate::gateway::upstream::eras::Era;
+use crate::gateway::upstream::error::UpstreamError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use preloop_core::Principal;
 use preloop_core::approval::{ApprovalRequest, ApprovalState};
-use preloop_core::executor::ProtocolAnswer;
-use preloop_core::governor::{Governor, GovernorError, Outcome};
+use preloop_core::executor::{ExecutionObserver, ProtocolAnswer};
+use preloop_core::governor::{GovernorError, Outcome};
 use rmcp::ErrorData;
 use rmcp::model::{
-    CreateTaskResult, DetailedTask, GetTaskResult, JsonObject, Task, TaskPayload, TaskStatus,
+    CancelTaskParams, CancelTaskRequest, ClientRequest, CreateTaskResult, DetailedTask,
+    GetTaskParams, GetTaskRequest, GetTaskResult, JsonObject, TASKS_EXTENSION_ID, Task,
+    TaskPayload, TaskStatus, UpdateTaskParams, UpdateTaskRequest,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// How the ids of these tasks start.
@@ -43,13 +57,51 @@ pub fn created(outcome: &Outcome) -> Option<CreateTaskResult> {
     Some(CreateTaskResult::new(task))
 }
 
+/// The task an upstream created for the call (`outcome`), if it did.
+pub fn of_upstream(outcome: &Outcome) -> Option<&Value> {
+    match outcome {
+        Outcome::Executed { output, .. } => match &output.protocol {
+            Some(ProtocolAnswer::Task(created)) => Some(created),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The task `created` by the upstream of tool `exposed` for `principal`, as the client
+/// follows it: under a sealed id.
+pub async fn relayed(
+    calls: &Calls,
+    principal: &Principal,
+    exposed: &str,
+    created: &Value,
+) -> Result<CreateTaskResult, ErrorData> {
+    let server = server_of(calls, principal, exposed)
+        .await
+        .ok_or_else(|| ErrorData::internal_error("the task's upstream is gone", None))?;
+    let mut created: CreateTaskResult = serde_json::from_value(created.clone()).map_err(|e| {
+        ErrorData::internal_error(format!("the upstream's task is unreadable: {e}"), None)
+    })?;
+    created.task.task_id = upstream_task_id(calls, principal, server, &created.task.task_id);
+    Ok(created)
+}
+
 /// `tasks/get`: the task as `principal` may see it (an approved call is run first, if it has
 /// not run yet, as polling its approval does).
 pub async fn get(
-    governor: &Governor,
+    calls: &Calls,
     principal: &Principal,
     task_id: &str,
 ) -> Result<GetTaskResult, ErrorData> {
+    if let Some(upstream) = Upstream::of(calls, principal, task_id).await? {
+        let request = ClientRequest::GetTaskRequest(GetTaskRequest::new(GetTaskParams::new(
+            upstream.task_id.clone(),
+        )));
+        let mut result: GetTaskResult = upstream.ask(request).await?;
+        result.task.task.task_id = task_id.to_owned();
+        return Ok(result);
+    }
+    let governor = &calls.governor;
     let id = request_id(task_id)?;
     let request = governor
         .approval_status(principal, id)
@@ -62,12 +114,15 @@ pub async fn get(
 }
 
 /// `tasks/cancel`: cancels the approval request, if `principal` may (its requester or an
-/// admin); a task that has ended stays as it was.
-pub async fn cancel(
-    governor: &Governor,
-    principal: &Principal,
-    task_id: &str,
-) -> Result<(), ErrorData> {
+/// admin); a task that has ended stays as it was. An upstream's task is cancelled there.
+pub async fn cancel(calls: &Calls, principal: &Principal, task_id: &str) -> Result<(), ErrorData> {
+    if let Some(upstream) = Upstream::of(calls, principal, task_id).await? {
+        let request = ClientRequest::CancelTaskRequest(CancelTaskRequest::new(
+            CancelTaskParams::new(upstream.task_id.clone()),
+        ));
+        return upstream.ask::<Value>(request).await.map(|_| ());
+    }
+    let governor = &calls.governor;
     let id = request_id(task_id)?;
     let request = governor
         .request(principal, id)
@@ -87,15 +142,24 @@ pub async fn cancel(
         .map_err(|error| task_error(task_id, error))
 }
 
-/// `tasks/update`: these tasks ask for no input, so there is nothing to update; the task must
-/// be one `principal` may see.
+/// `tasks/update`: an upstream's task gets the client's answers; a held call asks for no
+/// input, so there is nothing to update, but the task must be one `principal` may see.
 pub async fn update(
-    governor: &Governor,
+    calls: &Calls,
     principal: &Principal,
-    task_id: &str,
+    params: UpdateTaskParams,
 ) -> Result<(), ErrorData> {
+    let task_id = params.task_id.clone();
+    if let Some(upstream) = Upstream::of(calls, principal, &task_id).await? {
+        let mut params = params;
+        params.task_id.clone_from(&upstream.task_id);
+        let request = ClientRequest::UpdateTaskRequest(UpdateTaskRequest::new(params));
+        return upstream.ask::<Value>(request).await.map(|_| ());
+    }
+    let task_id = task_id.as_str();
     let id = request_id(task_id)?;
-    governor
+    calls
+        .governor
         .request(principal, id)
         .await
         .map(|_| ())
@@ -104,6 +168,96 @@ pub async fn update(
 
 fn task_id(request_id: Uuid) -> String {
     format!("{PREFIX}{request_id}")
+}
+
+/// How the ids of upstreams' tasks start.
+const UPSTREAM_PREFIX: &str = "upstream-";
+
+fn upstream_task_id(calls: &Calls, principal: &Principal, server: Uuid, task_id: &str) -> String {
+    let sealed = calls.continuations.seal_task(principal, server, task_id);
+    format!("{UPSTREAM_PREFIX}{sealed}")
+}
+
+/// The upstream server running the tool `principal` calls `exposed`.
+async fn server_of(calls: &Calls, principal: &Principal, exposed: &str) -> Option<Uuid> {
+    let organization = &principal.organization_id;
+    let server = match calls.governor.registry().get(organization, exposed) {
+        Some(tool) => tool.descriptor.server.clone(),
+        None => calls
+            .upstreams
+            .unlisted_tool(organization, exposed)
+            .await?
+            .descriptor
+            .server
+            .clone(),
+    };
+    calls
+        .upstreams
+        .of_organization(organization)
+        .await
+        .into_iter()
+        .find(|running| running.document().name == server)
+        .map(|running| running.document().id)
+}
+
+/// An upstream's task a client follows.
+struct Upstream {
+    server: Arc<UpstreamServer>,
+    task_id: String,
+}
+
+impl Upstream {
+    /// The upstream task `task_id` names, if it names one: `None` for a held call's task,
+    /// unknown if it was not sealed for `principal` or its server is gone.
+    async fn of(
+        calls: &Calls,
+        principal: &Principal,
+        task_id: &str,
+    ) -> Result<Option<Self>, ErrorData> {
+        let Some(sealed) = task_id.strip_prefix(UPSTREAM_PREFIX) else {
+            return Ok(None);
+        };
+        let (server, own) = calls
+            .continuations
+            .open_task(principal, sealed)
+            .ok_or_else(|| unknown(task_id))?;
+        let server = calls
+            .upstreams
+            .get(&principal.organization_id, server)
+            .await
+            .ok_or_else(|| unknown(task_id))?;
+        Ok(Some(Self {
+            server,
+            task_id: own,
+        }))
+    }
+
+    /// Sends `request` about the task to its upstream, as a client that follows tasks.
+    async fn ask<R: serde::de::DeserializeOwned>(
+        &self,
+        request: ClientRequest,
+    ) -> Result<R, ErrorData> {
+        let follower: Arc<dyn ExecutionObserver> = Arc::new(ClientView {
+            capabilities: json!({"extensions": {TASKS_EXTENSION_ID: {}}}),
+            answers_later: true,
+            tasks: true,
+            logs: LogFilter::Nothing,
+        });
+        let answer = self
+            .server
+            .forward(request, Era::Modern, Some(&follower))
+            .await
+            .map_err(|error| match error {
+                UpstreamError::Refused(error) => error,
+                other => ErrorData::internal_error(other.to_string(), None),
+            })?;
+        serde_json::from_value(answer).map_err(|error| {
+            ErrorData::internal_error(
+                format!("the upstream's answer is unreadable: {error}"),
+                None,
+            )
+        })
+    }
 }
 
 /// The approval request a task id names.

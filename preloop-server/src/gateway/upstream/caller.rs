@@ -115,3 +115,9 @@ pub async fn list_tools(client: &dyn UpstreamClient) -> Result<Vec<Tool>, Upstre
 pub fn asks_for_input(result: &Value) -> bool {
     result.get("resultType").and_then(Value::as_str) == Some("input_required")
 }
+
+/// Whether `result` is a task the call runs as (the 2026-07-28 tasks extension) rather than a
+/// finished result.
+pub fn is_task(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("task")
+}

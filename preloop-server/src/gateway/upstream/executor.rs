@@ -4,7 +4,7 @@
 //! the call ([`super::rounds`]); its answer as the core's output, protocol answers (questions
 //! for a 2026-07-28 client, refusals) kept whole.
 
-use super::caller::{ToolRequest, UpstreamClient, asks_for_input};
+use super::caller::{ToolRequest, UpstreamClient, asks_for_input, is_task};
 use super::client::UpstreamServer;
 use super::eras::Era;
 use super::error::UpstreamError;
@@ -108,6 +108,9 @@ impl ToolExecutor for UpstreamExecutor {
             match self.call(tool, arguments, context).await {
                 Ok(result) if asks_for_input(&result) => {
                     Ok(ToolOutput::protocol(ProtocolAnswer::InputRequired(result)))
+                }
+                Ok(result) if is_task(&result) => {
+                    Ok(ToolOutput::protocol(ProtocolAnswer::Task(result)))
                 }
                 Ok(result) => serde_json::from_value(result)
                     .map_err(|e| e.to_string())

@@ -2,14 +2,18 @@
 //! sleep, stream progress, "delete" files and ask the client (sampling, elicitation, roots); a
 //! prompt, two resources and a resource template. To 2026-07-28 requests it also lists
 //! `confirm`, whose question comes back as an `input_required` result; `hidden` takes calls
-//! and is never listed. Serves over stdio (`--stdio`) or streamable
-//! HTTP (`--http ADDR`, printing `listening on http://ADDR/mcp`).
+//! and is never listed; `slow` runs as a task for requests that declare the tasks extension
+//! ([`tasks`]). Serves over stdio (`--stdio`) or streamable HTTP (`--http ADDR`, printing
+//! `listening on http://ADDR/mcp`).
+
+mod tasks;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, InputRequiredResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 #[allow(deprecated, reason = "exercises MCP logging, still in use")]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
@@ -80,6 +84,7 @@ impl ServerHandler for TestUpstream {
             .enable_resources()
             .enable_resources_subscribe()
             .enable_tools()
+            .enable_tasks()
             .build();
         ServerConfig::new(capabilities)
     }
@@ -113,6 +118,12 @@ impl ServerHandler for TestUpstream {
             tool(
                 "sleep",
                 "Sleep for ms milliseconds",
+                json!({"ms": {"type": "integer"}}),
+                read_only.clone(),
+            ),
+            tool(
+                "slow",
+                "Take ms milliseconds: as a task for a client that follows tasks",
                 json!({"ms": {"type": "integer"}}),
                 read_only.clone(),
             ),
@@ -293,6 +304,17 @@ impl ServerHandler for TestUpstream {
                 tokio::time::sleep(Duration::from_millis(number(&arguments, "ms") as u64)).await;
                 text("slept".to_owned())
             }
+            "slow" => {
+                let took = Duration::from_millis(number(&arguments, "ms") as u64);
+                let follows_tasks = context
+                    .client_capabilities()
+                    .is_some_and(|declared| declared.supports_tasks());
+                if follows_tasks {
+                    return Ok(CallToolResponse::Task(tasks::start(took)));
+                }
+                tokio::time::sleep(took).await;
+                text(format!("slow done after {} ms", took.as_millis()))
+            }
             "progress" => {
                 let steps = number(&arguments, "steps") as u32;
                 if let Some(token) = context.meta.get_progress_token() {
@@ -360,6 +382,22 @@ impl ServerHandler for TestUpstream {
                 None,
             )),
         }
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        tasks::get(&request.task_id)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        tasks::cancel(&request.task_id)
     }
 }
 
