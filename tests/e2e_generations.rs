@@ -405,3 +405,92 @@ async fn a_call_held_for_approval_is_a_task_to_a_client_that_follows_tasks() {
         .unwrap();
     task_until(&agent, &long.task.task_id, |t| t["status"] == "cancelled").await;
 }
+
+/// Whether the audit log records a call given up because its caller cancelled it.
+async fn cancellation_recorded(server: &str, times: usize) -> bool {
+    let (_, audit) = common::rest(
+        reqwest::Method::GET,
+        &format!("{server}/api/v1/audit?limit=500"),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    audit
+        .to_string()
+        .matches("the caller cancelled the call")
+        .count()
+        >= times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_is_given_up_in_either_generation() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("UPSTREAM", &upstream.url);
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let url = format!("{}/mcp/v1", server.url);
+    let client = connect_with(&url, Some(ADMIN_KEY), User { name: "Ada" })
+        .await
+        .unwrap();
+    common::wait_for_tool_in(&client, "docs__sleep").await;
+    let sleep = json!({"name": "docs__sleep", "arguments": {"ms": 60_000}});
+    let http = reqwest::Client::new();
+
+    // A session's call, answered on the fast path, cancelled with notifications/cancelled.
+    let session = common::raw_session(&url).await;
+    let started = std::time::Instant::now();
+    let call = http
+        .post(&url)
+        .bearer_auth(ADMIN_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": sleep}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 200);
+    let cancelled = common::raw_post(
+        &url,
+        &session,
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 41, "reason": "changed my mind"}}),
+    )
+    .await;
+    assert_eq!(cancelled.0, 202, "{}", cancelled.1);
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), call.text())
+        .await
+        .expect("the call ends soon after its cancellation")
+        .unwrap();
+    assert!(answer.contains("the caller cancelled the call"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    eventually_some("the audit records the cancelled call", async || {
+        cancellation_recorded(&server.url, 1).await.then_some(())
+    })
+    .await;
+
+    // A 2026-07-28 request is cancelled by closing its stream.
+    let request = http
+        .post(&url)
+        .bearer_auth(ADMIN_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "docs__sleep")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {
+            "name": "docs__sleep", "arguments": {"ms": 60_000},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }}}),
+        )
+        .send();
+    // The request is sent and then given up: its connection closes.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), request).await;
+    eventually_some(
+        "the audit records the closed request's call as cancelled",
+        async || cancellation_recorded(&server.url, 2).await.then_some(()),
+    )
+    .await;
+}

@@ -121,6 +121,9 @@ pub enum ExecutionError {
         /// The timeout that elapsed.
         seconds: u64,
     },
+    /// The caller cancelled the call while the tool ran; its server was told.
+    #[error("the caller cancelled the call")]
+    Cancelled,
     /// Anything else the executor wants to report.
     #[error("{0}")]
     Other(String),
@@ -174,6 +177,12 @@ pub trait ExecutionObserver: Send + Sync {
     /// names levels: `debug`, `info`, ...), or `None` when it wants none (the default).
     fn log_level(&self) -> Option<String> {
         None
+    }
+
+    /// Resolves once the caller cancels the call (then the tool's server should be told and
+    /// the call given up); never, by default.
+    fn cancelled(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(futures::future::pending())
     }
 
     /// The tool's server paused its answer and will go on after `resume_after` (an MCP server

@@ -54,6 +54,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         sessions: sessions.clone(),
         questions: crate::gateway::questions::Questions::default(),
         resumable: crate::gateway::streams::Resumable::default(),
+        cancels: crate::gateway::cancels::Cancels::default(),
         shutdown: shutdown.clone(),
     };
     let hosts = crate::gateway::hosts::AllowedHosts::new(&allowed_hosts);

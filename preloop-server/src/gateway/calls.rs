@@ -24,6 +24,7 @@ use rmcp::service::Peer;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Where one call's result and notifications go, and what its client asked of them.
 pub struct Caller {
@@ -37,6 +38,8 @@ pub struct Caller {
     pub elicit: Option<Peer<RoleServer>>,
     /// What an upstream may know of it.
     pub view: ClientView,
+    /// Cancelled when it cancels the call.
+    pub cancel: CancellationToken,
 }
 
 fn to_result(output: &ToolOutput) -> CallToolResult {
@@ -194,6 +197,7 @@ async fn call_tool(
         notify,
         elicit,
         view,
+        cancel,
     } = caller;
     let arguments = Value::Object(request.arguments.unwrap_or_default());
     let name = request.name.as_ref();
@@ -224,7 +228,7 @@ async fn call_tool(
     };
     let started = std::time::Instant::now();
     let as_task = view.tasks;
-    let (events, relay) = relay::relay(notify, progress, view);
+    let (events, relay) = relay::relay(notify, progress, view, cancel);
     let mut call = ToolCall::new(name, arguments)
         .with_client(client)
         .with_progress(match elicit {

@@ -19,6 +19,7 @@
 //! off between its decision and its audit record.
 
 use crate::gateway::calls::{Caller, Calls};
+use crate::gateway::cancels::Cancels;
 use crate::gateway::questions::{Questions, Reply, ResponseStream};
 use crate::gateway::relay::ClientView;
 use crate::gateway::sessions::{KnownClient, Sessions, session_id};
@@ -56,6 +57,8 @@ pub struct FastPath {
     pub questions: Questions,
     /// Its SSE answers whose connection ended before the call did.
     pub resumable: Resumable,
+    /// Its calls in flight, for the clients' cancellations.
+    pub cancels: Cancels,
     /// Ends open SSE answers at shutdown.
     pub shutdown: CancellationToken,
 }
@@ -100,6 +103,9 @@ pub async fn serve(State(fast): State<FastPath>, request: Request, next: Next) -
     if let Some(reply) = Reply::parse(&bytes)
         && fast.questions.answer(&session, reply)
     {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    if fast.cancels.cancel(&session, &bytes) {
         return StatusCode::ACCEPTED.into_response();
     }
     let Some(call) = tools_call(&bytes) else {
@@ -217,7 +223,9 @@ async fn answer(
     let calls = fast.calls.clone();
     let questions = fast.questions.clone();
     let asked = session.clone();
+    let (cancel, tracked) = fast.cancels.track(&session, &call.id);
     tokio::spawn(async move {
+        let _tracked = tracked;
         let notify = Arc::new(ResponseStream {
             messages: sender.clone(),
             questions,
@@ -235,6 +243,7 @@ async fn answer(
                 tasks: false,
                 logs: client.logs,
             },
+            cancel,
         };
         let result = calls.call_tool(&principal, caller, call.params).await;
         let _ = sender.send(Outgoing::Message(final_message(result, call.id)));

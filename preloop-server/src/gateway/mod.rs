@@ -1,6 +1,6 @@
 //! The MCP gateway, both edges. Inbound: the rmcp handler ([`server`]) and the fast path for
 //! `tools/call` on established sessions ([`fastpath`], its SSE answers resumable:
-//! [`streams`]), which share one call's path ([`calls`]), the one registry of the sessions they
+//! [`streams`], its calls cancellable: [`cancels`]), which share one call's path ([`calls`]), the one registry of the sessions they
 //! share, their owners and the list-changed notifications ([`sessions`]), the `Host` guard
 //! ([`hosts`]), and what a call relays to its client while it runs ([`relay`],
 //! [`elicitation`], and on the fast path the questions an upstream asks it, [`questions`]). Between them and the
@@ -11,6 +11,7 @@
 
 pub mod builtins;
 pub mod calls;
+pub mod cancels;
 pub mod continuations;
 pub mod decisions;
 pub mod elicitation;

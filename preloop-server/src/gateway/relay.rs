@@ -30,6 +30,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Why a notification did not reach the client.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +197,8 @@ pub struct EventSink {
     events: mpsc::UnboundedSender<Event>,
     /// What the client is.
     client: Arc<ClientView>,
+    /// Cancelled when the client cancels the call.
+    cancel: CancellationToken,
 }
 
 impl ProgressSink for EventSink {
@@ -242,6 +245,10 @@ impl ExecutionObserver for EventSink {
 
     fn paused(&self, resume_after: Duration) {
         let _ = self.events.send(Event::Paused(resume_after));
+    }
+
+    fn cancelled(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.cancel.clone().cancelled_owned())
     }
 
     /// Only the questions of [`QUESTIONS`] whose capability the client declared are passed
@@ -320,11 +327,13 @@ impl Monotonic {
 }
 
 /// A sink for the call's events and the relay that forwards them; `token` is the client's
-/// progress token (without one, progress is not reported), `client` what the client is.
+/// progress token (without one, progress is not reported), `client` what the client is, and
+/// `cancel` is cancelled when the client cancels the call.
 pub fn relay(
     notify: Arc<dyn Notify>,
     token: Option<ProgressToken>,
     client: ClientView,
+    cancel: CancellationToken,
 ) -> (EventSink, Relay) {
     let (sender, events) = mpsc::unbounded_channel();
     let relay = Relay {
@@ -337,6 +346,7 @@ pub fn relay(
     let sink = EventSink {
         events: sender,
         client: Arc::new(client),
+        cancel,
     };
     (sink, relay)
 }

@@ -267,6 +267,7 @@ impl ServerHandler for PreloopMcp {
             elicit: crate::gateway::elicitation::supported(&context.peer)
                 .then(|| context.peer.clone()),
             view: self.client_view(&context),
+            cancel: context.ct.clone(),
         };
         self.calls.call_tool(&principal, caller, request).await
     }

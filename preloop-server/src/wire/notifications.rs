@@ -14,7 +14,8 @@ use rmcp::model::{ProgressToken, ServerNotification};
 pub enum Audience<'a> {
     /// Progress of the call with this progress token.
     Call(&'a ProgressToken),
-    /// A log message, tied to no request: every call in flight.
+    /// A log message, which names no request: on a call's own stream that call's; heard on a
+    /// connection shared by calls, the only call in flight's (if there is one).
     Every,
     /// Nothing a call reports.
     Nobody,

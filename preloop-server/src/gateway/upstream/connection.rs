@@ -11,8 +11,9 @@ use crate::wire::notifications::{Audience, audience, report};
 use preloop_core::documents::{McpServer, McpTransport};
 use preloop_core::executor::ExecutionObserver;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ListToolsResult,
-    PaginatedRequestParams, ProgressToken, ServerNotification, ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientRequest, ListToolsResult, PaginatedRequestParams,
+    ProgressToken, ServerNotification, ServerResult,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -148,22 +149,19 @@ impl RmcpConnection {
         })
     }
 
-    /// Passes a notification from the upstream to the calls it concerns: progress to the call
-    /// with that progress token, log messages to every call in flight.
+    /// Passes a notification from the upstream to the call it concerns: progress to the call
+    /// with that progress token, a log message (which names no request) to the call in flight
+    /// when there is exactly one; with several, nobody can tell whose it is, and it goes to
+    /// none (another session must not read it).
     pub(super) async fn observe(&self, notification: &ServerNotification) {
-        let observers: Vec<Arc<dyn ExecutionObserver>> = match audience(notification) {
-            Audience::Call(token) => self
-                .in_flight
-                .lock()
-                .await
-                .get(token)
-                .cloned()
-                .into_iter()
-                .collect(),
-            Audience::Every => self.in_flight.lock().await.values().cloned().collect(),
-            Audience::Nobody => Vec::new(),
+        let in_flight = self.in_flight.lock().await;
+        let observer = match audience(notification) {
+            Audience::Call(token) => in_flight.get(token).cloned(),
+            Audience::Every if in_flight.len() == 1 => in_flight.values().next().cloned(),
+            Audience::Every | Audience::Nobody => None,
         };
-        for observer in observers {
+        drop(in_flight);
+        if let Some(observer) = observer {
             report(&*observer, notification);
         }
     }
@@ -236,6 +234,7 @@ impl RmcpConnection {
         observer: Arc<dyn ExecutionObserver>,
     ) -> Result<CallToolResult, UpstreamError> {
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let observer_cancelled = observer.cancelled();
         let handle = {
             let mut in_flight = self.in_flight.lock().await;
             let handle = client
@@ -250,7 +249,18 @@ impl RmcpConnection {
             connection: Arc::downgrade(self),
             token: Some(handle.progress_token.clone()),
         };
-        let response = handle.await_response().await;
+        let (peer, id) = (handle.peer.clone(), handle.id.clone());
+        let response = tokio::select! {
+            response = handle.await_response() => response,
+            () = observer_cancelled => {
+                let cancelled = CancelledNotification::new(CancelledNotificationParam::new(
+                    Some(id),
+                    Some("the caller cancelled the call".to_owned()),
+                ));
+                let _ = peer.send_notification(cancelled.into()).await;
+                return Err(UpstreamError::Cancelled);
+            }
+        };
         drop(registration);
         match response.map_err(UpstreamError::service)? {
             ServerResult::CallToolResult(result) => Ok(result),

@@ -97,6 +97,9 @@ pub enum UpstreamError {
         #[source]
         source: preloop_core::executor::AskError,
     },
+    /// The caller cancelled the request; the upstream was told.
+    #[error("the caller cancelled the request")]
+    Cancelled,
     /// The upstream kept asking for input.
     #[error("the tool still asked for input after {rounds} rounds of answers")]
     TooManyRounds {

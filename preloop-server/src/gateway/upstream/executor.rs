@@ -122,6 +122,7 @@ impl ToolExecutor for UpstreamExecutor {
                 Err(UpstreamError::Refused(error)) => {
                     Ok(ToolOutput::protocol(ProtocolAnswer::Refused(json!(error))))
                 }
+                Err(UpstreamError::Cancelled) => Err(ExecutionError::Cancelled),
                 Err(
                     error @ (UpstreamError::Unasked { .. } | UpstreamError::TooManyRounds { .. }),
                 ) => Err(ExecutionError::Other(format!("`{name}`: {error}"))),

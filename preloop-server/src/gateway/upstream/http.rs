@@ -133,16 +133,35 @@ impl HttpCaller {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let capabilities = observer.map_or_else(|| json!({}), |(_, o)| o.capabilities());
-        let mut session = self.session(&capabilities).await?;
-        let mut response = self.post(&session, &request).await?;
-        // The server forgot the session (it restarted): a new one, and the request again (a
-        // server that does not know the session did not run it).
-        if response.status() == reqwest::StatusCode::NOT_FOUND && session.id.is_some() {
-            self.forget(&capabilities, &session).await;
-            session = self.session(&capabilities).await?;
-            response = self.post(&session, &request).await?;
+        let exchange = async {
+            let mut session = self.session(&capabilities).await?;
+            let mut response = self.post(&session, &request).await?;
+            // The server forgot the session (it restarted): a new one, and the request again
+            // (a server that does not know the session did not run it).
+            if response.status() == reqwest::StatusCode::NOT_FOUND && session.id.is_some() {
+                self.forget(&capabilities, &session).await;
+                session = self.session(&capabilities).await?;
+                response = self.post(&session, &request).await?;
+            }
+            self.answer(response, id, observer, Some(&session)).await
+        };
+        let Some((_, observer)) = observer else {
+            return exchange.await;
+        };
+        tokio::select! {
+            answered = exchange => answered,
+            () = observer.cancelled() => {
+                // The upstream is told in the session the request went in.
+                if let Ok(session) = self.session(&capabilities).await {
+                    let cancelled = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": id, "reason": "the caller cancelled the call"}});
+                    if let Err(error) = self.post(&session, &cancelled).await {
+                        tracing::debug!(%error, "could not tell an upstream of a cancellation");
+                    }
+                }
+                Err(UpstreamError::Cancelled)
+            }
         }
-        self.answer(response, id, observer, Some(&session)).await
     }
 
     /// The session declaring `capabilities`, opening one if there is none.

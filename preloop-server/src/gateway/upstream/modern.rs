@@ -185,11 +185,21 @@ impl ModernCaller {
                 self.next_id.fetch_add(1, Ordering::Relaxed),
             ))
         });
-        let (id, response) = self
-            .post_with_id(method, params, observer, token.as_ref(), schema)
-            .await?;
-        let observed = token.as_ref().zip(observer);
-        answer(response, &RequestId::Number(id), observed).await
+        let exchange = async {
+            let (id, response) = self
+                .post_with_id(method, params, observer, token.as_ref(), schema)
+                .await?;
+            let observed = token.as_ref().zip(observer);
+            answer(response, &RequestId::Number(id), observed).await
+        };
+        let Some(observer) = observer else {
+            return exchange.await;
+        };
+        // Closing the request's stream is how a 2026-07-28 request is cancelled.
+        tokio::select! {
+            answered = exchange => answered,
+            () = observer.cancelled() => Err(UpstreamError::Cancelled),
+        }
     }
 
     /// Posts request `method` with `params` (no observer, no progress), for its response.
