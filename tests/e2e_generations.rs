@@ -54,6 +54,13 @@ id = "hidden-needs-a-reason"
 tools = ["docs__hidden"]
 when = '!has(args.reason)'
 action = "require_approval"
+
+[[policy.rules]]
+id = "no-sampling-for-strict"
+questions = ["sampling/*"]
+servers = ["strict"]
+action = "deny"
+message = "strict may not sample the client's model"
 "#;
 
 /// A user who answers every elicitation with `name`.
@@ -493,4 +500,80 @@ async fn a_cancelled_call_is_given_up_in_either_generation() {
         async || cancellation_recorded(&server.url, 2).await.then_some(()),
     )
     .await;
+}
+
+/// A client whose model answers every sampling request.
+#[derive(Clone)]
+struct Model;
+
+impl ClientHandler for Model {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = serde_json::from_value(json!({"sampling": {}})).unwrap();
+        ClientConfig::new(capabilities, rmcp::model::Implementation::new("e2e", "1"))
+    }
+
+    #[allow(
+        deprecated,
+        reason = "sampling is deprecated on 2026-07-28, not before"
+    )]
+    async fn create_message(
+        &self,
+        _params: rmcp::model::CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, ErrorData> {
+        Ok(serde_json::from_value(json!({
+            "role": "assistant", "model": "e2e-model",
+            "content": {"type": "text", "text": "governed"},
+        }))
+        .unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_questions_are_governed_per_server_and_audited() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("UPSTREAM", &upstream.url);
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let url = format!("{}/mcp/v1", server.url);
+    let client = connect_with(&url, Some(ADMIN_KEY), Model).await.unwrap();
+    common::wait_for_tool_in(&client, "strict__ask_model").await;
+    common::wait_for_tool_in(&client, "docs__ask_model").await;
+
+    // One server may sample the client's model.
+    let sampled = client
+        .call_tool(CallToolRequestParams::new("docs__ask_model"))
+        .await
+        .unwrap();
+    assert!(text(&sampled).contains("governed"), "{sampled:?}");
+    // The other is refused by the rule, and its upstream hears why.
+    let refused = client
+        .call_tool(CallToolRequestParams::new("strict__ask_model"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("strict may not sample"),
+        "{refused}"
+    );
+
+    // Both questions are in the audit log, as questions of their servers.
+    let (status, audit) = common::rest(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/audit?limit=500", server.url),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let questions: Vec<&serde_json::Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event.to_string().contains("\"kind\":\"question\""))
+        .collect();
+    assert_eq!(questions.len(), 2, "{audit}");
+    assert!(
+        audit.to_string().contains("no-sampling-for-strict"),
+        "{audit}"
+    );
 }

@@ -199,6 +199,13 @@ pub trait ExecutionObserver: Send + Sync {
         let method = method.to_owned();
         Box::pin(async move { Err(AskError::Unsupported { method }) })
     }
+
+    /// [`ask`](Self::ask), for the tool server `server` (so the caller can govern and record
+    /// whose question it is); by default the same as `ask`.
+    fn ask_from(&self, server: &str, method: &str, params: Value) -> Answer {
+        let _ = server;
+        self.ask(method, params)
+    }
 }
 
 /// What an executor knows about the call it runs.

@@ -53,7 +53,8 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Glob patterns over the tool's exposed name or its own name (`github__*`, `*__delete_*`).
-    /// Absent: every tool, unless the rule names prompts or resources (then no tool).
+    /// Absent: every tool, unless the rule names prompts, resources or questions (then no
+    /// tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
     /// Glob patterns over the names of prompts got through the gateway (`prompts/get`), as
@@ -64,6 +65,10 @@ pub struct RuleSpec {
     /// `file:///etc/*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// Glob patterns over the methods of the questions tool servers ask the calling client
+    /// during a call (`sampling/createMessage`, `elicitation/*`, `roots/list`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub questions: Vec<String>,
     /// Glob patterns over the server name; empty means any server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<String>,
@@ -98,6 +103,7 @@ impl RuleSpec {
             tools: Some(tools.into_iter().map(Into::into).collect()),
             prompts: Vec::new(),
             resources: Vec::new(),
+            questions: Vec::new(),
             servers: Vec::new(),
             principals: Vec::new(),
             when: None,

@@ -26,9 +26,10 @@ pub enum RuleProblem {
     /// Two rules share an id.
     #[error("the id is used by an earlier rule too")]
     DuplicateId,
-    /// `tools` is empty and the rule names no prompts or resources, so it could never match.
+    /// `tools` is empty and the rule names no prompts, resources or questions, so it could
+    /// never match.
     #[error(
-        "`tools` is empty and no prompts or resources are named, so the rule can never match; use [\"*\"] for every tool"
+        "`tools` is empty and no prompts, resources or questions are named, so the rule can never match; use [\"*\"] for every tool"
     )]
     NoTools,
     /// The id or description is longer than allowed.

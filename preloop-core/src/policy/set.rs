@@ -154,6 +154,8 @@ pub struct PolicySet {
     prompts: RuleIndex,
     /// Candidate rules of resource reads.
     resources: RuleIndex,
+    /// Candidate rules of questions to the calling client.
+    questions: RuleIndex,
     env: Arc<Env>,
     budget: u64,
     document: PolicyDocument,
@@ -220,6 +222,7 @@ impl PolicySet {
         let mut rules = Vec::new();
         let (mut tool_patterns, mut prompt_patterns, mut resource_patterns) =
             (Vec::new(), Vec::new(), Vec::new());
+        let mut question_patterns = Vec::new();
         let mut server_patterns = Vec::new();
         let mut seen_ids = std::collections::HashSet::new();
         for (index, spec) in document.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
@@ -248,7 +251,9 @@ impl PolicySet {
             if !seen_ids.insert(id.clone()) {
                 problems.push(RuleProblem::DuplicateId);
             }
-            let names_others = !spec.prompts.is_empty() || !spec.resources.is_empty();
+            let names_others = !spec.prompts.is_empty()
+                || !spec.resources.is_empty()
+                || !spec.questions.is_empty();
             let tool_globs = match &spec.tools {
                 Some(tools) => tools.clone(),
                 None if names_others => Vec::new(),
@@ -275,6 +280,7 @@ impl PolicySet {
             let tools = compile_patterns(&tool_globs);
             let prompts = compile_patterns(&spec.prompts);
             let resources = compile_patterns(&spec.resources);
+            let questions = compile_patterns(&spec.questions);
             let servers = compile_patterns(&spec.servers);
             let principals = spec
                 .principals
@@ -327,6 +333,7 @@ impl PolicySet {
             tool_patterns.push(tools);
             prompt_patterns.push(prompts);
             resource_patterns.push(resources);
+            question_patterns.push(questions);
             server_patterns.push(servers);
         }
         if !errors.is_empty() {
@@ -352,7 +359,8 @@ impl PolicySet {
             on_error: document.on_error,
             tools: RuleIndex::new(tool_patterns, server_patterns.clone()),
             prompts: RuleIndex::new(prompt_patterns, server_patterns.clone()),
-            resources: RuleIndex::new(resource_patterns, server_patterns),
+            resources: RuleIndex::new(resource_patterns, server_patterns.clone()),
+            questions: RuleIndex::new(question_patterns, server_patterns),
             env,
             budget: limits.evaluation_budget,
             document: document.clone(),
@@ -365,6 +373,7 @@ impl PolicySet {
             OperationKind::Tool => &self.tools,
             OperationKind::Prompt => &self.prompts,
             OperationKind::Resource => &self.resources,
+            OperationKind::Question => &self.questions,
         }
         .candidates(tool)
     }

@@ -109,7 +109,59 @@ tools = []
 action = "deny"
 "#,
     );
-    assert!(error.contains("no prompts or resources"), "{error}");
+    assert!(
+        error.contains("no prompts, resources or questions"),
+        "{error}"
+    );
+}
+
+#[test]
+fn questions_match_only_the_rules_that_name_them_by_server() {
+    let set = compile(
+        r#"
+[policy]
+default = "allow"
+[[policy.rules]]
+id = "no-sampling-for-docs"
+questions = ["sampling/*"]
+servers = ["docs"]
+action = "deny"
+[[policy.rules]]
+id = "short-prompts"
+questions = ["sampling/createMessage"]
+when = 'args.maxTokens > 1000'
+action = "deny"
+[[policy.rules]]
+id = "every-tool"
+action = "require_approval"
+"#,
+    );
+    let question = |server: &str, method: &str| {
+        tool(server, method)
+            .with_exposed_name(method)
+            .with_kind(OperationKind::Question)
+    };
+    let docs = decide(&set, &question("docs", "sampling/createMessage"), json!({}));
+    assert_eq!(docs.rule().unwrap().id, "no-sampling-for-docs");
+    let small = decide(
+        &set,
+        &question("web", "sampling/createMessage"),
+        json!({"maxTokens": 10}),
+    );
+    assert_eq!(
+        small.effect,
+        Effect::Allow,
+        "the rule without tools covers no question"
+    );
+    let large = decide(
+        &set,
+        &question("web", "sampling/createMessage"),
+        json!({"maxTokens": 5000}),
+    );
+    assert_eq!(large.rule().unwrap().id, "short-prompts");
+    let roots = decide(&set, &question("docs", "roots/list"), json!({}));
+    assert_eq!(roots.effect, Effect::Allow);
+    assert!(set.denies_unconditionally(&question("docs", "sampling/createMessage"), &agent()));
 }
 
 #[test]

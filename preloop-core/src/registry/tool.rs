@@ -49,8 +49,9 @@ pub enum ToolSource {
     Embedded,
 }
 
-/// What a governed operation does: call a tool, get a prompt, or read a resource. Policy rules
-/// name each kind apart (`tools`, `prompts`, `resources`).
+/// What a governed operation does: call a tool, get a prompt, read a resource, or ask the
+/// calling client a tool server's question. Policy rules name each kind apart (`tools`,
+/// `prompts`, `resources`, `questions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationKind {
@@ -62,6 +63,10 @@ pub enum OperationKind {
     /// `resources/read`: the descriptor's names are the resource's URI (its own, and the one
     /// agents see).
     Resource,
+    /// A tool server's question to the calling client during a call (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`): the descriptor's names are the method, its server
+    /// the asking server's.
+    Question,
 }
 
 impl OperationKind {
@@ -71,6 +76,7 @@ impl OperationKind {
             Self::Tool => "tool",
             Self::Prompt => "prompt",
             Self::Resource => "resource",
+            Self::Question => "question",
         }
     }
 

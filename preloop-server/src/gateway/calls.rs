@@ -4,6 +4,7 @@
 //! mapped to MCP: a result the agent can read, a tool server's refusal as the JSON-RPC error it
 //! is, its questions as an `input_required` result ([`crate::gateway::continuations`]).
 
+use crate::gateway::asking;
 use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
 use crate::gateway::continuations::{Continuations, Round};
 use crate::gateway::elicitation::Elicitation;
@@ -228,7 +229,17 @@ async fn call_tool(
     };
     let started = std::time::Instant::now();
     let as_task = view.tasks;
-    let (events, relay) = relay::relay(notify, progress, view, cancel);
+    let askable = view
+        .capabilities
+        .as_object()
+        .is_some_and(|declared| !declared.is_empty());
+    let (mut events, relay) = relay::relay(notify, progress, view, cancel);
+    if askable {
+        events = events.governing_questions(asking::Governance {
+            governor: governor.clone(),
+            principal: principal.clone(),
+        });
+    }
     let mut call = ToolCall::new(name, arguments)
         .with_client(client)
         .with_progress(match elicit {

@@ -9,6 +9,7 @@
 // MCP logging is deprecated by SEP-2577, but clients still use it and upstreams still send it.
 #![allow(deprecated)]
 
+use crate::gateway::asking;
 use crate::wire::convert;
 use preloop_core::approval::ApprovalRequest;
 use preloop_core::executor::{Answer, AskError, ExecutionObserver};
@@ -199,6 +200,25 @@ pub struct EventSink {
     client: Arc<ClientView>,
     /// Cancelled when the client cancels the call.
     cancel: CancellationToken,
+    /// Who governs the questions tool servers ask the client ([`asking`]); none for a client
+    /// that can be asked nothing.
+    questions: Option<Arc<asking::Governance>>,
+}
+
+impl EventSink {
+    /// The sink with the questions asked through it governed by `governance`.
+    #[must_use]
+    pub fn governing_questions(mut self, governance: asking::Governance) -> Self {
+        self.questions = Some(Arc::new(governance));
+        self
+    }
+
+    /// Whether the client declared the capability `method` needs.
+    fn may_ask(&self, method: &str) -> bool {
+        QUESTIONS.iter().any(|(m, capability)| {
+            *m == method && self.client.capabilities.get(*capability).is_some()
+        })
+    }
 }
 
 impl ProgressSink for EventSink {
@@ -254,10 +274,8 @@ impl ExecutionObserver for EventSink {
     /// Only the questions of [`QUESTIONS`] whose capability the client declared are passed
     /// on; each is asked from its own task, so the call's other events keep flowing.
     fn ask(&self, method: &str, params: Value) -> Answer {
-        let declared = QUESTIONS.iter().any(|(m, capability)| {
-            *m == method && self.client.capabilities.get(*capability).is_some()
-        });
-        let request = declared
+        let request = self
+            .may_ask(method)
             .then(|| {
                 serde_json::from_value::<ServerRequest>(json!({"method": method, "params": params}))
                     .ok()
@@ -280,6 +298,16 @@ impl ExecutionObserver for EventSink {
                 .await
                 .unwrap_or_else(|_| Err(AskError::Unanswered("the call has ended".to_owned())))
         })
+    }
+
+    /// A question the client can be asked is governed first ([`asking`]), when governed.
+    fn ask_from(&self, server: &str, method: &str, params: Value) -> Answer {
+        match &self.questions {
+            Some(governance) if self.may_ask(method) => {
+                asking::ask((**governance).clone(), self.clone(), server, method, params)
+            }
+            _ => self.ask(method, params),
+        }
     }
 }
 
@@ -347,6 +375,7 @@ pub fn relay(
         events: sender,
         client: Arc::new(client),
         cancel,
+        questions: None,
     };
     (sink, relay)
 }

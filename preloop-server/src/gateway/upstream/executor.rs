@@ -12,7 +12,8 @@ use super::modern::ModernCaller;
 use super::rounds::answered_during_the_call;
 use crate::wire::convert;
 use preloop_core::executor::{
-    ExecutionContext, ExecutionError, ProtocolAnswer, ToolExecutor, ToolOutput,
+    Answer, ExecutionContext, ExecutionError, ExecutionObserver, ProtocolAnswer, ToolExecutor,
+    ToolOutput,
 };
 use preloop_core::registry::{OperationKind, ToolDescriptor};
 use serde_json::{Value, json};
@@ -64,7 +65,12 @@ impl UpstreamExecutor {
                 _ => serde_json::Map::new(),
             },
         );
-        call.observer = context.observer.clone();
+        call.observer = context.observer.clone().map(|observer| {
+            Arc::new(FromServer {
+                inner: observer,
+                server: tool.server.clone(),
+            }) as Arc<dyn ExecutionObserver>
+        });
         if let Routed::Modern(_) = routed {
             call.answers.clone_from(&context.answers);
             call.schema = match &tool.input_schema {
@@ -147,5 +153,46 @@ impl ToolExecutor for UpstreamExecutor {
         };
         crate::metrics::upstream_call(name, label, started.elapsed());
         result
+    }
+}
+
+/// The call's observer, through which the server's questions are asked as that server's
+/// ([`ExecutionObserver::ask_from`]: the caller governs and records them).
+struct FromServer {
+    inner: Arc<dyn ExecutionObserver>,
+    server: String,
+}
+
+impl ExecutionObserver for FromServer {
+    fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        self.inner.progress(progress, total, message);
+    }
+
+    fn log(&self, level: &str, logger: Option<&str>, data: &Value) {
+        self.inner.log(level, logger, data);
+    }
+
+    fn capabilities(&self) -> Value {
+        self.inner.capabilities()
+    }
+
+    fn answers_later(&self) -> bool {
+        self.inner.answers_later()
+    }
+
+    fn log_level(&self) -> Option<String> {
+        self.inner.log_level()
+    }
+
+    fn cancelled(&self) -> futures::future::BoxFuture<'static, ()> {
+        self.inner.cancelled()
+    }
+
+    fn paused(&self, resume_after: std::time::Duration) {
+        self.inner.paused(resume_after);
+    }
+
+    fn ask(&self, method: &str, params: Value) -> Answer {
+        self.inner.ask_from(&self.server, method, params)
     }
 }
