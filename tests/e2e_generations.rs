@@ -93,7 +93,7 @@ impl ClientHandler for User {
 }
 
 /// A 2026-07-28 client of `url` (no session: every request carries its context).
-async fn modern_client(url: &str, user: User) -> RunningService<RoleClient, User> {
+async fn modern_client<H: ClientHandler>(url: &str, user: H) -> RunningService<RoleClient, H> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     config.auth_header = Some(ADMIN_KEY.to_owned());
     let lifecycle = ClientLifecycleMode::Discover {
@@ -576,4 +576,82 @@ async fn an_upstreams_questions_are_governed_per_server_and_audited() {
         audit.to_string().contains("no-sampling-for-strict"),
         "{audit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_upstreams_question_reaches_a_2026_client_as_input_required() {
+    let upstream = start_upstream();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("UPSTREAM", &upstream.url);
+    let server = start_gateway(data_dir.path(), &config, &[]);
+    let url = format!("{}/mcp/v1", server.url);
+    let modern = modern_client(&url, AnswersAnything).await;
+    eventually_some("the session-only tool is listed", async || {
+        let tools = modern.list_all_tools().await.unwrap();
+        tools
+            .iter()
+            .any(|t| t.name == "docs__ask_user")
+            .then_some(())
+    })
+    .await;
+
+    // The upstream asks during the call; the client gets the question as input_required.
+    let ask = CallToolRequestParams::new("docs__ask_user");
+    let CallToolResponse::InputRequired(asked) = modern.call_tool_once(ask.clone()).await.unwrap()
+    else {
+        panic!("the upstream's question comes back");
+    };
+    let questions = serde_json::to_value(asked.input_requests.clone().unwrap()).unwrap();
+    let (key, question) = questions.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(question["method"], "elicitation/create", "{questions}");
+    assert!(
+        question["params"].to_string().contains("Your name?"),
+        "{questions}"
+    );
+    let state = asked.request_state.clone().unwrap();
+
+    // Answered, the same call goes on (it is not made again) and finishes.
+    let responses = [(
+        key.clone(),
+        json!({"action": "accept", "content": {"name": "Cy"}}),
+    )]
+    .into();
+    let answer = ask
+        .clone()
+        .with_input_responses(responses)
+        .with_request_state(state.clone());
+    let CallToolResponse::Complete(done) = modern.call_tool_once(answer.clone()).await.unwrap()
+    else {
+        panic!("the call finishes");
+    };
+    assert!(text(&done).contains("Cy"), "{done:?}");
+    // The parked call was continued once: the same answer again finds nothing.
+    let again = modern.call_tool_once(answer).await.unwrap_err();
+    assert!(again.to_string().contains("gone"), "{again}");
+
+    // rmcp's client drives the round itself.
+    let driven = modern.call_tool(ask).await.unwrap();
+    assert!(text(&driven).contains("Dee"), "{driven:?}");
+}
+
+/// A client that answers every elicitation with the name `Dee`.
+#[derive(Clone)]
+struct AnswersAnything;
+
+impl ClientHandler for AnswersAnything {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = serde_json::from_value(json!({"elicitation": {}})).unwrap();
+        ClientConfig::new(capabilities, rmcp::model::Implementation::new("e2e", "1"))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        Ok(
+            serde_json::from_value(json!({"action": "accept", "content": {"name": "Dee"}}))
+                .unwrap(),
+        )
+    }
 }

@@ -48,6 +48,7 @@ pub fn app(state: AppState, allowed_hosts: Vec<String>, shutdown: CancellationTo
         governor: governor.clone(),
         continuations: continuations.clone(),
         upstreams: state.upstreams.clone(),
+        parked: crate::gateway::parked::Parked::default(),
     };
     let fast_path = FastPath {
         calls: calls.clone(),

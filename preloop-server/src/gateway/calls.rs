@@ -6,8 +6,9 @@
 
 use crate::gateway::asking;
 use crate::gateway::builtins::{self, GET_APPROVAL_STATUS, REQUEST_APPROVAL};
-use crate::gateway::continuations::{Continuations, Round};
+use crate::gateway::continuations::{Continuations, Continued, Round};
 use crate::gateway::elicitation::Elicitation;
+use crate::gateway::parked::{self, Parked, RunningCall, Step};
 use crate::gateway::relay::{self, ClientView, Notify};
 use crate::gateway::tasks;
 use crate::gateway::upstream::Upstreams;
@@ -15,6 +16,7 @@ use crate::wire::convert;
 use preloop_core::approval::RequestContext as ApprovalContext;
 use preloop_core::executor::{ProtocolAnswer, ToolOutput};
 use preloop_core::governor::{Governor, GovernorError, Outcome, ToolCall};
+use preloop_core::registry::RegisteredTool;
 use preloop_core::{ClientInfo, Principal};
 use rmcp::ErrorData;
 use rmcp::RoleServer;
@@ -156,6 +158,8 @@ pub struct Calls {
     pub continuations: Continuations,
     /// The upstreams, for the tools they do not list but take calls of.
     pub upstreams: Arc<Upstreams>,
+    /// The calls waiting for their clients' answers to their upstream's questions.
+    pub parked: Parked,
 }
 
 impl std::fmt::Debug for Calls {
@@ -180,18 +184,15 @@ impl Calls {
 /// built-in tools answered here, every other call governed (a tool no upstream lists, by the
 /// upstream that takes calls of tools it does not list, if one does), with its progress and
 /// log messages sent to the `caller`; a round of a multi-round call carries the client's
-/// answers, its state opened by the gateway.
+/// answers, its state opened by the gateway. A 2026-07-28 client's call runs in a task of its
+/// own, so that a session upstream's question can be answered in a later request
+/// ([`crate::gateway::parked`]).
 async fn call_tool(
     calls: &Calls,
     principal: &Principal,
     caller: Caller,
     request: CallToolRequestParams,
 ) -> Result<CallToolResponse, ErrorData> {
-    let Calls {
-        governor,
-        continuations,
-        upstreams,
-    } = calls;
     let Caller {
         client,
         progress,
@@ -201,24 +202,41 @@ async fn call_tool(
         cancel,
     } = caller;
     let arguments = Value::Object(request.arguments.unwrap_or_default());
-    let name = request.name.as_ref();
+    let name = request.name.to_string();
     if name == GET_APPROVAL_STATUS {
-        return approval_status(governor, principal, &arguments)
+        return approval_status(&calls.governor, principal, &arguments)
             .await
             .map(Into::into);
     }
     // What a client that takes questions later may be handed a sealed state for.
     let bound = view.answers_later.then(|| arguments.clone());
-    let round = |arguments| Round {
-        principal,
-        method: "tools/call",
-        name,
-        arguments,
-    };
     let answers = match (&bound, request.input_responses, request.request_state) {
         (_, None, None) => None,
-        (Some(arguments), responses, state) => {
-            continuations.answers(&round(arguments), responses, state)?
+        (Some(bound), responses, state) => {
+            let round = round(principal, &name, bound);
+            match calls.continuations.answers(&round, responses, state)? {
+                Some(Continued::Parked { call, responses }) => {
+                    let mut running = calls.parked.take(call).ok_or_else(|| {
+                        ErrorData::invalid_params(
+                            "the call these answers continue is gone (it waited too long, or \
+                             runs on another replica)",
+                            None,
+                        )
+                    })?;
+                    running.answer(responses.as_ref());
+                    let finished = Finishing {
+                        calls,
+                        principal,
+                        name: &name,
+                        bound: Some(bound),
+                        as_task: view.tasks,
+                        started: std::time::Instant::now(),
+                    };
+                    return finished.step(running, &cancel).await;
+                }
+                Some(Continued::Upstream(answers)) => Some(answers),
+                None => None,
+            }
         }
         (None, _, _) => {
             return Err(ErrorData::invalid_params(
@@ -229,24 +247,33 @@ async fn call_tool(
     };
     let started = std::time::Instant::now();
     let as_task = view.tasks;
+    let answers_later = view.answers_later;
     let askable = view
         .capabilities
         .as_object()
         .is_some_and(|declared| !declared.is_empty());
-    let (mut events, relay) = relay::relay(notify, progress, view, cancel);
+    // A 2026-07-28 client's call outlives its request when its upstream asks a question; it
+    // is given up when the request is, while one waits for it.
+    let (notify, questions, call_cancel) = if answers_later {
+        let (deferring, questions) = parked::deferring(notify);
+        (deferring, Some(questions), CancellationToken::new())
+    } else {
+        (notify, None, cancel.clone())
+    };
+    let (mut events, relay) = relay::relay(notify, progress, view, call_cancel.clone());
     if askable {
         events = events.governing_questions(asking::Governance {
-            governor: governor.clone(),
+            governor: calls.governor.clone(),
             principal: principal.clone(),
         });
     }
-    let mut call = ToolCall::new(name, arguments)
+    let mut call = ToolCall::new(name.as_str(), arguments)
         .with_client(client)
         .with_progress(match elicit {
             Some(peer) => Arc::new(Elicitation::new(
                 events.clone(),
                 peer,
-                governor.clone(),
+                calls.governor.clone(),
                 principal.clone(),
             )),
             None => Arc::new(events.clone()),
@@ -255,52 +282,159 @@ async fn call_tool(
     call.answers = answers;
     // A client that follows tasks gets a held call as one, at once.
     call.no_wait |= as_task;
-    let listed = governor
+    let listed = calls
+        .governor
         .registry()
-        .get(&principal.organization_id, name)
+        .get(&principal.organization_id, &name)
         .is_some_and(|tool| tool.is_visible_to(principal));
     let unlisted = match listed || name == REQUEST_APPROVAL {
         true => None,
         false => {
-            upstreams
-                .unlisted_tool(&principal.organization_id, name)
+            calls
+                .upstreams
+                .unlisted_tool(&principal.organization_id, &name)
                 .await
         }
     };
-    let governed = async {
-        if let Some(tool) = unlisted {
-            governor.call_operation(principal, tool, call).await
-        } else if name == REQUEST_APPROVAL {
-            call.context = ApprovalContext {
-                operation: string_field(&call.arguments, "operation"),
-                context: string_field(&call.arguments, "context"),
-                reasoning: string_field(&call.arguments, "reasoning"),
-            };
-            let policy = string_field(&call.arguments, "approval_policy");
-            governor
-                .request_approval(principal, call, policy.as_deref())
-                .await
-        } else {
-            governor.call(principal, call).await
-        }
+    let governed = relay.run(governed(
+        calls.governor.clone(),
+        principal.clone(),
+        unlisted,
+        call,
+    ));
+    let finishing = Finishing {
+        calls,
+        principal,
+        name: &name,
+        bound: bound.as_ref(),
+        as_task,
+        started,
     };
-    match relay.run(governed).await {
-        Ok(outcome) => {
-            record(&outcome, started.elapsed());
-            if as_task && let Some(created) = tasks::of_upstream(&outcome) {
-                return tasks::relayed(calls, principal, name, created)
-                    .await
-                    .map(CallToolResponse::Task);
+    match questions {
+        Some(questions) => {
+            let running = RunningCall::start(governed, questions, call_cancel);
+            finishing.step(running, &cancel).await
+        }
+        None => finishing.finish(governed.await).await,
+    }
+}
+
+/// The `round` a call's sealed state is bound to.
+fn round<'a>(principal: &'a Principal, name: &'a str, arguments: &'a Value) -> Round<'a> {
+    Round {
+        principal,
+        method: "tools/call",
+        name,
+        arguments,
+    }
+}
+
+/// Governs `call`: as a tool the upstream does not list when `unlisted`, as an explicit
+/// approval request for `request_approval`, else as a call of a registered tool.
+async fn governed(
+    governor: Arc<Governor>,
+    principal: Principal,
+    unlisted: Option<RegisteredTool>,
+    mut call: ToolCall,
+) -> Result<Outcome, GovernorError> {
+    if let Some(tool) = unlisted {
+        return governor.call_operation(&principal, tool, call).await;
+    }
+    if call.tool == REQUEST_APPROVAL {
+        call.context = ApprovalContext {
+            operation: string_field(&call.arguments, "operation"),
+            context: string_field(&call.arguments, "context"),
+            reasoning: string_field(&call.arguments, "reasoning"),
+        };
+        let policy = string_field(&call.arguments, "approval_policy");
+        return governor
+            .request_approval(&principal, call, policy.as_deref())
+            .await;
+    }
+    governor.call(&principal, call).await
+}
+
+/// What a call's outcome becomes, for the client that made it.
+struct Finishing<'a> {
+    calls: &'a Calls,
+    principal: &'a Principal,
+    name: &'a str,
+    /// The arguments a sealed state is bound to (2026-07-28 clients).
+    bound: Option<&'a Value>,
+    as_task: bool,
+    started: std::time::Instant,
+}
+
+impl Finishing<'_> {
+    /// Waits for the running call's next step while the client's request waits (`cancel`):
+    /// its outcome, or its upstream's questions, answered `input_required` with the call
+    /// parked until the client answers.
+    async fn step(
+        &self,
+        mut running: RunningCall,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // Questions the client left unanswered are asked again at once.
+        if running.is_waiting() {
+            let questions = running.pending();
+            return self.park(running, questions);
+        }
+        let step = tokio::select! {
+            step = running.step() => step,
+            () = cancel.cancelled() => {
+                running.cancel();
+                return Err(ErrorData::invalid_request("the request was cancelled", None));
             }
-            let sealing = bound
-                .as_ref()
-                .map(|arguments| (continuations, round(arguments)));
-            outcome_response(&outcome, sealing, as_task)
+        };
+        match step {
+            Step::Done(outcome) => self.finish(outcome).await,
+            Step::Asked(questions) => self.park(running, questions),
         }
-        Err(error) => {
-            crate::metrics::tool_call("rejected");
-            protocol_error(error).map(Into::into)
+    }
+
+    /// Parks the running call and answers the client with its `questions`.
+    fn park(&self, running: RunningCall, questions: Value) -> Result<CallToolResponse, ErrorData> {
+        let Some(bound) = self.bound else {
+            running.cancel();
+            return Err(ErrorData::internal_error(
+                "a question reached a client that cannot take it",
+                None,
+            ));
+        };
+        let id = self.calls.parked.park(running);
+        self.calls
+            .continuations
+            .parked(&round(self.principal, self.name, bound), id, questions)
+            .map(CallToolResponse::InputRequired)
+    }
+
+    /// The MCP answer for the call's `outcome`.
+    async fn finish(
+        &self,
+        outcome: Result<Outcome, GovernorError>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                crate::metrics::tool_call("rejected");
+                return protocol_error(error).map(Into::into);
+            }
+        };
+        record(&outcome, self.started.elapsed());
+        if self.as_task
+            && let Some(created) = tasks::of_upstream(&outcome)
+        {
+            return tasks::relayed(self.calls, self.principal, self.name, created)
+                .await
+                .map(CallToolResponse::Task);
         }
+        let sealing = self.bound.map(|arguments| {
+            (
+                &self.calls.continuations,
+                round(self.principal, self.name, arguments),
+            )
+        });
+        outcome_response(&outcome, sealing, self.as_task)
     }
 }
 

@@ -15,7 +15,7 @@ use preloop_core::Principal;
 use preloop_core::executor::InputAnswers;
 use rmcp::ErrorData;
 use rmcp::model::{InputRequiredResult, InputResponses, RequestStateCodec, SealOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,24 @@ use uuid::Uuid;
 
 /// How long a client has to answer a round's questions.
 pub const STATE_TTL: Duration = Duration::from_secs(60 * 60);
+/// What a sealed state holds: an upstream's own state, ...
+const UPSTREAM_STATE: &str = "u";
+/// ... or the id of a call parked here.
+const PARKED_CALL: &str = "p";
+
+/// What a later round continues.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Continued {
+    /// The upstream's request: its answers and its own state, for the upstream.
+    Upstream(InputAnswers),
+    /// A call parked here, waiting for these answers.
+    Parked {
+        /// The parked call's id.
+        call: Uuid,
+        /// The answers by question key.
+        responses: Option<Value>,
+    },
+}
 
 /// Seals and opens the state of multi-round requests.
 #[derive(Clone)]
@@ -86,38 +104,99 @@ impl Continuations {
         }
     }
 
-    /// The answers a request carries for an earlier round of `round`, with the upstream's own
-    /// state; `None` for a first round. A state that was not sealed for this round, or is
-    /// older than [`STATE_TTL`], is refused.
+    /// What a request carries for an earlier round of `round`: answers for the upstream (with
+    /// its own state), or answers for a call parked here ([`crate::gateway::parked`]); `None`
+    /// for a first round. A state that was not sealed for this round, or is older than
+    /// [`STATE_TTL`], is refused.
     pub fn answers(
         &self,
         round: &Round<'_>,
         responses: Option<InputResponses>,
         state: Option<String>,
-    ) -> Result<Option<InputAnswers>, ErrorData> {
+    ) -> Result<Option<Continued>, ErrorData> {
         if responses.is_none() && state.is_none() {
             return Ok(None);
         }
-        let state = match state {
-            Some(sealed) => Some(
-                self.codec
-                    .open_with(&sealed, &round.associated_data())
-                    .ok()
-                    .and_then(|state| String::from_utf8(state).ok())
-                    .ok_or_else(|| {
-                        ErrorData::invalid_params(
-                            "requestState is not one this server handed out for this request, \
-                             or it has expired",
-                            None,
-                        )
-                    })?,
-            ),
-            None => None,
-        };
         let responses = responses.map(|responses| {
             Value::Object(responses.into_iter().collect::<serde_json::Map<_, _>>())
         });
-        Ok(Some(InputAnswers { responses, state }))
+        let Some(sealed) = state else {
+            return Ok(Some(Continued::Upstream(InputAnswers {
+                responses,
+                state: None,
+            })));
+        };
+        let opened = self
+            .codec
+            .open_with(&sealed, &round.associated_data())
+            .ok()
+            .and_then(|state| String::from_utf8(state).ok());
+        let refused = || {
+            ErrorData::invalid_params(
+                "requestState is not one this server handed out for this request, or it has \
+                 expired",
+                None,
+            )
+        };
+        match opened.as_deref().and_then(|state| state.split_once(':')) {
+            Some((UPSTREAM_STATE, state)) => Ok(Some(Continued::Upstream(InputAnswers {
+                responses,
+                state: Some(state.to_owned()),
+            }))),
+            Some((PARKED_CALL, call)) => Ok(Some(Continued::Parked {
+                call: Uuid::parse_str(call).map_err(|_| refused())?,
+                responses,
+            })),
+            _ => Err(refused()),
+        }
+    }
+
+    /// [`Self::answers`] for a request that is never parked (a prompt get, a resource read).
+    pub fn upstream_answers(
+        &self,
+        round: &Round<'_>,
+        responses: Option<InputResponses>,
+        state: Option<String>,
+    ) -> Result<Option<InputAnswers>, ErrorData> {
+        match self.answers(round, responses, state)? {
+            None => Ok(None),
+            Some(Continued::Upstream(answers)) => Ok(Some(answers)),
+            Some(Continued::Parked { .. }) => Err(ErrorData::invalid_params(
+                "requestState is not one this server handed out for this request",
+                None,
+            )),
+        }
+    }
+
+    /// The questions of a call parked here as `id` ([`crate::gateway::parked`]), for the
+    /// client to answer in a round of `round`.
+    pub fn parked(
+        &self,
+        round: &Round<'_>,
+        id: Uuid,
+        questions: Value,
+    ) -> Result<InputRequiredResult, ErrorData> {
+        let state = self.seal(round, &format!("{PARKED_CALL}:{id}"));
+        serde_json::from_value(json!({
+            "resultType": "input_required",
+            "inputRequests": questions,
+            "requestState": state,
+        }))
+        .map_err(|error| {
+            ErrorData::internal_error(
+                format!("an upstream's question is unreadable: {error}"),
+                None,
+            )
+        })
+    }
+
+    /// `state` sealed for `round`.
+    fn seal(&self, round: &Round<'_>, state: &str) -> String {
+        let associated_data = round.associated_data();
+        let options = SealOptions::new()
+            .associated_data(&associated_data)
+            .ttl(STATE_TTL);
+        self.codec.seal_with(state.as_bytes(), &options)
     }
 
     /// The id a client follows an upstream's task by: the upstream server and its own task
@@ -155,11 +234,7 @@ impl Continuations {
             )
         })?;
         if let Some(state) = result.request_state.take() {
-            let associated_data = round.associated_data();
-            let options = SealOptions::new()
-                .associated_data(&associated_data)
-                .ttl(STATE_TTL);
-            result.request_state = Some(self.codec.seal_with(state.as_bytes(), &options));
+            result.request_state = Some(self.seal(round, &format!("{UPSTREAM_STATE}:{state}")));
         }
         Ok(result)
     }
@@ -168,7 +243,6 @@ impl Continuations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn round<'a>(principal: &'a Principal, arguments: &'a Value) -> Round<'a> {
         Round {
@@ -197,8 +271,10 @@ mod tests {
         assert_ne!(sealed, "upstream-state-1");
         let answers = continuations
             .answers(&round(&ann, &arguments), None, Some(sealed.clone()))
-            .unwrap()
             .unwrap();
+        let Some(Continued::Upstream(answers)) = answers else {
+            panic!("the upstream's round continues");
+        };
         assert_eq!(answers.state.as_deref(), Some("upstream-state-1"));
 
         let other_arguments = json!({"item": 2});
@@ -231,16 +307,52 @@ mod tests {
     }
 
     #[test]
+    fn a_parked_calls_state_names_it_for_its_round_only() {
+        let continuations = Continuations::new(&[7; 32]);
+        let ann = Principal::new("ann", "org-1");
+        let arguments = json!({});
+        let id = Uuid::new_v4();
+        let questions = json!({"q1": {"method": "roots/list", "params": {}}});
+        let asked = continuations
+            .parked(&round(&ann, &arguments), id, questions)
+            .unwrap();
+        let state = asked.request_state.unwrap();
+        let responses: InputResponses = [("q1".to_owned(), json!({"roots": []}))].into();
+        let continued = continuations
+            .answers(
+                &round(&ann, &arguments),
+                Some(responses),
+                Some(state.clone()),
+            )
+            .unwrap();
+        assert_eq!(
+            continued,
+            Some(Continued::Parked {
+                call: id,
+                responses: Some(json!({"q1": {"roots": []}})),
+            })
+        );
+        let bob = Principal::new("bob", "org-1");
+        assert!(
+            continuations
+                .answers(&round(&bob, &arguments), None, Some(state))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn answers_without_state_pass_and_no_state_is_invented() {
         let continuations = Continuations::new(&[7; 32]);
         let ann = Principal::new("ann", "org-1");
         let arguments = json!({});
         let round = round(&ann, &arguments);
         let responses: InputResponses = [("who".to_owned(), json!({"action": "accept"}))].into();
-        let answers = continuations
+        let Some(Continued::Upstream(answers)) = continuations
             .answers(&round, Some(responses), None)
             .unwrap()
-            .unwrap();
+        else {
+            panic!("answers without state go to the upstream");
+        };
         assert_eq!(answers.state, None);
         assert_eq!(
             answers.responses,

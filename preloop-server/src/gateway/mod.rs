@@ -6,8 +6,8 @@
 //! its upstream asks governed: [`asking`],
 //! [`elicitation`], and on the fast path the questions an upstream asks it, [`questions`]). Between them and the
 //! governor: the built-in tools ([`builtins`]), the upstreams' prompts and resources
-//! ([`offered`]), the sealed state of multi-round requests ([`continuations`]), held calls as
-//! tasks ([`tasks`]), and where costly decisions run ([`decisions`]).
+//! ([`offered`]), the sealed state of multi-round requests ([`continuations`]), calls
+//! waiting for a 2026-07-28 client's answers ([`parked`]), held calls as tasks ([`tasks`]), and where costly decisions run ([`decisions`]).
 //! Outbound: the upstream servers ([`upstream`]).
 
 pub mod asking;
@@ -20,6 +20,7 @@ pub mod elicitation;
 pub mod fastpath;
 pub mod hosts;
 pub mod offered;
+pub mod parked;
 pub mod questions;
 pub mod relay;
 pub mod server;

@@ -141,7 +141,7 @@ impl Offered {
             name: &exposed,
             arguments: &arguments,
         };
-        let answers = self.continuations.answers(
+        let answers = self.continuations.upstream_answers(
             &round,
             params.input_responses.take(),
             params.request_state.take(),
@@ -192,7 +192,7 @@ impl Offered {
             name: &exposed,
             arguments: &arguments,
         };
-        let answers = self.continuations.answers(
+        let answers = self.continuations.upstream_answers(
             &round,
             params.input_responses.take(),
             params.request_state.take(),

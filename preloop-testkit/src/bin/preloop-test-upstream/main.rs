@@ -1,7 +1,8 @@
 //! A small MCP server for Preloop's end-to-end tests and load tools: tools that echo, add, fail,
 //! sleep, stream progress, "delete" files and ask the client (sampling, elicitation, roots); a
 //! prompt, two resources and a resource template. To 2026-07-28 requests it also lists
-//! `confirm`, whose question comes back as an `input_required` result; `hidden` takes calls
+//! `confirm`, whose question comes back as an `input_required` result, and lists the tools
+//! that ask during the call only to sessions; `hidden` takes calls
 //! and is never listed; `slow` runs as a task for requests that declare the tasks extension
 //! ([`tasks`]). Serves over stdio (`--stdio`) or streamable HTTP (`--http ADDR`, printing
 //! `listening on http://ADDR/mcp`).
@@ -152,19 +153,6 @@ impl ServerHandler for TestUpstream {
                 json!({"destructiveHint": true}),
             ),
             tool(
-                "ask_model",
-                "Ask the client's model for a word (sampling)",
-                json!({}),
-                read_only.clone(),
-            ),
-            tool(
-                "ask_user",
-                "Ask the client's user for a name (elicitation)",
-                json!({}),
-                read_only.clone(),
-            ),
-            tool("roots", "The client's roots", json!({}), read_only.clone()),
-            tool(
                 "touch",
                 "Tell the sessions subscribed to resource uri that it changed",
                 json!({"uri": {"type": "string"}}),
@@ -177,18 +165,33 @@ impl ServerHandler for TestUpstream {
                 read_only.clone(),
             ),
         ];
-        let modern_only = is_modern(&context)
-            .then(|| {
+        // Tools that ask during the call work only in sessions; `confirm` asks the 2026 way.
+        let by_generation = if is_modern(&context) {
+            vec![tool(
+                "confirm",
+                "Ask the client's user for a name, as an input_required result",
+                json!({"item": {"type": "string"}}),
+                read_only,
+            )]
+        } else {
+            vec![
                 tool(
-                    "confirm",
-                    "Ask the client's user for a name, as an input_required result",
-                    json!({"item": {"type": "string"}}),
-                    read_only,
-                )
-            })
-            .flatten();
+                    "ask_model",
+                    "Ask the client's model for a word (sampling)",
+                    json!({}),
+                    read_only.clone(),
+                ),
+                tool(
+                    "ask_user",
+                    "Ask the client's user for a name (elicitation)",
+                    json!({}),
+                    read_only.clone(),
+                ),
+                tool("roots", "The client's roots", json!({}), read_only),
+            ]
+        };
         Ok(ListToolsResult::with_all_items(
-            tools.into_iter().chain([modern_only]).flatten().collect(),
+            tools.into_iter().chain(by_generation).flatten().collect(),
         ))
     }
 
