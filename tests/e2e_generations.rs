@@ -92,10 +92,45 @@ impl ClientHandler for User {
     }
 }
 
-/// A 2026-07-28 client of `url` (no session: every request carries its context).
+/// The test upstream behind a gateway configured with [`CONFIG`].
+struct Setup {
+    _upstream: common::Process,
+    _data: tempfile::TempDir,
+    server: common::Process,
+    /// The MCP endpoint.
+    url: String,
+}
+
+impl Setup {
+    fn start() -> Self {
+        let upstream = start_upstream();
+        let data = tempfile::tempdir().unwrap();
+        let config = CONFIG.replace("UPSTREAM", &upstream.url);
+        let server = start_gateway(data.path(), &config, &[]);
+        let url = format!("{}/mcp/v1", server.url);
+        Self {
+            _upstream: upstream,
+            _data: data,
+            server,
+            url,
+        }
+    }
+}
+
+/// A 2026-07-28 client of `url` (no session: every request carries its context), as the
+/// admin.
 async fn modern_client<H: ClientHandler>(url: &str, user: H) -> RunningService<RoleClient, H> {
+    modern_client_as(url, ADMIN_KEY, user).await
+}
+
+/// [`modern_client`] as the holder of `token`.
+async fn modern_client_as<H: ClientHandler>(
+    url: &str,
+    token: &str,
+    user: H,
+) -> RunningService<RoleClient, H> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
-    config.auth_header = Some(ADMIN_KEY.to_owned());
+    config.auth_header = Some(token.to_owned());
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     };
@@ -114,11 +149,8 @@ fn confirm(item: &str) -> CallToolRequestParams {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_of_a_2026_upstream_reaches_clients_of_both_generations() {
-    let upstream = start_upstream();
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = CONFIG.replace("UPSTREAM", &upstream.url);
-    let server = start_gateway(data_dir.path(), &config, &[]);
-    let url = format!("{}/mcp/v1", server.url);
+    let gateway = Setup::start();
+    let url = gateway.url.clone();
 
     // The tool the upstream offers only to 2026-07-28 requests is listed to every client.
     let legacy = connect_with(&url, Some(ADMIN_KEY), User { name: "Ada" })
@@ -194,11 +226,8 @@ async fn a_question_of_a_2026_upstream_reaches_clients_of_both_generations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_tools_an_upstream_does_not_list_are_forwarded_only_where_it_is_allowed() {
-    let upstream = start_upstream();
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = CONFIG.replace("UPSTREAM", &upstream.url);
-    let server = start_gateway(data_dir.path(), &config, &[]);
-    let url = format!("{}/mcp/v1", server.url);
+    let gateway = Setup::start();
+    let (server, url) = (&gateway.server, gateway.url.clone());
     let client = connect_with(&url, Some(ADMIN_KEY), User { name: "Ada" })
         .await
         .unwrap();
@@ -283,18 +312,8 @@ async fn task_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_held_for_approval_is_a_task_to_a_client_that_follows_tasks() {
     let gateway = common::gateway::Gateway::start("web", "").await;
-    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp/v1"));
-    config.auth_header = Some(gateway.agent_key.clone());
-    let lifecycle = ClientLifecycleMode::Discover {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-    };
-    let agent = FollowsTasks
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(config),
-            lifecycle,
-        )
-        .await
-        .unwrap();
+    let url = gateway.url("/mcp/v1");
+    let agent = modern_client_as(&url, &gateway.agent_key, FollowsTasks).await;
     let add = |a: u32| {
         CallToolRequestParams::new("up__add")
             .with_arguments(json!({"a": a, "b": 1}).as_object().cloned().unwrap())
@@ -332,17 +351,7 @@ async fn a_call_held_for_approval_is_a_task_to_a_client_that_follows_tasks() {
     .await;
     assert_eq!(status, 201);
     let other_key = common::gateway::api_key(&gateway.server.url, "other@example.com").await;
-    let mut other_config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp/v1"));
-    other_config.auth_header = Some(other_key);
-    let other = FollowsTasks
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(other_config),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    let other = modern_client_as(&url, &other_key, FollowsTasks).await;
     let hidden = other
         .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
         .await
@@ -431,11 +440,8 @@ async fn cancellation_recorded(server: &str, times: usize) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_call_is_given_up_in_either_generation() {
-    let upstream = start_upstream();
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = CONFIG.replace("UPSTREAM", &upstream.url);
-    let server = start_gateway(data_dir.path(), &config, &[]);
-    let url = format!("{}/mcp/v1", server.url);
+    let gateway = Setup::start();
+    let (server, url) = (&gateway.server, gateway.url.clone());
     let client = connect_with(&url, Some(ADMIN_KEY), User { name: "Ada" })
         .await
         .unwrap();
@@ -531,11 +537,8 @@ impl ClientHandler for Model {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstreams_questions_are_governed_per_server_and_audited() {
-    let upstream = start_upstream();
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = CONFIG.replace("UPSTREAM", &upstream.url);
-    let server = start_gateway(data_dir.path(), &config, &[]);
-    let url = format!("{}/mcp/v1", server.url);
+    let gateway = Setup::start();
+    let (server, url) = (&gateway.server, gateway.url.clone());
     let client = connect_with(&url, Some(ADMIN_KEY), Model).await.unwrap();
     common::wait_for_tool_in(&client, "strict__ask_model").await;
     common::wait_for_tool_in(&client, "docs__ask_model").await;
@@ -580,11 +583,8 @@ async fn an_upstreams_questions_are_governed_per_server_and_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_upstreams_question_reaches_a_2026_client_as_input_required() {
-    let upstream = start_upstream();
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = CONFIG.replace("UPSTREAM", &upstream.url);
-    let server = start_gateway(data_dir.path(), &config, &[]);
-    let url = format!("{}/mcp/v1", server.url);
+    let gateway = Setup::start();
+    let url = gateway.url.clone();
     let modern = modern_client(&url, AnswersAnything).await;
     eventually_some("the session-only tool is listed", async || {
         let tools = modern.list_all_tools().await.unwrap();

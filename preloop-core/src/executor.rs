@@ -98,6 +98,17 @@ impl ToolOutput {
         }
     }
 
+    /// A result that is data for the caller to pass on, with no content of its own (an
+    /// upstream's answer to a forwarded request, a client's answer to a question).
+    pub fn data(value: Value) -> Self {
+        Self {
+            content: Vec::new(),
+            structured_content: Some(value),
+            is_error: false,
+            protocol: None,
+        }
+    }
+
     /// The text of every text item, joined with newlines.
     pub fn joined_text(&self) -> String {
         self.content

@@ -77,12 +77,7 @@ impl ToolExecutor for Asking {
         _context: &ExecutionContext,
     ) -> Result<ToolOutput, ExecutionError> {
         match self.0.ask(&tool.name, arguments).await {
-            Ok(answer) => Ok(ToolOutput {
-                content: Vec::new(),
-                structured_content: Some(answer),
-                is_error: false,
-                protocol: None,
-            }),
+            Ok(answer) => Ok(ToolOutput::data(answer)),
             Err(AskError::Refused(error)) => {
                 Ok(ToolOutput::protocol(ProtocolAnswer::Refused(error)))
             }

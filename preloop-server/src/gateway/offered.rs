@@ -504,12 +504,7 @@ impl ToolExecutor for Forwarding {
             Ok(result) if asks_for_input(&result) => {
                 Ok(ToolOutput::protocol(ProtocolAnswer::InputRequired(result)))
             }
-            Ok(result) => Ok(ToolOutput {
-                content: Vec::new(),
-                structured_content: Some(result),
-                is_error: false,
-                protocol: None,
-            }),
+            Ok(result) => Ok(ToolOutput::data(result)),
             Err(UpstreamError::Refused(error)) => {
                 Ok(ToolOutput::protocol(ProtocolAnswer::Refused(json!(error))))
             }

@@ -111,6 +111,16 @@ pub async fn list_tools(client: &dyn UpstreamClient) -> Result<Vec<Tool>, Upstre
     Ok(tools)
 }
 
+/// The method and parameters of a request to forward (`{}` when it has none).
+pub fn method_and_params(request: &ClientRequest) -> Result<(String, Value), UpstreamError> {
+    let method = request.method().to_owned();
+    let mut message = serde_json::to_value(request).map_err(UpstreamError::Unreadable)?;
+    let params = message
+        .get_mut("params")
+        .map_or_else(|| Value::Object(serde_json::Map::new()), Value::take);
+    Ok((method, params))
+}
+
 /// Whether `result` is a 2026-07-28 `input_required` result rather than a finished one.
 pub fn asks_for_input(result: &Value) -> bool {
     result.get("resultType").and_then(Value::as_str) == Some("input_required")

@@ -17,7 +17,7 @@
 //! `notifications/tools/list_changed` stays on the rmcp connection
 //! ([`crate::gateway::upstream::connection`]).
 
-use super::caller::{ToolRequest, UpstreamClient};
+use super::caller::{ToolRequest, UpstreamClient, method_and_params};
 use super::error::UpstreamError;
 use super::modern::ModernCaller;
 use crate::wire::notifications::{audience, report};
@@ -501,11 +501,7 @@ impl UpstreamClient for HttpCaller {
         request: ClientRequest,
         _observer: Option<&Arc<dyn ExecutionObserver>>,
     ) -> Result<Value, UpstreamError> {
-        let method = request.method().to_owned();
-        let mut message = serde_json::to_value(&request).map_err(UpstreamError::Unreadable)?;
-        let params = message
-            .get_mut("params")
-            .map_or_else(|| json!({}), Value::take);
+        let (method, params) = method_and_params(&request)?;
         self.request(&method, params, None).await
     }
 

@@ -16,7 +16,7 @@
 // MCP logging is deprecated by SEP-2577, but clients still use it and upstreams still send it.
 #![allow(deprecated)]
 
-use super::caller::{ToolRequest, UpstreamClient};
+use super::caller::{ToolRequest, UpstreamClient, method_and_params};
 use super::error::UpstreamError;
 use super::http::{UpstreamMessage, bounded, result_of};
 use crate::wire::headers;
@@ -410,11 +410,7 @@ impl UpstreamClient for ModernCaller {
         request: ClientRequest,
         observer: Option<&Arc<dyn ExecutionObserver>>,
     ) -> Result<Value, UpstreamError> {
-        let method = request.method().to_owned();
-        let mut message = serde_json::to_value(&request).map_err(UpstreamError::Unreadable)?;
-        let params = message
-            .get_mut("params")
-            .map_or_else(|| json!({}), Value::take);
+        let (method, params) = method_and_params(&request)?;
         self.send(&method, params, observer, None).await
     }
 
